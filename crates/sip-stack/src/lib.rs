@@ -1,0 +1,10 @@
+//! SIP transports, RFC 3261 transactions and the endpoint glue shared by
+//! signaling and the outbound call agent.
+//!
+//! Layering (bottom up): [`transport`] moves bytes over UDP/TCP and frames
+//! streams; [`transaction`] holds the four RFC 3261 §17 state machines (pure,
+//! time passed in) and the tokio runtime that drives their named timers;
+//! [`endpoint`] ties both to a transaction user (the registrar, the B2BUA).
+
+pub mod target;
+pub mod transaction;
