@@ -1,0 +1,387 @@
+//! [`Store`], the handle callers hold, and [`Backend`], the trait a database
+//! implements.
+//!
+//! Why a trait object behind a cheap `Clone` handle rather than generics or
+//! an enum:
+//! * callers (registrar, API, CDR writer) name one concrete type, `Store`,
+//!   with no type parameter leaking through the whole server;
+//! * the SQLite backend exists now and a Postgres one will follow; the trait
+//!   makes the compiler check that every backend covers every operation;
+//! * tests of other crates can plug in their own [`Backend`] (e.g. to inject
+//!   failures) through [`Store::from_backend`].
+//!
+//! The trait returns boxed futures so it stays object safe; one allocation
+//! per call is noise next to a database round trip. Input validation and
+//! normalization live in `Store`, once for all backends: a backend receives
+//! only checked values.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
+    User, UserPatch,
+};
+use crate::sqlite::SqliteBackend;
+use crate::validate;
+
+/// A boxed `Send` future, the return type of [`Backend`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A database holding Switchboard's persistent data.
+///
+/// Implementations receive validated, normalized input from [`Store`] and
+/// must map unique violations to [`Error::Conflict`] and missing rows to
+/// [`Error::NotFound`] (the `From<sqlx::Error>` conversion does both).
+/// Semantics of each method are those of the `Store` method of the same name.
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs, e.g. `"sqlite"`.
+    fn kind(&self) -> &'static str;
+    /// A cheap query proving the database answers.
+    fn health(&self) -> BoxFuture<'_, Result<()>>;
+    /// Closes connections; later calls fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// All accounts by id.
+    fn list_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>>>;
+    /// One account.
+    fn get_account(&self, id: i64) -> BoxFuture<'_, Result<Account>>;
+    /// Inserts an account.
+    fn create_account(&self, new: NewAccount) -> BoxFuture<'_, Result<Account>>;
+    /// Applies a non-empty patch.
+    fn update_account(&self, id: i64, patch: AccountPatch) -> BoxFuture<'_, Result<Account>>;
+    /// Deletes a non-default account, its users and their registrations.
+    fn delete_account(&self, id: i64) -> BoxFuture<'_, Result<()>>;
+    /// The account claiming a (lowercase) domain, else the default one.
+    fn account_for_domain<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Account>>;
+
+    /// Users by id, optionally of one account.
+    fn list_users(&self, account_id: Option<i64>) -> BoxFuture<'_, Result<Vec<User>>>;
+    /// One user.
+    fn get_user(&self, id: i64) -> BoxFuture<'_, Result<User>>;
+    /// A user by account and username.
+    fn find_user<'a>(
+        &'a self,
+        account_id: i64,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>>>;
+    /// A user by account and extension.
+    fn find_user_by_extension<'a>(
+        &'a self,
+        account_id: i64,
+        extension: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>>>;
+    /// Inserts a user.
+    fn create_user(&self, new: NewUser) -> BoxFuture<'_, Result<User>>;
+    /// Applies a patch (possibly empty: then only `updated_at` changes).
+    fn update_user(&self, id: i64, patch: UserPatch) -> BoxFuture<'_, Result<User>>;
+    /// Deletes a user and its registrations.
+    fn delete_user(&self, id: i64) -> BoxFuture<'_, Result<()>>;
+
+    /// Inserts or replaces bindings in one transaction.
+    fn upsert_registrations<'a>(&'a self, regs: &'a [Registration]) -> BoxFuture<'a, Result<()>>;
+    /// Deletes bindings by `(aor, contact)`; returns how many existed.
+    fn delete_registrations<'a>(
+        &'a self,
+        keys: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Deletes every binding of an AOR; returns how many existed.
+    fn delete_aor<'a>(&'a self, aor: &'a str) -> BoxFuture<'a, Result<u64>>;
+    /// Purges expired and orphaned bindings, returns the rest.
+    fn load_registrations(&self, now_ms: i64) -> BoxFuture<'_, Result<Vec<Registration>>>;
+
+    /// Inserts a CDR unless its call_id exists; returns whether it did.
+    fn insert_cdr<'a>(&'a self, cdr: &'a Cdr) -> BoxFuture<'a, Result<bool>>;
+    /// A CDR by call_id.
+    fn get_cdr<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<Cdr>>;
+    /// CDRs matching a filter, newest (largest id) first.
+    fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>>;
+}
+
+/// Handle to Switchboard's persistent data: accounts, users, registrar
+/// bindings and CDRs.
+///
+/// Cheap to clone (one `Arc`); share it freely between tasks. Validates all
+/// input before it reaches the database.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Store").field(&self.0.kind()).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/switchboard.db` in WAL mode with
+    /// foreign keys on, and applies pending migrations.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Store> {
+        Ok(Store(Arc::new(SqliteBackend::open(data_dir).await?)))
+    }
+
+    /// A fresh, private in-memory SQLite database with the schema applied;
+    /// for tests. Its data is gone once the `Store` and its clones are
+    /// dropped.
+    pub async fn open_sqlite_memory() -> Result<Store> {
+        Ok(Store(Arc::new(SqliteBackend::open_memory().await?)))
+    }
+
+    /// Wraps a custom backend (another database, or a test double). Input is
+    /// still validated by `Store` before reaching it.
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Store {
+        Store(backend)
+    }
+
+    /// Short name of the backend, e.g. `"sqlite"`.
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    /// A cheap query proving the database answers (for health endpoints).
+    pub async fn health(&self) -> Result<()> {
+        self.0.health().await
+    }
+
+    /// Closes the database connections, waiting for running queries; call
+    /// on shutdown. Every clone of this `Store` fails afterwards.
+    pub async fn close(&self) {
+        self.0.close().await
+    }
+
+    // ----- accounts -----
+
+    /// All accounts, by id (the default account first).
+    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.0.list_accounts().await
+    }
+
+    /// One account, or [`Error::NotFound`].
+    pub async fn get_account(&self, id: i64) -> Result<Account> {
+        self.0.get_account(id).await
+    }
+
+    /// Creates an account. [`Error::Conflict`] if the name or domain is
+    /// taken.
+    pub async fn create_account(&self, new: NewAccount) -> Result<Account> {
+        let new = NewAccount {
+            name: validate::account_name(&new.name)?,
+            domain: validate::opt_domain(new.domain.as_deref())?,
+            max_concurrent_calls: validate::max_concurrent_calls(new.max_concurrent_calls)?,
+        };
+        self.0.create_account(new).await
+    }
+
+    /// Changes the fields set in `patch` and returns the updated account.
+    ///
+    /// Changing the domain changes the digest realm if the server uses the
+    /// account domain as realm; the users' HA1s must then be recomputed by
+    /// the caller.
+    pub async fn update_account(&self, id: i64, patch: AccountPatch) -> Result<Account> {
+        let patch = AccountPatch {
+            name: patch
+                .name
+                .as_deref()
+                .map(validate::account_name)
+                .transpose()?,
+            domain: patch
+                .domain
+                .map(|d| validate::opt_domain(d.as_deref()))
+                .transpose()?,
+            max_concurrent_calls: patch
+                .max_concurrent_calls
+                .map(validate::max_concurrent_calls)
+                .transpose()?,
+        };
+        if patch.is_empty() {
+            return self.0.get_account(id).await;
+        }
+        self.0.update_account(id, patch).await
+    }
+
+    /// Deletes an account with its users and their registrations. The
+    /// default account cannot be deleted ([`Error::Invalid`]).
+    pub async fn delete_account(&self, id: i64) -> Result<()> {
+        if id == DEFAULT_ACCOUNT_ID {
+            return Err(Error::Invalid(
+                "id: the default account cannot be deleted".to_owned(),
+            ));
+        }
+        self.0.delete_account(id).await
+    }
+
+    /// The account serving a SIP domain: the one claiming it (compared
+    /// case-insensitively), otherwise the default account.
+    pub async fn account_for_domain(&self, domain: &str) -> Result<Account> {
+        self.0
+            .account_for_domain(&domain.to_ascii_lowercase())
+            .await
+    }
+
+    // ----- users -----
+
+    /// All users, or those of one account, by id.
+    pub async fn list_users(&self, account_id: Option<i64>) -> Result<Vec<User>> {
+        self.0.list_users(account_id).await
+    }
+
+    /// One user, or [`Error::NotFound`].
+    pub async fn get_user(&self, id: i64) -> Result<User> {
+        self.0.get_user(id).await
+    }
+
+    /// The user with this username in this account, for digest
+    /// authentication.
+    pub async fn find_user(&self, account_id: i64, username: &str) -> Result<Option<User>> {
+        self.0.find_user(account_id, username).await
+    }
+
+    /// The user with this extension in this account, for routing calls to
+    /// extensions.
+    pub async fn find_user_by_extension(
+        &self,
+        account_id: i64,
+        extension: &str,
+    ) -> Result<Option<User>> {
+        self.0.find_user_by_extension(account_id, extension).await
+    }
+
+    /// Creates a user. [`Error::Conflict`] if the username or extension is
+    /// taken in the account, [`Error::Invalid`] if the account does not
+    /// exist or a field is malformed.
+    pub async fn create_user(&self, new: NewUser) -> Result<User> {
+        let new = NewUser {
+            account_id: new.account_id,
+            username: validate::username(&new.username)?,
+            extension: validate::opt_extension(new.extension.as_deref())?,
+            display_name: validate::opt_display_name(new.display_name.as_deref())?,
+            ha1_md5: validate::ha1_md5(&new.ha1_md5)?,
+            ha1_sha256: validate::ha1_sha256(&new.ha1_sha256)?,
+            enabled: new.enabled,
+        };
+        self.0.create_user(new).await
+    }
+
+    /// Changes the fields set in `patch` and returns the updated user.
+    ///
+    /// Both HA1s must be given together, and with any change of username
+    /// (they are digests over it).
+    pub async fn update_user(&self, id: i64, patch: UserPatch) -> Result<User> {
+        let mut patch = UserPatch {
+            username: patch
+                .username
+                .as_deref()
+                .map(validate::username)
+                .transpose()?,
+            extension: patch
+                .extension
+                .map(|e| validate::opt_extension(e.as_deref()))
+                .transpose()?,
+            display_name: patch
+                .display_name
+                .map(|d| validate::opt_display_name(d.as_deref()))
+                .transpose()?,
+            ha1_md5: patch
+                .ha1_md5
+                .as_deref()
+                .map(validate::ha1_md5)
+                .transpose()?,
+            ha1_sha256: patch
+                .ha1_sha256
+                .as_deref()
+                .map(validate::ha1_sha256)
+                .transpose()?,
+            enabled: patch.enabled,
+        };
+        match (&patch.ha1_md5, &patch.ha1_sha256) {
+            (Some(_), None) => {
+                return Err(Error::Invalid(
+                    "ha1_sha256: must be set together with ha1_md5".to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::Invalid(
+                    "ha1_md5: must be set together with ha1_sha256".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        if patch.ha1_md5.is_none() && patch.username.is_some() {
+            let current = self.0.get_user(id).await?;
+            if patch.username.as_deref() == Some(current.username.as_str()) {
+                patch.username = None;
+            } else {
+                return Err(Error::Invalid(
+                    "ha1_md5: new digests are required when the username changes".to_owned(),
+                ));
+            }
+        }
+        self.0.update_user(id, patch).await
+    }
+
+    /// Deletes a user and its registrations.
+    pub async fn delete_user(&self, id: i64) -> Result<()> {
+        self.0.delete_user(id).await
+    }
+
+    // ----- registrations -----
+
+    /// Inserts or replaces (by `(aor, contact)`) registrar bindings, all in
+    /// one transaction. Meant for the registrar's write-behind flusher with
+    /// thousands of rows per call. Rows are stored as given, without
+    /// validation, so one odd binding cannot fail a whole batch.
+    pub async fn upsert_registrations(&self, regs: &[Registration]) -> Result<()> {
+        if regs.is_empty() {
+            return Ok(());
+        }
+        self.0.upsert_registrations(regs).await
+    }
+
+    /// Deletes bindings by `(aor, contact)`, in one transaction; returns how
+    /// many existed.
+    pub async fn delete_registrations(&self, keys: &[(String, String)]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.0.delete_registrations(keys).await
+    }
+
+    /// Deletes all bindings of an address of record; returns how many
+    /// existed.
+    pub async fn delete_aor(&self, aor: &str) -> Result<u64> {
+        self.0.delete_aor(aor).await
+    }
+
+    /// Bindings still valid at `now_ms` (`expires_at > now_ms`), ordered by
+    /// `(aor, contact)`, for the registrar to warm its cache at startup.
+    /// Expired bindings, and those whose account or user no longer exists,
+    /// are deleted.
+    pub async fn load_registrations(&self, now_ms: i64) -> Result<Vec<Registration>> {
+        self.0.load_registrations(now_ms).await
+    }
+
+    // ----- cdrs -----
+
+    /// Stores a CDR. Idempotent on `call_id`: a CDR delivered again is
+    /// ignored and `Ok(false)` returned. `id` and `created_at` of the
+    /// argument are ignored; the store assigns them.
+    pub async fn insert_cdr(&self, cdr: &Cdr) -> Result<bool> {
+        validate::call_id(&cdr.call_id)?;
+        self.0.insert_cdr(cdr).await
+    }
+
+    /// The CDR of a call, or [`Error::NotFound`].
+    pub async fn get_cdr(&self, call_id: &str) -> Result<Cdr> {
+        self.0.get_cdr(call_id).await
+    }
+
+    /// CDRs matching `filter`, newest first, at most
+    /// [`CdrFilter::effective_limit`] rows. For the next page, set
+    /// `filter.cursor` to the id of the last row returned.
+    pub async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>> {
+        self.0.list_cdrs(filter).await
+    }
+}
