@@ -1,1 +1,438 @@
-//! placeholder
+//! switchboard-signaling: registrar, SIP service and REST API of one node.
+//!
+//! [`run`] builds a [`Node`] from a [`Config`], binds the SIP transports and
+//! the API, and returns a [`Running`] handle with the bound addresses; the
+//! binary and the tests start the very same server this way. Layout:
+//! [`config`] (settings), [`directory`] (accounts and users in memory),
+//! [`location`] (bindings, write-behind to the store), [`auth`] +
+//! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
+//! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
+//! [`metrics`] (Prometheus).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod directory;
+pub mod location;
+pub mod metrics;
+pub mod ratelimit;
+pub mod registrar;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use switchboard_sip_stack::endpoint::Endpoint;
+use switchboard_sip_stack::transaction::TimerConfig;
+use switchboard_sip_stack::transport::{TransportConfig, Transports};
+use switchboard_store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::Config;
+
+use crate::auth::Authenticator;
+use crate::directory::Directory;
+use crate::location::Location;
+use crate::metrics::{SipMetrics, metric};
+use crate::ratelimit::AuthLimiter;
+use crate::registrar::{Intervals, Now, Registrar};
+use crate::service::SipService;
+
+/// Everything a signaling node shares between SIP and the API.
+pub struct Node {
+    pub config: Config,
+    pub store: Store,
+    pub directory: Arc<Directory>,
+    pub location: Arc<Location>,
+    pub auth: Arc<Authenticator>,
+    pub metrics: Arc<SipMetrics>,
+    pub started: Instant,
+    endpoint: std::sync::OnceLock<Arc<Endpoint>>,
+}
+
+/// Figures the API reports from the SIP stack.
+#[derive(Debug, Default)]
+pub struct SipStats {
+    pub transactions_live: usize,
+    pub tcp_connections: usize,
+    pub requests_in: u64,
+    pub responses_out: u64,
+}
+
+impl Node {
+    fn endpoint(&self) -> Option<&Arc<Endpoint>> {
+        self.endpoint.get()
+    }
+
+    pub fn sip_stats(&self) -> SipStats {
+        let Some(ep) = self.endpoint() else {
+            return SipStats::default();
+        };
+        let transports = ep.wire.transports();
+        SipStats {
+            transactions_live: ep.layer.live(),
+            tcp_connections: transports.map(|t| t.connection_count()).unwrap_or(0),
+            requests_in: transports
+                .map(|t| {
+                    t.stats.udp_in.load(Ordering::Relaxed) + t.stats.tcp_in.load(Ordering::Relaxed)
+                })
+                .unwrap_or(0),
+            responses_out: transports
+                .map(|t| t.stats.out.load(Ordering::Relaxed))
+                .unwrap_or(0),
+        }
+    }
+
+    /// The whole `/metrics` page.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let (aors, contacts) = self.location.counts();
+        metric(
+            &mut out,
+            "switchboard_registrations_aors",
+            "gauge",
+            "Registered addresses-of-record.",
+            aors,
+        );
+        metric(
+            &mut out,
+            "switchboard_registrations_contacts",
+            "gauge",
+            "Registered contacts.",
+            contacts,
+        );
+        metric(
+            &mut out,
+            "switchboard_registrations_expired_total",
+            "counter",
+            "Contacts removed because they expired.",
+            self.location.stats.expired.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "switchboard_registrations_persist_failures_total",
+            "counter",
+            "Failed write-behind flushes of registrations (retried).",
+            self.location.stats.persist_failures.load(Ordering::Relaxed),
+        );
+        let a = &self.auth.stats;
+        for (name, help, v) in [
+            (
+                "switchboard_auth_challenges_total",
+                "Digest challenges sent.",
+                &a.challenges,
+            ),
+            (
+                "switchboard_auth_successes_total",
+                "Successful digest authentications.",
+                &a.successes,
+            ),
+            (
+                "switchboard_auth_failures_total",
+                "Failed digest authentications.",
+                &a.failures,
+            ),
+            (
+                "switchboard_auth_stale_total",
+                "Stale nonces answered with stale=true.",
+                &a.stale,
+            ),
+            (
+                "switchboard_auth_replays_total",
+                "Replayed nonce-counts refused.",
+                &a.replays,
+            ),
+            (
+                "switchboard_auth_blocked_total",
+                "Requests from blocked sources.",
+                &a.blocked,
+            ),
+        ] {
+            metric(&mut out, name, "counter", help, v.load(Ordering::Relaxed));
+        }
+        metric(
+            &mut out,
+            "switchboard_auth_blocked_sources",
+            "gauge",
+            "Source addresses currently blocked after failed authentications.",
+            self.auth.limiter.blocked_count(Instant::now()),
+        );
+        if let Some(ep) = self.endpoint() {
+            let s = ep.layer.metrics();
+            let created = s.created.client_invite
+                + s.created.client_non_invite
+                + s.created.server_invite
+                + s.created.server_non_invite;
+            metric(
+                &mut out,
+                "switchboard_transactions_live",
+                "gauge",
+                "Live SIP transactions.",
+                ep.layer.live(),
+            );
+            metric(
+                &mut out,
+                "switchboard_transactions_created_total",
+                "counter",
+                "SIP transactions created.",
+                created,
+            );
+            metric(
+                &mut out,
+                "switchboard_transactions_timeouts_total",
+                "counter",
+                "SIP transactions that timed out.",
+                s.timeouts,
+            );
+            metric(
+                &mut out,
+                "switchboard_transactions_retransmissions_sent_total",
+                "counter",
+                "Messages retransmitted by transaction timers.",
+                s.retransmissions_sent,
+            );
+            metric(
+                &mut out,
+                "switchboard_transactions_retransmissions_absorbed_total",
+                "counter",
+                "Retransmitted requests absorbed by server transactions.",
+                s.retransmissions_absorbed,
+            );
+            if let Some(t) = ep.wire.transports() {
+                metric(
+                    &mut out,
+                    "switchboard_tcp_connections",
+                    "gauge",
+                    "Open SIP TCP connections.",
+                    t.connection_count(),
+                );
+                metric(
+                    &mut out,
+                    "switchboard_transport_send_errors_total",
+                    "counter",
+                    "Messages that could not be sent.",
+                    t.stats.send_errors.load(Ordering::Relaxed),
+                );
+            }
+        }
+        self.metrics.render(&mut out);
+        out
+    }
+}
+
+/// A started node: its addresses and how to stop it.
+pub struct Running {
+    pub node: Arc<Node>,
+    /// UDP (and TCP, same port) SIP addresses, one per BIND address.
+    pub sip_addrs: Vec<SocketAddr>,
+    pub api_addr: SocketAddr,
+    pub api_token: String,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, flushes pending registrations, and waits (at most
+    /// `grace`) for background tasks.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.cancel();
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            warn!("shutdown grace period over; exiting with tasks still running");
+        }
+    }
+
+    pub fn token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// The API token: configured, or read from / generated into DATA_DIR.
+fn api_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(t) = &config.api_token {
+        if t.is_empty() {
+            anyhow::bail!("API_TOKEN: must not be empty");
+        }
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join("api_token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            info!(path = %path.display(), "API token read from file");
+            return Ok(t);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    write_private(&path, &token)
+        .with_context(|| format!("DATA_DIR: cannot write {}", path.display()))?;
+    info!(path = %path.display(), "API token generated (API_TOKEN unset)");
+    Ok(token)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+/// Starts a node. Returns once every socket is bound.
+///
+/// # Errors
+/// Bad configuration, an unreachable store at start-up, or a port in use.
+pub async fn run(config: Config) -> anyhow::Result<Running> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("DATA_DIR: cannot create {}", config.data_dir.display()))?;
+    let store = Store::open_sqlite(&config.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "DATA_DIR: cannot open the database in {}",
+                config.data_dir.display()
+            )
+        })?;
+    let token = api_token(&config)?;
+    let shutdown = CancellationToken::new();
+
+    let directory = Arc::new(Directory::new(config.realm.clone()));
+    let (accounts, users) = directory.load(&store).await?;
+    info!(accounts, users, "directory loaded");
+
+    let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+    let location = Arc::new(Location::new(config.max_contacts, Some(persist_tx)));
+    location::restore_from(&store, &location, Now::current().unix_ms).await?;
+
+    let limiter = AuthLimiter::new(
+        config.auth_fail_limit,
+        Duration::from_secs(config.auth_fail_window),
+        Duration::from_secs(config.auth_block_seconds),
+    );
+    let auth = Arc::new(Authenticator::new(
+        rand::random(),
+        config.nonce_ttl,
+        config.auth_algorithms.clone(),
+        limiter,
+        config.auth_block_action == "drop",
+    ));
+    let metrics = Arc::new(SipMetrics::default());
+    let node = Arc::new(Node {
+        store: store.clone(),
+        directory: directory.clone(),
+        location: location.clone(),
+        auth: auth.clone(),
+        metrics: metrics.clone(),
+        started: Instant::now(),
+        endpoint: std::sync::OnceLock::new(),
+        config: config.clone(),
+    });
+
+    let mut tasks = Vec::new();
+    tasks.push(location::spawn_persister(
+        store.clone(),
+        persist_rx,
+        location.clone(),
+        shutdown.clone(),
+    ));
+    tasks.push(spawn_sweeper(node.clone(), shutdown.clone()));
+
+    let service = Arc::new(SipService {
+        registrar: Registrar {
+            directory,
+            location,
+            auth,
+            intervals: Intervals {
+                default: config.default_expires,
+                min: config.min_expires,
+                max: config.max_expires,
+            },
+        },
+        metrics,
+    });
+    let endpoint = Endpoint::new(service, TimerConfig::default());
+    let transports = Transports::bind(
+        TransportConfig {
+            addrs: config.bind.clone(),
+            port: config.port,
+            ..TransportConfig::default()
+        },
+        endpoint.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "PORT/BIND: cannot bind SIP on port {} of {:?}",
+            config.port, config.bind
+        )
+    })?;
+    endpoint.wire.set(transports.clone());
+    let _ = node.endpoint.set(endpoint);
+    let sip_addrs = transports.local_addrs();
+
+    let listener = tokio::net::TcpListener::bind((config.api_bind, config.api_port))
+        .await
+        .with_context(|| {
+            format!(
+                "API_PORT: cannot bind {}:{}",
+                config.api_bind, config.api_port
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    info!(%api_addr, "REST API listening");
+    let app = api::router(node.clone(), token.clone());
+    let api_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            warn!(cause = %e, "REST API server stopped");
+        }
+    }));
+
+    Ok(Running {
+        node,
+        sip_addrs,
+        api_addr,
+        api_token: token,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Expires bindings and forgets quiet rate-limit entries, once a second.
+fn spawn_sweeper(node: Arc<Node>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let gone = node.location.expire(Now::current().unix_ms);
+            for (aor, contact) in gone {
+                info!(%aor, %contact, "registration expired");
+            }
+            node.auth.limiter.sweep(Instant::now());
+        }
+    })
+}

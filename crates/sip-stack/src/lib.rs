@@ -4,7 +4,13 @@
 //! Layering (bottom up): [`transport`] moves bytes over UDP/TCP and frames
 //! streams; [`transaction`] holds the four RFC 3261 §17 state machines (pure,
 //! time passed in) and the tokio runtime that drives their named timers;
-//! [`endpoint`] ties both to a transaction user (the registrar, the B2BUA).
+//! [`endpoint`] ties both to a transaction user (the registrar, the B2BUA);
+//! [`ua`] is a small client (register, send requests) on top.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod endpoint;
 pub mod target;
 pub mod transaction;
+pub mod transport;
+pub mod ua;

@@ -1,0 +1,39 @@
+# Switchboard: the two commands of a fresh machine are `make run` and
+# `make test`; everything they need is installed by scripts/ensure-deps.sh.
+
+CARGO ?= cargo
+DATA_DIR ?= ./data
+
+.PHONY: run test deps build release lint fmt bench clean
+
+## Run switchboard-signaling on its embedded defaults: SIP 5060 UDP+TCP,
+## REST on 8080, SQLite under ./data.
+run: deps
+	$(CARGO) run --release --bin switchboard-signaling -- --data-dir $(DATA_DIR)
+
+## Lint and every test: unit, RFC 4475 torture, fuzz run, sipp scenarios.
+test: deps lint
+	$(CARGO) test --workspace --all-targets
+
+deps:
+	@scripts/ensure-deps.sh
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --workspace --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Benchmarks against the reference systems (prints figures; not a test).
+bench: deps release
+	bench/run.sh
+
+clean:
+	$(CARGO) clean

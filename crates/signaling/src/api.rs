@@ -1,0 +1,598 @@
+//! The REST API under `/api/v1` and `/metrics`.
+//!
+//! JSON in and out; every error is `{"error": "...", "code": "..."}` with a
+//! 4xx that names the field at fault. Every route but `/api/v1/health`
+//! needs `Authorization: Bearer <API_TOKEN>`. Writes go to the store first
+//! and then to the in-memory directory the SIP path reads, so a phone can
+//! register the moment its user was created.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_sip::digest::{Algorithm, ha1};
+use switchboard_store::{AccountPatch, NewAccount, NewUser, User, UserPatch};
+
+use crate::Node;
+use crate::registrar::Now;
+
+// === errors ===
+
+/// An API error: HTTP status, a stable machine code and a message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
+    }
+}
+
+impl From<switchboard_store::Error> for ApiError {
+    fn from(e: switchboard_store::Error) -> Self {
+        use switchboard_store::Error as E;
+        match e {
+            E::NotFound => Self::not_found("resource"),
+            E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            E::Invalid(m) => Self::invalid(m),
+            other => {
+                tracing::error!(cause = %other, "store error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is unavailable",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json<T>` whose rejection is our error shape, with serde's message
+/// (which names the field: "missing field `username`").
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match rejection {
+                    JsonRejection::MissingJsonContentType(_) => "content_type",
+                    JsonRejection::JsonSyntaxError(_) => "json_syntax",
+                    _ => "json_invalid",
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// `Path<T>` with our error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    axum::extract::Path<T>: FromRequestParts<S, Rejection = PathRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|r| ApiError::invalid(r.body_text()))
+    }
+}
+
+// === router ===
+
+/// The API router. `token` guards everything but `/api/v1/health`.
+pub fn router(node: Arc<Node>, token: String) -> Router {
+    let token = Arc::new(token);
+    let guarded = Router::new()
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v1/accounts/{id}",
+            get(get_account)
+                .patch(update_account)
+                .delete(delete_account),
+        )
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route(
+            "/api/v1/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .route("/api/v1/registrations", get(list_registrations))
+        .route(
+            "/api/v1/registrations/{aor}",
+            get(get_registration).delete(delete_registration),
+        )
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let token = token.clone();
+            async move { require_token(&token, req, next).await }
+        }));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .merge(guarded)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(node)
+}
+
+async fn require_token(token: &str, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// === health, stats, metrics ===
+
+async fn health(State(node): State<Arc<Node>>) -> Response {
+    match node.store.health().await {
+        Ok(()) => Json(json!({ "status": "ok", "store": "ok" })).into_response(),
+        // SIP keeps working on memory while the store is down: report
+        // degraded, not dead, so an orchestrator does not restart us.
+        Err(e) => (
+            StatusCode::OK,
+            Json(json!({ "status": "degraded", "store": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn stats(State(node): State<Arc<Node>>) -> Json<Value> {
+    let (aors, contacts) = node.location.counts();
+    let sip = node.sip_stats();
+    Json(json!({
+        "uptime_seconds": node.started.elapsed().as_secs(),
+        "registrations": { "aors": aors, "contacts": contacts },
+        "users": node.directory.user_count(),
+        "transactions": { "live": sip.transactions_live },
+        "tcp_connections": sip.tcp_connections,
+        "messages": {
+            "requests_in": sip.requests_in,
+            "responses_out": sip.responses_out,
+        },
+        "auth": {
+            "challenges": node.auth.stats.challenges.load(Ordering::Relaxed),
+            "successes": node.auth.stats.successes.load(Ordering::Relaxed),
+            "failures": node.auth.stats.failures.load(Ordering::Relaxed),
+            "blocked_sources": node.auth.limiter.blocked_count(std::time::Instant::now()),
+        },
+    }))
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    (headers, node.render_metrics())
+}
+
+// === accounts ===
+
+async fn list_accounts(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(node.store.list_accounts().await?)))
+}
+
+async fn get_account(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    match node.store.get_account(id).await {
+        Ok(a) => Ok(Json(json!(a))),
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("account")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    name: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    max_concurrent_calls: Option<i64>,
+}
+
+async fn create_account(
+    State(node): State<Arc<Node>>,
+    ApiJson(body): ApiJson<AccountBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let a = node
+        .store
+        .create_account(NewAccount {
+            name: body.name,
+            domain: body.domain.map(|d| d.to_ascii_lowercase()),
+            max_concurrent_calls: body.max_concurrent_calls.unwrap_or(0),
+        })
+        .await?;
+    node.directory.upsert_account(&a);
+    Ok((StatusCode::CREATED, Json(json!(a))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountPatchBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    domain: Option<Option<String>>,
+    #[serde(default)]
+    max_concurrent_calls: Option<i64>,
+}
+
+async fn update_account(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AccountPatchBody>,
+) -> ApiResult<Json<Value>> {
+    let current = node.store.get_account(id).await.map_err(|e| match e {
+        switchboard_store::Error::NotFound => ApiError::not_found("account"),
+        e => e.into(),
+    })?;
+    if let Some(domain) = &body.domain
+        && domain.as_deref().map(str::to_ascii_lowercase) != current.domain
+        && !node.store.list_users(Some(id)).await?.is_empty()
+    {
+        // HA1 = H(username:realm:password) and the realm is the domain:
+        // changing it would silently invalidate every password.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "domain: cannot change while the account has users (their digest hashes are bound to the realm)",
+        ));
+    }
+    let a = node
+        .store
+        .update_account(
+            id,
+            AccountPatch {
+                name: body.name,
+                domain: body.domain.map(|d| d.map(|d| d.to_ascii_lowercase())),
+                max_concurrent_calls: body.max_concurrent_calls,
+            },
+        )
+        .await?;
+    node.directory.upsert_account(&a);
+    Ok(Json(json!(a)))
+}
+
+async fn delete_account(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    match node.store.delete_account(id).await {
+        Ok(()) => {
+            node.directory.remove_account(id);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("account")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// === users ===
+
+/// A user as the API shows it: never a password or a digest hash.
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "account_id": u.account_id,
+        "username": u.username,
+        "extension": u.extension,
+        "display_name": u.display_name,
+        "enabled": u.enabled,
+        "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    account_id: Option<i64>,
+}
+
+async fn list_users(
+    State(node): State<Arc<Node>>,
+    axum::extract::Query(q): axum::extract::Query<UserQuery>,
+) -> ApiResult<Json<Value>> {
+    let users = node.store.list_users(q.account_id).await?;
+    Ok(Json(Value::Array(users.iter().map(user_json).collect())))
+}
+
+async fn get_user(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    match node.store.get_user(id).await {
+        Ok(u) => Ok(Json(user_json(&u))),
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("user")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    extension: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    account_id: Option<i64>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// Shortest password accepted. Weak SIP passwords are how PBXes get used
+/// for toll fraud; eight characters is a floor, not a recommendation.
+pub const MIN_PASSWORD: usize = 8;
+
+fn check_password(p: &str) -> ApiResult<()> {
+    if p.chars().count() < MIN_PASSWORD {
+        return Err(ApiError::invalid(format!(
+            "password: must be at least {MIN_PASSWORD} characters"
+        )));
+    }
+    if p.len() > 256 {
+        return Err(ApiError::invalid("password: must be at most 256 bytes"));
+    }
+    Ok(())
+}
+
+async fn account_realm(node: &Node, account_id: i64) -> ApiResult<String> {
+    match node.store.get_account(account_id).await {
+        Ok(a) => Ok(node.directory.realm_for(&a)),
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::invalid(format!(
+            "account_id: no account {account_id}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn default_account_id(node: &Node) -> ApiResult<i64> {
+    let accounts = node.store.list_accounts().await?;
+    accounts
+        .iter()
+        .find(|a| a.name == "default" && a.domain.is_none())
+        .or_else(|| accounts.iter().find(|a| a.domain.is_none()))
+        .map(|a| a.id)
+        .ok_or_else(|| ApiError::invalid("account_id: required (there is no default account)"))
+}
+
+async fn create_user(
+    State(node): State<Arc<Node>>,
+    ApiJson(body): ApiJson<UserBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_password(&body.password)?;
+    let account_id = match body.account_id {
+        Some(id) => id,
+        None => default_account_id(&node).await?,
+    };
+    let realm = account_realm(&node, account_id).await?;
+    let u = node
+        .store
+        .create_user(NewUser {
+            account_id,
+            ha1_md5: ha1(Algorithm::Md5, &body.username, &realm, &body.password),
+            ha1_sha256: ha1(Algorithm::Sha256, &body.username, &realm, &body.password),
+            username: body.username,
+            extension: body.extension,
+            display_name: body.display_name,
+            enabled: body.enabled.unwrap_or(true),
+        })
+        .await?;
+    node.directory.upsert_user(&u);
+    Ok((StatusCode::CREATED, Json(user_json(&u))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatchBody {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default, with = "double_option")]
+    extension: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    display_name: Option<Option<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn update_user(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UserPatchBody>,
+) -> ApiResult<Json<Value>> {
+    let current = match node.store.get_user(id).await {
+        Ok(u) => u,
+        Err(switchboard_store::Error::NotFound) => return Err(ApiError::not_found("user")),
+        Err(e) => return Err(e.into()),
+    };
+    let renamed = body
+        .username
+        .as_ref()
+        .is_some_and(|n| *n != current.username);
+    if renamed && body.password.is_none() {
+        return Err(ApiError::invalid(
+            "password: required when username changes (the digest hash covers the username)",
+        ));
+    }
+    let (ha1_md5, ha1_sha256) = match &body.password {
+        Some(p) => {
+            check_password(p)?;
+            let realm = account_realm(&node, current.account_id).await?;
+            let name = body.username.as_deref().unwrap_or(&current.username);
+            (
+                Some(ha1(Algorithm::Md5, name, &realm, p)),
+                Some(ha1(Algorithm::Sha256, name, &realm, p)),
+            )
+        }
+        None => (None, None),
+    };
+    let u = node
+        .store
+        .update_user(
+            id,
+            UserPatch {
+                username: body.username,
+                extension: body.extension,
+                display_name: body.display_name,
+                ha1_md5,
+                ha1_sha256,
+                enabled: body.enabled,
+            },
+        )
+        .await?;
+    node.directory.upsert_user(&u);
+    Ok(Json(user_json(&u)))
+}
+
+async fn delete_user(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    match node.store.delete_user(id).await {
+        Ok(()) => {
+            node.directory.remove_user(id);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("user")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// === registrations ===
+
+/// `alice@example.com` and `sip:alice@example.com` name the same AOR.
+fn aor_key(raw: &str) -> String {
+    let raw = raw.trim();
+    let raw = raw.strip_prefix("sip:").unwrap_or(raw);
+    match raw.split_once('@') {
+        Some((user, host)) => format!("sip:{user}@{}", host.to_ascii_lowercase()),
+        None => format!("sip:{raw}"),
+    }
+}
+
+async fn list_registrations(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!(node.location.snapshot(Now::current().unix_ms)))
+}
+
+async fn get_registration(
+    State(node): State<Arc<Node>>,
+    ApiPath(aor): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    node.location
+        .view(&aor_key(&aor), Now::current().unix_ms)
+        .map(|v| Json(json!(v)))
+        .ok_or_else(|| ApiError::not_found("registration"))
+}
+
+async fn delete_registration(
+    State(node): State<Arc<Node>>,
+    ApiPath(aor): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    if node.location.remove_aor(&aor_key(&aor)) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("registration"))
+    }
+}
+
+/// Distinguishes an absent field (no change) from `null` (clear it).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aor_key;
+
+    #[test]
+    fn aor_keys_normalise() {
+        assert_eq!(aor_key("alice@Example.COM"), "sip:alice@example.com");
+        assert_eq!(aor_key("sip:alice@example.com"), "sip:alice@example.com");
+        assert_eq!(aor_key("Alice@x"), "sip:Alice@x");
+    }
+}

@@ -1,0 +1,220 @@
+//! Start-up configuration: every setting is an environment variable and a
+//! CLI flag of the same meaning, parsed once into [`Config`].
+//!
+//! A bad value stops start-up with a message naming the variable (clap
+//! prints `invalid value 'x' for '--port <PORT>'`; the value name is the
+//! environment variable's name on purpose).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use switchboard_sip::digest::Algorithm;
+
+/// `switchboard-signaling`: SIP registrar and call server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard-signaling", version, about)]
+pub struct Config {
+    /// Log filter (tracing EnvFilter syntax: `info`, `debug,sqlx=warn`).
+    #[arg(
+        long,
+        env = "LOGLEVEL",
+        value_name = "LOGLEVEL",
+        default_value = "info"
+    )]
+    pub loglevel: String,
+
+    /// SIP port for UDP and TCP on every BIND address.
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 5060)]
+    pub port: u16,
+
+    /// Comma-separated local addresses for SIP (`0.0.0.0,::` = IPv4 and IPv6).
+    #[arg(
+        long,
+        env = "BIND",
+        value_name = "BIND",
+        value_delimiter = ',',
+        default_value = "0.0.0.0"
+    )]
+    pub bind: Vec<IpAddr>,
+
+    /// REST API port.
+    #[arg(
+        long,
+        env = "API_PORT",
+        value_name = "API_PORT",
+        default_value_t = 8080
+    )]
+    pub api_port: u16,
+
+    /// REST API address.
+    #[arg(
+        long,
+        env = "API_BIND",
+        value_name = "API_BIND",
+        default_value = "0.0.0.0"
+    )]
+    pub api_bind: IpAddr,
+
+    /// Bearer token for the REST API; generated and stored under DATA_DIR when unset.
+    #[arg(
+        long,
+        env = "API_TOKEN",
+        value_name = "API_TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
+    /// Where the embedded SQLite database and generated secrets live.
+    #[arg(
+        long,
+        env = "DATA_DIR",
+        value_name = "DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Digest algorithms challenged, in order (`MD5`, `SHA-256`, `SHA-256,MD5`).
+    /// MD5 alone by default: many deployed phones (baresip 1.0 among them)
+    /// give up on a challenge that lists any other algorithm.
+    #[arg(long, env = "AUTH_ALGORITHMS", value_name = "AUTH_ALGORITHMS", value_delimiter = ',', default_value = "MD5", value_parser = parse_algorithm)]
+    pub auth_algorithms: Vec<Algorithm>,
+
+    /// Digest realm for accounts without a SIP domain of their own.
+    #[arg(
+        long,
+        env = "REALM",
+        value_name = "REALM",
+        default_value = "switchboard"
+    )]
+    pub realm: String,
+
+    /// Seconds a nonce stays valid; an older one is answered with `stale=true`.
+    #[arg(
+        long,
+        env = "NONCE_TTL",
+        value_name = "NONCE_TTL",
+        default_value_t = 300
+    )]
+    pub nonce_ttl: u64,
+
+    /// Registration interval granted when the phone asks for none.
+    #[arg(
+        long,
+        env = "DEFAULT_EXPIRES",
+        value_name = "DEFAULT_EXPIRES",
+        default_value_t = 3600
+    )]
+    pub default_expires: u32,
+
+    /// Shortest registration interval accepted (shorter → 423 with Min-Expires).
+    #[arg(
+        long,
+        env = "MIN_EXPIRES",
+        value_name = "MIN_EXPIRES",
+        default_value_t = 60
+    )]
+    pub min_expires: u32,
+
+    /// Longest registration interval granted (longer requests are shortened).
+    #[arg(
+        long,
+        env = "MAX_EXPIRES",
+        value_name = "MAX_EXPIRES",
+        default_value_t = 3600
+    )]
+    pub max_expires: u32,
+
+    /// Most contacts per address-of-record; a new one replaces the oldest.
+    #[arg(
+        long,
+        env = "MAX_CONTACTS",
+        value_name = "MAX_CONTACTS",
+        default_value_t = 10
+    )]
+    pub max_contacts: usize,
+
+    /// Failed authentications from one source address tolerated per window.
+    #[arg(
+        long,
+        env = "AUTH_FAIL_LIMIT",
+        value_name = "AUTH_FAIL_LIMIT",
+        default_value_t = 10
+    )]
+    pub auth_fail_limit: u32,
+
+    /// Window for AUTH_FAIL_LIMIT, in seconds.
+    #[arg(
+        long,
+        env = "AUTH_FAIL_WINDOW",
+        value_name = "AUTH_FAIL_WINDOW",
+        default_value_t = 60
+    )]
+    pub auth_fail_window: u64,
+
+    /// How long a source over the limit stays blocked, in seconds.
+    #[arg(
+        long,
+        env = "AUTH_BLOCK_SECONDS",
+        value_name = "AUTH_BLOCK_SECONDS",
+        default_value_t = 300
+    )]
+    pub auth_block_seconds: u64,
+
+    /// What a blocked source gets: `403` (a response) or `drop` (silence).
+    #[arg(long, env = "AUTH_BLOCK_ACTION", value_name = "AUTH_BLOCK_ACTION", default_value = "403", value_parser = ["403", "drop"])]
+    pub auth_block_action: String,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::parse(s.trim())
+        .map_err(|_| format!("unknown digest algorithm {s:?} (use MD5 or SHA-256)"))
+}
+
+impl Config {
+    /// Cross-field checks clap cannot express.
+    ///
+    /// # Errors
+    /// A message naming the variable at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bind.is_empty() {
+            return Err("BIND: at least one address is required".into());
+        }
+        if self.auth_algorithms.is_empty() {
+            return Err("AUTH_ALGORITHMS: at least one algorithm is required".into());
+        }
+        if self.min_expires > self.max_expires {
+            return Err(format!(
+                "MIN_EXPIRES ({}) is larger than MAX_EXPIRES ({})",
+                self.min_expires, self.max_expires
+            ));
+        }
+        if self.max_contacts == 0 {
+            return Err("MAX_CONTACTS: must be at least 1".into());
+        }
+        if self.nonce_ttl == 0 {
+            return Err("NONCE_TTL: must be at least 1 second".into());
+        }
+        if self.realm.is_empty() || self.realm.contains('"') {
+            return Err("REALM: must be non-empty and contain no quote".into());
+        }
+        Ok(())
+    }
+
+    /// Test and embedding defaults: loopback, ephemeral ports, a given data dir.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut c = Config::parse_from(["switchboard-signaling"]);
+        c.bind = vec![IpAddr::from([127, 0, 0, 1])];
+        c.port = 0;
+        c.api_bind = IpAddr::from([127, 0, 0, 1]);
+        c.api_port = 0;
+        c.api_token = Some("test-token".into());
+        c.data_dir = data_dir;
+        c
+    }
+
+    pub fn nonce_ttl(&self) -> Duration {
+        Duration::from_secs(self.nonce_ttl)
+    }
+}

@@ -1,0 +1,765 @@
+//! The location service: where each address-of-record can be reached.
+//!
+//! Bindings live in memory, sharded by AOR, because a registrar at tens of
+//! thousands of REGISTERs a second cannot wait on a database per request
+//! (Kamailio's usrloc makes the same choice). Every change is also queued to
+//! a write-behind flusher ([`spawn_persister`]) that writes batches to the
+//! store, coalescing repeated refreshes of one binding; at start-up the
+//! table is restored from the store, so registrations survive a restart. A
+//! database that is down only delays the flush: the pending set is kept
+//! (bounded by the number of distinct bindings) and retried.
+//!
+//! All functions take `now_ms` (unix milliseconds) so the rules are tested
+//! without a clock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use switchboard_sip_stack::target::{Target, TransportKind};
+use switchboard_store::{Registration, Store};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+const SHARDS: usize = 64;
+
+/// One contact of an AOR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    /// The Contact URI exactly as the phone sent it inside `<>`.
+    pub contact: Box<str>,
+    pub expires_at_ms: i64,
+    pub call_id: Box<str>,
+    pub cseq: u32,
+    pub q: Option<f32>,
+    /// The flow the REGISTER arrived on: requests to this phone go there,
+    /// not to the (often private) host in the Contact URI.
+    pub received: Target,
+    pub user_agent: Option<Arc<str>>,
+    /// RFC 5626 `+sip.instance`: when present, a binding is identified by
+    /// instance and reg-id instead of by URI, so a phone that changed port
+    /// replaces its old binding instead of adding one.
+    pub instance: Option<Box<str>>,
+    pub reg_id: Option<u32>,
+    /// RFC 3327 Path headers, as received, comma-joined.
+    pub path: Option<Box<str>>,
+    pub updated_ms: i64,
+}
+
+impl Binding {
+    fn same_binding(&self, other: &NewBinding) -> bool {
+        match (&self.instance, &other.instance) {
+            (Some(a), Some(b)) => a == b && self.reg_id == other.reg_id,
+            _ => contacts_equal(&self.contact, &other.contact),
+        }
+    }
+
+    /// Seconds left, as written in a 200 OK's Contact `expires` parameter.
+    pub fn expires_in(&self, now_ms: i64) -> u32 {
+        let left = (self.expires_at_ms - now_ms).max(0);
+        u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX)
+    }
+}
+
+/// RFC 3261 §19.1.4 compares URIs component-wise; the practical core is a
+/// case-insensitive scheme and host with exact user. Phones re-send the same
+/// Contact text on refresh, so this errs only on exotic re-spellings.
+fn contacts_equal(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// A contact from a REGISTER, after expiry was decided.
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    pub contact: Box<str>,
+    /// 0 removes the binding.
+    pub expires: u32,
+    pub q: Option<f32>,
+    pub instance: Option<Box<str>>,
+    pub reg_id: Option<u32>,
+}
+
+/// What a REGISTER asks of the location service (RFC 3261 §10.3 steps 6–8).
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub aor: String,
+    pub user_id: i64,
+    pub account_id: i64,
+    pub call_id: Box<str>,
+    pub cseq: u32,
+    pub received: Target,
+    pub user_agent: Option<Arc<str>>,
+    pub path: Option<Box<str>>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Query: no Contact header, return the current bindings.
+    Fetch,
+    /// `Contact: *` with `Expires: 0`.
+    RemoveAll,
+    Set(Vec<NewBinding>),
+}
+
+/// Why the update was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateError {
+    /// Same Call-ID with a CSeq not higher than the stored one: an old or
+    /// reordered request (§10.3 step 7).
+    OutOfOrder,
+}
+
+#[derive(Debug, Default)]
+struct AorRecord {
+    user_id: i64,
+    account_id: i64,
+    bindings: Vec<Binding>,
+}
+
+/// Changes for the write-behind flusher.
+#[derive(Debug)]
+pub enum PersistOp {
+    Upsert(Registration),
+    Delete { aor: String, contact: String },
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct LocationStats {
+    pub expired: AtomicU64,
+    pub persist_failures: AtomicU64,
+    pub persisted: AtomicU64,
+}
+
+/// The sharded location table.
+pub struct Location {
+    shards: Vec<Mutex<HashMap<Box<str>, AorRecord>>>,
+    hasher: RandomState,
+    max_contacts: usize,
+    persist: Option<mpsc::UnboundedSender<PersistOp>>,
+    pub stats: LocationStats,
+}
+
+/// A snapshot of one AOR for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct AorView {
+    pub aor: String,
+    pub user_id: i64,
+    pub account_id: i64,
+    pub contacts: Vec<ContactView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactView {
+    pub contact: String,
+    pub expires_in: u32,
+    pub expires_at_ms: i64,
+    pub received: String,
+    pub user_agent: Option<String>,
+    pub call_id: String,
+    pub cseq: u32,
+    pub q: Option<f32>,
+    pub instance: Option<String>,
+}
+
+impl Location {
+    /// A table that queues every change to `persist` (None: memory only).
+    pub fn new(max_contacts: usize, persist: Option<mpsc::UnboundedSender<PersistOp>>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            max_contacts: max_contacts.max(1),
+            persist,
+            stats: LocationStats::default(),
+        }
+    }
+
+    fn shard(&self, aor: &str) -> &Mutex<HashMap<Box<str>, AorRecord>> {
+        let i = (self.hasher.hash_one(aor) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    fn queue(&self, op: PersistOp) {
+        if let Some(tx) = &self.persist {
+            let _ = tx.send(op);
+        }
+    }
+
+    /// Applies a REGISTER atomically and returns the AOR's bindings after it.
+    ///
+    /// # Errors
+    /// [`UpdateError::OutOfOrder`] leaves the table untouched.
+    pub fn update(&self, u: &Update, now_ms: i64) -> Result<Vec<Binding>, UpdateError> {
+        let Ok(mut shard) = self.shard(&u.aor).lock() else {
+            return Ok(Vec::new());
+        };
+        let record = shard.entry(u.aor.as_str().into()).or_default();
+        record.user_id = u.user_id;
+        record.account_id = u.account_id;
+        record.bindings.retain(|b| b.expires_at_ms > now_ms);
+        let mut ops = Vec::new();
+        match &u.change {
+            Change::Fetch => {}
+            Change::RemoveAll => {
+                // §10.3 step 6: each binding with the same Call-ID must have
+                // a lower CSeq, or the request is aborted.
+                if record
+                    .bindings
+                    .iter()
+                    .any(|b| *b.call_id == *u.call_id && b.cseq >= u.cseq)
+                {
+                    return Err(UpdateError::OutOfOrder);
+                }
+                for b in record.bindings.drain(..) {
+                    ops.push(PersistOp::Delete {
+                        aor: u.aor.clone(),
+                        contact: b.contact.into(),
+                    });
+                }
+            }
+            Change::Set(new) => {
+                // Check every contact first so a refused request changes nothing.
+                for n in new {
+                    if let Some(b) = record.bindings.iter().find(|b| b.same_binding(n))
+                        && *b.call_id == *u.call_id
+                        && b.cseq >= u.cseq
+                    {
+                        return Err(UpdateError::OutOfOrder);
+                    }
+                }
+                for n in new {
+                    let pos = record.bindings.iter().position(|b| b.same_binding(n));
+                    if n.expires == 0 {
+                        if let Some(i) = pos {
+                            let b = record.bindings.remove(i);
+                            ops.push(PersistOp::Delete {
+                                aor: u.aor.clone(),
+                                contact: b.contact.into(),
+                            });
+                        }
+                        continue;
+                    }
+                    let binding = Binding {
+                        contact: n.contact.clone(),
+                        expires_at_ms: now_ms + i64::from(n.expires) * 1000,
+                        call_id: u.call_id.clone(),
+                        cseq: u.cseq,
+                        q: n.q,
+                        received: u.received,
+                        user_agent: u.user_agent.clone(),
+                        instance: n.instance.clone(),
+                        reg_id: n.reg_id,
+                        path: u.path.clone(),
+                        updated_ms: now_ms,
+                    };
+                    match pos {
+                        Some(i) => {
+                            let old = std::mem::replace(&mut record.bindings[i], binding);
+                            if !contacts_equal(&old.contact, &n.contact) {
+                                ops.push(PersistOp::Delete {
+                                    aor: u.aor.clone(),
+                                    contact: old.contact.into(),
+                                });
+                            }
+                        }
+                        None => {
+                            if record.bindings.len() >= self.max_contacts {
+                                // Replace the binding refreshed longest ago:
+                                // a rebooting phone behind NAT leaves stale
+                                // bindings behind, and refusing the new one
+                                // would cut off the phone that is alive.
+                                if let Some((i, _)) = record
+                                    .bindings
+                                    .iter()
+                                    .enumerate()
+                                    .min_by_key(|(_, b)| b.updated_ms)
+                                {
+                                    let old = record.bindings.remove(i);
+                                    ops.push(PersistOp::Delete {
+                                        aor: u.aor.clone(),
+                                        contact: old.contact.into(),
+                                    });
+                                }
+                            }
+                            record.bindings.push(binding);
+                        }
+                    }
+                    if let Some(b) = record.bindings.iter().find(|b| b.same_binding(n)) {
+                        ops.push(PersistOp::Upsert(to_registration(
+                            &u.aor,
+                            record.user_id,
+                            record.account_id,
+                            b,
+                        )));
+                    }
+                }
+            }
+        }
+        let result = record.bindings.clone();
+        if record.bindings.is_empty() {
+            shard.remove(u.aor.as_str());
+        }
+        drop(shard);
+        for op in ops {
+            self.queue(op);
+        }
+        Ok(result)
+    }
+
+    /// The live bindings of an AOR.
+    pub fn lookup(&self, aor: &str, now_ms: i64) -> Vec<Binding> {
+        let Ok(shard) = self.shard(aor).lock() else {
+            return Vec::new();
+        };
+        shard
+            .get(aor)
+            .map(|r| {
+                r.bindings
+                    .iter()
+                    .filter(|b| b.expires_at_ms > now_ms)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes an AOR with all its bindings; false if it had none.
+    pub fn remove_aor(&self, aor: &str) -> bool {
+        let removed = self.shard(aor).lock().ok().and_then(|mut s| s.remove(aor));
+        match removed {
+            Some(r) => {
+                for b in r.bindings {
+                    self.queue(PersistOp::Delete {
+                        aor: aor.to_string(),
+                        contact: b.contact.into(),
+                    });
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops expired bindings; returns the (aor, contact) pairs removed.
+    pub fn expire(&self, now_ms: i64) -> Vec<(String, String)> {
+        let mut gone = Vec::new();
+        for shard in &self.shards {
+            let Ok(mut s) = shard.lock() else { continue };
+            s.retain(|aor, r| {
+                r.bindings.retain(|b| {
+                    let keep = b.expires_at_ms > now_ms;
+                    if !keep {
+                        gone.push((aor.to_string(), b.contact.to_string()));
+                    }
+                    keep
+                });
+                !r.bindings.is_empty()
+            });
+        }
+        self.stats
+            .expired
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        for (aor, contact) in &gone {
+            self.queue(PersistOp::Delete {
+                aor: aor.clone(),
+                contact: contact.clone(),
+            });
+        }
+        gone
+    }
+
+    /// Number of AORs and of contacts.
+    pub fn counts(&self) -> (usize, usize) {
+        let mut aors = 0;
+        let mut contacts = 0;
+        for shard in &self.shards {
+            if let Ok(s) = shard.lock() {
+                aors += s.len();
+                contacts += s.values().map(|r| r.bindings.len()).sum::<usize>();
+            }
+        }
+        (aors, contacts)
+    }
+
+    /// Every AOR, sorted, for the API.
+    pub fn snapshot(&self, now_ms: i64) -> Vec<AorView> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            if let Ok(s) = shard.lock() {
+                for (aor, r) in s.iter() {
+                    out.push(view(aor, r, now_ms));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.aor.cmp(&b.aor));
+        out
+    }
+
+    /// One AOR for the API.
+    pub fn view(&self, aor: &str, now_ms: i64) -> Option<AorView> {
+        let shard = self.shard(aor).lock().ok()?;
+        shard.get(aor).map(|r| view(aor, r, now_ms))
+    }
+
+    /// Restores bindings loaded from the store (start-up), without queueing
+    /// them to be written back.
+    pub fn restore(&self, regs: Vec<Registration>, now_ms: i64) -> usize {
+        let mut n = 0;
+        for r in regs {
+            if r.expires_at <= now_ms {
+                continue;
+            }
+            let Some(received) = parse_received(&r.received) else {
+                warn!(aor = %r.aor, received = %r.received, "stored registration has an unreadable source; skipped");
+                continue;
+            };
+            let binding = Binding {
+                contact: r.contact.as_str().into(),
+                expires_at_ms: r.expires_at,
+                call_id: r.call_id.as_str().into(),
+                cseq: u32::try_from(r.cseq).unwrap_or(0),
+                q: r.q.map(|q| q as f32),
+                received,
+                user_agent: r.user_agent.as_deref().map(Arc::from),
+                instance: r.instance_id.as_deref().map(Box::from),
+                reg_id: r.reg_id.and_then(|v| u32::try_from(v).ok()),
+                path: r.path.as_deref().map(Box::from),
+                updated_ms: r.updated_at,
+            };
+            let Ok(mut shard) = self.shard(&r.aor).lock() else {
+                continue;
+            };
+            let record = shard.entry(r.aor.as_str().into()).or_default();
+            record.user_id = r.user_id.unwrap_or_default();
+            record.account_id = r.account_id;
+            record.bindings.push(binding);
+            n += 1;
+        }
+        n
+    }
+}
+
+fn view(aor: &str, r: &AorRecord, now_ms: i64) -> AorView {
+    AorView {
+        aor: aor.to_string(),
+        user_id: r.user_id,
+        account_id: r.account_id,
+        contacts: r
+            .bindings
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .map(|b| ContactView {
+                contact: b.contact.to_string(),
+                expires_in: b.expires_in(now_ms),
+                expires_at_ms: b.expires_at_ms,
+                received: format_received(&b.received),
+                user_agent: b.user_agent.as_deref().map(str::to_string),
+                call_id: b.call_id.to_string(),
+                cseq: b.cseq,
+                q: b.q,
+                instance: b.instance.as_deref().map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+/// `udp:127.0.0.1:5062` / `tcp:[::1]:5062`: the flow a binding was learnt on.
+pub fn format_received(t: &Target) -> String {
+    format!(
+        "{}:{}",
+        t.transport.via_token().to_ascii_lowercase(),
+        t.remote
+    )
+}
+
+/// Inverse of [`format_received`]. The local address is not stored: after a
+/// restart the transport picks a socket of the right family.
+pub fn parse_received(s: &str) -> Option<Target> {
+    let (proto, addr) = s.split_once(':')?;
+    let transport = match proto {
+        "udp" => TransportKind::Udp,
+        "tcp" => TransportKind::Tcp,
+        "tls" => TransportKind::Tls,
+        _ => return None,
+    };
+    let remote: SocketAddr = addr.parse().ok()?;
+    let unspecified = if remote.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    Some(Target {
+        transport,
+        local: unspecified,
+        remote,
+        conn: None,
+    })
+}
+
+fn to_registration(aor: &str, user_id: i64, account_id: i64, b: &Binding) -> Registration {
+    Registration {
+        aor: aor.to_string(),
+        contact: b.contact.to_string(),
+        account_id,
+        user_id: Some(user_id),
+        received: format_received(&b.received),
+        instance_id: b.instance.as_deref().map(str::to_string),
+        reg_id: b.reg_id.map(i64::from),
+        path: b.path.as_deref().map(str::to_string),
+        user_agent: b.user_agent.as_deref().map(str::to_string),
+        call_id: b.call_id.to_string(),
+        cseq: i64::from(b.cseq),
+        q: b.q.map(f64::from),
+        expires_at: b.expires_at_ms,
+        updated_at: b.updated_ms,
+    }
+}
+
+/// Flushes queued changes to the store in batches until `shutdown`, then
+/// flushes what is left. Repeated changes to one binding coalesce, so the
+/// pending set never holds more than one entry per binding.
+pub fn spawn_persister(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<PersistOp>,
+    location: Arc<Location>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pending: HashMap<(String, String), Option<Registration>> = HashMap::new();
+        let mut backoff = Duration::from_millis(100);
+        let mut closing = false;
+        loop {
+            // Gather: wait for the first op (or a tick), then take all queued.
+            if pending.is_empty() && !closing {
+                tokio::select! {
+                    op = rx.recv() => match op {
+                        Some(op) => add(&mut pending, op),
+                        None => closing = true,
+                    },
+                    _ = shutdown.cancelled() => closing = true,
+                }
+            } else if !closing {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.cancelled() => closing = true,
+                }
+            }
+            while let Ok(op) = rx.try_recv() {
+                add(&mut pending, op);
+            }
+            if pending.is_empty() {
+                if closing {
+                    return;
+                }
+                continue;
+            }
+            match flush(&store, &pending).await {
+                Ok(n) => {
+                    location
+                        .stats
+                        .persisted
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    pending.clear();
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    location
+                        .stats
+                        .persist_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(cause = %e, pending = pending.len(), "registration flush failed; will retry");
+                    if closing {
+                        warn!(
+                            pending = pending.len(),
+                            "shutting down with unflushed registrations"
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            if closing && rx.is_empty() && pending.is_empty() {
+                debug!("registration persister finished");
+                return;
+            }
+        }
+    })
+}
+
+fn add(pending: &mut HashMap<(String, String), Option<Registration>>, op: PersistOp) {
+    match op {
+        PersistOp::Upsert(r) => {
+            pending.insert((r.aor.clone(), r.contact.clone()), Some(r));
+        }
+        PersistOp::Delete { aor, contact } => {
+            pending.insert((aor, contact), None);
+        }
+    }
+}
+
+async fn flush(
+    store: &Store,
+    pending: &HashMap<(String, String), Option<Registration>>,
+) -> switchboard_store::Result<usize> {
+    let upserts: Vec<Registration> = pending.values().flatten().cloned().collect();
+    let deletes: Vec<(String, String)> = pending
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    if !upserts.is_empty() {
+        store.upsert_registrations(&upserts).await?;
+    }
+    if !deletes.is_empty() {
+        store.delete_registrations(&deletes).await?;
+    }
+    Ok(upserts.len() + deletes.len())
+}
+
+/// Restores the table from the store at start-up.
+pub async fn restore_from(store: &Store, location: &Location, now_ms: i64) -> anyhow::Result<()> {
+    let regs = store.load_registrations(now_ms).await?;
+    let n = location.restore(regs, now_ms);
+    info!(contacts = n, "registrations restored");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(port: u16) -> Target {
+        Target {
+            transport: TransportKind::Udp,
+            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            remote: SocketAddr::from(([127, 0, 0, 1], port)),
+            conn: None,
+        }
+    }
+
+    fn set(contacts: &[(&str, u32)], call_id: &str, cseq: u32) -> Update {
+        Update {
+            aor: "sip:alice@example.com".into(),
+            user_id: 1,
+            account_id: 1,
+            call_id: call_id.into(),
+            cseq,
+            received: target(5062),
+            user_agent: Some(Arc::from("test")),
+            path: None,
+            change: Change::Set(
+                contacts
+                    .iter()
+                    .map(|(c, e)| NewBinding {
+                        contact: (*c).into(),
+                        expires: *e,
+                        q: None,
+                        instance: None,
+                        reg_id: None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn register_refresh_and_remove() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let loc = Location::new(10, Some(tx));
+        let b = loc
+            .update(&set(&[("sip:a@1.2.3.4", 60)], "c1", 1), 0)
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].expires_in(0), 60);
+        // A second contact from another device (other Call-ID).
+        let b = loc
+            .update(&set(&[("sip:a@5.6.7.8", 120)], "c2", 1), 1000)
+            .unwrap();
+        assert_eq!(b.len(), 2);
+        // Refresh of the first with a higher CSeq.
+        let b = loc
+            .update(&set(&[("sip:a@1.2.3.4", 300)], "c1", 2), 2000)
+            .unwrap();
+        assert_eq!(b.len(), 2);
+        let first = b.iter().find(|x| &*x.contact == "sip:a@1.2.3.4").unwrap();
+        assert_eq!(first.expires_in(2000), 300);
+        // Remove it with expires=0.
+        let b = loc
+            .update(&set(&[("sip:a@1.2.3.4", 0)], "c1", 3), 3000)
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(&*b[0].contact, "sip:a@5.6.7.8");
+        assert_eq!(loc.counts(), (1, 1));
+        let ops: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(
+            matches!(ops.last(), Some(PersistOp::Delete { contact, .. }) if contact == "sip:a@1.2.3.4")
+        );
+    }
+
+    #[test]
+    fn same_call_id_needs_higher_cseq() {
+        let loc = Location::new(10, None);
+        loc.update(&set(&[("sip:a@1.2.3.4", 60)], "c1", 5), 0)
+            .unwrap();
+        assert_eq!(
+            loc.update(&set(&[("sip:a@1.2.3.4", 60)], "c1", 5), 1),
+            Err(UpdateError::OutOfOrder)
+        );
+        assert_eq!(
+            loc.update(&set(&[("sip:a@1.2.3.4", 60)], "c1", 4), 1),
+            Err(UpdateError::OutOfOrder)
+        );
+        // A new Call-ID (phone rebooted) may start from any CSeq.
+        assert!(
+            loc.update(&set(&[("sip:a@1.2.3.4", 60)], "c9", 1), 1)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn star_removes_all_and_expiry_sweeps() {
+        let loc = Location::new(10, None);
+        loc.update(&set(&[("sip:a@1", 60), ("sip:a@2", 30)], "c1", 1), 0)
+            .unwrap();
+        assert_eq!(loc.counts(), (1, 2));
+        let gone = loc.expire(30_000);
+        assert_eq!(
+            gone,
+            vec![("sip:alice@example.com".into(), "sip:a@2".into())]
+        );
+        let mut u = set(&[], "c1", 2);
+        u.change = Change::RemoveAll;
+        assert_eq!(loc.update(&u, 31_000).unwrap(), vec![]);
+        assert_eq!(loc.counts(), (0, 0));
+    }
+
+    #[test]
+    fn max_contacts_replaces_oldest() {
+        let loc = Location::new(2, None);
+        loc.update(&set(&[("sip:a@1", 60)], "c1", 1), 0).unwrap();
+        loc.update(&set(&[("sip:a@2", 60)], "c2", 1), 10).unwrap();
+        let b = loc.update(&set(&[("sip:a@3", 60)], "c3", 1), 20).unwrap();
+        let mut c: Vec<_> = b.iter().map(|b| b.contact.to_string()).collect();
+        c.sort();
+        assert_eq!(c, vec!["sip:a@2", "sip:a@3"]);
+    }
+
+    #[test]
+    fn received_round_trips() {
+        let t = target(5099);
+        assert_eq!(format_received(&t), "udp:127.0.0.1:5099");
+        let back = parse_received("udp:127.0.0.1:5099").unwrap();
+        assert_eq!(back.remote, t.remote);
+        let v6 = parse_received("tcp:[::1]:5070").unwrap();
+        assert_eq!(v6.transport, TransportKind::Tcp);
+        assert!(v6.remote.is_ipv6());
+        assert!(parse_received("sctp:1.2.3.4:1").is_none());
+    }
+}

@@ -1,0 +1,62 @@
+//! The `switchboard-signaling` binary: configuration, logging, signals.
+//! Everything else is the library's [`switchboard_signaling::run`].
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use switchboard_signaling::{Config, run};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// How long shutdown may take to flush registrations and close sockets.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// sysexits.h EX_USAGE: the configuration was wrong.
+const EX_USAGE: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = match EnvFilter::try_new(&config.loglevel) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("LOGLEVEL: invalid filter {:?}: {e}", config.loglevel);
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = config.validate() {
+        error!("{e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let running = match run(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!("start-up failed: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(sip = ?running.sip_addrs, api = %running.api_addr, "switchboard-signaling started");
+    wait_for_signal().await;
+    info!("shutting down");
+    running.shutdown(GRACE).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,280 @@
+//! The registrar (RFC 3261 §10.3): REGISTER in, one response out.
+//!
+//! [`Registrar::handle`] is synchronous and touches only memory (the
+//! directory, the location table, the authenticator), so the SIP receive
+//! path answers a REGISTER without awaiting anything. Persistence happens
+//! behind it in the write-behind flusher.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchboard_sip::message::{Contacts, NameAddr, Request, Uri};
+use switchboard_sip::response::response;
+use switchboard_sip_stack::target::Target;
+
+use crate::auth::{Authenticator, Outcome, Realm};
+use crate::directory::Directory;
+use crate::location::{Change, Location, NewBinding, Update, UpdateError};
+
+/// Extensions this registrar implements, for `Supported` and the `Require`
+/// check (RFC 3261 §8.2.2.3). `path`: Path headers are stored with the
+/// binding and echoed (RFC 3327). `outbound`: `+sip.instance`/`reg-id`
+/// identify bindings (RFC 5626 §6); flow keepalives (CRLF) are answered by
+/// the transport.
+pub const SUPPORTED: &[&str] = &["path", "outbound"];
+
+/// Registration intervals, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub default: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// What to do with a REGISTER.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this response (status code for metrics, bytes for the wire).
+    Respond(u16, Vec<u8>),
+    /// Send nothing (blocked source with silent policy).
+    Drop,
+}
+
+pub struct Registrar {
+    pub directory: Arc<Directory>,
+    pub location: Arc<Location>,
+    pub auth: Arc<Authenticator>,
+    pub intervals: Intervals,
+}
+
+/// Wall-clock "now" in the two forms the registrar needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: i64,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Self {
+            instant: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    pub fn unix_secs(&self) -> u64 {
+        (self.unix_ms / 1000).max(0) as u64
+    }
+}
+
+fn simple(req: &Request, code: u16, reason: &str) -> Reply {
+    Reply::Respond(code, response(req, code, reason).build())
+}
+
+impl Registrar {
+    /// Handles one REGISTER.
+    pub fn handle(&self, req: &Request, source: &Target, now: Now) -> Reply {
+        if let Some(bad) = unsupported_required(req) {
+            return Reply::Respond(
+                420,
+                response(req, 420, "Bad Extension")
+                    .header("Unsupported", &bad)
+                    .build(),
+            );
+        }
+        let to_uri = match Uri::parse(&req.to.uri) {
+            Ok(u) if u.scheme == "sip" || u.scheme == "sips" => u,
+            _ => return simple(req, 400, "Invalid To URI"),
+        };
+        let Some(account) = self.directory.account_for_domain(&to_uri.host) else {
+            return simple(req, 404, "Domain Not Served");
+        };
+        let user = match self.auth.authenticate(
+            req,
+            Realm::Www,
+            &account,
+            &self.directory,
+            source.remote.ip(),
+            now,
+        ) {
+            Outcome::Ok(user) => user,
+            Outcome::Challenge { stale } => {
+                let mut b = response(req, 401, "Unauthorized");
+                for c in self.auth.challenges(&account.realm, stale, now.unix_secs()) {
+                    b = b.header("WWW-Authenticate", &c);
+                }
+                return Reply::Respond(401, b.build());
+            }
+            Outcome::Forbidden(reason) => return simple(req, 403, reason),
+            Outcome::Drop => return Reply::Drop,
+        };
+        // §10.3 step 5: the authenticated user may register only its own
+        // AOR, named by username or by extension.
+        let to_user = to_uri.user.as_deref().unwrap_or("");
+        if to_user != &*user.username && user.extension.as_deref() != Some(to_user) {
+            return simple(req, 403, "Not Allowed To Register This AOR");
+        }
+        let aor = format!(
+            "sip:{}@{}",
+            user.username,
+            account.realm.to_ascii_lowercase()
+        );
+
+        let change = match req.contacts() {
+            Err(_) => return simple(req, 400, "Invalid Contact"),
+            Ok(Contacts::Star) => {
+                let only_star = req.header_values("Contact").len() == 1;
+                if req.expires() != Some(0) || !only_star {
+                    return simple(req, 400, "Invalid Contact *");
+                }
+                Change::RemoveAll
+            }
+            Ok(Contacts::List(list)) if list.is_empty() => Change::Fetch,
+            Ok(Contacts::List(list)) => {
+                let mut new = Vec::with_capacity(list.len());
+                for c in &list {
+                    match self.binding(req, c) {
+                        Ok(b) => new.push(b),
+                        Err(reply) => return reply,
+                    }
+                }
+                Change::Set(new)
+            }
+        };
+        let path = {
+            let p = req.header_values("Path");
+            (!p.is_empty()).then(|| p.join(", ").into_boxed_str())
+        };
+        let update = Update {
+            aor,
+            user_id: user.id,
+            account_id: account.id,
+            call_id: req.call_id.as_str().into(),
+            cseq: req.cseq,
+            received: *source,
+            user_agent: req.header("User-Agent").map(Arc::from),
+            path: path.clone(),
+            change,
+        };
+        let bindings = match self.location.update(&update, now.unix_ms) {
+            Ok(b) => b,
+            Err(UpdateError::OutOfOrder) => return simple(req, 400, "Out Of Order CSeq"),
+        };
+        let mut b = response(req, 200, "OK");
+        for binding in &bindings {
+            let mut value = format!(
+                "<{}>;expires={}",
+                binding.contact,
+                binding.expires_in(now.unix_ms)
+            );
+            if let Some(inst) = &binding.instance {
+                value.push_str(";+sip.instance=");
+                value.push_str(inst);
+            }
+            if let Some(r) = binding.reg_id {
+                value.push_str(&format!(";reg-id={r}"));
+            }
+            b = b.header("Contact", &value);
+        }
+        if let Some(p) = &path {
+            b = b.header("Path", p);
+        }
+        b = b
+            .header("Date", &httpdate(now.unix_ms))
+            .header("Supported", &SUPPORTED.join(", "));
+        Reply::Respond(200, b.build())
+    }
+
+    /// One Contact of a REGISTER → the binding asked for, with its interval
+    /// decided (§10.3 step 7), or the error reply that aborts the request.
+    fn binding(&self, req: &Request, c: &NameAddr) -> Result<NewBinding, Reply> {
+        let asked = match c.param("expires") {
+            Some(Some(v)) => v.trim().parse::<u32>().ok(),
+            _ => None,
+        }
+        .or_else(|| req.expires())
+        .unwrap_or(self.intervals.default);
+        if asked != 0 && asked < self.intervals.min {
+            return Err(Reply::Respond(
+                423,
+                response(req, 423, "Interval Too Brief")
+                    .header("Min-Expires", &self.intervals.min.to_string())
+                    .build(),
+            ));
+        }
+        let q = match c.param("q") {
+            Some(Some(v)) => match v.parse::<f32>() {
+                Ok(q) if (0.0..=1.0).contains(&q) => Some(q),
+                _ => return Err(simple(req, 400, "Invalid q Value")),
+            },
+            _ => None,
+        };
+        Ok(NewBinding {
+            contact: c.uri.as_str().into(),
+            expires: asked.min(self.intervals.max),
+            q,
+            instance: c.param("+sip.instance").flatten().map(Box::from),
+            reg_id: c.param("reg-id").flatten().and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// The first option tag in `Require` we do not support, if any.
+pub fn unsupported_required(req: &Request) -> Option<String> {
+    let unsupported: Vec<&str> = req
+        .header_values("Require")
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    (!unsupported.is_empty()).then(|| unsupported.join(", "))
+}
+
+/// RFC 1123 date for the `Date` header (RFC 3261 §20.17), which some phones
+/// use to set their clock.
+pub fn httpdate(unix_ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = unix_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        d,
+        MONTHS[(month - 1) as usize],
+        year,
+        h,
+        m,
+        s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::httpdate;
+
+    #[test]
+    fn dates_match_rfc1123() {
+        assert_eq!(httpdate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(httpdate(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(httpdate(1_795_392_000_000), "Mon, 23 Nov 2026 00:00:00 GMT");
+    }
+}

@@ -1,0 +1,129 @@
+//! The SIP transaction user of the signaling node: checks every request
+//! must pass (RFC 3261 §8.2), then dispatches by method.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use switchboard_sip::message::{Request, Response};
+use switchboard_sip::response::response;
+use switchboard_sip_stack::endpoint::Core;
+use switchboard_sip_stack::target::Target;
+use switchboard_sip_stack::transaction::ServerTx;
+use tracing::{debug, info_span};
+
+use crate::metrics::SipMetrics;
+use crate::registrar::{Now, Registrar, Reply, SUPPORTED, unsupported_required};
+
+/// Methods this node handles, for `Allow`.
+pub const ALLOW: &str = "REGISTER, OPTIONS";
+
+/// Methods RFC 3261 and its extensions define that this node does not
+/// handle yet: answered 405 with `Allow`. Anything else is unrecognised: 501.
+const KNOWN_NOT_ALLOWED: &[&str] = &[
+    "INVITE",
+    "INFO",
+    "MESSAGE",
+    "NOTIFY",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+pub struct SipService {
+    pub registrar: Registrar,
+    pub metrics: Arc<SipMetrics>,
+}
+
+impl SipService {
+    fn send(&self, tx: &ServerTx, code: u16, bytes: Vec<u8>) {
+        self.metrics.responses_out.inc(code);
+        tx.respond(code, Bytes::from(bytes));
+    }
+
+    fn reply(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
+        self.send(tx, code, response(req, code, reason).build());
+    }
+
+    fn reply_allow(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
+        let b = response(req, code, reason).header("Allow", ALLOW).build();
+        self.send(tx, code, b);
+    }
+
+    fn options(&self, tx: &ServerTx, req: &Request) {
+        let b = response(req, 200, "OK")
+            .header("Allow", ALLOW)
+            .header("Accept", "application/sdp")
+            .header("Accept-Encoding", "identity")
+            .header("Accept-Language", "en")
+            .header("Supported", &SUPPORTED.join(", "))
+            .build();
+        self.send(tx, 200, b);
+    }
+}
+
+impl Core for SipService {
+    fn on_request(&self, req: Request, tx: ServerTx, from: Target) {
+        let method = req.method.to_string();
+        self.metrics.requests_in.inc(&method);
+        let _span =
+            info_span!("request", call_id = %req.call_id, method = %method, %from).entered();
+
+        // §8.2.2.1 / §16.3: a request that has run out of hops stops here.
+        // OPTIONS is answered anyway (the common "ping with Max-Forwards: 0").
+        if req.max_forwards == Some(0) && method != "OPTIONS" {
+            return self.reply(&tx, &req, 483, "Too Many Hops");
+        }
+        // §8.2.2.1: we serve sip/sips (and tel for calls later).
+        if !matches!(req.uri.scheme.as_str(), "sip" | "sips" | "tel") {
+            return self.reply(&tx, &req, 416, "Unsupported URI Scheme");
+        }
+        match method.as_str() {
+            "REGISTER" => match self.registrar.handle(&req, &from, Now::current()) {
+                Reply::Respond(code, bytes) => self.send(&tx, code, bytes),
+                Reply::Drop => {
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            "OPTIONS" => {
+                if let Some(bad) = unsupported_required(&req) {
+                    let b = response(&req, 420, "Bad Extension")
+                        .header("Unsupported", &bad)
+                        .build();
+                    return self.send(&tx, 420, b);
+                }
+                self.options(&tx, &req)
+            }
+            // No dialogs or INVITE transactions exist on this node yet.
+            "BYE" | "CANCEL" => self.reply(&tx, &req, 481, "Call/Transaction Does Not Exist"),
+            m if KNOWN_NOT_ALLOWED.contains(&m) => {
+                self.reply_allow(&tx, &req, 405, "Method Not Allowed")
+            }
+            _ => self.reply_allow(&tx, &req, 501, "Not Implemented"),
+        }
+    }
+
+    fn on_ack(&self, req: Request, _from: Target) {
+        self.metrics.requests_in.inc("ACK");
+        debug!(call_id = %req.call_id, "ACK outside any dialog ignored");
+    }
+
+    fn on_stray_response(&self, resp: Response, _from: Target) {
+        self.metrics.responses_in.inc(resp.code);
+        self.metrics.stray_responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_malformed(&self, _from: Target, answered: bool) {
+        let c = if answered {
+            &self.metrics.malformed_answered
+        } else {
+            &self.metrics.malformed_dropped
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        if answered {
+            self.metrics.responses_out.inc(400);
+        }
+    }
+}

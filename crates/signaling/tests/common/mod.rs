@@ -1,0 +1,210 @@
+//! Shared harness for the signaling integration tests: the real server
+//! started in-process on loopback with ephemeral ports, a minimal HTTP
+//! client for its REST API, and sipp as the SIP peer.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_signaling::{Config, Running, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct TestServer {
+    pub running: Running,
+    pub sip: SocketAddr,
+    pub api: SocketAddr,
+    pub token: String,
+    pub dir: PathBuf,
+}
+
+/// A fresh data directory under the system temp dir, unique per test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-test-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+pub async fn start(name: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = temp_dir(name);
+    start_in(dir, tweak).await
+}
+
+pub async fn start_in(dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::for_tests(dir.clone());
+    tweak(&mut config);
+    let running = run(config).await.expect("server starts");
+    let sip = running.sip_addrs[0];
+    let api = running.api_addr;
+    let token = running.api_token.clone();
+    TestServer {
+        running,
+        sip,
+        api,
+        token,
+        dir,
+    }
+}
+
+impl TestServer {
+    /// One HTTP/1.1 request to the API; returns status and parsed JSON
+    /// (Value::Null for an empty body, a string for non-JSON).
+    pub async fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http(self.api, method, path, Some(&self.token), body).await
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str) -> Value {
+        let (status, body) = self
+            .http(
+                "POST",
+                "/api/v1/users",
+                Some(&serde_json::json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 201, "create user {username}: {body}");
+        body
+    }
+
+    /// The contacts the API lists for `user` in the default realm.
+    pub async fn contacts(&self, user: &str) -> Vec<Value> {
+        let (status, body) = self
+            .http(
+                "GET",
+                &format!("/api/v1/registrations/{user}@switchboard"),
+                None,
+            )
+            .await;
+        match status {
+            200 => body["contacts"].as_array().cloned().unwrap_or_default(),
+            404 => Vec::new(),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http_raw(addr, method, path, token, "application/json", &body).await
+}
+
+pub async fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect API");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
+    };
+    (status, value)
+}
+
+/// A UDP port free on `ip` right now (sipp needs an explicit local port).
+pub fn free_port(ip: IpAddr) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/../../tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one sipp scenario against `server` from `local_ip`; extra args are
+/// appended. sipp exits 0 only when every call passed every check.
+pub async fn sipp(name: &str, server: SocketAddr, local_ip: IpAddr, extra: &[&str]) -> Output {
+    let which = std::process::Command::new("sipp").arg("-v").output();
+    assert!(
+        which.is_ok(),
+        "sipp not found: run scripts/ensure-deps.sh (Debian package sip-tester)"
+    );
+    let port = free_port(local_ip);
+    let remote = match server {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let trace_dir = temp_dir(&format!("sipp-{}", name.trim_end_matches(".xml")));
+    let mut cmd = tokio::process::Command::new("sipp");
+    cmd.current_dir(&trace_dir)
+        .arg(&remote)
+        .args(["-sf", &scenario(name)])
+        .args(["-i", &local_ip.to_string()])
+        .args(["-p", &port.to_string()])
+        .args(["-m", "1", "-l", "1", "-r", "10"])
+        .args([
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(40), cmd.output())
+        .await
+        .expect("sipp finished in time")
+        .expect("sipp runs");
+    if !out.status.success() {
+        let mut errors = String::new();
+        if let Ok(entries) = std::fs::read_dir(&trace_dir) {
+            for e in entries.flatten() {
+                if let Ok(s) = std::fs::read_to_string(e.path()) {
+                    errors.push_str(&s);
+                }
+            }
+        }
+        eprintln!(
+            "sipp {name} failed: {:?}\nstdout:\n{}\nstderr:\n{}\nerrors:\n{errors}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&trace_dir);
+    out
+}

@@ -1,0 +1,929 @@
+//! The tokio runtime that drives the sans-IO transaction machines.
+//!
+//! [`TransactionLayer`] keeps every live transaction in a table sharded over
+//! 16 `std::sync::Mutex<HashMap>`s by key hash. Events (requests, responses,
+//! TU responses, timers) lock one shard, step the machine, interpret its
+//! [`Output`]s, unlock, and only then hand bytes to [`Transmit`] — so no lock
+//! is ever held across an `.await` or across a call into the transport, and
+//! a `Transmit` implementation may call back into the layer.
+//!
+//! # Timers
+//!
+//! Each transaction that has a timer pending gets one tokio task (its
+//! "driver") which sleeps until the earliest deadline stored in the table
+//! entry and is woken through a [`Notify`] when the deadlines change. The
+//! task is spawned lazily on the first `Start` and exits when no deadline is
+//! left or the entry is gone, so a transaction that needs no timer (e.g. a
+//! non-INVITE server transaction answered over TCP) costs no task at all.
+//!
+//! Cost per live transaction (64-bit): the table entry, about 350 bytes
+//! with its key, plus the key's string (branch and sent-by) and the last
+//! message kept for retransmission — a refcounted [`Bytes`] usually shared
+//! with the transport, never more than one message. While a timer is
+//! pending, add one task of about 400 bytes (a 280-byte future holding an
+//! `Arc`, a key clone, one `Sleep` in tokio's timer wheel and one
+//! `Notified`) and an `Arc<Notify>`. The task is woken only when the
+//! earliest deadline changes, so absorbing duplicates costs no wake-up. A
+//! shared timer wheel would save the task but needs its own cancellation
+//! bookkeeping; at SIP transaction rates the task per transaction is the
+//! simpler correct choice.
+//!
+//! # Leaks
+//!
+//! Every state that has no timer pending waits on the TU (a server
+//! transaction before its final response, an INVITE client transaction in
+//! Proceeding). When the TU drops its handle in such a state the layer
+//! starts a guard of 64·T1 and then forgets the transaction silently, so a
+//! buggy or crashed TU cannot leak entries. While the handle is alive the TU
+//! is responsible (e.g. it must CANCEL an INVITE that rings forever).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, trace, warn};
+
+use super::client_invite::ClientInvite;
+use super::client_non_invite::ClientNonInvite;
+use super::key::TransactionKey;
+use super::output::Output;
+use super::server_invite::ServerInvite;
+use super::server_non_invite::ServerNonInvite;
+use super::timers::{Timer, TimerConfig};
+use crate::target::Target;
+
+/// How the layer puts bytes on the wire; implemented by the transport layer.
+pub trait Transmit: Send + Sync + 'static {
+    /// Send `bytes` to `target`. Fire-and-forget and must never block: it is
+    /// called from timer tasks and from the TU's calls. Failures are
+    /// reported back, if at all, through
+    /// [`TransactionLayer::on_transport_error`].
+    fn transmit(&self, target: &Target, bytes: Bytes);
+}
+
+/// What a client transaction tells its TU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A response the TU must see (provisionals, the first final), with the
+    /// bytes given to [`TransactionLayer::on_response`].
+    Response(u16, Bytes),
+    /// Timer B or F fired: no final response came.
+    Timeout,
+    /// The transport reported a failure for this transaction.
+    TransportError,
+}
+
+/// What a server transaction tells its TU; only failures, since the TU
+/// drives the happy path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Timer H fired: the ACK for our 300-699 never came.
+    Timeout,
+    /// The transport reported a failure for this transaction.
+    TransportError,
+}
+
+/// What [`TransactionLayer::on_request`] made of a request.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A new transaction: pass the request to the TU, which answers through
+    /// the handle.
+    New(ServerTx),
+    /// A retransmission, absorbed; the last response was resent if the
+    /// state calls for it.
+    Retransmission,
+    /// The ACK for a 300-699 we sent; absorbed by the transaction.
+    AckForCompleted,
+    /// An ACK that acknowledges a 2xx (no transaction, or one in RFC 6026
+    /// Accepted): pass it to the TU / dialog layer.
+    AckFor2xx,
+}
+
+/// The four kinds of transaction, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransactionKind {
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+}
+
+impl TransactionKind {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A counter per [`TransactionKind`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KindCounts {
+    pub client_invite: u64,
+    pub client_non_invite: u64,
+    pub server_invite: u64,
+    pub server_non_invite: u64,
+}
+
+impl KindCounts {
+    /// The counter for `kind`.
+    pub fn get(&self, kind: TransactionKind) -> u64 {
+        match kind {
+            TransactionKind::ClientInvite => self.client_invite,
+            TransactionKind::ClientNonInvite => self.client_non_invite,
+            TransactionKind::ServerInvite => self.server_invite,
+            TransactionKind::ServerNonInvite => self.server_non_invite,
+        }
+    }
+
+    fn from_atomics(counters: &[AtomicU64; 4]) -> Self {
+        let get = |kind: TransactionKind| counters[kind.index()].load(Ordering::Relaxed);
+        Self {
+            client_invite: get(TransactionKind::ClientInvite),
+            client_non_invite: get(TransactionKind::ClientNonInvite),
+            server_invite: get(TransactionKind::ServerInvite),
+            server_non_invite: get(TransactionKind::ServerNonInvite),
+        }
+    }
+}
+
+/// A point-in-time copy of the layer's counters (all monotonic).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub created: KindCounts,
+    pub terminated: KindCounts,
+    /// Messages sent again: timer A/E/G retransmissions and responses or
+    /// ACKs resent because a duplicate came in.
+    pub retransmissions_sent: u64,
+    /// Duplicate (or late) messages absorbed instead of reaching the TU.
+    pub retransmissions_absorbed: u64,
+    /// Timers B, F and H that fired.
+    pub timeouts: u64,
+    pub transport_errors: u64,
+    /// Responses that matched no client transaction.
+    pub stray_responses: u64,
+}
+
+#[derive(Default)]
+struct Metrics {
+    created: [AtomicU64; 4],
+    terminated: [AtomicU64; 4],
+    retransmissions_sent: AtomicU64,
+    retransmissions_absorbed: AtomicU64,
+    timeouts: AtomicU64,
+    transport_errors: AtomicU64,
+    stray_responses: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+const SHARDS: usize = 16;
+
+/// Room in a client transaction's event queue. The last slot is kept for
+/// the final response or failure, so a TU that stops reading loses
+/// provisionals only, and memory stays bounded.
+const CLIENT_QUEUE: usize = 8;
+
+/// Padded so shards sitting side by side do not share a cache line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<HashMap<TransactionKey, Entry>>);
+
+/// The RFC 3261 §17 transaction layer: matches messages to transactions,
+/// retransmits, and runs the timers. Cheap to clone (one `Arc`).
+///
+/// Must be used from within a tokio runtime (timer tasks are spawned on the
+/// current one).
+#[derive(Clone)]
+pub struct TransactionLayer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: [Shard; SHARDS],
+    hasher: std::collections::hash_map::RandomState,
+    config: TimerConfig,
+    transmit: Arc<dyn Transmit>,
+    metrics: Metrics,
+    /// Source of entry ids, so a handle never acts on a later transaction
+    /// that happens to reuse its key.
+    next_id: AtomicU64,
+}
+
+#[expect(
+    clippy::enum_variant_names,
+    reason = "the variants are the four RFC 3261 machines"
+)]
+enum Machine {
+    ClientInvite(ClientInvite),
+    ClientNonInvite(ClientNonInvite),
+    ServerInvite(ServerInvite),
+    ServerNonInvite(ServerNonInvite),
+}
+
+impl Machine {
+    fn kind(&self) -> TransactionKind {
+        match self {
+            Machine::ClientInvite(_) => TransactionKind::ClientInvite,
+            Machine::ClientNonInvite(_) => TransactionKind::ClientNonInvite,
+            Machine::ServerInvite(_) => TransactionKind::ServerInvite,
+            Machine::ServerNonInvite(_) => TransactionKind::ServerNonInvite,
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) -> Vec<Output> {
+        match self {
+            Machine::ClientInvite(m) => m.on_timer(timer),
+            Machine::ClientNonInvite(m) => m.on_timer(timer),
+            Machine::ServerInvite(m) => m.on_timer(timer),
+            Machine::ServerNonInvite(m) => m.on_timer(timer),
+        }
+    }
+
+    fn on_transport_error(&mut self) -> Vec<Output> {
+        match self {
+            Machine::ClientInvite(m) => m.on_transport_error(),
+            Machine::ClientNonInvite(m) => m.on_transport_error(),
+            Machine::ServerInvite(m) => m.on_transport_error(),
+            Machine::ServerNonInvite(m) => m.on_transport_error(),
+        }
+    }
+}
+
+/// Where a machine's notifications for the TU go.
+enum Listener {
+    Client(mpsc::Sender<ClientEvent>),
+    Server(oneshot::Sender<ServerEvent>),
+    /// The handle is gone (or the one-shot was used).
+    Gone,
+}
+
+/// Timers a machine can have pending at once (A+B, E+F, G+H).
+const TIMER_SLOTS: usize = 2;
+
+struct Entry {
+    id: u64,
+    machine: Machine,
+    target: Target,
+    timers: [Option<(Timer, Instant)>; TIMER_SLOTS],
+    /// Removal deadline once the handle is dropped with no timer pending.
+    guard: Option<Instant>,
+    handle_dropped: bool,
+    listener: Listener,
+    /// Wakes this entry's driver task; `None` while no task runs.
+    driver: Option<Arc<Notify>>,
+}
+
+impl Entry {
+    fn new(id: u64, machine: Machine, target: Target, listener: Listener) -> Self {
+        Self {
+            id,
+            machine,
+            target,
+            timers: [None; TIMER_SLOTS],
+            guard: None,
+            handle_dropped: false,
+            listener,
+            driver: None,
+        }
+    }
+
+    fn start(&mut self, timer: Timer, at: Instant) {
+        let slot = self
+            .timers
+            .iter()
+            .position(|s| matches!(s, Some((t, _)) if *t == timer))
+            .or_else(|| self.timers.iter().position(Option::is_none));
+        match slot {
+            Some(i) => self.timers[i] = Some((timer, at)),
+            None => warn!(?timer, "no free timer slot; timer dropped"),
+        }
+    }
+
+    fn stop(&mut self, timer: Timer) {
+        for slot in &mut self.timers {
+            if matches!(slot, Some((t, _)) if *t == timer) {
+                *slot = None;
+            }
+        }
+    }
+
+    fn has_timers(&self) -> bool {
+        self.timers.iter().any(Option::is_some)
+    }
+
+    /// Arms the guard iff the TU is gone and no machine timer bounds the
+    /// transaction's life; a machine timer always does, so it disarms it.
+    fn update_guard(&mut self, now: Instant, config: &TimerConfig) {
+        if self.handle_dropped && !self.has_timers() {
+            self.guard.get_or_insert(now + config.timeout());
+        } else {
+            self.guard = None;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers
+            .iter()
+            .flatten()
+            .map(|&(_, at)| at)
+            .chain(self.guard)
+            .min()
+    }
+
+    /// The earliest machine timer due at `now`, disarmed.
+    fn take_due(&mut self, now: Instant) -> Option<Timer> {
+        let slot = self
+            .timers
+            .iter_mut()
+            .filter(|s| matches!(s, Some((_, at)) if *at <= now))
+            .min_by_key(|s| s.map(|(_, at)| at))?;
+        slot.take().map(|(timer, _)| timer)
+    }
+
+    fn tell_client(&mut self, event: ClientEvent, provisional: bool) {
+        if let Listener::Client(tx) = &self.listener {
+            if provisional && tx.capacity() <= 1 {
+                debug!("TU not reading; provisional response dropped");
+                return;
+            }
+            // Full or closed: the TU is not listening any more.
+            let _ = tx.try_send(event);
+        }
+    }
+
+    fn tell_server(&mut self, event: ServerEvent) {
+        if let Listener::Server(_) = self.listener
+            && let Listener::Server(tx) = std::mem::replace(&mut self.listener, Listener::Gone)
+        {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// What one step did, beyond what was applied to the entry.
+#[derive(Default)]
+struct Effects {
+    sends: Vec<Bytes>,
+    target: Option<Target>,
+    terminated: bool,
+    ack_to_tu: bool,
+}
+
+impl TransactionLayer {
+    /// A layer with the given timer values, sending through `transmit`.
+    pub fn new(config: TimerConfig, transmit: Arc<dyn Transmit>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: std::array::from_fn(|_| Shard::default()),
+                hasher: Default::default(),
+                config,
+                transmit,
+                metrics: Metrics::default(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The timer values in use.
+    pub fn config(&self) -> TimerConfig {
+        self.inner.config
+    }
+
+    /// A request arrived from `target`, keyed by the caller
+    /// ([`TransactionKey::server`] or [`TransactionKey::legacy`]).
+    ///
+    /// `is_invite` says which machine a new transaction gets and must agree
+    /// with the key; `is_ack` marks an ACK, which never creates a
+    /// transaction. `trying` is the 100 Trying to send at once for a new
+    /// INVITE (ignored otherwise).
+    pub fn on_request(
+        &self,
+        key: TransactionKey,
+        is_invite: bool,
+        is_ack: bool,
+        target: Target,
+        trying: Option<Bytes>,
+    ) -> Incoming {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let mut map = inner.lock(&key);
+        if let Some(entry) = map.get_mut(&key) {
+            let outputs = match (&mut entry.machine, is_ack) {
+                (Machine::ServerInvite(m), true) => m.on_ack(),
+                (Machine::ServerInvite(m), false) => m.on_request(),
+                (Machine::ServerNonInvite(m), false) => m.on_request(),
+                // An ACK keyed onto a non-INVITE, or a request onto a
+                // client key: the caller's keys are inconsistent.
+                _ => Vec::new(),
+            };
+            let fx = inner.step(&mut map, &key, outputs, None, now);
+            drop(map);
+            let incoming = match (is_ack, fx.ack_to_tu) {
+                (false, _) => Incoming::Retransmission,
+                (true, true) => Incoming::AckFor2xx,
+                (true, false) => Incoming::AckForCompleted,
+            };
+            inner.flush(fx);
+            return incoming;
+        }
+        if is_ack {
+            return Incoming::AckFor2xx;
+        }
+        let (machine, outputs, listener, events) = if is_invite {
+            let (m, out) = ServerInvite::new(inner.config, target.transport, trying);
+            let (tx, rx) = oneshot::channel();
+            (Machine::ServerInvite(m), out, Listener::Server(tx), rx)
+        } else {
+            let (m, out) = ServerNonInvite::new(inner.config, target.transport);
+            let (tx, rx) = oneshot::channel();
+            (Machine::ServerNonInvite(m), out, Listener::Server(tx), rx)
+        };
+        let id = inner.insert(&mut map, key.clone(), machine, target, listener);
+        let fx = inner.step(&mut map, &key, outputs, None, now);
+        drop(map);
+        inner.flush(fx);
+        Incoming::New(ServerTx {
+            inner: Arc::clone(inner),
+            key,
+            id,
+            events: Some(events),
+        })
+    }
+
+    /// Start a client transaction: send `bytes` (the request) to `target`
+    /// and retransmit/time out as RFC 3261 requires.
+    ///
+    /// `key` is [`TransactionKey::client`] of the branch in our top Via. If a
+    /// transaction with that key is already live (a reused branch: a TU
+    /// bug) nothing is sent and the handle reports
+    /// [`ClientEvent::TransportError`] at once.
+    pub fn send_request(
+        &self,
+        key: TransactionKey,
+        is_invite: bool,
+        target: Target,
+        bytes: Bytes,
+    ) -> ClientTx {
+        let inner = &self.inner;
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let now = Instant::now();
+        let mut map = inner.lock(&key);
+        if map.contains_key(&key) {
+            drop(map);
+            warn!(?key, "client transaction key already in use");
+            bump(&inner.metrics.transport_errors);
+            let _ = tx.try_send(ClientEvent::TransportError);
+            return ClientTx {
+                inner: Arc::clone(inner),
+                key,
+                id: 0,
+                events: rx,
+            };
+        }
+        let (machine, outputs) = if is_invite {
+            let (m, out) = ClientInvite::new(inner.config, target.transport, bytes);
+            (Machine::ClientInvite(m), out)
+        } else {
+            let (m, out) = ClientNonInvite::new(inner.config, target.transport, bytes);
+            (Machine::ClientNonInvite(m), out)
+        };
+        let id = inner.insert(&mut map, key.clone(), machine, target, Listener::Client(tx));
+        let fx = inner.step(&mut map, &key, outputs, None, now);
+        drop(map);
+        inner.flush(fx);
+        ClientTx {
+            inner: Arc::clone(inner),
+            key,
+            id,
+            events: rx,
+        }
+    }
+
+    /// A response arrived, keyed by [`TransactionKey::client`] of its top
+    /// Via branch and CSeq method. `ack` is the ACK to send if this is a
+    /// 300-699 to an INVITE (built by the caller, who can parse messages).
+    ///
+    /// Returns false for a stray response (no transaction): the caller
+    /// passes a stray 2xx to INVITE on to the dialog layer, which owns
+    /// 2xx retransmissions and the ACK for them.
+    pub fn on_response(
+        &self,
+        key: &TransactionKey,
+        code: u16,
+        bytes: Bytes,
+        ack: Option<Bytes>,
+    ) -> bool {
+        let found = self
+            .inner
+            .with_entry(key, None, Some(&bytes), |machine| match machine {
+                Machine::ClientInvite(m) => m.on_response(code, move || ack.unwrap_or_default()),
+                Machine::ClientNonInvite(m) => m.on_response(code),
+                Machine::ServerInvite(_) | Machine::ServerNonInvite(_) => Vec::new(),
+            });
+        if !found {
+            bump(&self.inner.metrics.stray_responses);
+        }
+        found
+    }
+
+    /// The transport failed to deliver for the transaction `key` (e.g. its
+    /// stream connection broke). Returns false if no such transaction.
+    pub fn on_transport_error(&self, key: &TransactionKey) -> bool {
+        self.inner
+            .with_entry(key, None, None, Machine::on_transport_error)
+    }
+
+    /// Whether a transaction with this key is live (e.g. to answer a CANCEL
+    /// with 481 when [`TransactionKey::cancelled_invite`] is not).
+    pub fn contains(&self, key: &TransactionKey) -> bool {
+        self.inner.lock(key).contains_key(key)
+    }
+
+    /// How many transactions are live.
+    pub fn live(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let m = &self.inner.metrics;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            created: KindCounts::from_atomics(&m.created),
+            terminated: KindCounts::from_atomics(&m.terminated),
+            retransmissions_sent: load(&m.retransmissions_sent),
+            retransmissions_absorbed: load(&m.retransmissions_absorbed),
+            timeouts: load(&m.timeouts),
+            transport_errors: load(&m.transport_errors),
+            stray_responses: load(&m.stray_responses),
+        }
+    }
+}
+
+impl fmt::Debug for TransactionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionLayer")
+            .field("config", &self.inner.config)
+            .field("live", &self.live())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(shard: &Shard) -> MutexGuard<'_, HashMap<TransactionKey, Entry>> {
+    // A panic while holding a shard lock leaves a consistent map (entries
+    // are replaced whole), so poisoning is ignored.
+    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type Table = HashMap<TransactionKey, Entry>;
+
+impl Inner {
+    fn lock(&self, key: &TransactionKey) -> MutexGuard<'_, Table> {
+        let shard = self.hasher.hash_one(key) as usize % SHARDS;
+        lock(&self.shards[shard])
+    }
+
+    fn insert(
+        &self,
+        map: &mut Table,
+        key: TransactionKey,
+        machine: Machine,
+        target: Target,
+        listener: Listener,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        bump(&self.metrics.created[machine.kind().index()]);
+        trace!(?key, kind = ?machine.kind(), "transaction created");
+        map.insert(key, Entry::new(id, machine, target, listener));
+        id
+    }
+
+    /// Runs one machine event for `key` (only if its entry has `id`, when
+    /// given) and sends what it produced. False if no such transaction.
+    fn with_entry(
+        self: &Arc<Self>,
+        key: &TransactionKey,
+        id: Option<u64>,
+        response: Option<&Bytes>,
+        event: impl FnOnce(&mut Machine) -> Vec<Output>,
+    ) -> bool {
+        let now = Instant::now();
+        let mut map = self.lock(key);
+        let Some(entry) = map.get_mut(key).filter(|e| id.is_none_or(|id| e.id == id)) else {
+            return false;
+        };
+        let outputs = event(&mut entry.machine);
+        let fx = self.step(&mut map, key, outputs, response, now);
+        drop(map);
+        self.flush(fx);
+        true
+    }
+
+    /// Applies `outputs` to the entry for `key`, then removes it if it
+    /// terminated or reschedules its driver. Call with the shard locked;
+    /// send `Effects::sends` after unlocking.
+    fn step(
+        self: &Arc<Self>,
+        map: &mut Table,
+        key: &TransactionKey,
+        outputs: Vec<Output>,
+        response: Option<&Bytes>,
+        now: Instant,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        let Some(entry) = map.get_mut(key) else {
+            return fx;
+        };
+        let before = entry.next_deadline();
+        self.apply(entry, outputs, response, now, &mut fx);
+        if fx.terminated {
+            self.remove(map, key);
+        } else {
+            entry.update_guard(now, &self.config);
+            // Absorbed duplicates leave the deadlines alone: no wake-up.
+            if entry.next_deadline() != before {
+                self.schedule(entry, key);
+            }
+        }
+        fx
+    }
+
+    fn apply(
+        &self,
+        entry: &mut Entry,
+        outputs: Vec<Output>,
+        response: Option<&Bytes>,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        let m = &self.metrics;
+        fx.target = Some(entry.target);
+        for output in outputs {
+            match output {
+                Output::Transmit(bytes) => fx.push_send(bytes),
+                Output::Retransmit(bytes) => {
+                    bump(&m.retransmissions_sent);
+                    fx.push_send(bytes);
+                }
+                Output::Deliver(code) => {
+                    let bytes = response.cloned().unwrap_or_default();
+                    entry.tell_client(ClientEvent::Response(code, bytes), code < 200);
+                }
+                Output::Absorbed => bump(&m.retransmissions_absorbed),
+                Output::AckToTu => fx.ack_to_tu = true,
+                Output::Start(timer, after) => entry.start(timer, now + after),
+                Output::Stop(timer) => entry.stop(timer),
+                Output::Timeout => {
+                    bump(&m.timeouts);
+                    debug!(target_addr = %entry.target, kind = ?entry.machine.kind(), "transaction timed out");
+                    entry.tell_client(ClientEvent::Timeout, false);
+                    entry.tell_server(ServerEvent::Timeout);
+                }
+                Output::TransportError => {
+                    bump(&m.transport_errors);
+                    entry.tell_client(ClientEvent::TransportError, false);
+                    entry.tell_server(ServerEvent::TransportError);
+                }
+                Output::Terminated => fx.terminated = true,
+            }
+        }
+    }
+
+    /// Forgets a transaction; its driver task (if any) is woken to exit, and
+    /// dropping the entry closes the TU's event channel.
+    fn remove(&self, map: &mut Table, key: &TransactionKey) {
+        if let Some(entry) = map.remove(key) {
+            bump(&self.metrics.terminated[entry.machine.kind().index()]);
+            trace!(?key, "transaction terminated");
+            if let Some(driver) = entry.driver {
+                driver.notify_one();
+            }
+        }
+    }
+
+    /// Makes sure a driver task watches the entry's deadlines.
+    fn schedule(self: &Arc<Self>, entry: &mut Entry, key: &TransactionKey) {
+        if let Some(driver) = &entry.driver {
+            driver.notify_one();
+            return;
+        }
+        if entry.next_deadline().is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            warn!(?key, "no tokio runtime: transaction timers will not run");
+            return;
+        };
+        let wake = Arc::new(Notify::new());
+        entry.driver = Some(Arc::clone(&wake));
+        runtime.spawn(drive(Arc::clone(self), key.clone(), wake));
+    }
+
+    /// The driver's next deadline, or `None` when it should exit (entry
+    /// gone, replaced, or without deadlines — then it unregisters itself).
+    fn next_deadline(&self, key: &TransactionKey, wake: &Arc<Notify>) -> Option<Instant> {
+        let mut map = self.lock(key);
+        let entry = map.get_mut(key)?;
+        if !entry.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, wake)) {
+            return None;
+        }
+        let next = entry.next_deadline();
+        if next.is_none() {
+            entry.driver = None;
+        }
+        next
+    }
+
+    /// Fires every timer of the entry that is due, in deadline order.
+    fn fire(self: &Arc<Self>, key: &TransactionKey, wake: &Arc<Notify>) {
+        let now = Instant::now();
+        let mut map = self.lock(key);
+        let Some(entry) = map.get_mut(key) else {
+            return;
+        };
+        if !entry.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, wake)) {
+            return;
+        }
+        let mut all = Effects::default();
+        while let Some(timer) = map.get_mut(key).and_then(|e| e.take_due(now)) {
+            let outputs = map
+                .get_mut(key)
+                .map(|e| e.machine.on_timer(timer))
+                .unwrap_or_default();
+            let fx = self.step(&mut map, key, outputs, None, now);
+            all.merge(fx);
+            if all.terminated {
+                break;
+            }
+        }
+        if !all.terminated
+            && let Some(entry) = map.get_mut(key)
+            && entry.guard.is_some_and(|at| at <= now)
+        {
+            debug!(?key, "TU dropped its handle; transaction forgotten");
+            self.remove(&mut map, key);
+        }
+        drop(map);
+        self.flush(all);
+    }
+
+    /// The TU dropped its handle for entry `id`.
+    fn release(self: &Arc<Self>, key: &TransactionKey, id: u64) {
+        let now = Instant::now();
+        let mut map = self.lock(key);
+        let Some(entry) = map.get_mut(key).filter(|e| e.id == id) else {
+            return;
+        };
+        entry.handle_dropped = true;
+        entry.listener = Listener::Gone;
+        let before = entry.next_deadline();
+        entry.update_guard(now, &self.config);
+        if entry.next_deadline() != before {
+            self.schedule(entry, key);
+        }
+    }
+
+    /// Sends what a step produced; never called with a shard locked.
+    fn flush(&self, fx: Effects) {
+        if let Some(target) = fx.target {
+            for bytes in fx.sends {
+                self.transmit.transmit(&target, bytes);
+            }
+        }
+    }
+}
+
+impl Effects {
+    fn push_send(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            // Only happens for a 300-699 to INVITE whose caller gave no ACK.
+            warn!("transaction asked to send an empty message; skipped");
+        } else {
+            self.sends.push(bytes);
+        }
+    }
+
+    fn merge(&mut self, other: Effects) {
+        self.sends.extend(other.sends);
+        self.target = self.target.or(other.target);
+        self.terminated |= other.terminated;
+        self.ack_to_tu |= other.ack_to_tu;
+    }
+}
+
+/// One transaction's timer task: sleep until the earliest deadline, fire,
+/// repeat; woken early whenever the deadlines change.
+async fn drive(inner: Arc<Inner>, key: TransactionKey, wake: Arc<Notify>) {
+    while let Some(deadline) = inner.next_deadline(&key, &wake) {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => inner.fire(&key, &wake),
+            () = wake.notified() => {}
+        }
+    }
+}
+
+/// The TU's handle on a server transaction.
+///
+/// Dropping it before a final response was sent sends nothing: the
+/// transaction keeps absorbing retransmissions (resending the last
+/// provisional) for 64·T1 and is then forgotten, so a buggy TU cannot leak
+/// memory. After a final response, dropping it changes nothing.
+pub struct ServerTx {
+    inner: Arc<Inner>,
+    key: TransactionKey,
+    id: u64,
+    events: Option<oneshot::Receiver<ServerEvent>>,
+}
+
+impl ServerTx {
+    /// The transaction's key.
+    pub fn key(&self) -> &TransactionKey {
+        &self.key
+    }
+
+    /// Send a response (status `code`, serialized as `bytes`) to the
+    /// request's source. The transaction keeps it for retransmission as its
+    /// state requires and starts Timers G/H/L/J; it discards responses its
+    /// state forbids (e.g. a second final). Returns false if the transaction
+    /// is already gone (terminated, timed out or transport error).
+    pub fn respond(&self, code: u16, bytes: Bytes) -> bool {
+        self.inner
+            .with_entry(&self.key, Some(self.id), None, |machine| match machine {
+                Machine::ServerInvite(m) => m.respond(code, bytes),
+                Machine::ServerNonInvite(m) => m.respond(code, bytes),
+                Machine::ClientInvite(_) | Machine::ClientNonInvite(_) => Vec::new(),
+            })
+    }
+
+    /// Waits for a failure (Timer H, transport error). `None` once the
+    /// transaction ended without one, or after a failure was returned.
+    pub async fn next_event(&mut self) -> Option<ServerEvent> {
+        let rx = self.events.as_mut()?;
+        let event = rx.await.ok();
+        self.events = None;
+        event
+    }
+}
+
+impl Drop for ServerTx {
+    fn drop(&mut self) {
+        self.inner.release(&self.key, self.id);
+    }
+}
+
+impl fmt::Debug for ServerTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTx")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TU's handle on a client transaction.
+///
+/// Dropping it does not stop the transaction: retransmissions, the ACK for
+/// a 300-699 and the timers run to the end (an INVITE left in Proceeding is
+/// forgotten 64·T1 later); events are discarded.
+pub struct ClientTx {
+    inner: Arc<Inner>,
+    key: TransactionKey,
+    id: u64,
+    events: mpsc::Receiver<ClientEvent>,
+}
+
+impl ClientTx {
+    /// The transaction's key.
+    pub fn key(&self) -> &TransactionKey {
+        &self.key
+    }
+
+    /// The next thing the TU must know: responses in order, then `Timeout`
+    /// or `TransportError` on failure. `None` once the transaction has
+    /// ended and every event was read. Cancel-safe.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for ClientTx {
+    fn drop(&mut self) {
+        self.inner.release(&self.key, self.id);
+    }
+}
+
+impl fmt::Debug for ClientTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTx")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
