@@ -101,6 +101,9 @@ pub struct Transports {
     config: TransportConfig,
     pub stats: TransportStats,
     shutdown: CancellationToken,
+    /// Where messages from every connection go, outbound ones included:
+    /// responses to our requests come back on the connection we opened.
+    receiver: Arc<dyn Receive>,
 }
 
 /// Connections by id, and the newest connection to each remote address so
@@ -147,6 +150,7 @@ impl Transports {
             config,
             stats: TransportStats::default(),
             shutdown: shutdown.clone(),
+            receiver: receiver.clone(),
         });
         for socket in &transports.udp {
             tokio::spawn(udp_loop(
@@ -268,7 +272,8 @@ impl Transports {
                 tokio::spawn(async move {
                     match TcpStream::connect(remote).await {
                         Ok(stream) => {
-                            let tx = this.clone().adopt(stream, None);
+                            let receiver = this.receiver.clone();
+                            let tx = this.clone().adopt(stream, Some(receiver));
                             if let Some(tx) = tx {
                                 let _ = tx.send(bytes).await;
                             }

@@ -21,25 +21,50 @@ User-Agent: Switchboard-Test/1.0\r\n\
 Expires: 3600\r\n\
 Content-Length: 0\r\n\r\n";
 
-#[test]
-#[ignore = "throughput measurement; run in release"]
-fn register_parse_and_answer_throughput() {
-    let n = 200_000;
+fn rate(label: &str, n: usize, f: impl Fn() -> usize) {
     let start = Instant::now();
-    let mut bytes = 0;
+    let mut sink = 0;
     for _ in 0..n {
-        let Message::Request(req) = parse(REGISTER).unwrap() else {
-            panic!()
-        };
-        let _ = req.contacts().unwrap();
-        bytes += response(&req, 200, reason_phrase(200))
-            .header("Expires", "3600")
-            .build()
-            .len();
+        sink += f();
     }
     let elapsed = start.elapsed();
     let per_sec = n as f64 / elapsed.as_secs_f64();
     eprintln!(
-        "{n} REGISTER parse+contacts+200 in {elapsed:?}: {per_sec:.0}/s on one core ({bytes} bytes out)"
+        "{label:<32} {per_sec:>9.0}/s on one core ({:.2} us each, sink {sink})",
+        1e6 / per_sec
     );
+}
+
+#[test]
+#[ignore = "throughput measurement; run in release"]
+fn register_parse_and_answer_throughput() {
+    let n = 200_000;
+    rate(
+        "framing::check",
+        n,
+        || match switchboard_sip::framing::check(REGISTER, 65535) {
+            Ok(Some(_)) => 1,
+            _ => 0,
+        },
+    );
+    rate("rsip SipMessage::try_from", n, || {
+        usize::from(switchboard_sip::rsip::SipMessage::try_from(REGISTER).is_ok())
+    });
+    rate("parse", n, || usize::from(parse(REGISTER).is_ok()));
+    rate("parse + contacts", n, || {
+        let Message::Request(req) = parse(REGISTER).unwrap() else {
+            panic!()
+        };
+        req.contacts().map_or(0, |_| 1)
+    });
+    rate("parse + contacts + build 200", n, || {
+        let Message::Request(req) = parse(REGISTER).unwrap() else {
+            panic!()
+        };
+        let _ = req.contacts().unwrap();
+        response(&req, 200, reason_phrase(200))
+            .header("Expires", "3600")
+            .build()
+            .len()
+    });
 }

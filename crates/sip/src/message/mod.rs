@@ -9,6 +9,8 @@
 //! 1. **Our line scanner** splits the start line, the header lines and the
 //!    body (CRLF only; a bare CR or LF is an error). It unfolds continuation
 //!    lines (LWS becomes one SP) and accepts whitespace before the colon.
+//!    Header values that are not UTF-8 (legacy Latin-1 display names) are
+//!    converted lossily instead of refused.
 //!    rsip's `SipMessage::try_from` cannot be used on the wire bytes: it
 //!    fails on folded lines and `Via  :` (RFC 4475 §3.1.1.1 wsinv, §3.1.1.7
 //!    longreq), on extension methods (§3.1.1.2 intmeth, §3.1.1.5 esc02), on
@@ -295,11 +297,14 @@ fn split_header(raw: &[u8], folded: bool) -> Result<RawHeader<'_>, Fail> {
     }
     // Token characters are ASCII, so this cannot fail.
     let name = std::str::from_utf8(name).map_err(|_| "invalid header name")?;
-    let value = std::str::from_utf8(&raw[colon + 1..]).map_err(|_| "header value is not UTF-8")?;
-    let value = if folded {
-        Cow::Owned(unfold(value))
-    } else {
-        Cow::Borrowed(trim_lws(value))
+    // RFC 3261 text is UTF-8, but legacy phones put Latin-1 display names in
+    // From/To; refusing their REGISTERs outright helps nobody, so invalid
+    // sequences become U+FFFD (rsip needs `&str` anyway).
+    let value = match String::from_utf8_lossy(&raw[colon + 1..]) {
+        Cow::Borrowed(v) if folded => Cow::Owned(unfold(v)),
+        Cow::Borrowed(v) => Cow::Borrowed(trim_lws(v)),
+        Cow::Owned(v) if folded => Cow::Owned(unfold(&v)),
+        Cow::Owned(v) => Cow::Owned(trim_lws(&v).to_owned()),
     };
     Ok(RawHeader { name, value })
 }
@@ -393,11 +398,12 @@ fn status_line(start: &[u8]) -> Result<(u16, String), Fail> {
     if !(100..=699).contains(&code) {
         return Err("invalid status code".into());
     }
-    let reason = std::str::from_utf8(reason).map_err(|_| "Reason-Phrase is not UTF-8")?;
-    if reason.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+    if reason.iter().any(|b| b.is_ascii_control() && *b != b'\t') {
         return Err("control character in Reason-Phrase".into());
     }
-    Ok((code, reason.to_owned()))
+    // Same leniency as header values: a Latin-1 reason phrase is not worth
+    // losing a response over.
+    Ok((code, String::from_utf8_lossy(reason).into_owned()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1062,6 +1068,21 @@ mod tests {
         ] {
             assert_eq!(valid_date(d), ok, "{d}");
         }
+    }
+
+    #[test]
+    fn non_utf8_text_is_kept_lossily() {
+        let mut msg = REGISTER
+            .replace("From: <sip", "From: \"M\u{1}ller\" <sip")
+            .into_bytes();
+        let at = msg.iter().position(|b| *b == 1).unwrap();
+        msg[at] = 0xFC; // Latin-1 u-umlaut
+        let r = match parse(&msg).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!(),
+        };
+        assert_eq!(r.from.display.as_deref(), Some("M\u{FFFD}ller"));
+        assert_eq!(r.from.tag(), Some("a1"));
     }
 
     #[test]
