@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use switchboard_sip::digest::{
-    Algorithm, Challenge, Credentials, NonceIssuer, NonceStatus, ReplayGuard, verify,
+    Algorithm, Challenge, Credentials, NonceIssuer, NonceStatus, Replay, ReplayGuard, verify,
 };
 use switchboard_sip::message::Request;
 use switchboard_sip::rsip::Header;
@@ -28,8 +28,9 @@ use crate::registrar::Now;
 
 const REPLAY_SHARDS: usize = 16;
 
-/// Nonces tracked per replay shard. One nonce per registration interval per
-/// phone is live at a time; 16 × 65,536 covers a million phones.
+/// Nonces tracked per replay shard, about 50 bytes each: 16 × 65,536 is a
+/// million nonces (50 MB at most). Beyond that the oldest are forgotten and
+/// their clients re-challenged (see [`ReplayGuard`]).
 const REPLAY_ENTRIES_PER_SHARD: usize = 65_536;
 
 /// The result of authenticating one request.
@@ -150,21 +151,29 @@ impl Authenticator {
         let Some(user) = user.filter(|_| good) else {
             return self.failure(source, now);
         };
-        let fresh = {
+        let issued = NonceIssuer::issued_at(&creds.nonce).unwrap_or(0);
+        let use_ = {
             let i = (self.hasher.hash_one(&creds.nonce) as usize) % REPLAY_SHARDS;
             match self.replay[i].lock() {
-                Ok(mut g) => g.check_and_record(&creds.nonce, creds.nc, now_unix),
-                Err(_) => false,
+                Ok(mut g) => g.check_and_record(&creds.nonce, creds.nc, issued, now_unix),
+                Err(_) => Replay::Forgotten,
             }
         };
-        if !fresh {
-            self.stats.replays.fetch_add(1, Ordering::Relaxed);
-            // A replayed nonce-count is an attack or a confused client;
-            // either way it proves nothing. Count it and challenge anew.
-            return match self.failure(source, now) {
-                Outcome::Challenge { .. } => Outcome::Challenge { stale: true },
-                other => other,
-            };
+        match use_ {
+            Replay::Fresh => {}
+            Replay::Forgotten => {
+                self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Challenge { stale: true };
+            }
+            Replay::Replayed => {
+                self.stats.replays.fetch_add(1, Ordering::Relaxed);
+                // A replayed nonce-count is an attack or a confused client;
+                // either way it proves nothing. Count it and challenge anew.
+                return match self.failure(source, now) {
+                    Outcome::Challenge { .. } => Outcome::Challenge { stale: true },
+                    other => other,
+                };
+            }
         }
         if !user.enabled {
             return Outcome::Forbidden("User disabled");

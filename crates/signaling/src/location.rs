@@ -143,8 +143,15 @@ pub struct Location {
     hasher: RandomState,
     max_contacts: usize,
     persist: Option<mpsc::UnboundedSender<PersistOp>>,
+    /// Distinct User-Agent strings, shared by every binding that sent one:
+    /// a site has a handful of phone models and thousands of bindings.
+    user_agents: Mutex<std::collections::HashSet<Arc<str>>>,
     pub stats: LocationStats,
 }
+
+/// Beyond this many distinct User-Agents new ones are not interned (a
+/// client inventing one per request must not grow the set).
+const MAX_INTERNED_USER_AGENTS: usize = 4096;
 
 /// A snapshot of one AOR for the API.
 #[derive(Debug, Clone, Serialize)]
@@ -176,8 +183,24 @@ impl Location {
             hasher: RandomState::new(),
             max_contacts: max_contacts.max(1),
             persist,
+            user_agents: Mutex::default(),
             stats: LocationStats::default(),
         }
+    }
+
+    /// The shared copy of a User-Agent string.
+    pub fn intern_user_agent(&self, ua: &str) -> Arc<str> {
+        let Ok(mut set) = self.user_agents.lock() else {
+            return Arc::from(ua);
+        };
+        if let Some(known) = set.get(ua) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(ua);
+        if set.len() < MAX_INTERNED_USER_AGENTS {
+            set.insert(Arc::clone(&new));
+        }
+        new
     }
 
     fn shard(&self, aor: &str) -> &Mutex<HashMap<Box<str>, AorRecord>> {
@@ -287,6 +310,7 @@ impl Location {
                                     });
                                 }
                             }
+                            record.bindings.reserve_exact(1);
                             record.bindings.push(binding);
                         }
                     }
@@ -426,7 +450,7 @@ impl Location {
                 cseq: u32::try_from(r.cseq).unwrap_or(0),
                 q: r.q.map(|q| q as f32),
                 received,
-                user_agent: r.user_agent.as_deref().map(Arc::from),
+                user_agent: r.user_agent.as_deref().map(|ua| self.intern_user_agent(ua)),
                 instance: r.instance_id.as_deref().map(Box::from),
                 reg_id: r.reg_id.and_then(|v| u32::try_from(v).ok()),
                 path: r.path.as_deref().map(Box::from),
@@ -438,6 +462,7 @@ impl Location {
             let record = shard.entry(r.aor.as_str().into()).or_default();
             record.user_id = r.user_id.unwrap_or_default();
             record.account_id = r.account_id;
+            record.bindings.reserve_exact(1);
             record.bindings.push(binding);
             n += 1;
         }

@@ -156,7 +156,9 @@ impl Registrar {
             call_id: req.call_id.as_str().into(),
             cseq: req.cseq,
             received: *source,
-            user_agent: req.header("User-Agent").map(Arc::from),
+            user_agent: req
+                .header("User-Agent")
+                .map(|ua| self.location.intern_user_agent(ua)),
             path: path.clone(),
             change,
         };

@@ -17,6 +17,7 @@ use switchboard_sip::message::{self, Message, Request, Response, Via};
 use switchboard_sip::response::response;
 use tracing::{debug, trace};
 
+use crate::merge::MergeGuard;
 use crate::target::{Target, TransportKind};
 use crate::transaction::{
     ClientTx, Incoming, ServerTx, TimerConfig, TransactionKey, TransactionLayer, Transmit,
@@ -84,6 +85,8 @@ pub struct Endpoint {
     pub wire: Arc<Wire>,
     core: Arc<dyn Core>,
     pub stats: EndpointStats,
+    merged: MergeGuard,
+    merged_rejected: AtomicU64,
 }
 
 impl Endpoint {
@@ -95,6 +98,8 @@ impl Endpoint {
             wire,
             core,
             stats: EndpointStats::default(),
+            merged: MergeGuard::new(timers.t1 * 64),
+            merged_rejected: AtomicU64::new(0),
         })
     }
 
@@ -120,7 +125,15 @@ impl Endpoint {
         let method = req.method.to_string();
         let is_ack = method == "ACK";
         let is_invite = method == "INVITE";
-        let trying = is_invite.then(|| Bytes::from(response(&req, 100, "Trying").build()));
+        if is_invite
+            && req.to.tag().is_none()
+            && let Some(reply) = self.merged.check(&req, &key)
+        {
+            self.merged_rejected.fetch_add(1, Ordering::Relaxed);
+            self.wire.transmit(&from, reply);
+            return;
+        }
+        let trying = || is_invite.then(|| Bytes::from(response(&req, 100, "Trying").build()));
         match self.layer.on_request(key, is_invite, is_ack, from, trying) {
             Incoming::New(tx) => self.core.on_request(req, tx, from),
             Incoming::AckFor2xx => self.core.on_ack(req, from),
@@ -131,6 +144,11 @@ impl Endpoint {
                 self.core.on_retransmission();
             }
         }
+    }
+
+    /// INVITEs answered 482 as merged requests (RFC 3261 §8.2.2.2).
+    pub fn merged_rejected(&self) -> u64 {
+        self.merged_rejected.load(Ordering::Relaxed)
     }
 
     fn on_response(&self, resp: Response, bytes: Bytes, from: Target) {

@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod endpoint;
+mod merge;
 pub mod target;
 pub mod transaction;
 pub mod transport;

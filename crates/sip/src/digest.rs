@@ -473,6 +473,12 @@ impl NonceIssuer {
         out
     }
 
+    /// The time a nonce says it was issued (unchecked: call
+    /// [`NonceIssuer::check`] first).
+    pub fn issued_at(nonce: &str) -> Option<u64> {
+        u64::from_str_radix(nonce.get(..16)?, 16).ok()
+    }
+
     /// Checks a nonce against the secret and the lifetime.
     pub fn check(&self, nonce: &str, now_unix: u64) -> NonceStatus {
         if nonce.len() != NONCE_LEN {
@@ -524,6 +530,19 @@ enum Use {
     Once,
 }
 
+/// What [`ReplayGuard::check_and_record`] made of a nonce use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// First use of this nonce, or a higher `nc`: accept.
+    Fresh,
+    /// A nonce count (or a qop-less nonce) used before: refuse.
+    Replayed,
+    /// The guard may have forgotten this nonce to make room: it cannot
+    /// tell a replay from a fresh use, so the client gets a new nonce
+    /// (`stale=true`). Not the client's fault.
+    Forgotten,
+}
+
 /// Remembers which nonce counts were used, so a captured `Authorization`
 /// cannot be replayed while its nonce is still valid.
 ///
@@ -532,18 +551,26 @@ enum Use {
 ///
 /// Entries are dropped `lifetime_secs` after a nonce was first seen (by then
 /// [`NonceIssuer::check`] calls it stale, so its replay fails anyway).
-/// Memory is bounded by `max_entries`: when full, expired entries are pruned
-/// and if none can go, *new* nonces are refused (`false`, so the client is
-/// challenged again) while known ones keep working. Failing closed this way
-/// never lets a replay through; the cost under a flood of fresh nonces is
-/// extra challenges, not a security hole as evicting live entries would be.
+///
+/// Memory is bounded by `max_entries`, at about 50 bytes per nonce: a
+/// nonce is kept as a keyed 64-bit hash, not as its 64-character text (a
+/// collision could only make a fresh use look like a replay, which costs
+/// the client one more challenge). When full, the oldest entry is evicted
+/// and the guard remembers when that nonce was first seen: any nonce
+/// *issued* no later than that may have been forgotten and is answered
+/// [`Replay::Forgotten`], so eviction never lets a replay through, and
+/// nonces issued after it keep working — a registrar under sustained load
+/// never starts refusing every new client.
 #[derive(Debug)]
 pub struct ReplayGuard {
     lifetime_secs: u64,
     max_entries: usize,
-    entries: HashMap<String, Use>,
-    /// (expiry, nonce) in insertion order; expiry is monotonic when `now` is.
-    order: VecDeque<(u64, String)>,
+    hasher: std::collections::hash_map::RandomState,
+    entries: HashMap<u64, Use>,
+    /// (first seen, key) in insertion order; monotonic when `now` is.
+    order: VecDeque<(u64, u64)>,
+    /// First-seen time of the newest nonce evicted to make room.
+    horizon: Option<u64>,
 }
 
 impl ReplayGuard {
@@ -552,9 +579,11 @@ impl ReplayGuard {
     pub fn new(lifetime_secs: u64, max_entries: usize) -> ReplayGuard {
         ReplayGuard {
             lifetime_secs,
-            max_entries,
+            max_entries: max_entries.max(1),
+            hasher: Default::default(),
             entries: HashMap::new(),
             order: VecDeque::new(),
+            horizon: None,
         }
     }
 
@@ -569,45 +598,61 @@ impl ReplayGuard {
     }
 
     fn prune(&mut self, now_unix: u64) {
-        while let Some((expiry, _)) = self.order.front() {
-            if *expiry > now_unix {
+        while let Some(&(seen, key)) = self.order.front() {
+            if seen.saturating_add(self.lifetime_secs) > now_unix {
                 break;
             }
-            if let Some((_, nonce)) = self.order.pop_front() {
-                self.entries.remove(&nonce);
-            }
+            self.order.pop_front();
+            self.entries.remove(&key);
+        }
+        if self.entries.is_empty() && self.order.capacity() > 1024 {
+            self.order.shrink_to_fit();
+            self.entries.shrink_to_fit();
         }
     }
 
-    /// Records a use of `nonce` with nonce count `nc` (`None` without qop)
-    /// and says whether it is fresh (`true`) or a replay / refused (`false`).
-    pub fn check_and_record(&mut self, nonce: &str, nc: Option<u32>, now_unix: u64) -> bool {
+    /// Records a use of `nonce` (issued at `issued_unix`, see
+    /// [`NonceIssuer::issued_at`]) with nonce count `nc` (`None` without
+    /// qop) and says whether it is fresh.
+    pub fn check_and_record(
+        &mut self,
+        nonce: &str,
+        nc: Option<u32>,
+        issued_unix: u64,
+        now_unix: u64,
+    ) -> Replay {
+        use std::hash::BuildHasher;
         self.prune(now_unix);
-        if let Some(entry) = self.entries.get_mut(nonce) {
+        let key = self.hasher.hash_one(nonce);
+        if let Some(entry) = self.entries.get_mut(&key) {
             return match (entry, nc) {
                 (Use::Counted(highest), Some(n)) if n > *highest => {
                     *highest = n;
-                    true
+                    Replay::Fresh
                 }
-                _ => false,
+                _ => Replay::Replayed,
             };
         }
         if nc == Some(0) {
-            return false;
+            return Replay::Replayed;
         }
-        if self.entries.len() >= self.max_entries {
-            return false;
+        if self.horizon.is_some_and(|h| issued_unix <= h) {
+            return Replay::Forgotten;
+        }
+        while self.entries.len() >= self.max_entries {
+            let Some((seen, old)) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&old);
+            self.horizon = Some(self.horizon.map_or(seen, |h| h.max(seen)));
         }
         let entry = match nc {
             Some(n) => Use::Counted(n),
             None => Use::Once,
         };
-        self.entries.insert(nonce.to_owned(), entry);
-        self.order.push_back((
-            now_unix.saturating_add(self.lifetime_secs),
-            nonce.to_owned(),
-        ));
-        true
+        self.entries.insert(key, entry);
+        self.order.push_back((now_unix, key));
+        Replay::Fresh
     }
 }
 
@@ -833,28 +878,50 @@ mod tests {
 
     #[test]
     fn replay_guard() {
+        use Replay::{Forgotten, Fresh, Replayed};
         let mut g = ReplayGuard::new(100, 3);
-        // (nonce, nc, now, expected)
-        let steps: &[(&str, Option<u32>, u64, bool)] = &[
-            ("a", Some(1), 0, true),
-            ("a", Some(1), 1, false),
-            ("a", Some(3), 2, true),
-            ("a", Some(2), 3, false),
-            ("a", None, 3, false),
-            ("b", None, 4, true),
-            ("b", None, 5, false),
-            ("b", Some(1), 5, false),
-            ("c", Some(0), 5, false),
-            ("c", Some(1), 6, true),
-            ("d", Some(1), 7, false),   // full: a, b, c live
-            ("a", Some(4), 8, true),    // known nonces still work when full
-            ("d", Some(1), 100, true),  // a expired at 100 and was pruned
-            ("a", Some(1), 100, false), // full again: b, c, d live
-            ("a", Some(1), 104, true), // b expired; a was forgotten (the issuer calls it stale by now)
+        // (nonce, nc, issued, now, expected)
+        let steps: &[(&str, Option<u32>, u64, u64, Replay)] = &[
+            ("a", Some(1), 0, 0, Fresh),
+            ("a", Some(1), 0, 1, Replayed),
+            ("a", Some(3), 0, 2, Fresh),
+            ("a", Some(2), 0, 3, Replayed),
+            ("a", None, 0, 3, Replayed),
+            ("b", None, 3, 4, Fresh),
+            ("b", None, 3, 5, Replayed),
+            ("b", Some(1), 3, 5, Replayed),
+            ("c", Some(0), 5, 5, Replayed),
+            ("c", Some(1), 5, 6, Fresh),
+            // full (a, b, c): a, first seen at 0, is evicted for d
+            ("d", Some(1), 7, 7, Fresh),
+            // a was issued before the horizon: it may be a replay
+            ("a", Some(4), 0, 8, Forgotten),
+            // b, c, d are still known
+            ("b", None, 3, 8, Replayed),
+            ("d", Some(2), 7, 8, Fresh),
+            // a fresh nonce still works when full (b is evicted)
+            ("e", Some(1), 8, 9, Fresh),
+            ("b", None, 3, 9, Forgotten),
+            ("e", Some(1), 8, 10, Replayed),
         ];
-        for (i, (nonce, nc, now, want)) in steps.iter().enumerate() {
-            assert_eq!(g.check_and_record(nonce, *nc, *now), *want, "step {i}");
+        for (i, (nonce, nc, issued, now, want)) in steps.iter().enumerate() {
+            assert_eq!(
+                g.check_and_record(nonce, *nc, *issued, *now),
+                *want,
+                "step {i}"
+            );
         }
-        assert!(g.len() <= 3);
+        assert_eq!(g.len(), 3);
+        // everything expires a lifetime after it was first seen
+        assert_eq!(g.check_and_record("f", Some(1), 200, 200), Fresh);
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn issued_at_reads_the_timestamp() {
+        let issuer = NonceIssuer::new([7; 32], 300);
+        let nonce = issuer.issue(1_700_000_123);
+        assert_eq!(NonceIssuer::issued_at(&nonce), Some(1_700_000_123));
+        assert_eq!(NonceIssuer::issued_at("xyz"), None);
     }
 }

@@ -9,24 +9,28 @@
 //!
 //! # Timers
 //!
-//! Each transaction that has a timer pending gets one tokio task (its
-//! "driver") which sleeps until the earliest deadline stored in the table
-//! entry and is woken through a [`Notify`] when the deadlines change. The
-//! task is spawned lazily on the first `Start` and exits when no deadline is
-//! left or the entry is gone, so a transaction that needs no timer (e.g. a
-//! non-INVITE server transaction answered over TCP) costs no task at all.
+//! The deadlines live in the table entries; one queue per layer (a binary
+//! heap of `(deadline, entry id, key)`) says when to look at which entry,
+//! and one driver task sleeps until the earliest queued deadline. An entry
+//! is queued again only when its earliest deadline moves earlier than what
+//! is queued for it, so absorbing duplicates costs nothing, and a queue
+//! item that outlived its entry (terminated, or re-armed later) is simply
+//! skipped when it comes up: there is no cancellation bookkeeping. The
+//! driver is spawned on the first timer and exits when the layer is
+//! dropped.
+//!
+//! An earlier design gave every transaction with a pending timer its own
+//! task. At registrar rates that is two spawns per registration (Timer J
+//! keeps each REGISTER's answer for 32 s over UDP), and every spawn woke
+//! the other runtime worker: the profile was dominated by context
+//! switches. The shared queue costs one wake-up per deadline that is
+//! actually due.
 //!
 //! Cost per live transaction (64-bit): the table entry, about 350 bytes
 //! with its key, plus the key's string (branch and sent-by) and the last
 //! message kept for retransmission — a refcounted [`Bytes`] usually shared
 //! with the transport, never more than one message. While a timer is
-//! pending, add one task of about 400 bytes (a 280-byte future holding an
-//! `Arc`, a key clone, one `Sleep` in tokio's timer wheel and one
-//! `Notified`) and an `Arc<Notify>`. The task is woken only when the
-//! earliest deadline changes, so absorbing duplicates costs no wake-up. A
-//! shared timer wheel would save the task but needs its own cancellation
-//! bookkeeping; at SIP transaction rates the task per transaction is the
-//! simpler correct choice.
+//! pending, add one queue item (40 bytes and a key clone).
 //!
 //! # Leaks
 //!
@@ -37,11 +41,12 @@
 //! buggy or crashed TU cannot leak entries. While the handle is alive the TU
 //! is responsible (e.g. it must CANCEL an INVITE that rings forever).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -213,6 +218,50 @@ struct Inner {
     /// Source of entry ids, so a handle never acts on a later transaction
     /// that happens to reuse its key.
     next_id: AtomicU64,
+    /// When to look at which entry; see the module docs.
+    queue: Mutex<BinaryHeap<Reverse<Queued>>>,
+    /// Wakes the driver when the earliest deadline moves earlier (and when
+    /// the layer is dropped, so the driver exits).
+    wake: Arc<Notify>,
+    driver_started: AtomicBool,
+}
+
+/// How often the driver gives back unused table capacity.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One timer-queue item: look at entry `id` under `key` at `at`. Ordered
+/// by `(at, id)`; ids are unique per entry, so the key need not take part.
+#[derive(Debug)]
+struct Queued {
+    at: Instant,
+    id: u64,
+    key: TransactionKey,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.id) == (other.at, other.id)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.id).cmp(&(other.at, other.id))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
 }
 
 #[expect(
@@ -275,8 +324,8 @@ struct Entry {
     guard: Option<Instant>,
     handle_dropped: bool,
     listener: Listener,
-    /// Wakes this entry's driver task; `None` while no task runs.
-    driver: Option<Arc<Notify>>,
+    /// The earliest deadline this entry has in the timer queue, if any.
+    queued: Option<Instant>,
 }
 
 impl Entry {
@@ -289,7 +338,7 @@ impl Entry {
             guard: None,
             handle_dropped: false,
             listener,
-            driver: None,
+            queued: None,
         }
     }
 
@@ -386,6 +435,9 @@ impl TransactionLayer {
                 transmit,
                 metrics: Metrics::default(),
                 next_id: AtomicU64::new(1),
+                queue: Mutex::new(BinaryHeap::new()),
+                wake: Arc::new(Notify::new()),
+                driver_started: AtomicBool::new(false),
             }),
         }
     }
@@ -400,15 +452,15 @@ impl TransactionLayer {
     ///
     /// `is_invite` says which machine a new transaction gets and must agree
     /// with the key; `is_ack` marks an ACK, which never creates a
-    /// transaction. `trying` is the 100 Trying to send at once for a new
-    /// INVITE (ignored otherwise).
+    /// transaction. `trying` builds the 100 Trying to send at once for a new
+    /// INVITE; it is not called for retransmissions or other methods.
     pub fn on_request(
         &self,
         key: TransactionKey,
         is_invite: bool,
         is_ack: bool,
         target: Target,
-        trying: Option<Bytes>,
+        trying: impl FnOnce() -> Option<Bytes>,
     ) -> Incoming {
         let inner = &self.inner;
         let now = Instant::now();
@@ -436,7 +488,7 @@ impl TransactionLayer {
             return Incoming::AckFor2xx;
         }
         let (machine, outputs, listener, events) = if is_invite {
-            let (m, out) = ServerInvite::new(inner.config, target.transport, trying);
+            let (m, out) = ServerInvite::new(inner.config, target.transport, trying());
             let (tx, rx) = oneshot::channel();
             (Machine::ServerInvite(m), out, Listener::Server(tx), rx)
         } else {
@@ -626,7 +678,7 @@ impl Inner {
     }
 
     /// Applies `outputs` to the entry for `key`, then removes it if it
-    /// terminated or reschedules its driver. Call with the shard locked;
+    /// terminated or queues its next deadline. Call with the shard locked;
     /// send `Effects::sends` after unlocking.
     fn step(
         self: &Arc<Self>,
@@ -695,60 +747,99 @@ impl Inner {
         }
     }
 
-    /// Forgets a transaction; its driver task (if any) is woken to exit, and
-    /// dropping the entry closes the TU's event channel.
+    /// Forgets a transaction; dropping the entry closes the TU's event
+    /// channel. Its queue items are skipped when they come up.
     fn remove(&self, map: &mut Table, key: &TransactionKey) {
         if let Some(entry) = map.remove(key) {
             bump(&self.metrics.terminated[entry.machine.kind().index()]);
             trace!(?key, "transaction terminated");
-            if let Some(driver) = entry.driver {
-                driver.notify_one();
-            }
         }
     }
 
-    /// Makes sure a driver task watches the entry's deadlines.
+    /// Queues the entry's earliest deadline unless an earlier or equal one
+    /// is queued already, and wakes the driver if it is now the first.
     fn schedule(self: &Arc<Self>, entry: &mut Entry, key: &TransactionKey) {
-        if let Some(driver) = &entry.driver {
-            driver.notify_one();
+        let Some(next) = entry.next_deadline() else {
+            return;
+        };
+        if entry.queued.is_some_and(|q| q <= next) {
             return;
         }
-        if entry.next_deadline().is_none() {
+        entry.queued = Some(next);
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = queue.peek().is_none_or(|Reverse(q)| next < q.at);
+            queue.push(Reverse(Queued {
+                at: next,
+                id: entry.id,
+                key: key.clone(),
+            }));
+            first
+        };
+        self.start_driver();
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    fn start_driver(self: &Arc<Self>) {
+        if self.driver_started.load(Ordering::Relaxed) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            warn!(?key, "no tokio runtime: transaction timers will not run");
+            warn!("no tokio runtime: transaction timers will not run");
             return;
         };
-        let wake = Arc::new(Notify::new());
-        entry.driver = Some(Arc::clone(&wake));
-        runtime.spawn(drive(Arc::clone(self), key.clone(), wake));
+        if !self.driver_started.swap(true, Ordering::AcqRel) {
+            runtime.spawn(drive(Arc::downgrade(self), Arc::clone(&self.wake)));
+        }
     }
 
-    /// The driver's next deadline, or `None` when it should exit (entry
-    /// gone, replaced, or without deadlines — then it unregisters itself).
-    fn next_deadline(&self, key: &TransactionKey, wake: &Arc<Notify>) -> Option<Instant> {
-        let mut map = self.lock(key);
-        let entry = map.get_mut(key)?;
-        if !entry.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, wake)) {
-            return None;
+    /// Gives back table and queue capacity left over from a burst: hash
+    /// maps never shrink by themselves, so after a peak of 250,000 live
+    /// transactions the shards would keep ~100 MB of empty buckets.
+    fn compact(&self) {
+        for shard in &self.shards {
+            let mut map = lock(shard);
+            if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                let keep = map.len() * 2;
+                map.shrink_to(keep);
+            }
         }
-        let next = entry.next_deadline();
-        if next.is_none() {
-            entry.driver = None;
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.capacity() > 64 && queue.len() * 4 < queue.capacity() {
+            let keep = queue.len() * 2;
+            queue.shrink_to(keep);
         }
-        next
     }
 
-    /// Fires every timer of the entry that is due, in deadline order.
-    fn fire(self: &Arc<Self>, key: &TransactionKey, wake: &Arc<Notify>) {
+    /// Pops the queue items due at `now`; returns them and the next
+    /// deadline after them.
+    fn due(&self, now: Instant) -> (Vec<Queued>, Option<Instant>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut due = Vec::new();
+        while let Some(Reverse(q)) = queue.peek() {
+            if q.at > now {
+                return (due, Some(q.at));
+            }
+            if let Some(Reverse(q)) = queue.pop() {
+                due.push(q);
+            }
+        }
+        (due, None)
+    }
+
+    /// Fires every timer of entry `id` that is due, in deadline order, and
+    /// queues its next deadline.
+    fn fire(self: &Arc<Self>, item: &Queued) {
         let now = Instant::now();
+        let key = &item.key;
         let mut map = self.lock(key);
-        let Some(entry) = map.get_mut(key) else {
+        let Some(entry) = map.get_mut(key).filter(|e| e.id == item.id) else {
             return;
         };
-        if !entry.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, wake)) {
-            return;
+        if entry.queued == Some(item.at) {
+            entry.queued = None;
         }
         let mut all = Effects::default();
         while let Some(timer) = map.get_mut(key).and_then(|e| e.take_due(now)) {
@@ -764,10 +855,13 @@ impl Inner {
         }
         if !all.terminated
             && let Some(entry) = map.get_mut(key)
-            && entry.guard.is_some_and(|at| at <= now)
         {
-            debug!(?key, "TU dropped its handle; transaction forgotten");
-            self.remove(&mut map, key);
+            if entry.guard.is_some_and(|at| at <= now) {
+                debug!(?key, "TU dropped its handle; transaction forgotten");
+                self.remove(&mut map, key);
+            } else {
+                self.schedule(entry, key);
+            }
         }
         drop(map);
         self.flush(all);
@@ -819,11 +913,38 @@ impl Effects {
 
 /// One transaction's timer task: sleep until the earliest deadline, fire,
 /// repeat; woken early whenever the deadlines change.
-async fn drive(inner: Arc<Inner>, key: TransactionKey, wake: Arc<Notify>) {
-    while let Some(deadline) = inner.next_deadline(&key, &wake) {
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => inner.fire(&key, &wake),
-            () = wake.notified() => {}
+/// The layer's one timer task: sleeps until the earliest queued deadline
+/// (or a wake-up), fires what is due, and exits once the layer is gone.
+async fn drive(inner: Weak<Inner>, wake: Arc<Notify>) {
+    let mut compacted = Instant::now();
+    loop {
+        let next = {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let now = Instant::now();
+            if now.duration_since(compacted) >= COMPACT_EVERY {
+                inner.compact();
+                compacted = now;
+            }
+            let (due, next) = inner.due(now);
+            for item in &due {
+                inner.fire(item);
+            }
+            if !due.is_empty() {
+                // firing may have queued deadlines that are already due
+                continue;
+            }
+            next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
         }
     }
 }

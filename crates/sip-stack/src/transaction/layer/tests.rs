@@ -250,18 +250,18 @@ async fn server_non_invite_udp_absorbs_and_resends_final_until_j() {
     let t0 = Instant::now();
     let key = server_key("OPTIONS");
     let udp = target(TransportKind::Udp);
-    let tx = new_tx(layer.on_request(key.clone(), false, false, udp, None));
+    let tx = new_tx(layer.on_request(key.clone(), false, false, udp, || None));
     // Before the TU answers, a retransmission is absorbed silently.
     at(t0, 0.4).await;
     assert!(matches!(
-        layer.on_request(key.clone(), false, false, udp, None),
+        layer.on_request(key.clone(), false, false, udp, || None),
         Incoming::Retransmission
     ));
     assert_eq!(rec.count(), 0);
     assert!(tx.respond(200, b("200")));
     at(t0, 1.0).await;
     assert!(matches!(
-        layer.on_request(key.clone(), false, false, udp, None),
+        layer.on_request(key.clone(), false, false, udp, || None),
         Incoming::Retransmission
     ));
     assert_eq!(rec.times_of(t0, b"200"), [0.4, 1.0]);
@@ -282,7 +282,7 @@ async fn server_non_invite_udp_absorbs_and_resends_final_until_j() {
     assert_eq!(m.terminated.server_non_invite, 1);
     // A late copy now starts a new transaction.
     assert!(matches!(
-        layer.on_request(key, false, false, udp, None),
+        layer.on_request(key, false, false, udp, || None),
         Incoming::New(_)
     ));
 }
@@ -292,11 +292,11 @@ async fn server_non_invite_tcp_ends_at_final_and_stale_handle_is_inert() {
     let (layer, rec) = setup();
     let key = server_key("REGISTER");
     let tcp = target(TransportKind::Tcp);
-    let first = new_tx(layer.on_request(key.clone(), false, false, tcp, None));
+    let first = new_tx(layer.on_request(key.clone(), false, false, tcp, || None));
     assert!(first.respond(200, b("200")));
     assert_eq!(layer.live(), 0);
     // Same key again: a new transaction that the old handle cannot touch.
-    let second = new_tx(layer.on_request(key.clone(), false, false, tcp, None));
+    let second = new_tx(layer.on_request(key.clone(), false, false, tcp, || None));
     assert!(!first.respond(500, b("500")));
     drop(first);
     assert!(second.respond(401, b("401")));
@@ -315,11 +315,11 @@ async fn server_invite_trying_486_retransmitted_by_g_until_ack_then_i() {
     let t0 = Instant::now();
     let key = server_key("INVITE");
     let udp = target(TransportKind::Udp);
-    let tx = new_tx(layer.on_request(key.clone(), true, false, udp, Some(b("100"))));
+    let tx = new_tx(layer.on_request(key.clone(), true, false, udp, || Some(b("100"))));
     assert_eq!(rec.times_of(t0, b"100"), [0.0]);
     at(t0, 0.2).await;
     assert!(matches!(
-        layer.on_request(key.clone(), true, false, udp, None),
+        layer.on_request(key.clone(), true, false, udp, || None),
         Incoming::Retransmission
     ));
     assert_eq!(rec.times_of(t0, b"100"), [0.0, 0.2]);
@@ -329,7 +329,7 @@ async fn server_invite_trying_486_retransmitted_by_g_until_ack_then_i() {
     at(t0, 10.0).await;
     let ack_key = server_key("ACK");
     assert!(matches!(
-        layer.on_request(ack_key.clone(), false, true, udp, None),
+        layer.on_request(ack_key.clone(), false, true, udp, || None),
         Incoming::AckForCompleted
     ));
     // G: 0.5, 1, 2, 4 (capped at T2), 4 after the 486 at 1 s.
@@ -337,7 +337,7 @@ async fn server_invite_trying_486_retransmitted_by_g_until_ack_then_i() {
     at(t0, 14.0).await;
     assert_eq!(rec.times_of(t0, b"486").len(), 5, "ACK stopped Timer G");
     assert!(matches!(
-        layer.on_request(ack_key, false, true, udp, None),
+        layer.on_request(ack_key, false, true, udp, || None),
         Incoming::AckForCompleted
     ));
     assert_eq!(layer.live(), 1);
@@ -356,7 +356,7 @@ async fn server_invite_timer_h_reports_timeout() {
     let t0 = Instant::now();
     let key = server_key("INVITE");
     let udp = target(TransportKind::Udp);
-    let mut tx = new_tx(layer.on_request(key, true, false, udp, Some(b("100"))));
+    let mut tx = new_tx(layer.on_request(key, true, false, udp, || Some(b("100"))));
     assert!(tx.respond(603, b("603")));
     assert_eq!(tx.next_event().await, Some(ServerEvent::Timeout));
     assert_eq!(Instant::now() - t0, Duration::from_secs(32));
@@ -374,13 +374,13 @@ async fn server_invite_over_tcp_ends_at_ack() {
     let (layer, rec) = setup();
     let key = TransactionKey::server("z9hG4bKt", "h.example", None, TransportKind::Tcp, "INVITE");
     let tcp = target(TransportKind::Tcp);
-    let mut tx = new_tx(layer.on_request(key.clone(), true, false, tcp, Some(b("100"))));
+    let mut tx = new_tx(layer.on_request(key.clone(), true, false, tcp, || Some(b("100"))));
     assert!(tx.respond(480, b("480")));
     tokio::time::advance(Duration::from_secs(10)).await;
     settle().await;
     assert_eq!(rec.count(), 2, "no Timer G over TCP");
     assert!(matches!(
-        layer.on_request(key, false, true, tcp, None),
+        layer.on_request(key, false, true, tcp, || None),
         Incoming::AckForCompleted
     ));
     assert_eq!(layer.live(), 0);
@@ -392,16 +392,16 @@ async fn server_invite_2xx_accepted_absorbs_invites_and_passes_acks() {
     let (layer, rec) = setup();
     let key = server_key("INVITE");
     let udp = target(TransportKind::Udp);
-    let tx = new_tx(layer.on_request(key.clone(), true, false, udp, Some(b("100"))));
+    let tx = new_tx(layer.on_request(key.clone(), true, false, udp, || Some(b("100"))));
     assert!(tx.respond(200, b("200")));
     drop(tx);
     assert!(matches!(
-        layer.on_request(key.clone(), true, false, udp, None),
+        layer.on_request(key.clone(), true, false, udp, || None),
         Incoming::Retransmission
     ));
     assert_eq!(rec.count(), 2, "INVITE absorbed without resending");
     assert!(matches!(
-        layer.on_request(server_key("ACK"), false, true, udp, None),
+        layer.on_request(server_key("ACK"), false, true, udp, || None),
         Incoming::AckFor2xx
     ));
     // An ACK with its own branch (the usual 2xx ACK) matches nothing.
@@ -413,7 +413,7 @@ async fn server_invite_2xx_accepted_absorbs_invites_and_passes_acks() {
         "ACK",
     );
     assert!(matches!(
-        layer.on_request(other, false, true, udp, None),
+        layer.on_request(other, false, true, udp, || None),
         Incoming::AckFor2xx
     ));
     assert_eq!(layer.live(), 1);
@@ -427,7 +427,7 @@ async fn dropped_handles_without_timers_are_forgotten_after_64_t1() {
     let (layer, rec) = setup();
     let t0 = Instant::now();
     let udp = target(TransportKind::Udp);
-    let tx = new_tx(layer.on_request(server_key("INVITE"), true, false, udp, Some(b("100"))));
+    let tx = new_tx(layer.on_request(server_key("INVITE"), true, false, udp, || Some(b("100"))));
     let ckey = TransactionKey::client("z9hG4bKc9", "INVITE");
     let client = layer.send_request(ckey.clone(), true, udp, b("INVITE"));
     assert!(layer.on_response(&ckey, 180, b("180"), None));
@@ -437,7 +437,7 @@ async fn dropped_handles_without_timers_are_forgotten_after_64_t1() {
     assert_eq!(layer.live(), 2);
     // Retransmissions are still absorbed meanwhile.
     assert!(matches!(
-        layer.on_request(server_key("INVITE"), true, false, udp, None),
+        layer.on_request(server_key("INVITE"), true, false, udp, || None),
         Incoming::Retransmission
     ));
     assert_eq!(rec.times_of(t0, b"100"), [0.0, 31.9]);
@@ -469,7 +469,7 @@ async fn many_transactions_share_the_table() {
     for i in 0..200 {
         let branch = format!("z9hG4bK{i}");
         let key = TransactionKey::server(&branch, "h", None, TransportKind::Tcp, "OPTIONS");
-        handles.push(new_tx(layer.on_request(key, false, false, tcp, None)));
+        handles.push(new_tx(layer.on_request(key, false, false, tcp, || None)));
     }
     assert_eq!(layer.live(), 200);
     for tx in &handles {
