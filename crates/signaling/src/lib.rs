@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dialplan;
 pub mod directory;
 pub mod location;
 pub mod metrics;

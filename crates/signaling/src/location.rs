@@ -49,6 +49,9 @@ pub struct Binding {
     /// RFC 3327 Path headers, as received, comma-joined.
     pub path: Option<Box<str>>,
     pub updated_ms: i64,
+    /// The expiry the store holds for this binding (see [`Location::update`]
+    /// on refreshes that are not written).
+    pub stored_until_ms: i64,
 }
 
 impl Binding {
@@ -64,6 +67,18 @@ impl Binding {
         let left = (self.expires_at_ms - now_ms).max(0);
         u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX)
     }
+}
+
+/// Whether `new` differs from `old` only in what a restart can do without:
+/// expiry, Call-ID, CSeq and refresh time.
+fn refresh_only(old: &Binding, new: &Binding) -> bool {
+    old.contact == new.contact
+        && old.received == new.received
+        && old.q == new.q
+        && old.user_agent == new.user_agent
+        && old.instance == new.instance
+        && old.reg_id == new.reg_id
+        && old.path == new.path
 }
 
 /// RFC 3261 §19.1.4 compares URIs component-wise; the practical core is a
@@ -268,9 +283,11 @@ impl Location {
                         }
                         continue;
                     }
+                    let expires_at_ms = now_ms + i64::from(n.expires) * 1000;
+                    let mut write = true;
                     let binding = Binding {
                         contact: n.contact.clone(),
-                        expires_at_ms: now_ms + i64::from(n.expires) * 1000,
+                        expires_at_ms,
                         call_id: u.call_id.clone(),
                         cseq: u.cseq,
                         q: n.q,
@@ -280,6 +297,7 @@ impl Location {
                         reg_id: n.reg_id,
                         path: u.path.clone(),
                         updated_ms: now_ms,
+                        stored_until_ms: expires_at_ms,
                     };
                     match pos {
                         Some(i) => {
@@ -289,6 +307,17 @@ impl Location {
                                     aor: u.aor.clone(),
                                     contact: old.contact.into(),
                                 });
+                            } else if refresh_only(&old, &record.bindings[i])
+                                && old.stored_until_ms - now_ms >= i64::from(n.expires) * 500
+                            {
+                                // A refresh that changes nothing a restart
+                                // needs, while the stored expiry is still at
+                                // least half an interval away: not written.
+                                // After a restart the binding lives until
+                                // that stored expiry, and a phone refreshing
+                                // this often is back well before it.
+                                record.bindings[i].stored_until_ms = old.stored_until_ms;
+                                write = false;
                             }
                         }
                         None => {
@@ -314,7 +343,9 @@ impl Location {
                             record.bindings.push(binding);
                         }
                     }
-                    if let Some(b) = record.bindings.iter().find(|b| b.same_binding(n)) {
+                    if let Some(b) = record.bindings.iter().find(|b| b.same_binding(n))
+                        && write
+                    {
                         ops.push(PersistOp::Upsert(to_registration(
                             &u.aor,
                             record.user_id,
@@ -455,6 +486,7 @@ impl Location {
                 reg_id: r.reg_id.and_then(|v| u32::try_from(v).ok()),
                 path: r.path.as_deref().map(Box::from),
                 updated_ms: r.updated_at,
+                stored_until_ms: r.expires_at,
             };
             let Ok(mut shard) = self.shard(&r.aor).lock() else {
                 continue;
@@ -725,6 +757,38 @@ mod tests {
         let ops: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert!(
             matches!(ops.last(), Some(PersistOp::Delete { contact, .. }) if contact == "sip:a@1.2.3.4")
+        );
+    }
+
+    #[test]
+    fn frequent_refreshes_are_written_only_when_the_store_falls_behind() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let loc = Location::new(10, Some(tx));
+        let mut written = |loc: &Location, call: &str, cseq: u32, now: i64| {
+            loc.update(&set(&[("sip:a@1.2.3.4", 600)], call, cseq), now)
+                .unwrap();
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .filter_map(|op| match op {
+                    PersistOp::Upsert(r) => Some(r.expires_at),
+                    PersistOp::Delete { .. } => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // new binding: written, stored until 600 s
+        assert_eq!(written(&loc, "c1", 1, 0), vec![600_000]);
+        // refreshed 60 s later, even with a new Call-ID: the store still
+        // holds 540 s, more than half the interval: not written
+        assert_eq!(written(&loc, "c2", 1, 60_000), Vec::<i64>::new());
+        let b = loc.view("sip:alice@example.com", 60_000);
+        assert_eq!(b.map(|v| v.contacts[0].expires_in), Some(600));
+        // at 301 s the stored expiry is less than half an interval away
+        assert_eq!(written(&loc, "c2", 2, 301_000), vec![901_000]);
+        // a changed contact is always written
+        loc.update(&set(&[("sip:a@9.9.9.9", 600)], "c3", 1), 302_000)
+            .unwrap();
+        assert!(
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .any(|op| matches!(op, PersistOp::Upsert(r) if r.contact == "sip:a@9.9.9.9"))
         );
     }
 

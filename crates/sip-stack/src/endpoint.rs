@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use switchboard_sip::message::{self, Message, Request, Response, Via};
+use switchboard_sip::request::ack_for_failure;
 use switchboard_sip::response::response;
 use tracing::{debug, trace};
 
@@ -159,8 +160,14 @@ impl Endpoint {
             self.core.on_stray_response(resp, from);
             return;
         };
-        let key = TransactionKey::client(branch, &resp.cseq_method.to_string());
-        if !self.layer.on_response(&key, resp.code, bytes, None) {
+        let method = resp.cseq_method.to_string();
+        let key = TransactionKey::client(branch, &method);
+        let to = resp.header("To").unwrap_or_default();
+        let ack = |invite: &Bytes| match message::parse(invite) {
+            Ok(Message::Request(inv)) => Bytes::from(ack_for_failure(&inv, to)),
+            _ => Bytes::new(),
+        };
+        if !self.layer.on_response(&key, resp.code, bytes, ack) {
             self.core.on_stray_response(resp, from);
         }
     }

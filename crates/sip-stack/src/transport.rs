@@ -95,6 +95,9 @@ struct Conn {
 /// The bound sockets and live connections of one endpoint.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
+    /// `udp[i]`'s local address, read once: a `getsockname` per send
+    /// showed up in profiles.
+    udp_addrs: Vec<SocketAddr>,
     tcp_local: Vec<SocketAddr>,
     conns: Mutex<ConnTable>,
     next_conn: AtomicU64,
@@ -142,8 +145,13 @@ impl Transports {
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        let udp_addrs = udp
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
         let transports = Arc::new(Self {
             udp,
+            udp_addrs,
             tcp_local,
             conns: Mutex::new(ConnTable::default()),
             next_conn: AtomicU64::new(1),
@@ -212,14 +220,15 @@ impl Transports {
         let socket = self
             .udp
             .iter()
-            .find(|s| s.local_addr().ok() == Some(target.local))
+            .zip(&self.udp_addrs)
+            .find(|(_, a)| **a == target.local)
             .or_else(|| {
-                self.udp.iter().find(|s| {
-                    s.local_addr()
-                        .map(|a| a.is_ipv4() == target.remote.is_ipv4())
-                        .unwrap_or(false)
-                })
-            });
+                self.udp
+                    .iter()
+                    .zip(&self.udp_addrs)
+                    .find(|(_, a)| a.is_ipv4() == target.remote.is_ipv4())
+            })
+            .map(|(s, _)| s);
         let Some(socket) = socket else {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
             warn!(%target, "no UDP socket for this address family");
@@ -395,20 +404,19 @@ async fn udp_loop(transports: Arc<Transports>, socket: Arc<UdpSocket>, receiver:
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let mut buf = BytesMut::with_capacity(MAX_MESSAGE * 4);
+    // One zeroed buffer for the life of the loop; each datagram is copied
+    // out at its own length. (Receiving into a fresh slice of a BytesMut
+    // meant zero-filling 64 KB per datagram and faulting in new pages every
+    // few hundred: that was most of the receive path's CPU.)
+    let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        if buf.capacity() < MAX_MESSAGE {
-            buf.reserve(MAX_MESSAGE * 4);
-        }
-        buf.resize(MAX_MESSAGE, 0);
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             _ = transports.shutdown.cancelled() => return,
         };
         match received {
             Ok((len, remote)) => {
-                buf.truncate(len);
-                let bytes = buf.split().freeze();
+                let bytes = Bytes::copy_from_slice(&buf[..len]);
                 transports.stats.udp_in.fetch_add(1, Ordering::Relaxed);
                 // RFC 5626 keepalives over UDP are a bare CRLF(CRLF): no message.
                 if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {

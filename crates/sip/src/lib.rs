@@ -13,6 +13,7 @@
 pub mod digest;
 pub mod framing;
 pub mod message;
+pub mod request;
 pub mod response;
 
 /// Re-exported so users of this crate reach the exact rsip version our

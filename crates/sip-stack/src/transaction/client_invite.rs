@@ -36,7 +36,8 @@ pub struct ClientInvite {
     state: ClientInviteState,
     config: TimerConfig,
     transport: TransportKind,
-    /// The INVITE, kept only while it may be retransmitted (Calling).
+    /// The INVITE: retransmitted in Calling, and the source of the ACK for
+    /// a 300-699 final; dropped once the final arrived.
     request: Bytes,
     /// The ACK for a non-2xx final, kept in Completed to answer retransmits.
     ack: Bytes,
@@ -79,10 +80,11 @@ impl ClientInvite {
 
     /// A response with status `code` matched this transaction.
     ///
-    /// `ack` builds the ACK for a 300-699 final; it is called at most once,
-    /// on the first such response, because only the TU layer can build
-    /// messages (RFC 3261 §17.1.1.3 fixes its contents).
-    pub fn on_response(&mut self, code: u16, ack: impl FnOnce() -> Bytes) -> Vec<Output> {
+    /// `ack` builds the ACK for a 300-699 final from the INVITE; it is
+    /// called at most once, on the first such response, because only the
+    /// layer above can parse and build messages (RFC 3261 §17.1.1.3 fixes
+    /// its contents).
+    pub fn on_response(&mut self, code: u16, ack: impl FnOnce(&Bytes) -> Bytes) -> Vec<Output> {
         let mut out = outputs();
         let class = Class::of(code);
         if class == Class::Invalid {
@@ -104,7 +106,8 @@ impl ClientInvite {
                     if !d.is_zero() {
                         self.leave_calling(&mut out);
                     }
-                    self.ack = ack();
+                    self.ack = ack(&self.request);
+                    self.request = Bytes::new();
                     out.push(Output::Transmit(self.ack.clone()));
                     out.push(Output::Deliver(code));
                     if d.is_zero() {
@@ -159,8 +162,8 @@ impl ClientInvite {
         out
     }
 
-    /// Stops Calling's timers and drops the INVITE: once any response has
-    /// arrived it is never retransmitted (§17.1.1.2).
+    /// Stops Calling's timers: once any response has arrived the INVITE
+    /// is never retransmitted (§17.1.1.2).
     fn leave_calling(&mut self, out: &mut Vec<Output>) {
         if self.state == ClientInviteState::Calling {
             if !self.interval_a.is_zero() {
@@ -168,7 +171,6 @@ impl ClientInvite {
             }
             out.push(Output::Stop(Timer::B));
         }
-        self.request = Bytes::new();
     }
 
     fn terminate(&mut self, out: &mut Vec<Output>) {
@@ -219,7 +221,7 @@ mod tests {
         assert_eq!(m.state(), Calling);
         for (i, (ev, want, state)) in steps.iter().enumerate() {
             let got = match *ev {
-                Ev::Resp(code) => m.on_response(code, ack),
+                Ev::Resp(code) => m.on_response(code, |_| ack()),
                 Ev::Fire(t) => m.on_timer(t),
                 Ev::TransportErr => m.on_transport_error(),
             };
@@ -405,12 +407,12 @@ mod tests {
         let (mut m, _) = ClientInvite::new(TimerConfig::default(), TransportKind::Udp, req());
         let mut built = 0;
         for _ in 0..3 {
-            m.on_response(500, || {
+            m.on_response(500, |_| {
                 built += 1;
                 ack()
             });
         }
-        m.on_response(180, || {
+        m.on_response(180, |_| {
             built += 1;
             ack()
         });

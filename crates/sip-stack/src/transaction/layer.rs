@@ -558,8 +558,9 @@ impl TransactionLayer {
     }
 
     /// A response arrived, keyed by [`TransactionKey::client`] of its top
-    /// Via branch and CSeq method. `ack` is the ACK to send if this is a
-    /// 300-699 to an INVITE (built by the caller, who can parse messages).
+    /// Via branch and CSeq method. `ack` builds, from the INVITE's bytes,
+    /// the ACK to send if this is the first 300-699 to an INVITE (the
+    /// caller can parse messages; the layer cannot).
     ///
     /// Returns false for a stray response (no transaction): the caller
     /// passes a stray 2xx to INVITE on to the dialog layer, which owns
@@ -569,12 +570,12 @@ impl TransactionLayer {
         key: &TransactionKey,
         code: u16,
         bytes: Bytes,
-        ack: Option<Bytes>,
+        ack: impl FnOnce(&Bytes) -> Bytes,
     ) -> bool {
         let found = self
             .inner
             .with_entry(key, None, Some(&bytes), |machine| match machine {
-                Machine::ClientInvite(m) => m.on_response(code, move || ack.unwrap_or_default()),
+                Machine::ClientInvite(m) => m.on_response(code, ack),
                 Machine::ClientNonInvite(m) => m.on_response(code),
                 Machine::ServerInvite(_) | Machine::ServerNonInvite(_) => Vec::new(),
             });

@@ -141,19 +141,19 @@ async fn client_invite_failure_is_acked_and_retransmissions_reacked() {
     let key = TransactionKey::client("z9hG4bKc3", "INVITE");
     let mut tx = layer.send_request(key.clone(), true, target(TransportKind::Udp), b("INVITE"));
     at(t0, 0.7).await;
-    assert!(layer.on_response(&key, 180, b("180"), None));
+    assert!(layer.on_response(&key, 180, b("180"), |_| Bytes::new()));
     assert_eq!(
         tx.next_event().await,
         Some(ClientEvent::Response(180, b("180")))
     );
     at(t0, 5.0).await;
-    assert!(layer.on_response(&key, 486, b("486"), Some(b("ACK"))));
+    assert!(layer.on_response(&key, 486, b("486"), |_| b("ACK")));
     assert_eq!(
         tx.next_event().await,
         Some(ClientEvent::Response(486, b("486")))
     );
     at(t0, 6.0).await;
-    assert!(layer.on_response(&key, 486, b("486"), Some(b("ACK"))));
+    assert!(layer.on_response(&key, 486, b("486"), |_| b("ACK")));
     // Retransmission stopped at the 180; the ACK went out twice.
     assert_eq!(rec.times_of(t0, b"INVITE"), [0.0, 0.5]);
     assert_eq!(rec.times_of(t0, b"ACK"), [5.0, 6.0]);
@@ -162,7 +162,7 @@ async fn client_invite_failure_is_acked_and_retransmissions_reacked() {
     assert_eq!(tx.next_event().await, None);
     assert_eq!(Instant::now() - t0, Duration::from_secs(37));
     assert_eq!(layer.live(), 0);
-    assert!(!layer.on_response(&key, 486, b("486"), Some(b("ACK"))));
+    assert!(!layer.on_response(&key, 486, b("486"), |_| b("ACK")));
     assert_eq!(layer.metrics().stray_responses, 1);
 }
 
@@ -171,7 +171,7 @@ async fn client_invite_2xx_terminates_at_once() {
     let (layer, _rec) = setup();
     let key = TransactionKey::client("z9hG4bKc4", "INVITE");
     let mut tx = layer.send_request(key.clone(), true, target(TransportKind::Udp), b("INVITE"));
-    assert!(layer.on_response(&key, 200, b("200"), None));
+    assert!(layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
     assert_eq!(layer.live(), 0);
     assert_eq!(
         tx.next_event().await,
@@ -179,7 +179,7 @@ async fn client_invite_2xx_terminates_at_once() {
     );
     assert_eq!(tx.next_event().await, None);
     // A retransmitted 2xx is stray: the dialog layer's business.
-    assert!(!layer.on_response(&key, 200, b("200"), None));
+    assert!(!layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,9 +189,9 @@ async fn client_non_invite_gets_200_once_even_if_retransmitted() {
     let key = TransactionKey::client("z9hG4bKc5", "OPTIONS");
     let mut tx = layer.send_request(key.clone(), false, target(TransportKind::Udp), b("OPTIONS"));
     at(t0, 1.7).await;
-    assert!(layer.on_response(&key, 200, b("200"), None));
+    assert!(layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
     at(t0, 2.0).await;
-    assert!(layer.on_response(&key, 200, b("200"), None));
+    assert!(layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
     assert_eq!(
         tx.next_event().await,
         Some(ClientEvent::Response(200, b("200")))
@@ -430,7 +430,7 @@ async fn dropped_handles_without_timers_are_forgotten_after_64_t1() {
     let tx = new_tx(layer.on_request(server_key("INVITE"), true, false, udp, || Some(b("100"))));
     let ckey = TransactionKey::client("z9hG4bKc9", "INVITE");
     let client = layer.send_request(ckey.clone(), true, udp, b("INVITE"));
-    assert!(layer.on_response(&ckey, 180, b("180"), None));
+    assert!(layer.on_response(&ckey, 180, b("180"), |_| Bytes::new()));
     drop(client);
     drop(tx);
     at(t0, 31.9).await;
@@ -454,7 +454,7 @@ async fn dropped_client_in_calling_runs_to_timer_b() {
     drop(layer.send_request(key.clone(), true, target(TransportKind::Udp), b("INVITE")));
     at(t0, 4.0).await;
     // The 486 still gets its ACK although nobody listens.
-    assert!(layer.on_response(&key, 486, b("486"), Some(b("ACK"))));
+    assert!(layer.on_response(&key, 486, b("486"), |_| b("ACK")));
     assert_eq!(rec.times_of(t0, b"ACK"), [4.0]);
     assert_eq!(rec.times_of(t0, b"INVITE"), [0.0, 0.5, 1.5, 3.5]);
     at(t0, 36.1).await;
@@ -501,8 +501,8 @@ async fn concurrent_transactions_drain_on_a_real_clock() {
             let mut tx = tx;
             if i % 2 == 0 {
                 tokio::time::sleep(Duration::from_millis(u64::from(i % 17))).await;
-                assert!(layer.on_response(&key, 200, b("200"), None));
-                assert!(layer.on_response(&key, 200, b("200"), None));
+                assert!(layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
+                assert!(layer.on_response(&key, 200, b("200"), |_| Bytes::new()));
             }
             let mut events = Vec::new();
             while let Some(ev) = tx.next_event().await {

@@ -1,0 +1,685 @@
+//! The JSON dialplan: parsed and validated as a whole, then matched per
+//! call. Pure: no I/O except [`Dialplan::load`].
+//!
+//! ```json
+//! { "version": "1.0",
+//!   "routes": [
+//!     { "id": "internal", "name": "Extensions", "pattern": "1*", "priority": 50,
+//!       "actions": [ { "type": "dial",
+//!                      "params": { "target": "user/${destination}", "timeout": 30 } } ] } ] }
+//! ```
+//!
+//! Patterns are globs (`*` any run of characters, `?` one); the enabled
+//! route with the lowest priority that matches wins (ties: file order); a
+//! route with `account_id` only serves that account's callers. A dialplan
+//! that names an unknown action, a bad target, an unknown variable or a
+//! duplicate id is rejected whole with an error naming the route, so a bad
+//! edit never replaces the last good dialplan.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Dial timeout when a `dial` action names none.
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest dial timeout accepted.
+const MAX_DIAL_TIMEOUT_SECS: u64 = 600;
+
+/// Variables every call has.
+pub const BUILTIN_VARIABLES: &[&str] = &["destination", "caller_id", "caller_name", "call_id"];
+
+/// The file format, as written and served by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialplanFile {
+    #[serde(default = "default_version")]
+    pub version: String,
+    pub routes: Vec<RouteFile>,
+}
+
+fn default_version() -> String {
+    "1.0".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub pattern: String,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<i64>,
+    pub actions: Vec<ActionFile>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionFile {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub params: Value,
+}
+
+/// A validated dialplan.
+#[derive(Debug, Clone)]
+pub struct Dialplan {
+    /// As loaded, for the API.
+    pub file: DialplanFile,
+    /// Enabled routes, best first.
+    routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub id: String,
+    pub pattern: String,
+    pub priority: i64,
+    pub account_id: Option<i64>,
+    pub actions: Vec<Action>,
+}
+
+/// What a route does, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Ring every target in parallel; the first answer wins.
+    Dial {
+        targets: Vec<DialTarget>,
+        timeout: Duration,
+    },
+    /// Refuse (before an answer) or end (after) the call.
+    Hangup { code: u16, reason: String },
+    /// Answer the call ourselves.
+    Answer,
+    /// Set a variable (`caller_name` changes the name shown to the callee).
+    Set { name: String, value: String },
+}
+
+/// Where a `dial` goes; values may hold `${variables}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialTarget {
+    /// Every registered contact of a user, by extension or username.
+    User(String),
+    /// A SIP URI.
+    Uri(String),
+    /// A configured trunk.
+    Gateway(String),
+}
+
+/// A dialplan that cannot be used, naming where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct DialplanError {
+    /// e.g. `routes[2] (id "internal").actions[0].params.target`.
+    pub path: String,
+    pub reason: String,
+}
+
+fn err(path: impl Into<String>, reason: impl Into<String>) -> DialplanError {
+    DialplanError {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Hangup reasons by name, for `{"type": "hangup", "params": {"reason": "busy"}}`.
+const NAMED_HANGUPS: &[(&str, u16)] = &[
+    ("busy", 486),
+    ("no_answer", 480),
+    ("unavailable", 480),
+    ("not_found", 404),
+    ("rejected", 603),
+    ("decline", 603),
+    ("forbidden", 403),
+    ("congestion", 503),
+    ("normal", 0),
+];
+
+impl Dialplan {
+    /// Parses and validates a dialplan from JSON text.
+    pub fn parse(text: &str) -> Result<Self, DialplanError> {
+        let file: DialplanFile =
+            serde_json::from_str(text).map_err(|e| err("dialplan", e.to_string()))?;
+        Self::from_file(file)
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, DialplanError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Self::parse(&text).map_err(|e| err(format!("{}: {}", path.display(), e.path), e.reason))
+    }
+
+    /// The dialplan used when none is configured: every extension dials
+    /// the user who has it.
+    pub fn builtin() -> Self {
+        let file = DialplanFile {
+            version: default_version(),
+            routes: vec![RouteFile {
+                id: "extensions".into(),
+                name: Some("Dial the user with this extension or username".into()),
+                pattern: "*".into(),
+                priority: 100,
+                enabled: true,
+                account_id: None,
+                actions: vec![ActionFile {
+                    kind: "dial".into(),
+                    params: serde_json::json!({"target": "user/${destination}", "timeout": 30}),
+                }],
+            }],
+        };
+        match Self::from_file(file.clone()) {
+            Ok(d) => d,
+            Err(_) => Self {
+                file,
+                routes: Vec::new(),
+            },
+        }
+    }
+
+    /// Validates a parsed file.
+    pub fn from_file(file: DialplanFile) -> Result<Self, DialplanError> {
+        if file.version.split('.').next() != Some("1") {
+            return Err(err(
+                "version",
+                format!("unsupported version {:?} (expected 1.x)", file.version),
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut routes = Vec::new();
+        for (i, r) in file.routes.iter().enumerate() {
+            let here = format!("routes[{i}] (id {:?})", r.id);
+            if r.id.trim().is_empty() {
+                return Err(err(format!("routes[{i}].id"), "must not be empty"));
+            }
+            if !ids.insert(r.id.as_str()) {
+                return Err(err(here, "duplicate route id"));
+            }
+            if r.pattern.is_empty() {
+                return Err(err(format!("{here}.pattern"), "must not be empty"));
+            }
+            if r.actions.is_empty() {
+                return Err(err(
+                    format!("{here}.actions"),
+                    "a route needs at least one action",
+                ));
+            }
+            let mut vars: HashSet<String> =
+                BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+            let mut actions = Vec::with_capacity(r.actions.len());
+            for (j, a) in r.actions.iter().enumerate() {
+                let at = format!("{here}.actions[{j}]");
+                actions.push(action(a, &at, &mut vars)?);
+            }
+            if r.enabled {
+                routes.push((
+                    i,
+                    Route {
+                        id: r.id.clone(),
+                        pattern: r.pattern.clone(),
+                        priority: r.priority,
+                        account_id: r.account_id,
+                        actions,
+                    },
+                ));
+            }
+        }
+        routes.sort_by_key(|(i, r)| (r.priority, *i));
+        Ok(Self {
+            file,
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
+    /// The route for a call to `destination` from a caller of `account_id`.
+    pub fn route(&self, destination: &str, account_id: i64) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.account_id.is_none_or(|a| a == account_id) && glob(&r.pattern, destination))
+    }
+
+    /// Number of enabled routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+fn params(
+    a: &ActionFile,
+    at: &str,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, Value>, DialplanError> {
+    let map = match &a.params {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(m) => m.clone(),
+        _ => return Err(err(format!("{at}.params"), "must be an object")),
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(err(
+            format!("{at}.params.{k}"),
+            format!(
+                "unknown parameter for {:?} (known: {})",
+                a.kind,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(map)
+}
+
+fn string(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<String>, DialplanError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(err(format!("{at}.params.{key}"), "must be a string")),
+    }
+}
+
+fn action(a: &ActionFile, at: &str, vars: &mut HashSet<String>) -> Result<Action, DialplanError> {
+    match a.kind.as_str() {
+        "dial" => {
+            let p = params(a, at, &["target", "targets", "timeout"])?;
+            let mut raw = Vec::new();
+            if let Some(t) = string(&p, "target", at)? {
+                raw.push((format!("{at}.params.target"), t));
+            }
+            match p.get("targets") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(list)) => {
+                    for (k, v) in list.iter().enumerate() {
+                        let here = format!("{at}.params.targets[{k}]");
+                        match v {
+                            Value::String(s) => raw.push((here, s.clone())),
+                            _ => return Err(err(here, "must be a string")),
+                        }
+                    }
+                }
+                Some(_) => {
+                    return Err(err(
+                        format!("{at}.params.targets"),
+                        "must be a list of strings",
+                    ));
+                }
+            }
+            if raw.is_empty() {
+                return Err(err(format!("{at}.params"), "dial needs a target"));
+            }
+            let mut targets = Vec::with_capacity(raw.len());
+            for (here, t) in raw {
+                check_template(&t, &here, vars)?;
+                targets.push(dial_target(&t).map_err(|r| err(here, r))?);
+            }
+            let timeout = match p.get("timeout") {
+                None | Some(Value::Null) => DEFAULT_DIAL_TIMEOUT,
+                Some(v) => match v.as_u64() {
+                    Some(s) if (1..=MAX_DIAL_TIMEOUT_SECS).contains(&s) => Duration::from_secs(s),
+                    _ => {
+                        return Err(err(
+                            format!("{at}.params.timeout"),
+                            format!("must be whole seconds from 1 to {MAX_DIAL_TIMEOUT_SECS}"),
+                        ));
+                    }
+                },
+            };
+            Ok(Action::Dial { targets, timeout })
+        }
+        "hangup" => {
+            let p = params(a, at, &["reason", "code"])?;
+            let reason = string(&p, "reason", at)?;
+            let code = match p.get("code") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64().and_then(|c| u16::try_from(c).ok()) {
+                    Some(c) if (400..=699).contains(&c) => Some(c),
+                    _ => {
+                        return Err(err(
+                            format!("{at}.params.code"),
+                            "must be a SIP status from 400 to 699",
+                        ));
+                    }
+                },
+            };
+            let named = reason.as_deref().and_then(|r| {
+                NAMED_HANGUPS
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(r))
+                    .map(|(_, c)| *c)
+            });
+            let code = code.or(named).unwrap_or(0);
+            let reason = match (&reason, named) {
+                (Some(r), None) => r.clone(),
+                _ => switchboard_sip::reason_phrase(code).to_owned(),
+            };
+            // code 0: "normal" — end an answered call, or 480 before answer
+            Ok(Action::Hangup { code, reason })
+        }
+        "answer" => {
+            params(a, at, &[])?;
+            Ok(Action::Answer)
+        }
+        "set" => {
+            let p = params(a, at, &["name", "variable", "value"])?;
+            let name = match (string(&p, "name", at)?, string(&p, "variable", at)?) {
+                (Some(n), None) | (None, Some(n)) => n,
+                _ => {
+                    return Err(err(
+                        format!("{at}.params"),
+                        "set needs exactly one of \"name\" or \"variable\"",
+                    ));
+                }
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err(
+                    format!("{at}.params.name"),
+                    "variable names are letters, digits and _",
+                ));
+            }
+            if matches!(name.as_str(), "destination" | "call_id") {
+                return Err(err(
+                    format!("{at}.params.name"),
+                    format!("{name} cannot be changed"),
+                ));
+            }
+            let value = string(&p, "value", at)?
+                .ok_or_else(|| err(format!("{at}.params.value"), "set needs a value"))?;
+            check_template(&value, &format!("{at}.params.value"), vars)?;
+            vars.insert(name.clone());
+            Ok(Action::Set { name, value })
+        }
+        other => Err(err(
+            format!("{at}.type"),
+            format!("unknown action {other:?} (known: dial, hangup, answer, set)"),
+        )),
+    }
+}
+
+fn dial_target(t: &str) -> Result<DialTarget, String> {
+    if let Some(u) = t.strip_prefix("user/") {
+        if u.is_empty() {
+            return Err("user/ needs an extension or username".into());
+        }
+        return Ok(DialTarget::User(u.to_owned()));
+    }
+    if let Some(g) = t.strip_prefix("gateway/") {
+        if g.is_empty() {
+            return Err("gateway/ needs a trunk name".into());
+        }
+        return Ok(DialTarget::Gateway(g.to_owned()));
+    }
+    if let Some(rest) = t.strip_prefix("sip:").or_else(|| t.strip_prefix("sips:")) {
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(format!("{t:?} is not a SIP URI"));
+        }
+        return Ok(DialTarget::Uri(t.to_owned()));
+    }
+    Err(format!(
+        "unknown target {t:?} (expected user/<ext>, sip:<uri> or gateway/<trunk>)"
+    ))
+}
+
+/// Checks every `${name}` in `t` names a known variable.
+fn check_template(t: &str, at: &str, vars: &HashSet<String>) -> Result<(), DialplanError> {
+    let mut rest = t;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(err(at, "unterminated ${"));
+        };
+        let name = &after[..end];
+        if !vars.contains(name) {
+            return Err(err(at, format!("unknown variable ${{{name}}}")));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Replaces every `${name}` in `t` from `vars` (unknown names: empty).
+pub fn expand(t: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(t.len() + 16);
+    let mut rest = t;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(end) => {
+                if let Some(v) = vars.get(&after[..end]) {
+                    out.push_str(v);
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Glob match: `*` any run (also empty), `?` one character.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_table() {
+        for (p, t, want) in [
+            ("500", "500", true),
+            ("500", "5000", false),
+            ("1*", "1", true),
+            ("1*", "1234", true),
+            ("1*", "2134", false),
+            ("*500", "9500", true),
+            ("*500", "5001", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("1?3", "123", true),
+            ("1?3", "13", false),
+            ("+1*", "+15551234", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    const GOOD: &str = r#"{ "version": "1.0",
+      "routes": [
+        { "id": "internal", "name": "Extensions", "pattern": "1*", "priority": 50,
+          "actions": [ { "type": "dial", "params": { "target": "user/${destination}", "timeout": 20 } } ] },
+        { "id": "busy", "pattern": "1999", "priority": 10,
+          "actions": [ { "type": "hangup", "params": { "reason": "busy" } } ] },
+        { "id": "off", "pattern": "*", "priority": 1, "enabled": false,
+          "actions": [ { "type": "hangup" } ] },
+        { "id": "acct", "pattern": "2*", "priority": 5, "account_id": 7,
+          "actions": [ { "type": "set", "params": { "name": "caller_name", "value": "VIP ${caller_name}" } },
+                       { "type": "dial", "params": { "targets": ["user/${destination}", "sip:backup@127.0.0.1:5080"] } } ] } ] }"#;
+
+    #[test]
+    fn routes_match_by_priority_account_and_enabled() {
+        let d = Dialplan::parse(GOOD).unwrap();
+        assert_eq!(d.len(), 3, "the disabled route is not used");
+        assert_eq!(d.route("1999", 1).unwrap().id, "busy");
+        assert_eq!(d.route("1000", 1).unwrap().id, "internal");
+        assert_eq!(d.route("2000", 7).unwrap().id, "acct");
+        assert!(d.route("2000", 1).is_none(), "route scoped to account 7");
+        assert!(d.route("300", 1).is_none());
+        match &d.route("1000", 1).unwrap().actions[0] {
+            Action::Dial { targets, timeout } => {
+                assert_eq!(targets, &[DialTarget::User("${destination}".into())]);
+                assert_eq!(*timeout, Duration::from_secs(20));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            d.route("1999", 1).unwrap().actions[0],
+            Action::Hangup {
+                code: 486,
+                reason: "Busy Here".into()
+            }
+        );
+        match &d.route("2000", 7).unwrap().actions[1] {
+            Action::Dial { targets, timeout } => {
+                assert_eq!(targets.len(), 2);
+                assert_eq!(
+                    targets[1],
+                    DialTarget::Uri("sip:backup@127.0.0.1:5080".into())
+                );
+                assert_eq!(*timeout, DEFAULT_DIAL_TIMEOUT);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_dialplans_name_the_route_and_reason() {
+        let route = |actions: &str| {
+            format!(r#"{{"routes":[{{"id":"r1","pattern":"1*","actions":[{actions}]}}]}}"#)
+        };
+        let cases: Vec<(String, &str, &str)> = vec![
+            ("not json".into(), "dialplan", "expected"),
+            (
+                route(r#"{"type":"fly"}"#),
+                "routes[0] (id \"r1\").actions[0].type",
+                "unknown action \"fly\"",
+            ),
+            (
+                route(r#"{"type":"dial","params":{"target":"phone/1"}}"#),
+                "routes[0] (id \"r1\").actions[0].params.target",
+                "unknown target",
+            ),
+            (
+                route(r#"{"type":"dial","params":{}}"#),
+                "routes[0] (id \"r1\").actions[0].params",
+                "dial needs a target",
+            ),
+            (
+                route(r#"{"type":"dial","params":{"target":"user/${nope}"}}"#),
+                "routes[0] (id \"r1\").actions[0].params.target",
+                "unknown variable ${nope}",
+            ),
+            (
+                route(r#"{"type":"dial","params":{"target":"user/1","timeout":0}}"#),
+                "routes[0] (id \"r1\").actions[0].params.timeout",
+                "whole seconds",
+            ),
+            (
+                route(r#"{"type":"dial","params":{"target":"user/1","ring":3}}"#),
+                "routes[0] (id \"r1\").actions[0].params.ring",
+                "unknown parameter",
+            ),
+            (
+                route(r#"{"type":"hangup","params":{"code":200}}"#),
+                "routes[0] (id \"r1\").actions[0].params.code",
+                "400 to 699",
+            ),
+            (
+                route(r#"{"type":"set","params":{"name":"destination","value":"x"}}"#),
+                "routes[0] (id \"r1\").actions[0].params.name",
+                "cannot be changed",
+            ),
+            (
+                r#"{"routes":[{"id":"a","pattern":"1","actions":[{"type":"answer"}]},{"id":"a","pattern":"2","actions":[{"type":"answer"}]}]}"#.into(),
+                "routes[1] (id \"a\")",
+                "duplicate route id",
+            ),
+            (
+                r#"{"routes":[{"id":"a","pattern":"1","actions":[]}]}"#.into(),
+                "routes[0] (id \"a\").actions",
+                "at least one action",
+            ),
+            (
+                r#"{"version":"2.0","routes":[]}"#.into(),
+                "version",
+                "unsupported version",
+            ),
+            (
+                r#"{"routes":[{"id":"a","pattern":"1","actions":[{"type":"answer"}],"colour":"red"}]}"#.into(),
+                "dialplan",
+                "unknown field `colour`",
+            ),
+        ];
+        for (text, path, reason) in cases {
+            let e = Dialplan::parse(&text).expect_err(&text);
+            assert_eq!(e.path, path, "{text}: {e}");
+            assert!(e.reason.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn variables_set_earlier_may_be_used_later() {
+        let text = r#"{"routes":[{"id":"a","pattern":"*","actions":[
+            {"type":"set","params":{"variable":"prefix","value":"9"}},
+            {"type":"dial","params":{"target":"sip:${prefix}${destination}@127.0.0.1"}}]}]}"#;
+        assert!(Dialplan::parse(text).is_ok());
+        let mut vars = HashMap::new();
+        vars.insert("prefix".to_owned(), "9".to_owned());
+        vars.insert("destination".to_owned(), "555".to_owned());
+        assert_eq!(
+            expand("sip:${prefix}${destination}@127.0.0.1", &vars),
+            "sip:9555@127.0.0.1"
+        );
+        assert_eq!(expand("x${unknown}y${", &vars), "xy${");
+    }
+
+    #[test]
+    fn builtin_dials_users() {
+        let d = Dialplan::builtin();
+        assert_eq!(d.route("1001", 1).unwrap().id, "extensions");
+    }
+
+    #[test]
+    fn the_shipped_dialplan_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
+        let d = Dialplan::load(&path).unwrap();
+        assert!(!d.is_empty());
+    }
+}
