@@ -157,6 +157,19 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
             "/api/v1/registrations/{aor}",
             get(get_registration).delete(delete_registration),
         )
+        .route("/api/v1/calls", get(list_calls))
+        .route("/api/v1/calls/{id}", get(get_call))
+        .route(
+            "/api/v1/calls/{id}/hangup",
+            axum::routing::post(hangup_call),
+        )
+        .route("/api/v1/cdrs", get(list_cdrs))
+        .route("/api/v1/cdrs/{call_id}", get(get_cdr))
+        .route("/api/v1/dialplan", get(get_dialplan).put(put_dialplan))
+        .route(
+            "/api/v1/dialplan/validate",
+            axum::routing::post(validate_dialplan),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
@@ -570,6 +583,90 @@ async fn delete_registration(
     } else {
         Err(ApiError::not_found("registration"))
     }
+}
+
+// === calls, CDRs, dialplan ===
+
+async fn list_calls(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!(node.calls.list()))
+}
+
+async fn get_call(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    node.calls
+        .get(&id)
+        .map(|c| Json(json!(c)))
+        .ok_or_else(|| ApiError::not_found("call"))
+}
+
+async fn hangup_call(
+    State(node): State<Arc<Node>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    if node.calls.hangup(&id) {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::not_found("call"))
+    }
+}
+
+async fn list_cdrs(
+    State(node): State<Arc<Node>>,
+    axum::extract::Query(filter): axum::extract::Query<switchboard_store::CdrFilter>,
+) -> ApiResult<Json<Value>> {
+    let cdrs = node.store.list_cdrs(&filter).await?;
+    let next = cdrs.last().map(|c| c.id);
+    let full = filter.limit.is_some_and(|l| cdrs.len() >= l as usize);
+    Ok(Json(json!({
+        "cdrs": cdrs,
+        "next_cursor": if full { next } else { None },
+    })))
+}
+
+async fn get_cdr(
+    State(node): State<Arc<Node>>,
+    ApiPath(call_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    match node.store.get_cdr(&call_id).await {
+        Ok(c) => Ok(Json(json!(c))),
+        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("cdr")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get_dialplan(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!(node.calls.dialplan().file))
+}
+
+fn parse_dialplan(body: &str) -> ApiResult<crate::dialplan::Dialplan> {
+    crate::dialplan::Dialplan::parse(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_dialplan",
+            e.to_string(),
+        )
+    })
+}
+
+async fn validate_dialplan(body: String) -> ApiResult<Json<Value>> {
+    let d = parse_dialplan(&body)?;
+    Ok(Json(json!({"valid": true, "routes": d.len()})))
+}
+
+async fn put_dialplan(State(node): State<Arc<Node>>, body: String) -> ApiResult<Json<Value>> {
+    let d = parse_dialplan(&body)?;
+    let routes = d.len();
+    node.save_dialplan(&d).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "dialplan_not_saved",
+            format!("DIALPLAN_PATH: {e}"),
+        )
+    })?;
+    node.calls.set_dialplan(d);
+    Ok(Json(json!({"valid": true, "routes": routes})))
 }
 
 /// Distinguishes an absent field (no change) from `null` (clear it).

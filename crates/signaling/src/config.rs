@@ -90,6 +90,21 @@ pub struct Config {
     )]
     pub realm: String,
 
+    /// The JSON dialplan. When the file does not exist the built-in plan
+    /// is used (every number dials the user with that extension or name);
+    /// a file that exists but is invalid stops start-up.
+    #[arg(
+        long,
+        env = "DIALPLAN_PATH",
+        value_name = "DIALPLAN_PATH",
+        default_value = "config/dialplan.json"
+    )]
+    pub dialplan_path: PathBuf,
+
+    /// This node's name in CDRs (default: the host name).
+    #[arg(long, env = "NODE_NAME", value_name = "NODE_NAME")]
+    pub node_name: Option<String>,
+
     /// Seconds a nonce stays valid; an older one is answered with `stale=true`.
     #[arg(
         long,
@@ -210,8 +225,20 @@ impl Config {
         c.api_bind = IpAddr::from([127, 0, 0, 1]);
         c.api_port = 0;
         c.api_token = Some("test-token".into());
+        c.dialplan_path = data_dir.join("dialplan.json");
         c.data_dir = data_dir;
         c
+    }
+
+    /// The node name: NODE_NAME, else the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "switchboard".into())
+        })
     }
 
     pub fn nonce_ttl(&self) -> Duration {

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod dialplan;
 pub mod directory;
@@ -38,6 +39,8 @@ use tracing::{info, warn};
 pub use config::Config;
 
 use crate::auth::Authenticator;
+use crate::calls::Calls;
+use crate::dialplan::{Dialplan, DialplanError};
 use crate::directory::Directory;
 use crate::location::Location;
 use crate::metrics::{SipMetrics, metric};
@@ -53,6 +56,7 @@ pub struct Node {
     pub location: Arc<Location>,
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<SipMetrics>,
+    pub calls: Arc<Calls>,
     pub started: Instant,
     endpoint: std::sync::OnceLock<Arc<Endpoint>>,
 }
@@ -295,6 +299,41 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+/// The dialplan at `path`, or the built-in one when the file does not exist.
+fn load_dialplan(path: &Path) -> anyhow::Result<Dialplan> {
+    if !path.exists() {
+        info!(path = %path.display(), "no dialplan file; using the built-in plan (numbers dial users)");
+        return Ok(Dialplan::builtin());
+    }
+    Dialplan::load(path).map_err(|e| anyhow::anyhow!("DIALPLAN_PATH: {e}"))
+}
+
+impl Node {
+    /// Re-reads DIALPLAN_PATH (SIGHUP). A bad file leaves the running
+    /// dialplan in place and returns why.
+    pub fn reload_dialplan(&self) -> Result<usize, DialplanError> {
+        let d = load_dialplan(&self.config.dialplan_path).map_err(|e| DialplanError {
+            path: self.config.dialplan_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let n = d.len();
+        self.calls.set_dialplan(d);
+        Ok(n)
+    }
+
+    /// Writes a dialplan to DIALPLAN_PATH (atomically: temp file, rename).
+    pub fn save_dialplan(&self, d: &Dialplan) -> std::io::Result<()> {
+        let path = &self.config.dialplan_path;
+        let text = serde_json::to_string_pretty(&d.file).map_err(std::io::Error::other)?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text + "\n")?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
 /// Starts a node. Returns once every socket is bound.
 ///
 /// # Errors
@@ -335,7 +374,19 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         config.auth_block_action == "drop",
     ));
     let metrics = Arc::new(SipMetrics::default());
+    let dialplan = load_dialplan(&config.dialplan_path)?;
+    info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
+    let calls = Calls::new(
+        directory.clone(),
+        location.clone(),
+        auth.clone(),
+        store.clone(),
+        metrics.clone(),
+        dialplan,
+        config.node_name(),
+    );
     let node = Arc::new(Node {
+        calls: calls.clone(),
         store: store.clone(),
         directory: directory.clone(),
         location: location.clone(),
@@ -367,8 +418,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             },
         },
         metrics,
+        calls: calls.clone(),
     });
     let endpoint = Endpoint::new(service, TimerConfig::default());
+    calls.set_endpoint(&endpoint);
     let transports = Transports::bind(
         TransportConfig {
             addrs: config.bind.clone(),

@@ -12,29 +12,21 @@ use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::ServerTx;
 use tracing::{debug, info_span};
 
+use crate::calls::Calls;
 use crate::metrics::SipMetrics;
 use crate::registrar::{Now, Registrar, Reply, SUPPORTED, unsupported_required};
 
 /// Methods this node handles, for `Allow`.
-pub const ALLOW: &str = "REGISTER, OPTIONS";
+pub const ALLOW: &str = crate::calls::dialog::ALLOW;
 
 /// Methods RFC 3261 and its extensions define that this node does not
 /// handle yet: answered 405 with `Allow`. Anything else is unrecognised: 501.
-const KNOWN_NOT_ALLOWED: &[&str] = &[
-    "INVITE",
-    "INFO",
-    "MESSAGE",
-    "NOTIFY",
-    "PRACK",
-    "PUBLISH",
-    "REFER",
-    "SUBSCRIBE",
-    "UPDATE",
-];
+const KNOWN_NOT_ALLOWED: &[&str] = &["NOTIFY", "PRACK", "PUBLISH", "REFER", "SUBSCRIBE"];
 
 pub struct SipService {
     pub registrar: Registrar,
     pub metrics: Arc<SipMetrics>,
+    pub calls: Arc<Calls>,
 }
 
 impl SipService {
@@ -96,8 +88,20 @@ impl Core for SipService {
                 }
                 self.options(&tx, &req)
             }
-            // No dialogs or INVITE transactions exist on this node yet.
-            "BYE" | "CANCEL" => self.reply(&tx, &req, 481, "Call/Transaction Does Not Exist"),
+            "INVITE" if req.to.tag().is_none() => {
+                self.calls.on_invite(req, tx, from);
+            }
+            "CANCEL" | "BYE" | "INVITE" | "UPDATE" | "INFO" | "MESSAGE"
+                if method == "CANCEL" || req.to.tag().is_some() =>
+            {
+                if let Some((req, Some(tx))) = self.calls.on_dialog_request(req, Some(tx), from) {
+                    self.reply(&tx, &req, 481, "Call/Transaction Does Not Exist");
+                }
+            }
+            "BYE" | "UPDATE" | "INFO" => {
+                self.reply(&tx, &req, 481, "Call/Transaction Does Not Exist")
+            }
+            "MESSAGE" => self.reply_allow(&tx, &req, 405, "Method Not Allowed"),
             m if KNOWN_NOT_ALLOWED.contains(&m) => {
                 self.reply_allow(&tx, &req, 405, "Method Not Allowed")
             }
@@ -105,14 +109,17 @@ impl Core for SipService {
         }
     }
 
-    fn on_ack(&self, req: Request, _from: Target) {
+    fn on_ack(&self, req: Request, from: Target) {
         self.metrics.requests_in.inc("ACK");
-        debug!(call_id = %req.call_id, "ACK outside any dialog ignored");
+        if let Some((req, _)) = self.calls.on_dialog_request(req, None, from) {
+            debug!(call_id = %req.call_id, "ACK outside any dialog ignored");
+        }
     }
 
     fn on_stray_response(&self, resp: Response, _from: Target) {
         self.metrics.responses_in.inc(resp.code);
         self.metrics.stray_responses.fetch_add(1, Ordering::Relaxed);
+        self.calls.on_stray_response(resp);
     }
 
     fn on_malformed(&self, _from: Target, answered: bool) {

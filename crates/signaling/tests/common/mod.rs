@@ -157,12 +157,23 @@ fn scenario(name: &str) -> String {
 /// Runs one sipp scenario against `server` from `local_ip`; extra args are
 /// appended. sipp exits 0 only when every call passed every check.
 pub async fn sipp(name: &str, server: SocketAddr, local_ip: IpAddr, extra: &[&str]) -> Output {
+    sipp_on(name, server, local_ip, free_port(local_ip), extra).await
+}
+
+/// [`sipp`] from a given local port (a phone that registers, then answers
+/// on the same port).
+pub async fn sipp_on(
+    name: &str,
+    server: SocketAddr,
+    local_ip: IpAddr,
+    port: u16,
+    extra: &[&str],
+) -> Output {
     let which = std::process::Command::new("sipp").arg("-v").output();
     assert!(
         which.is_ok(),
         "sipp not found: run scripts/ensure-deps.sh (Debian package sip-tester)"
     );
-    let port = free_port(local_ip);
     let remote = match server {
         SocketAddr::V4(a) => a.to_string(),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -207,4 +218,47 @@ pub async fn sipp(name: &str, server: SocketAddr, local_ip: IpAddr, extra: &[&st
     }
     let _ = std::fs::remove_dir_all(&trace_dir);
     out
+}
+
+/// sipp as a phone waiting for one call on `ip:port` (server mode), in the
+/// background; `wait_sipp` collects its result.
+pub fn spawn_sipp_uas(name: &str, ip: IpAddr, port: u16) -> tokio::process::Child {
+    let trace_dir = temp_dir(&format!("sipp-uas-{}", name.trim_end_matches(".xml")));
+    tokio::process::Command::new("sipp")
+        .current_dir(&trace_dir)
+        .args(["-sf", &scenario(name)])
+        .args(["-i", &ip.to_string()])
+        .args(["-p", &port.to_string()])
+        .args([
+            "-m",
+            "1",
+            "-timeout",
+            "25s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp starts")
+}
+
+/// Waits for a background sipp; true when it exited 0.
+pub async fn wait_sipp(child: tokio::process::Child, name: &str) -> bool {
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("sipp finished in time")
+        .expect("sipp ran");
+    if !out.status.success() {
+        eprintln!(
+            "sipp {name} failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
 }
