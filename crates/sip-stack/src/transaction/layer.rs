@@ -26,6 +26,17 @@
 //! switches. The shared queue costs one wake-up per deadline that is
 //! actually due.
 //!
+//! # Completed non-INVITE server transactions
+//!
+//! Over UDP a non-INVITE server transaction spends almost all its life in
+//! Completed, waiting 64·T1 (32 s) only to resend its final response to a
+//! retransmitted request. A registrar at 20,000 REGISTERs/s keeps over a
+//! million of them. So on entering Completed such a transaction is retired
+//! from the table into a lean cache of `key → (response, target)` that
+//! expires in FIFO order (Timer J is the same for all): no timer-queue item,
+//! no machine, no TU channel — about half the memory, and retiring and
+//! expiring cost a push and a pop.
+//!
 //! Cost per live transaction (64-bit): the table entry, about 350 bytes
 //! with its key, plus the key's string (branch and sent-by) and the last
 //! message kept for retransmission — a refcounted [`Bytes`] usually shared
@@ -42,7 +53,7 @@
 //! is responsible (e.g. it must CANCEL an INVITE that rings forever).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,7 +69,7 @@ use super::client_non_invite::ClientNonInvite;
 use super::key::TransactionKey;
 use super::output::Output;
 use super::server_invite::ServerInvite;
-use super::server_non_invite::ServerNonInvite;
+use super::server_non_invite::{ServerNonInvite, ServerNonInviteState};
 use super::timers::{Timer, TimerConfig};
 use crate::target::Target;
 
@@ -220,6 +231,10 @@ struct Inner {
     next_id: AtomicU64,
     /// When to look at which entry; see the module docs.
     queue: Mutex<BinaryHeap<Reverse<Queued>>>,
+    /// Retired Completed non-INVITE server transactions (UDP), sharded like
+    /// the table, and their expiry order.
+    retired: [Mutex<HashMap<TransactionKey, Retired>>; SHARDS],
+    retired_order: Mutex<VecDeque<(Instant, TransactionKey)>>,
     /// Wakes the driver when the earliest deadline moves earlier (and when
     /// the layer is dropped, so the driver exits).
     wake: Arc<Notify>,
@@ -228,6 +243,14 @@ struct Inner {
 
 /// How often the driver gives back unused table capacity.
 const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A Completed non-INVITE server transaction kept only to answer
+/// retransmissions (see the module docs).
+struct Retired {
+    response: Bytes,
+    target: Target,
+    until: Instant,
+}
 
 /// One timer-queue item: look at entry `id` under `key` at `at`. Ordered
 /// by `(at, id)`; ids are unique per entry, so the key need not take part.
@@ -436,6 +459,8 @@ impl TransactionLayer {
                 metrics: Metrics::default(),
                 next_id: AtomicU64::new(1),
                 queue: Mutex::new(BinaryHeap::new()),
+                retired: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                retired_order: Mutex::new(VecDeque::new()),
                 wake: Arc::new(Notify::new()),
                 driver_started: AtomicBool::new(false),
             }),
@@ -486,6 +511,20 @@ impl TransactionLayer {
         }
         if is_ack {
             return Incoming::AckFor2xx;
+        }
+        if !is_invite {
+            let shard = inner.shard_index(&key);
+            let resend = inner.retired[shard]
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).map(|r| (r.response.clone(), r.target)));
+            if let Some((bytes, to)) = resend {
+                drop(map);
+                bump(&inner.metrics.retransmissions_absorbed);
+                bump(&inner.metrics.retransmissions_sent);
+                inner.transmit.transmit(&to, bytes);
+                return Incoming::Retransmission;
+            }
         }
         let (machine, outputs, listener, events) = if is_invite {
             let (m, out) = ServerInvite::new(inner.config, target.transport, trying());
@@ -600,7 +639,14 @@ impl TransactionLayer {
 
     /// How many transactions are live.
     pub fn live(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+        let table: usize = self.inner.shards.iter().map(|s| lock(s).len()).sum();
+        let retired: usize = self
+            .inner
+            .retired
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum();
+        table + retired
     }
 
     /// The counters so far.
@@ -637,9 +683,92 @@ fn lock(shard: &Shard) -> MutexGuard<'_, HashMap<TransactionKey, Entry>> {
 type Table = HashMap<TransactionKey, Entry>;
 
 impl Inner {
+    fn shard_index(&self, key: &TransactionKey) -> usize {
+        self.hasher.hash_one(key) as usize % SHARDS
+    }
+
     fn lock(&self, key: &TransactionKey) -> MutexGuard<'_, Table> {
-        let shard = self.hasher.hash_one(key) as usize % SHARDS;
-        lock(&self.shards[shard])
+        lock(&self.shards[self.shard_index(key)])
+    }
+
+    /// Moves a Completed non-INVITE server transaction over UDP out of the
+    /// table into the retired cache; false when `entry` is not one.
+    fn retire(self: &Arc<Self>, map: &mut Table, key: &TransactionKey) -> bool {
+        let Some(entry) = map.get(key) else {
+            return false;
+        };
+        let Machine::ServerNonInvite(m) = &entry.machine else {
+            return false;
+        };
+        if m.state() != ServerNonInviteState::Completed || entry.target.transport.is_reliable() {
+            return false;
+        }
+        let Some(until) = entry
+            .timers
+            .iter()
+            .flatten()
+            .find(|(t, _)| *t == Timer::J)
+            .map(|(_, at)| *at)
+        else {
+            return false;
+        };
+        let retired = Retired {
+            response: m.last_response().clone(),
+            target: entry.target,
+            until,
+        };
+        map.remove(key);
+        bump(&self.metrics.terminated[TransactionKind::ServerNonInvite.index()]);
+        let shard = self.shard_index(key);
+        if let Ok(mut r) = self.retired[shard].lock() {
+            r.insert(key.clone(), retired);
+        }
+        let was_empty = {
+            let mut order = self
+                .retired_order
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let was_empty = order.is_empty();
+            order.push_back((until, key.clone()));
+            was_empty
+        };
+        self.start_driver();
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Drops retired transactions whose Timer J is due; returns when the
+    /// next one is.
+    fn expire_retired(&self, now: Instant) -> Option<Instant> {
+        let mut due = Vec::new();
+        let next = {
+            let mut order = self
+                .retired_order
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            while let Some((at, _)) = order.front() {
+                if *at > now {
+                    break;
+                }
+                if let Some(item) = order.pop_front() {
+                    due.push(item);
+                }
+            }
+            if order.is_empty() && order.capacity() > 1024 {
+                order.shrink_to_fit();
+            }
+            order.front().map(|(at, _)| *at)
+        };
+        for (at, key) in due {
+            if let Ok(mut r) = self.retired[self.shard_index(&key)].lock()
+                && r.get(&key).is_some_and(|x| x.until == at)
+            {
+                r.remove(&key);
+            }
+        }
+        next
     }
 
     fn insert(
@@ -697,7 +826,9 @@ impl Inner {
         self.apply(entry, outputs, response, now, &mut fx);
         if fx.terminated {
             self.remove(map, key);
-        } else {
+        } else if self.retire(map, key) {
+            // answered over UDP: kept in the lean cache until Timer J
+        } else if let Some(entry) = map.get_mut(key) {
             entry.update_guard(now, &self.config);
             // Absorbed duplicates leave the deadlines alone: no wake-up.
             if entry.next_deadline() != before {
@@ -803,6 +934,15 @@ impl Inner {
         for shard in &self.shards {
             let mut map = lock(shard);
             if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                let keep = map.len() * 2;
+                map.shrink_to(keep);
+            }
+        }
+        for shard in &self.retired {
+            if let Ok(mut map) = shard.lock()
+                && map.capacity() > 64
+                && map.len() * 4 < map.capacity()
+            {
                 let keep = map.len() * 2;
                 map.shrink_to(keep);
             }
@@ -928,7 +1068,12 @@ async fn drive(inner: Weak<Inner>, wake: Arc<Notify>) {
                 inner.compact();
                 compacted = now;
             }
+            let next_retired = inner.expire_retired(now);
             let (due, next) = inner.due(now);
+            let next = match (next, next_retired) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             for item in &due {
                 inner.fire(item);
             }
@@ -973,7 +1118,8 @@ impl ServerTx {
     /// request's source. The transaction keeps it for retransmission as its
     /// state requires and starts Timers G/H/L/J; it discards responses its
     /// state forbids (e.g. a second final). Returns false if the transaction
-    /// is already gone (terminated, timed out or transport error).
+    /// is already gone (terminated, timed out, transport error, or — a
+    /// non-INVITE over UDP — answered and retired until Timer J).
     pub fn respond(&self, code: u16, bytes: Bytes) -> bool {
         self.inner
             .with_entry(&self.key, Some(self.id), None, |machine| match machine {

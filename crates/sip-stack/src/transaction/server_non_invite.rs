@@ -51,6 +51,11 @@ impl ServerNonInvite {
         self.state
     }
 
+    /// The last response sent (empty in Trying).
+    pub fn last_response(&self) -> &Bytes {
+        &self.last
+    }
+
     /// A retransmission of the request arrived.
     pub fn on_request(&mut self) -> Vec<Output> {
         let mut out = outputs();

@@ -265,8 +265,9 @@ async fn server_non_invite_udp_absorbs_and_resends_final_until_j() {
         Incoming::Retransmission
     ));
     assert_eq!(rec.times_of(t0, b"200"), [0.4, 1.0]);
-    // A second final is discarded by the machine (the transaction lives on).
-    assert!(tx.respond(500, b("500")));
+    // A second final is refused: after its final over UDP the transaction
+    // only answers retransmissions (it is retired from the table).
+    assert!(!tx.respond(500, b("500")));
     assert!(rec.times_of(t0, b"500").is_empty());
     drop(tx);
     assert_eq!(layer.live(), 1);
