@@ -170,6 +170,11 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
             "/api/v1/dialplan/validate",
             axum::routing::post(validate_dialplan),
         )
+        .route("/api/v1/trunks", get(list_trunks))
+        .route(
+            "/api/v1/trunks/{name}",
+            get(get_trunk).put(put_trunk).delete(delete_trunk),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let token = token.clone();
@@ -667,6 +672,94 @@ async fn put_dialplan(State(node): State<Arc<Node>>, body: String) -> ApiResult<
     })?;
     node.calls.set_dialplan(d);
     Ok(Json(json!({"valid": true, "routes": routes})))
+}
+
+// === trunks ===
+
+fn trunk_view(t: &crate::trunks::Trunk) -> Value {
+    let mut v = json!(t.config);
+    v["status"] = json!(t.status());
+    v
+}
+
+async fn list_trunks(State(node): State<Arc<Node>>) -> Json<Value> {
+    let list: Vec<Value> = node
+        .calls
+        .trunks
+        .list()
+        .iter()
+        .map(|t| trunk_view(t))
+        .collect();
+    Json(json!(list))
+}
+
+async fn get_trunk(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    node.calls
+        .trunks
+        .get(&name)
+        .map(|t| Json(trunk_view(&t)))
+        .ok_or_else(|| ApiError::not_found("trunk"))
+}
+
+async fn put_trunk(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(mut config): ApiJson<crate::trunks::TrunkConfig>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if config.name.is_empty() {
+        config.name = name.clone();
+    }
+    if config.name != name {
+        return Err(ApiError::invalid("name: must match the trunk in the path"));
+    }
+    if config.password.is_none() {
+        // an update that leaves the password out keeps the stored one
+        if let Some(old) = node.calls.trunks.get(&name) {
+            config.password = old.config.password.clone();
+        }
+    }
+    let (trunk, old) = node.calls.trunks.put(config).map_err(ApiError::invalid)?;
+    node.calls
+        .start_trunk_registration(Arc::clone(&trunk), node.shutdown.clone());
+    node.calls
+        .trunks
+        .save(&node.config.trunks_path)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trunks_not_saved",
+                format!("TRUNKS_PATH: {e}"),
+            )
+        })?;
+    let status = if old.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(trunk_view(&trunk))))
+}
+
+async fn delete_trunk(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    if node.calls.trunks.remove(&name).is_none() {
+        return Err(ApiError::not_found("trunk"));
+    }
+    node.calls
+        .trunks
+        .save(&node.config.trunks_path)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trunks_not_saved",
+                format!("TRUNKS_PATH: {e}"),
+            )
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Distinguishes an absent field (no change) from `null` (clear it).

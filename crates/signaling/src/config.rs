@@ -101,6 +101,36 @@ pub struct Config {
     )]
     pub dialplan_path: PathBuf,
 
+    /// What a call over its account's `max_concurrent_calls` gets: `503`
+    /// (Service Unavailable) or `486` (Busy Here).
+    #[arg(
+        long,
+        env = "LIMIT_RESPONSE",
+        value_name = "LIMIT_RESPONSE",
+        default_value_t = 503,
+        value_parser = parse_limit_response
+    )]
+    pub limit_response: u16,
+
+    /// Trunks (upstream SIP providers), JSON. Missing file: no trunks.
+    #[arg(
+        long,
+        env = "TRUNKS_PATH",
+        value_name = "TRUNKS_PATH",
+        default_value = "config/trunks.json"
+    )]
+    pub trunks_path: PathBuf,
+
+    /// Seconds SIGTERM waits for live calls to end (new calls get 503
+    /// meanwhile) before the node stops.
+    #[arg(
+        long,
+        env = "SHUTDOWN_GRACE",
+        value_name = "SHUTDOWN_GRACE",
+        default_value_t = 30
+    )]
+    pub shutdown_grace: u64,
+
     /// This node's name in CDRs (default: the host name).
     #[arg(long, env = "NODE_NAME", value_name = "NODE_NAME")]
     pub node_name: Option<String>,
@@ -226,6 +256,7 @@ impl Config {
         c.api_port = 0;
         c.api_token = Some("test-token".into());
         c.dialplan_path = data_dir.join("dialplan.json");
+        c.trunks_path = data_dir.join("trunks.json");
         c.data_dir = data_dir;
         c
     }
@@ -243,5 +274,13 @@ impl Config {
 
     pub fn nonce_ttl(&self) -> Duration {
         Duration::from_secs(self.nonce_ttl)
+    }
+}
+
+fn parse_limit_response(s: &str) -> Result<u16, String> {
+    match s {
+        "503" => Ok(503),
+        "486" => Ok(486),
+        _ => Err("must be 503 or 486".into()),
     }
 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod registrar;
 pub mod service;
+pub mod trunks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -58,6 +59,9 @@ pub struct Node {
     pub metrics: Arc<SipMetrics>,
     pub calls: Arc<Calls>,
     pub started: Instant,
+    /// Cancelled at shutdown; tasks the API starts (trunk registrations)
+    /// watch it.
+    pub shutdown: CancellationToken,
     endpoint: std::sync::OnceLock<Arc<Endpoint>>,
 }
 
@@ -245,10 +249,27 @@ pub struct Running {
 impl Running {
     /// Stops accepting, flushes pending registrations, and waits (at most
     /// `grace`) for background tasks.
+    /// Stops the node: new calls get 503 while live calls have up to
+    /// `grace` to end, then everything stops and pending writes flush.
     pub async fn shutdown(self, grace: Duration) {
+        self.node.calls.drain();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.node.calls.live_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.node.calls.live_count() > 0 {
+            warn!(
+                calls = self.node.calls.live_count(),
+                "shutdown grace over; ending with calls up"
+            );
+        }
         self.shutdown.cancel();
         let all = futures_join(self.tasks);
-        if tokio::time::timeout(grace, all).await.is_err() {
+        // the store flush and the sockets get their own bound
+        if tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
             warn!("shutdown grace period over; exiting with tasks still running");
         }
     }
@@ -375,18 +396,25 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     ));
     let metrics = Arc::new(SipMetrics::default());
     let dialplan = load_dialplan(&config.dialplan_path)?;
-    info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
-    let calls = Calls::new(
-        directory.clone(),
-        location.clone(),
-        auth.clone(),
-        store.clone(),
-        metrics.clone(),
-        dialplan,
-        config.node_name(),
+    let trunks = Arc::new(
+        trunks::Trunks::load(&config.trunks_path)
+            .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
     );
+    info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
+    let calls = Calls::new(calls::CallsSetup {
+        directory: directory.clone(),
+        location: location.clone(),
+        auth: auth.clone(),
+        trunks: trunks.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        dialplan,
+        node: config.node_name(),
+        limit_code: config.limit_response,
+    });
     let node = Arc::new(Node {
         calls: calls.clone(),
+        shutdown: shutdown.clone(),
         store: store.clone(),
         directory: directory.clone(),
         location: location.clone(),
@@ -422,6 +450,9 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     });
     let endpoint = Endpoint::new(service, TimerConfig::default());
     calls.set_endpoint(&endpoint);
+    for t in trunks.list() {
+        calls.start_trunk_registration(t, shutdown.clone());
+    }
     let transports = Transports::bind(
         TransportConfig {
             addrs: config.bind.clone(),

@@ -9,9 +9,6 @@ use switchboard_signaling::{Config, run};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-/// How long shutdown may take to flush registrations and close sockets.
-const GRACE: Duration = Duration::from_secs(10);
-
 /// mimalloc instead of glibc malloc: a registrar's memory comes in bursts
 /// (every REGISTER's transaction is kept 32 s for retransmissions), and
 /// glibc keeps the freed arenas resident, so a burst of 250,000
@@ -46,25 +43,40 @@ async fn main() -> ExitCode {
         }
     };
     info!(sip = ?running.sip_addrs, api = %running.api_addr, "switchboard-signaling started");
-    wait_for_signal().await;
+    wait_for_signal(&running.node).await;
     info!("shutting down");
-    running.shutdown(GRACE).await;
+    let grace = Duration::from_secs(running.node.config.shutdown_grace);
+    running.shutdown(grace).await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the dialplan (a
+/// bad file is logged and the running dialplan stays).
+async fn wait_for_signal(node: &switchboard_signaling::Node) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = hup.recv() => match node.reload_dialplan() {
+                    Ok(routes) => info!(routes, "dialplan reloaded (SIGHUP)"),
+                    Err(e) => error!("dialplan not reloaded, keeping the last good one: {e}"),
+                },
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = node;
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -9,7 +9,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{TestServer, free_port, sipp, sipp_on, spawn_sipp_uas, start, wait_sipp};
+use common::{
+    TestServer, free_port, sipp, sipp_on, spawn_sipp_uas, spawn_sipp_uas_with, start, wait_sipp,
+};
 use serde_json::Value;
 
 const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -176,6 +178,309 @@ async fn unknown_extension_gets_404_and_a_failed_cdr() {
     assert_eq!(cdr["disposition"], "failed", "{cdr}");
     assert_eq!(cdr["hangup_code"], 404, "{cdr}");
     // a route that hangs up: 486 from the dialplan itself
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+async fn metric(s: &TestServer, line_prefix: &str) -> Option<u64> {
+    let (_, body) = s.http("GET", "/metrics", None).await;
+    body.as_str()?
+        .lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_re_invite_is_relayed_both_ways() {
+    let port = free_port(LO);
+    let s = two_phones("call-hold", port, 10).await;
+    let callee = spawn_sipp_uas("callee_hold.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_hold_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(callee, "callee_hold.xml").await,
+        "callee scenario failed"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["callee_user"], "bob", "{cdr}");
+    assert_eq!(cdr["route"], "extensions", "{cdr}");
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_call_answered_by_one_phone_cancels_the_other() {
+    let (desk, mobile) = (free_port(LO), free_port(LO));
+    let s = two_phones("call-fork", desk, 10).await;
+    let reg = sipp_on(
+        "register_auth.xml",
+        s.sip,
+        LO,
+        mobile,
+        &["-s", "bob", "-au", "bob", "-ap", "bob-secret"],
+    )
+    .await;
+    assert!(reg.status.success());
+    assert_eq!(s.contacts("bob").await.len(), 2, "two phones registered");
+    let answers = spawn_sipp_uas("callee_answer.xml", LO, desk);
+    let rings = spawn_sipp_uas("callee_ring_cancelled.xml", LO, mobile);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(answers, "callee_answer.xml").await,
+        "answering phone failed"
+    );
+    assert!(
+        wait_sipp(rings, "callee_ring_cancelled.xml").await,
+        "the other phone was not cancelled"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(
+        metric(&s, "switchboard_sip_requests_sent_total{method=\"INVITE\"}").await,
+        Some(2),
+        "one INVITE per registered phone"
+    );
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retransmitted_invite_and_200_make_one_call() {
+    let port = free_port(LO);
+    let s = two_phones("call-retrans", port, 10).await;
+    // -nr: sipp would otherwise take our (identical, RFC 3261 §13.2.2.4)
+    // second ACK for a retransmission of the first and answer it with its
+    // last message again, forever
+    let callee = spawn_sipp_uas_with("callee_answer_twice.xml", LO, port, &["-nr"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_retrans_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(callee, "callee_answer_twice.xml").await,
+        "callee scenario failed (its repeated 200 needs a second ACK)"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(
+        metric(&s, "switchboard_sip_requests_sent_total{method=\"INVITE\"}").await,
+        Some(1),
+        "the retransmitted INVITE made a second leg"
+    );
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_limit_refuses_the_next_call_with_503() {
+    let port = free_port(LO);
+    let s = two_phones("call-limit", port, 3).await;
+    let (status, body) = s
+        .http(
+            "PATCH",
+            "/api/v1/accounts/1",
+            Some(&serde_json::json!({"max_concurrent_calls": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let callee = spawn_sipp_uas("callee_ring_cancelled.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sip = s.sip;
+    let first = tokio::spawn(async move {
+        sipp(
+            "call_480_uac.xml",
+            sip,
+            LO,
+            &["-s", "1002", "-au", "alice", "-ap", "alice-secret"],
+        )
+        .await
+        .status
+        .success()
+    });
+    // wait until the first call rings
+    for _ in 0..100 {
+        let (_, calls) = s.http("GET", "/api/v1/calls", None).await;
+        if calls.as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (_, calls) = s.http("GET", "/api/v1/calls", None).await;
+    assert_eq!(calls[0]["state"], "ringing", "{calls}");
+    assert_eq!(
+        calls[0]["legs"].as_array().map(Vec::len),
+        Some(2),
+        "{calls}"
+    );
+    assert!(
+        call(&s, "call_503_uac.xml", "1002").await,
+        "second call not refused with 503"
+    );
+    assert!(first.await.unwrap(), "first call scenario failed");
+    assert!(wait_sipp(callee, "callee_ring_cancelled.xml").await);
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialplan_hangup_route_and_bad_dialplans() {
+    let port = free_port(LO);
+    let s = two_phones("call-plan", port, 10).await;
+    // the "1999" route hangs up as busy before any leg is created
+    assert!(call(&s, "call_486_uac.xml", "1999").await);
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "busy", "{cdr}");
+    assert_eq!(cdr["hangup_side"], "system", "{cdr}");
+    assert_eq!(cdr["route"], "busy-test", "{cdr}");
+
+    let bad = serde_json::json!({"routes": [{"id": "x", "pattern": "1*",
+        "actions": [{"type": "dial", "params": {"target": "phone/1"}}]}]});
+    for path in ["/api/v1/dialplan", "/api/v1/dialplan/validate"] {
+        let method = if path.ends_with("validate") {
+            "POST"
+        } else {
+            "PUT"
+        };
+        let (status, body) = s.http(method, path, Some(&bad)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["code"], "invalid_dialplan");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("routes[0] (id \"x\").actions[0].params.target"),
+            "{body}"
+        );
+    }
+    // the last good dialplan is still in use
+    let (status, plan) = s.http("GET", "/api/v1/dialplan", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(plan["routes"][0]["id"], "busy-test", "{plan}");
+    assert!(
+        std::fs::read_to_string(s.dir.join("dialplan.json"))
+            .unwrap()
+            .contains("busy-test"),
+        "PUT writes DIALPLAN_PATH"
+    );
+    s.stop().await;
+}
+
+/// Puts a trunk named "provider" at `127.0.0.1:port`.
+async fn put_trunk(s: &TestServer, port: u16, extra: serde_json::Value) -> Value {
+    let mut body = serde_json::json!({
+        "host": format!("127.0.0.1:{port}"),
+        "username": "trunkuser", "password": "trunkpass",
+        "domain": "provider.test", "strip": 1, "prefix": "+49"
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let (status, out) = s.http("PUT", "/api/v1/trunks/provider", Some(&body)).await;
+    assert_eq!(status, 201, "{out}");
+    assert!(out.get("password").is_none(), "password returned: {out}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_registration_answers_the_providers_challenge() {
+    let s = start("trunk-register", |_| {}).await;
+    let port = free_port(LO);
+    let provider = spawn_sipp_uas("provider_register.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put_trunk(
+        &s,
+        port,
+        serde_json::json!({"register": true, "expires": 60}),
+    )
+    .await;
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, t) = s.http("GET", "/api/v1/trunks/provider", None).await;
+        status = t["status"].clone();
+        if status["registered"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["registered"], true, "{status}");
+    assert_eq!(status["last_code"], 200, "{status}");
+    let left = status["expires_at"].as_i64().unwrap_or(0)
+        - switchboard_signaling::registrar::Now::current().unix_ms;
+    assert!((50_000..=60_000).contains(&left), "granted {left} ms");
+    assert!(wait_sipp(provider, "provider_register.xml").await);
+    // the trunk list shows it, without the password; the file keeps it
+    let (_, list) = s.http("GET", "/api/v1/trunks", None).await;
+    assert_eq!(list[0]["name"], "provider", "{list}");
+    assert!(list[0].get("password").is_none());
+    let saved = std::fs::read_to_string(s.dir.join("trunks.json")).unwrap();
+    assert!(saved.contains("trunkpass"), "{saved}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_call_through_a_trunk_that_challenges_with_407() {
+    let port = free_port(LO);
+    let s = two_phones("trunk-out", free_port(LO), 10).await;
+    put_trunk(&s, port, serde_json::json!({})).await;
+    let plan = serde_json::json!({"version": "1.0", "routes": [
+        {"id": "outbound", "pattern": "0*", "priority": 10,
+         "actions": [{"type": "dial", "params": {"target": "gateway/provider"}}]}]});
+    let (status, body) = s.http("PUT", "/api/v1/dialplan", Some(&plan)).await;
+    assert_eq!(status, 200, "{body}");
+    let provider = spawn_sipp_uas("provider_invite_407.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_uac.xml", "0301234").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(provider, "provider_invite_407.xml").await,
+        "provider scenario failed (number rewriting or credentials)"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["callee"], "0301234", "{cdr}");
+    assert_eq!(cdr["route"], "outbound", "{cdr}");
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_trunk_call_is_routed_to_the_user() {
+    let (bob_port, provider_port) = (free_port(LO), free_port(LO));
+    let s = two_phones("trunk-in", bob_port, 10).await;
+    put_trunk(&s, provider_port, serde_json::json!({})).await;
+    let callee = spawn_sipp_uas("callee_answer.xml", LO, bob_port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = sipp_on(
+        "provider_call_in.xml",
+        s.sip,
+        LO,
+        provider_port,
+        &["-s", "1002"],
+    )
+    .await;
+    assert!(out.status.success(), "provider scenario failed");
+    assert!(
+        wait_sipp(callee, "callee_answer.xml").await,
+        "callee scenario failed"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["caller"], "+4930555", "{cdr}");
+    assert_eq!(cdr["caller_user"], Value::Null, "{cdr}");
+    assert_eq!(cdr["callee_user"], "bob", "{cdr}");
     no_live_calls(&s).await;
     s.stop().await;
 }

@@ -251,8 +251,18 @@ pub struct Cdr {
     pub hangup_reason: Option<String>,
     /// Who hung up, e.g. `"caller"`, `"callee"`, `"system"`.
     pub hangup_side: Option<String>,
-    /// Route that carried the call.
+    /// Route that carried the call (numeric id; unused by the JSON
+    /// dialplan, whose ids are text: see `route`).
     pub route_id: Option<i64>,
+    /// Dialplan route id that carried the call.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Username of the calling user, when a local user called.
+    #[serde(default)]
+    pub caller_user: Option<String>,
+    /// Username of the user who answered (or was dialled).
+    #[serde(default)]
+    pub callee_user: Option<String>,
     /// Server node that handled the call.
     pub node: Option<String>,
     /// RTP packets sent.

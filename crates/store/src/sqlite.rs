@@ -60,7 +60,7 @@ macro_rules! cdr_cols {
         "id, call_id, account_id, caller, callee, caller_name, source, invite_at, ring_at, \
          answer_at, end_at, ring_ms, talk_ms, disposition, hangup_code, hangup_reason, \
          hangup_side, route_id, node, rtp_sent, rtp_received, rtp_lost, jitter_ms, mos, \
-         rtpmanager, created_at"
+         rtpmanager, created_at, route, caller_user, callee_user"
     };
 }
 
@@ -453,8 +453,8 @@ impl SqliteBackend {
             "INSERT INTO cdrs (call_id, account_id, caller, callee, caller_name, source, ",
             "invite_at, ring_at, answer_at, end_at, ring_ms, talk_ms, disposition, hangup_code, ",
             "hangup_reason, hangup_side, route_id, node, rtp_sent, rtp_received, rtp_lost, ",
-            "jitter_ms, mos, rtpmanager, created_at) ",
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ",
+            "jitter_ms, mos, rtpmanager, created_at, route, caller_user, callee_user) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ",
             "ON CONFLICT (call_id) DO NOTHING"
         ))
         .bind(cdr.call_id.as_str())
@@ -482,6 +482,9 @@ impl SqliteBackend {
         .bind(cdr.mos)
         .bind(cdr.rtpmanager.as_deref())
         .bind(now_ms())
+        .bind(cdr.route.as_deref())
+        .bind(cdr.caller_user.as_deref())
+        .bind(cdr.callee_user.as_deref())
         .execute(&self.pool)
         .await?
         .rows_affected();

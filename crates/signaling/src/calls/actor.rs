@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::dialog::{ALLOW, Dialog, host_port, our_contact, transport_name};
+use super::dialog::{ALLOW, Dialog, advertised, host_port, our_contact, transport_name};
 use super::{Calls, Event, LegId, LegView, source_text};
 use crate::dialplan::{Action, DialTarget, Route, expand};
 use crate::directory::UserEntry;
@@ -29,11 +29,31 @@ const T2: Duration = Duration::from_secs(4);
 /// How long a finished call still answers late 2xx from cancelled forks.
 const DRAIN: Duration = Duration::from_secs(32);
 
+/// Who is calling: a local user, or a number coming in from a trunk.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The caller id: the user's extension (else username), or the number.
+    pub id: String,
+    pub name: Option<String>,
+    /// The local user, when one called.
+    pub user: Option<String>,
+}
+
+impl Caller {
+    pub(crate) fn user(u: &UserEntry) -> Self {
+        Self {
+            id: u.extension.as_deref().unwrap_or(&u.username).to_owned(),
+            name: u.display_name.as_deref().map(str::to_owned),
+            user: Some(u.username.to_string()),
+        }
+    }
+}
+
 pub(crate) struct Setup {
     pub invite: Request,
     pub tx: ServerTx,
     pub from: Target,
-    pub caller: Arc<UserEntry>,
+    pub caller: Caller,
     pub account_id: i64,
     pub destination: String,
     pub route: Route,
@@ -74,6 +94,11 @@ struct Fork {
     /// The ACK for its 2xx, resent when the 2xx is retransmitted.
     ack: Option<Bytes>,
     label: String,
+    /// The local user this fork rings, if any.
+    user: Option<String>,
+    /// A trunk's credentials, to answer its 401/407 once.
+    credentials: Option<(String, String)>,
+    authenticated: bool,
 }
 
 /// What an outstanding client transaction is for.
@@ -112,7 +137,7 @@ pub(crate) struct Call {
     pending: HashMap<u64, Pending>,
     next_id: u64,
     vars: HashMap<String, String>,
-    caller: Arc<UserEntry>,
+    caller: Caller,
     account_id: i64,
     destination: String,
     route: Route,
@@ -125,6 +150,8 @@ pub(crate) struct Call {
     hangup_code: Option<u16>,
     hangup_reason: Option<String>,
     hangup_side: &'static str,
+    /// The first local user a dial resolved to, for the CDR.
+    dialled_user: Option<String>,
     /// ACKs we sent for 2xx on a leg, by CSeq, for retransmitted 2xx.
     acks: HashMap<(bool, u32), Bytes>,
 }
@@ -142,19 +169,14 @@ impl Call {
     ) -> Self {
         let tag = new_tag();
         let a = Dialog::uas(&s.invite, &tag, s.from);
-        let caller_id = s
-            .caller
-            .extension
-            .as_deref()
-            .unwrap_or(&s.caller.username)
-            .to_owned();
+        let caller_id = s.caller.id.clone();
         let caller_name = s
             .invite
             .from
             .display
             .as_deref()
             .map(|d| d.trim_matches('"').to_owned())
-            .or_else(|| s.caller.display_name.as_deref().map(str::to_owned))
+            .or_else(|| s.caller.name.clone())
             .unwrap_or_default();
         let mut vars = HashMap::new();
         vars.insert("destination".to_owned(), s.destination.clone());
@@ -207,6 +229,7 @@ impl Call {
             hangup_reason: None,
             hangup_side: "system",
             acks: HashMap::new(),
+            dialled_user: None,
             invite: s.invite,
         }
     }
@@ -432,13 +455,17 @@ impl Call {
                         .map(|a| a.realm.to_ascii_lowercase())
                         .unwrap_or_default();
                     let aor = format!("sip:{}@{realm}", user.username);
+                    if self.dialled_user.is_none() {
+                        self.dialled_user = Some(user.username.to_string());
+                    }
                     let bindings = self.calls.location.lookup(&aor, now_ms());
                     if bindings.is_empty() {
                         unavailable += 1;
                     }
                     for b in bindings {
                         let to = format!("<sip:{}@{realm}>", who);
-                        self.start_fork(&b.contact, b.received, &to, &aor);
+                        let username = Some(user.username.to_string());
+                        self.start_fork(&b.contact, b.received, &to, &aor, username);
                     }
                 }
                 DialTarget::Uri(uri) => {
@@ -446,14 +473,40 @@ impl Call {
                     match uri_target(&uri, &self.a_source) {
                         Some(target) => {
                             let to = format!("<{uri}>");
-                            self.start_fork(&uri, target, &to, &uri);
+                            self.start_fork(&uri, target, &to, &uri, None);
                         }
                         None => not_found += 1,
                     }
                 }
                 DialTarget::Gateway(name) => {
-                    debug!(gateway = %name, "gateway targets are not configured on this node");
-                    unavailable += 1;
+                    let Some(trunk) = self.calls.trunks.get(name) else {
+                        debug!(gateway = %name, "no such trunk");
+                        unavailable += 1;
+                        continue;
+                    };
+                    let number = trunk.config.rewrite(&self.destination);
+                    let uri = format!("sip:{number}@{}", trunk.config.domain());
+                    let Some(local) = self.calls.local_for(&trunk.addr) else {
+                        unavailable += 1;
+                        continue;
+                    };
+                    let target = Target {
+                        transport: trunk.transport,
+                        local,
+                        remote: trunk.addr,
+                        conn: None,
+                    };
+                    let to = format!("<{uri}>");
+                    let label = format!("gateway/{name}");
+                    let credentials = trunk
+                        .config
+                        .username
+                        .clone()
+                        .zip(trunk.config.password.clone());
+                    self.start_fork(&uri, target, &to, &label, None);
+                    if let Some(f) = self.forks.last_mut() {
+                        f.credentials = credentials;
+                    }
                 }
             }
         }
@@ -517,13 +570,20 @@ impl Call {
         }
     }
 
-    fn start_fork(&mut self, uri: &str, target: Target, to: &str, label: &str) {
+    fn start_fork(
+        &mut self,
+        uri: &str,
+        target: Target,
+        to: &str,
+        label: &str,
+        user: Option<String>,
+    ) {
         let index = self.forks.len();
         let call_id = new_call_id(None);
         let tag = new_tag();
         let name = self.vars.get("caller_name").cloned().unwrap_or_default();
         let caller_id = self.vars.get("caller_id").cloned().unwrap_or_default();
-        let from_host = host_port(&target.local);
+        let from_host = host_port(&advertised(&target));
         let from = if name.is_empty() {
             format!("<sip:{caller_id}@{from_host}>;tag={tag}")
         } else {
@@ -542,7 +602,7 @@ impl Call {
         let mut b = RequestBuilder::new("INVITE", uri)
             .via(
                 transport_name(target.transport),
-                &host_port(&target.local),
+                &host_port(&advertised(&target)),
                 &branch,
             )
             .header("Max-Forwards", &max_forwards)
@@ -580,6 +640,9 @@ impl Call {
             final_code: None,
             ack: None,
             label: label.to_owned(),
+            user,
+            credentials: None,
+            authenticated: false,
         });
         self.update_view(|v| {
             v.legs.push(LegView {
@@ -682,6 +745,13 @@ impl Call {
                 });
                 Some(DialOutcome::Answered)
             }
+            401 | 407
+                if self.forks[i].credentials.is_some()
+                    && !self.forks[i].authenticated
+                    && self.retry_with_credentials(i, &resp) =>
+            {
+                None
+            }
             _ => {
                 self.forks[i].state = ForkState::Done;
                 self.forks[i].final_code = Some(code);
@@ -696,8 +766,67 @@ impl Call {
         }
     }
 
+    /// Answers a trunk's digest challenge: the same INVITE with credentials,
+    /// next CSeq, new branch (RFC 3261 §22.2). False if it cannot.
+    fn retry_with_credentials(&mut self, i: usize, resp: &Response) -> bool {
+        let Some((user, password)) = self.forks[i].credentials.clone() else {
+            return false;
+        };
+        let (challenge_header, auth_header) = if resp.code == 401 {
+            ("WWW-Authenticate", "Authorization")
+        } else {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        };
+        let Some(challenge) = resp
+            .header_lines(challenge_header)
+            .into_iter()
+            .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())
+        else {
+            return false;
+        };
+        let uri = self.forks[i].dialog.remote_target.clone();
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let creds = switchboard_sip::digest::respond(
+            &challenge, "INVITE", &uri, &user, &password, &cnonce, 1,
+        );
+        let f = &self.forks[i];
+        let target = f.dialog.flow;
+        let branch = new_branch();
+        let max_forwards = f.invite.max_forwards.unwrap_or(70).to_string();
+        let mut b = RequestBuilder::new("INVITE", &uri)
+            .via(
+                transport_name(target.transport),
+                &host_port(&advertised(&target)),
+                &branch,
+            )
+            .header("Max-Forwards", &max_forwards)
+            .header("From", &f.dialog.local)
+            .header("To", &f.dialog.remote)
+            .header("Call-ID", &f.dialog.call_id)
+            .header("CSeq", &format!("{} INVITE", f.invite.cseq + 1))
+            .header("Contact", &our_contact(&target))
+            .header("Allow", ALLOW)
+            .header(auth_header, &creds.to_header_value());
+        if let Some(ct) = self.invite.header("Content-Type") {
+            b = b.body(ct, self.invite.body.clone());
+        }
+        let bytes = b.build();
+        let Ok(Message::Request(parsed)) = message::parse(&bytes) else {
+            return false;
+        };
+        let f = &mut self.forks[i];
+        f.authenticated = true;
+        f.state = ForkState::Trying;
+        f.dialog.local_cseq = parsed.cseq + 1;
+        f.invite = parsed;
+        self.send_request(&branch, "INVITE", target, bytes, Pending::Invite(i));
+        self.calls.metrics.requests_out.inc("INVITE");
+        true
+    }
+
     fn ack_fork(&mut self, i: usize, body: Option<(&str, &[u8])>) {
-        let ack = Bytes::from(self.forks[i].dialog.ack(1, body));
+        let cseq = self.forks[i].invite.cseq;
+        let ack = Bytes::from(self.forks[i].dialog.ack(cseq, body));
         self.ep.send_raw(&self.forks[i].dialog.flow, ack.clone());
         self.forks[i].ack = Some(ack);
     }
@@ -854,7 +983,12 @@ impl Call {
                     let key = (matches!(leg, LegId::A), resp.cseq);
                     if (200..300).contains(&resp.code) {
                         let ack = match leg {
-                            LegId::B(i) if resp.cseq == 1 => {
+                            LegId::B(i)
+                                if self
+                                    .forks
+                                    .get(i)
+                                    .is_some_and(|f| f.invite.cseq == resp.cseq) =>
+                            {
                                 self.forks.get(i).and_then(|f| f.ack.clone())
                             }
                             _ => self.acks.get(&key).cloned(),
@@ -1008,10 +1142,6 @@ impl Call {
             .map(|r| self.answer_at.unwrap_or(end) - r)
             .filter(|d| *d >= 0);
         let talk_ms = self.answer_at.map(|a| end - a);
-        let callee = self
-            .winner
-            .and_then(|w| self.forks.get(w))
-            .map(|f| f.label.clone());
         let cdr = Cdr {
             id: 0,
             call_id: self.invite.call_id.clone(),
@@ -1020,8 +1150,8 @@ impl Call {
                 .vars
                 .get("caller_id")
                 .cloned()
-                .unwrap_or_else(|| self.caller.username.to_string()),
-            callee: callee.unwrap_or_else(|| self.destination.clone()),
+                .unwrap_or_else(|| self.caller.id.clone()),
+            callee: self.destination.clone(),
             caller_name: self
                 .vars
                 .get("caller_name")
@@ -1039,6 +1169,13 @@ impl Call {
             hangup_reason: self.hangup_reason.clone(),
             hangup_side: Some(self.hangup_side.to_owned()),
             route_id: None,
+            route: Some(self.route.id.clone()),
+            caller_user: self.caller.user.clone(),
+            callee_user: self
+                .winner
+                .and_then(|w| self.forks.get(w))
+                .and_then(|f| f.user.clone())
+                .or_else(|| self.dialled_user.clone()),
             node: Some(self.calls.node().to_owned()),
             rtp_sent: None,
             rtp_received: None,

@@ -20,14 +20,37 @@ pub fn transport_name(t: TransportKind) -> &'static str {
     t.via_token()
 }
 
-/// Our Contact on the socket `local`.
+/// The address to write in Via and Contact for a flow: the socket's own,
+/// or, for a socket bound to a wildcard (`0.0.0.0`, `::`), the address the
+/// kernel would send from towards the peer (a connected UDP socket is asked;
+/// nothing is sent).
+pub fn advertised(target: &Target) -> std::net::SocketAddr {
+    let local = target.local;
+    if !local.ip().is_unspecified() {
+        return local;
+    }
+    let any: std::net::SocketAddr = if local.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| {
+            s.connect(target.remote)?;
+            s.local_addr()
+        })
+        .map(|a| std::net::SocketAddr::new(a.ip(), local.port()))
+        .unwrap_or(local)
+}
+
+/// Our Contact on the flow `target`.
 pub fn our_contact(target: &Target) -> String {
     let t = match target.transport {
         TransportKind::Udp => "",
         TransportKind::Tcp => ";transport=tcp",
         TransportKind::Tls => ";transport=tls",
     };
-    format!("<sip:switchboard@{}{t}>", host_port(&target.local))
+    format!("<sip:switchboard@{}{t}>", host_port(&advertised(target)))
 }
 
 /// A dialog as one side of the B2BUA sees it.
@@ -126,7 +149,7 @@ impl Dialog {
         let mut b = RequestBuilder::new(method, &self.remote_target)
             .via(
                 transport_name(self.flow.transport),
-                &host_port(&self.flow.local),
+                &host_port(&advertised(&self.flow)),
                 &branch,
             )
             .header("Max-Forwards", "70");

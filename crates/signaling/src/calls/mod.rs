@@ -34,8 +34,10 @@ use crate::directory::Directory;
 use crate::location::Location;
 use crate::metrics::SipMetrics;
 use crate::registrar::Now;
+use crate::trunks::Trunks;
 
 pub use actor::CallView;
+use actor::Caller;
 
 /// What a call's mailbox receives.
 #[derive(Debug)]
@@ -85,38 +87,67 @@ pub struct Calls {
     directory: Arc<Directory>,
     location: Arc<Location>,
     auth: Arc<Authenticator>,
+    pub(crate) trunks: Arc<Trunks>,
     metrics: Arc<SipMetrics>,
     dialplan: RwLock<Arc<Dialplan>>,
     endpoint: std::sync::OnceLock<Weak<Endpoint>>,
     routes: Mutex<HashMap<String, Route>>,
     live: Mutex<HashMap<String, Arc<Mutex<CallView>>>>,
     node: String,
+    /// What an account over its `max_concurrent_calls` gets: 503 or 486.
+    limit_code: u16,
+    /// Live calls per account.
+    active: Mutex<HashMap<i64, i64>>,
+    /// Set at shutdown: new calls get 503, live ones may finish.
+    draining: std::sync::atomic::AtomicBool,
     pub stats: CallStats,
     /// CDRs the store refused (database down): retried by the writer.
     cdr_queue: mpsc::UnboundedSender<Cdr>,
 }
 
+/// What the B2BUA is built from.
+pub struct CallsSetup {
+    pub directory: Arc<Directory>,
+    pub location: Arc<Location>,
+    pub auth: Arc<Authenticator>,
+    pub trunks: Arc<Trunks>,
+    pub store: Store,
+    pub metrics: Arc<SipMetrics>,
+    pub dialplan: Dialplan,
+    /// This node's name in CDRs.
+    pub node: String,
+    /// What a call over its account's limit gets (503 or 486).
+    pub limit_code: u16,
+}
+
 impl Calls {
-    pub fn new(
-        directory: Arc<Directory>,
-        location: Arc<Location>,
-        auth: Arc<Authenticator>,
-        store: Store,
-        metrics: Arc<SipMetrics>,
-        dialplan: Dialplan,
-        node: String,
-    ) -> Arc<Self> {
+    pub fn new(setup: CallsSetup) -> Arc<Self> {
+        let CallsSetup {
+            directory,
+            location,
+            auth,
+            trunks,
+            store,
+            metrics,
+            dialplan,
+            node,
+            limit_code,
+        } = setup;
         let (cdr_queue, rx) = mpsc::unbounded_channel();
         let calls = Arc::new(Self {
             directory,
             location,
             auth,
+            trunks,
             metrics,
             dialplan: RwLock::new(Arc::new(dialplan)),
             endpoint: std::sync::OnceLock::new(),
             routes: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             node,
+            limit_code,
+            active: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
             stats: CallStats::default(),
             cdr_queue,
         });
@@ -129,8 +160,15 @@ impl Calls {
         let _ = self.endpoint.set(Arc::downgrade(ep));
     }
 
-    fn endpoint(&self) -> Option<Arc<Endpoint>> {
+    pub(crate) fn endpoint(&self) -> Option<Arc<Endpoint>> {
         self.endpoint.get().and_then(Weak::upgrade)
+    }
+
+    /// Our SIP socket for sending to `remote` (same address family).
+    pub(crate) fn local_for(&self, remote: &std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        let ep = self.endpoint()?;
+        let addrs = ep.wire.transports()?.local_addrs();
+        addrs.into_iter().find(|a| a.is_ipv4() == remote.is_ipv4())
     }
 
     /// The dialplan in use.
@@ -179,6 +217,11 @@ impl Calls {
         }
     }
 
+    /// Stops taking new calls (they get 503); live calls go on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
@@ -213,40 +256,143 @@ impl Calls {
         let Ok(to_uri) = req.to.parsed_uri() else {
             return self.respond(&tx, &req, 400, "Invalid To URI");
         };
-        let Some(account) = self.directory.account_for_domain(&to_uri.host).or_else(|| {
-            self.directory
-                .account(switchboard_store::DEFAULT_ACCOUNT_ID)
-        }) else {
-            return self.respond(&tx, &req, 404, "Domain Not Served");
-        };
         let now = Now::current();
+        // A call from a trunk is identified by its source address.
+        let (account, caller) = if let Some(trunk) = self.trunks.by_source(&from.remote) {
+            let Some(account) = self.directory.account(trunk.config.account_id) else {
+                return self.respond(&tx, &req, 404, "Account Not Found");
+            };
+            let number = req
+                .from
+                .parsed_uri()
+                .ok()
+                .and_then(|u| u.user)
+                .unwrap_or_else(|| "anonymous".into());
+            debug!(trunk = %trunk.config.name, "call from a trunk");
+            let caller = Caller {
+                id: number,
+                name: None,
+                user: None,
+            };
+            (account, caller)
+        } else {
+            let Some(account) = self.directory.account_for_domain(&to_uri.host).or_else(|| {
+                self.directory
+                    .account(switchboard_store::DEFAULT_ACCOUNT_ID)
+            }) else {
+                return self.respond(&tx, &req, 404, "Domain Not Served");
+            };
+            match self.authenticated_caller(&req, &tx, &from, &account, now) {
+                Some(c) => (account, c),
+                None => return,
+            }
+        };
+        self.route_call(req, tx, from, account, caller);
+    }
+
+    /// The local user an INVITE's Proxy-Authorization proves, or `None`
+    /// once the request has been answered (407, 403) or dropped.
+    fn authenticated_caller(
+        &self,
+        req: &Request,
+        tx: &ServerTx,
+        from: &Target,
+        account: &crate::directory::AccountEntry,
+        now: Now,
+    ) -> Option<Caller> {
         let user = match self.auth.authenticate(
-            &req,
+            req,
             Realm::Proxy,
-            &account,
+            account,
             &self.directory,
             from.remote.ip(),
             now,
         ) {
             Outcome::Ok(u) => u,
             Outcome::Challenge { stale } => {
-                let mut b = response(&req, 407, "Proxy Authentication Required");
+                let mut b = response(req, 407, "Proxy Authentication Required");
                 for c in self.auth.challenges(&account.realm, stale, now.unix_secs()) {
                     b = b.header("Proxy-Authenticate", &c);
                 }
-                return self.respond_bytes(&tx, 407, b.build());
+                self.respond_bytes(tx, 407, b.build());
+                return None;
             }
-            Outcome::Forbidden(reason) => return self.respond(&tx, &req, 403, reason),
-            Outcome::Drop => return,
+            Outcome::Forbidden(reason) => {
+                self.respond(tx, req, 403, reason);
+                return None;
+            }
+            Outcome::Drop => return None,
         };
+        Some(Caller::user(&user))
+    }
+
+    fn route_call(
+        self: &Arc<Self>,
+        req: Request,
+        tx: ServerTx,
+        from: Target,
+        account: Arc<crate::directory::AccountEntry>,
+        caller: Caller,
+    ) {
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
         let Some(route) = dialplan.route(&destination, account.id).cloned() else {
-            return self.respond(&tx, &req, 404, "Not Found");
+            self.respond(&tx, &req, 404, "Not Found");
+            // an authenticated call that no route takes still leaves a CDR
+            self.stats.started.fetch_add(1, Ordering::Relaxed);
+            let now = Now::current().unix_ms;
+            let cdr = Cdr {
+                id: 0,
+                call_id: req.call_id.clone(),
+                account_id: Some(account.id),
+                caller: caller.id.clone(),
+                callee: destination,
+                caller_name: req
+                    .from
+                    .display
+                    .as_deref()
+                    .map(|d| d.trim_matches('"').to_owned()),
+                source: source_text(&from),
+                invite_at: now,
+                ring_at: None,
+                answer_at: None,
+                end_at: Some(now),
+                ring_ms: None,
+                talk_ms: None,
+                disposition: "failed".into(),
+                hangup_code: Some(404),
+                hangup_reason: Some("No Route".into()),
+                hangup_side: Some("system".into()),
+                route_id: None,
+                route: None,
+                caller_user: caller.user.clone(),
+                callee_user: None,
+                node: Some(self.node.clone()),
+                rtp_sent: None,
+                rtp_received: None,
+                rtp_lost: None,
+                jitter_ms: None,
+                mos: None,
+                rtpmanager: None,
+                created_at: 0,
+            };
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            let _ = self.cdr_queue.send(cdr);
+            return;
         };
         let Some(endpoint) = self.endpoint() else {
             return self.respond(&tx, &req, 503, "Service Unavailable");
         };
+        if !self.admit(account.id, account.max_concurrent_calls) {
+            let code = self.limit_code;
+            let reason = if code == 486 {
+                "Busy Here"
+            } else {
+                "Service Unavailable"
+            };
+            debug!(account = account.id, "max_concurrent_calls reached");
+            return self.respond(&tx, &req, code, reason);
+        }
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let (mailbox, rx) = mpsc::unbounded_channel();
         self.add_route(&req.call_id, &mailbox, LegId::A);
@@ -257,7 +403,7 @@ impl Calls {
                 invite: req,
                 tx,
                 from,
-                caller: user,
+                caller,
                 account_id: account.id,
                 destination,
                 route,
@@ -317,8 +463,29 @@ impl Calls {
         }
     }
 
+    /// Counts a new call of `account` unless it is at its limit (0: none).
+    fn admit(&self, account: i64, max: i64) -> bool {
+        let Ok(mut active) = self.active.lock() else {
+            return true;
+        };
+        let n = active.entry(account).or_insert(0);
+        if max > 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
     /// The call ended: forget its routes, keep its CDR.
     fn finished(&self, id: &str, call_ids: &[String], cdr: Cdr) {
+        if let (Ok(mut active), Some(account)) = (self.active.lock(), cdr.account_id)
+            && let Some(n) = active.get_mut(&account)
+        {
+            *n -= 1;
+            if *n <= 0 {
+                active.remove(&account);
+            }
+        }
         for c in call_ids {
             self.remove_route(c);
         }
@@ -335,6 +502,181 @@ impl Calls {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+impl Calls {
+    /// Keeps `trunk` registered with its provider while it is configured
+    /// with `register` (refresh at 80 % of the granted interval, back-off
+    /// after failures); its status is in [`crate::trunks::Trunk::status`].
+    pub fn start_trunk_registration(
+        self: &Arc<Self>,
+        trunk: Arc<crate::trunks::Trunk>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        if !trunk.config.register {
+            return;
+        }
+        let calls = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let call_id = switchboard_sip::request::new_call_id(None);
+            let mut cseq = 1u32;
+            loop {
+                let Some(c) = calls.upgrade() else {
+                    return;
+                };
+                let wait = match c.register_trunk(&trunk, &call_id, &mut cseq).await {
+                    Ok(granted) => {
+                        if let Ok(mut st) = trunk.status.lock() {
+                            st.registered = true;
+                            st.failures = 0;
+                            st.last_error = None;
+                            st.expires_at =
+                                Some(Now::current().unix_ms + i64::from(granted) * 1000);
+                        }
+                        std::time::Duration::from_secs(u64::from(granted.max(10)) * 4 / 5)
+                    }
+                    Err((code, why)) => {
+                        let failures = trunk.status.lock().map_or(1, |mut st| {
+                            st.registered = false;
+                            st.failures = st.failures.saturating_add(1);
+                            st.last_code = code.or(st.last_code);
+                            st.last_error = Some(why.clone());
+                            st.failures
+                        });
+                        warn!(trunk = %trunk.config.name, %why, "trunk registration failed");
+                        crate::trunks::backoff(failures.saturating_sub(1))
+                    }
+                };
+                drop(c);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = trunk.stop.cancelled() => return,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// One REGISTER exchange with a trunk (answering one challenge);
+    /// returns the granted interval.
+    async fn register_trunk(
+        &self,
+        trunk: &crate::trunks::Trunk,
+        call_id: &str,
+        cseq: &mut u32,
+    ) -> Result<u32, (Option<u16>, String)> {
+        use switchboard_sip::message::{Message, parse};
+        use switchboard_sip::request::{RequestBuilder, new_branch};
+        let ep = self
+            .endpoint()
+            .ok_or((None, "no SIP endpoint".to_owned()))?;
+        let local = self.local_for(&trunk.addr).ok_or((
+            None,
+            "no SIP socket of the trunk's address family".to_owned(),
+        ))?;
+        let target = Target {
+            transport: trunk.transport,
+            local,
+            remote: trunk.addr,
+            conn: None,
+        };
+        let cfg = &trunk.config;
+        let user = cfg.username.clone().unwrap_or_default();
+        let domain = cfg.domain();
+        let uri = format!("sip:{domain}");
+        let aor = format!("<sip:{user}@{domain}>");
+        let contact = format!(
+            "<sip:{user}@{}>",
+            dialog::host_port(&dialog::advertised(&target))
+        );
+        let from_tag = format!("{:x}", rand::random::<u64>());
+        let mut auth: Option<(&'static str, String)> = None;
+        for _attempt in 0..2 {
+            let branch = new_branch();
+            let mut b = RequestBuilder::new("REGISTER", &uri)
+                .via(
+                    dialog::transport_name(target.transport),
+                    &dialog::host_port(&dialog::advertised(&target)),
+                    &branch,
+                )
+                .header("Max-Forwards", "70")
+                .header("From", &format!("{aor};tag={from_tag}"))
+                .header("To", &aor)
+                .header("Call-ID", call_id)
+                .header("CSeq", &format!("{cseq} REGISTER"))
+                .header("Contact", &contact)
+                .header("Expires", &cfg.expires.to_string())
+                .header("User-Agent", "switchboard");
+            if let Some((name, value)) = &auth {
+                b = b.header(name, value);
+            }
+            *cseq += 1;
+            let key =
+                switchboard_sip_stack::transaction::TransactionKey::client(&branch, "REGISTER");
+            let mut tx = ep.send_request(key, false, target, Bytes::from(b.build()));
+            self.metrics.requests_out.inc("REGISTER");
+            let (code, bytes) = loop {
+                match tx.next_event().await {
+                    Some(switchboard_sip_stack::transaction::ClientEvent::Response(
+                        code,
+                        bytes,
+                    )) if code >= 200 => {
+                        break (code, bytes);
+                    }
+                    Some(switchboard_sip_stack::transaction::ClientEvent::Response(..)) => {}
+                    Some(_) | None => return Err((None, "no answer from the trunk".to_owned())),
+                }
+            };
+            if let Ok(mut st) = trunk.status.lock() {
+                st.last_code = Some(code);
+            }
+            let Ok(Message::Response(resp)) = parse(&bytes) else {
+                return Err((Some(code), "unparsable response".to_owned()));
+            };
+            match code {
+                200..=299 => {
+                    let granted = resp
+                        .header_values("Contact")
+                        .iter()
+                        .find_map(|c| {
+                            c.split(';')
+                                .find_map(|p| p.trim().strip_prefix("expires="))
+                                .and_then(|v| v.trim().parse::<u32>().ok())
+                        })
+                        .or_else(|| resp.header("Expires").and_then(|v| v.trim().parse().ok()))
+                        .unwrap_or(cfg.expires);
+                    return Ok(granted);
+                }
+                401 | 407 if auth.is_none() => {
+                    let (challenge_header, auth_header) = if code == 401 {
+                        ("WWW-Authenticate", "Authorization")
+                    } else {
+                        ("Proxy-Authenticate", "Proxy-Authorization")
+                    };
+                    let Some(ch) = resp
+                        .header_lines(challenge_header)
+                        .into_iter()
+                        .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())
+                    else {
+                        return Err((Some(code), "challenge without a usable digest".to_owned()));
+                    };
+                    let cnonce = format!("{:016x}", rand::random::<u64>());
+                    let creds = switchboard_sip::digest::respond(
+                        &ch,
+                        "REGISTER",
+                        &uri,
+                        &user,
+                        cfg.password.as_deref().unwrap_or_default(),
+                        &cnonce,
+                        1,
+                    );
+                    auth = Some((auth_header, creds.to_header_value()));
+                }
+                _ => return Err((Some(code), format!("{code} {}", resp.reason))),
+            }
+        }
+        Err((None, "credentials refused".to_owned()))
     }
 }
 

@@ -223,6 +223,16 @@ pub async fn sipp_on(
 /// sipp as a phone waiting for one call on `ip:port` (server mode), in the
 /// background; `wait_sipp` collects its result.
 pub fn spawn_sipp_uas(name: &str, ip: IpAddr, port: u16) -> tokio::process::Child {
+    spawn_sipp_uas_with(name, ip, port, &[])
+}
+
+/// [`spawn_sipp_uas`] with extra sipp arguments.
+pub fn spawn_sipp_uas_with(
+    name: &str,
+    ip: IpAddr,
+    port: u16,
+    extra: &[&str],
+) -> tokio::process::Child {
     let trace_dir = temp_dir(&format!("sipp-uas-{}", name.trim_end_matches(".xml")));
     tokio::process::Command::new("sipp")
         .current_dir(&trace_dir)
@@ -238,6 +248,7 @@ pub fn spawn_sipp_uas(name: &str, ip: IpAddr, port: u16) -> tokio::process::Chil
             "-nostdin",
             "-trace_err",
         ])
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -658,6 +658,16 @@ fn find_header<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+fn find_lines<'a>(headers: &'a rsip::Headers, name: &str) -> Vec<&'a str> {
+    let want = expand_compact(name);
+    headers
+        .iter()
+        .map(header_parts)
+        .filter(|(n, _)| n.eq_ignore_ascii_case(want))
+        .map(|(_, v)| v)
+        .collect()
+}
+
 fn find_values<'a>(headers: &'a rsip::Headers, name: &str) -> Vec<&'a str> {
     let want = expand_compact(name);
     headers
@@ -753,6 +763,12 @@ impl Response {
     /// Every value of a list header; see [`Request::header_values`].
     pub fn header_values<'a>(&'a self, name: &str) -> Vec<&'a str> {
         find_values(&self.headers, name)
+    }
+
+    /// Every line of a header, whole (for headers whose values contain
+    /// commas: one `WWW-Authenticate` challenge per line).
+    pub fn header_lines<'a>(&'a self, name: &str) -> Vec<&'a str> {
+        find_lines(&self.headers, name)
     }
 
     /// Serializes the response (headers unfolded, compact names expanded,
