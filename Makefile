@@ -34,6 +34,7 @@ fmt:
 ## Benchmarks against the reference systems (prints figures; not a test).
 bench: deps release
 	bench/run.sh
+	bench/calls.sh
 
 clean:
 	$(CARGO) clean

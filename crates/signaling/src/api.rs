@@ -182,6 +182,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         }));
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
         .merge(guarded)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(node)
@@ -590,6 +591,17 @@ async fn delete_registration(
     }
 }
 
+/// The OpenAPI 3 description of this API (checked against the router by
+/// a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 // === calls, CDRs, dialplan ===
 
 async fn list_calls(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -619,15 +631,81 @@ async fn hangup_call(
 
 async fn list_cdrs(
     State(node): State<Arc<Node>>,
+    headers: axum::http::HeaderMap,
     axum::extract::Query(filter): axum::extract::Query<switchboard_store::CdrFilter>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let cdrs = node.store.list_cdrs(&filter).await?;
     let next = cdrs.last().map(|c| c.id);
     let full = filter.limit.is_some_and(|l| cdrs.len() >= l as usize);
+    let wants_csv = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            cdrs_csv(&cdrs),
+        )
+            .into_response());
+    }
     Ok(Json(json!({
         "cdrs": cdrs,
         "next_cursor": if full { next } else { None },
-    })))
+    }))
+    .into_response())
+}
+
+/// CDRs as RFC 4180 CSV with a header row.
+fn cdrs_csv(cdrs: &[switchboard_store::Cdr]) -> String {
+    fn field(out: &mut String, v: &str) {
+        if v.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&v.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(v);
+        }
+    }
+    fn opt<T: ToString>(v: &Option<T>) -> String {
+        v.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+    let mut out = String::from(
+        "call_id,account_id,caller,caller_name,caller_user,callee,callee_user,source,\
+         invite_at,ring_at,answer_at,end_at,ring_ms,talk_ms,disposition,hangup_code,\
+         hangup_reason,hangup_side,route,node\r\n",
+    );
+    for c in cdrs {
+        let cols = [
+            c.call_id.clone(),
+            opt(&c.account_id),
+            c.caller.clone(),
+            opt(&c.caller_name),
+            opt(&c.caller_user),
+            c.callee.clone(),
+            opt(&c.callee_user),
+            c.source.clone(),
+            c.invite_at.to_string(),
+            opt(&c.ring_at),
+            opt(&c.answer_at),
+            opt(&c.end_at),
+            opt(&c.ring_ms),
+            opt(&c.talk_ms),
+            c.disposition.clone(),
+            opt(&c.hangup_code),
+            opt(&c.hangup_reason),
+            opt(&c.hangup_side),
+            opt(&c.route),
+            opt(&c.node),
+        ];
+        for (i, v) in cols.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            field(&mut out, v);
+        }
+        out.push_str("\r\n");
+    }
+    out
 }
 
 async fn get_cdr(

@@ -231,6 +231,7 @@ impl Node {
             }
         }
         self.metrics.render(&mut out);
+        self.calls.stats.render(&mut out, self.calls.live_count());
         out
     }
 }

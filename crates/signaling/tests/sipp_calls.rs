@@ -120,6 +120,20 @@ async fn answered_call_relays_sdp_and_writes_a_cdr() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(one["disposition"], "answered");
+    // the same CDR as CSV
+    let (status, ct, csv) = common::get_accept(s.api, "/api/v1/cdrs", &s.token, "text/csv").await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or("")
+            .starts_with("call_id,account_id,caller,")
+    );
+    let row = lines.next().unwrap_or("");
+    assert!(row.starts_with(cdr["call_id"].as_str().unwrap()), "{csv}");
+    assert!(row.contains(",answered,"), "{row}");
     no_live_calls(&s).await;
     s.stop().await;
 }

@@ -54,6 +54,8 @@ pub(crate) struct Setup {
     pub tx: ServerTx,
     pub from: Target,
     pub caller: Caller,
+    /// When the INVITE arrived, for the setup-latency histogram.
+    pub received: Instant,
     pub account_id: i64,
     pub destination: String,
     pub route: Route,
@@ -150,6 +152,9 @@ pub(crate) struct Call {
     hangup_code: Option<u16>,
     hangup_reason: Option<String>,
     hangup_side: &'static str,
+    /// When the INVITE arrived (setup latency).
+    started: Instant,
+    setup_recorded: bool,
     /// The first local user a dial resolved to, for the CDR.
     dialled_user: Option<String>,
     /// ACKs we sent for 2xx on a leg, by CSeq, for retransmitted 2xx.
@@ -230,6 +235,8 @@ impl Call {
             hangup_side: "system",
             acks: HashMap::new(),
             dialled_user: None,
+            started: s.received,
+            setup_recorded: false,
             invite: s.invite,
         }
     }
@@ -654,6 +661,11 @@ impl Call {
         });
         self.send_request(&branch, "INVITE", target, bytes, Pending::Invite(index));
         self.calls.metrics.requests_out.inc("INVITE");
+        if !self.setup_recorded {
+            self.setup_recorded = true;
+            let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.calls.stats.record_setup(us);
+        }
     }
 
     /// The dial is over once every fork of it has a final answer.

@@ -73,6 +73,11 @@ struct Route {
     leg: LegId,
 }
 
+/// Upper bounds of the call-setup histogram buckets, microseconds.
+pub const SETUP_BUCKETS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -80,6 +85,72 @@ pub struct CallStats {
     pub answered: AtomicU64,
     pub failed: AtomicU64,
     pub cdr_write_failures: AtomicU64,
+    /// INVITE in → first B-leg INVITE out, cumulative per bucket of
+    /// [`SETUP_BUCKETS_US`], then the overflow bucket.
+    pub setup: [AtomicU64; SETUP_BUCKETS_US.len() + 1],
+    pub setup_sum_us: AtomicU64,
+}
+
+impl CallStats {
+    pub(crate) fn record_setup(&self, us: u64) {
+        let i = SETUP_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(SETUP_BUCKETS_US.len());
+        self.setup[i].fetch_add(1, Ordering::Relaxed);
+        self.setup_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Prometheus text for the call counters and the setup histogram.
+    pub fn render(&self, out: &mut String, live: usize) {
+        use std::fmt::Write;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, v) in [
+            (
+                "switchboard_calls_started_total",
+                "Calls routed (authenticated INVITEs).",
+                c(&self.started),
+            ),
+            (
+                "switchboard_calls_answered_total",
+                "Calls that were answered.",
+                c(&self.answered),
+            ),
+            (
+                "switchboard_calls_failed_total",
+                "Calls that ended unanswered.",
+                c(&self.failed),
+            ),
+            (
+                "switchboard_cdr_write_failures_total",
+                "CDR writes the store refused (retried).",
+                c(&self.cdr_write_failures),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_calls_live Calls in progress.\n# TYPE switchboard_calls_live gauge\nswitchboard_calls_live {live}"
+        );
+        let name = "switchboard_call_setup_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} INVITE received to first B-leg INVITE sent.\n# TYPE {name} histogram"
+        );
+        let mut cum = 0;
+        for (i, b) in SETUP_BUCKETS_US.iter().enumerate() {
+            cum += c(&self.setup[i]);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+        }
+        cum += c(&self.setup[SETUP_BUCKETS_US.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(out, "{name}_sum {}", c(&self.setup_sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cum}");
+    }
 }
 
 /// Everything the B2BUA shares between calls.
@@ -253,6 +324,7 @@ impl Calls {
         // A retransmission would have been absorbed; a second INVITE for a
         // call we already have (same Call-ID, new branch) is a merged
         // request the endpoint answers 482.
+        let received = tokio::time::Instant::now();
         let Ok(to_uri) = req.to.parsed_uri() else {
             return self.respond(&tx, &req, 400, "Invalid To URI");
         };
@@ -287,7 +359,7 @@ impl Calls {
                 None => return,
             }
         };
-        self.route_call(req, tx, from, account, caller);
+        self.route_call(req, tx, from, account, caller, received);
     }
 
     /// The local user an INVITE's Proxy-Authorization proves, or `None`
@@ -333,6 +405,7 @@ impl Calls {
         from: Target,
         account: Arc<crate::directory::AccountEntry>,
         caller: Caller,
+        received: tokio::time::Instant,
     ) {
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
@@ -404,6 +477,7 @@ impl Calls {
                 tx,
                 from,
                 caller,
+                received,
                 account_id: account.id,
                 destination,
                 route,

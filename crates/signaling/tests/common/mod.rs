@@ -273,3 +273,37 @@ pub async fn wait_sipp(child: tokio::process::Child, name: &str) -> bool {
     }
     out.status.success()
 }
+
+/// A GET with an `Accept` header; returns status, Content-Type and body.
+pub async fn get_accept(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    accept: &str,
+) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect API");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let ct = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, ct, body.to_owned())
+}
