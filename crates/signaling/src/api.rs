@@ -802,6 +802,16 @@ async fn put_trunk(
     let (trunk, old) = node.calls.trunks.put(config).map_err(ApiError::invalid)?;
     node.calls
         .start_trunk_registration(Arc::clone(&trunk), node.shutdown.clone());
+    save_trunks(&node)?;
+    let status = if old.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(trunk_view(&trunk))))
+}
+
+fn save_trunks(node: &Node) -> ApiResult<()> {
     node.calls
         .trunks
         .save(&node.config.trunks_path)
@@ -811,13 +821,7 @@ async fn put_trunk(
                 "trunks_not_saved",
                 format!("TRUNKS_PATH: {e}"),
             )
-        })?;
-    let status = if old.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(trunk_view(&trunk))))
+        })
 }
 
 async fn delete_trunk(
@@ -827,16 +831,7 @@ async fn delete_trunk(
     if node.calls.trunks.remove(&name).is_none() {
         return Err(ApiError::not_found("trunk"));
     }
-    node.calls
-        .trunks
-        .save(&node.config.trunks_path)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "trunks_not_saved",
-                format!("TRUNKS_PATH: {e}"),
-            )
-        })?;
+    save_trunks(&node)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -498,3 +498,23 @@ async fn inbound_trunk_call_is_routed_to_the_user() {
     no_live_calls(&s).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_offer_answer_travels_in_the_ack() {
+    let port = free_port(LO);
+    let s = two_phones("call-late-offer", port, 10).await;
+    let callee = spawn_sipp_uas("callee_late_offer.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_late_offer_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(callee, "callee_late_offer.xml").await,
+        "callee scenario failed (no SDP answer in its ACK)"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    no_live_calls(&s).await;
+    s.stop().await;
+}

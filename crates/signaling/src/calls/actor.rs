@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::dialog::{ALLOW, Dialog, advertised, host_port, our_contact, transport_name};
+use super::dialog::{
+    ALLOW, Dialog, advertised, answer_challenge, host_port, our_contact, transport_name,
+};
 use super::{Calls, Event, LegId, LegView, source_text};
 use crate::dialplan::{Action, DialTarget, Route, expand};
 use crate::directory::UserEntry;
@@ -784,23 +786,12 @@ impl Call {
         let Some((user, password)) = self.forks[i].credentials.clone() else {
             return false;
         };
-        let (challenge_header, auth_header) = if resp.code == 401 {
-            ("WWW-Authenticate", "Authorization")
-        } else {
-            ("Proxy-Authenticate", "Proxy-Authorization")
-        };
-        let Some(challenge) = resp
-            .header_lines(challenge_header)
-            .into_iter()
-            .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())
+        let uri = self.forks[i].dialog.remote_target.clone();
+        let Some((auth_header, credentials)) =
+            answer_challenge(resp, "INVITE", &uri, &user, &password)
         else {
             return false;
         };
-        let uri = self.forks[i].dialog.remote_target.clone();
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let creds = switchboard_sip::digest::respond(
-            &challenge, "INVITE", &uri, &user, &password, &cnonce, 1,
-        );
         let f = &self.forks[i];
         let target = f.dialog.flow;
         let branch = new_branch();
@@ -818,7 +809,7 @@ impl Call {
             .header("CSeq", &format!("{} INVITE", f.invite.cseq + 1))
             .header("Contact", &our_contact(&target))
             .header("Allow", ALLOW)
-            .header(auth_header, &creds.to_header_value());
+            .header(auth_header, &credentials);
         if let Some(ct) = self.invite.header("Content-Type") {
             b = b.body(ct, self.invite.body.clone());
         }

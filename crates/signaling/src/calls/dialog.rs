@@ -174,6 +174,31 @@ impl Dialog {
     }
 }
 
+/// The credentials header answering the digest challenge of a 401/407
+/// `resp` for `method` on `uri`: `(header name, value)`, or `None` when the
+/// response carries no challenge we can answer.
+pub fn answer_challenge(
+    resp: &Response,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> Option<(&'static str, String)> {
+    let (challenge_header, auth_header) = if resp.code == 401 {
+        ("WWW-Authenticate", "Authorization")
+    } else {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    };
+    let challenge = resp
+        .header_lines(challenge_header)
+        .into_iter()
+        .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())?;
+    let cnonce = format!("{:016x}", rand::random::<u64>());
+    let creds =
+        switchboard_sip::digest::respond(&challenge, method, uri, user, password, &cnonce, 1);
+    Some((auth_header, creds.to_header_value()))
+}
+
 /// The URI inside the first Contact of a header value.
 pub fn first_contact_uri(contact: Option<&str>) -> Option<String> {
     let first = contact?.split(',').next()?.trim();

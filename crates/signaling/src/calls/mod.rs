@@ -723,29 +723,16 @@ impl Calls {
                     return Ok(granted);
                 }
                 401 | 407 if auth.is_none() => {
-                    let (challenge_header, auth_header) = if code == 401 {
-                        ("WWW-Authenticate", "Authorization")
-                    } else {
-                        ("Proxy-Authenticate", "Proxy-Authorization")
-                    };
-                    let Some(ch) = resp
-                        .header_lines(challenge_header)
-                        .into_iter()
-                        .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())
-                    else {
-                        return Err((Some(code), "challenge without a usable digest".to_owned()));
-                    };
-                    let cnonce = format!("{:016x}", rand::random::<u64>());
-                    let creds = switchboard_sip::digest::respond(
-                        &ch,
-                        "REGISTER",
-                        &uri,
-                        &user,
-                        cfg.password.as_deref().unwrap_or_default(),
-                        &cnonce,
-                        1,
-                    );
-                    auth = Some((auth_header, creds.to_header_value()));
+                    let password = cfg.password.as_deref().unwrap_or_default();
+                    match dialog::answer_challenge(&resp, "REGISTER", &uri, &user, password) {
+                        Some(answer) => auth = Some(answer),
+                        None => {
+                            return Err((
+                                Some(code),
+                                "challenge without a usable digest".to_owned(),
+                            ));
+                        }
+                    }
                 }
                 _ => return Err((Some(code), format!("{code} {}", resp.reason))),
             }
