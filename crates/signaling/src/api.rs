@@ -157,7 +157,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
             "/api/v1/registrations/{aor}",
             get(get_registration).delete(delete_registration),
         )
-        .route("/api/v1/calls", get(list_calls))
+        .route("/api/v1/calls", get(list_calls).post(originate_call))
         .route("/api/v1/calls/{id}", get(get_call))
         .route(
             "/api/v1/calls/{id}/hangup",
@@ -606,6 +606,20 @@ async fn openapi() -> impl IntoResponse {
 
 async fn list_calls(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(json!(node.calls.list()))
+}
+
+async fn originate_call(
+    State(node): State<Arc<Node>>,
+    ApiJson(body): ApiJson<crate::calls::Originate>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    match node.calls.originate(body) {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({"id": id})))),
+        Err(crate::calls::OriginateError(status, code, message)) => Err(ApiError::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
+            message,
+        )),
+    }
 }
 
 async fn get_call(

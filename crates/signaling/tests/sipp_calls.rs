@@ -518,3 +518,62 @@ async fn late_offer_answer_travels_in_the_ack() {
     no_live_calls(&s).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_to_call_rings_the_user_then_dials_the_number() {
+    let (bob_port, alice_port) = (free_port(LO), free_port(LO));
+    let s = two_phones("click-to-call", bob_port, 10).await;
+    let reg = sipp_on(
+        "register_auth.xml",
+        s.sip,
+        LO,
+        alice_port,
+        &["-s", "alice", "-au", "alice", "-ap", "alice-secret"],
+    )
+    .await;
+    assert!(reg.status.success());
+    let alice = spawn_sipp_uas("clicker_answer.xml", LO, alice_port);
+    let bob = spawn_sipp_uas("callee_answer.xml", LO, bob_port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // bad requests first: each names what is wrong
+    for (body, status) in [
+        (
+            serde_json::json!({"user": "nobody", "destination": "1002"}),
+            404,
+        ),
+        (serde_json::json!({"user": "alice"}), 422),
+        (
+            serde_json::json!({"user": "alice", "destination": "1002", "colour": 1}),
+            422,
+        ),
+    ] {
+        let (got, answer) = s.http("POST", "/api/v1/calls", Some(&body)).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        assert!(answer["error"].as_str().is_some(), "{answer}");
+    }
+    let (status, out) = s
+        .http(
+            "POST",
+            "/api/v1/calls",
+            Some(&serde_json::json!({"user": "alice", "destination": "1002"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{out}");
+    let id = out["id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        wait_sipp(alice, "clicker_answer.xml").await,
+        "the user's phone failed"
+    );
+    assert!(
+        wait_sipp(bob, "callee_answer.xml").await,
+        "the callee failed"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["call_id"], id, "{cdr}");
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["caller_user"], "alice", "{cdr}");
+    assert_eq!(cdr["callee_user"], "bob", "{cdr}");
+    assert_eq!(cdr["hangup_side"], "caller", "{cdr}");
+    no_live_calls(&s).await;
+    s.stop().await;
+}

@@ -52,8 +52,13 @@ impl Caller {
 }
 
 pub(crate) struct Setup {
+    /// The caller's INVITE; for a call the API originated, an INVITE
+    /// standing for the answered user (its body is the user's SDP offer).
     pub invite: Request,
-    pub tx: ServerTx,
+    /// `None` when the API originated the call.
+    pub tx: Option<ServerTx>,
+    /// The caller's dialog when we are its UAC (click-to-call).
+    pub a_dialog: Option<Dialog>,
     pub from: Target,
     pub caller: Caller,
     /// When the INVITE arrived, for the setup-latency histogram.
@@ -136,6 +141,8 @@ pub(crate) struct Call {
     a_source: Target,
     a_answered: Option<Bytes>,
     a_acked: bool,
+    /// Click-to-call: we called the A side; its ACK carries the answer.
+    originated: bool,
     forks: Vec<Fork>,
     winner: Option<usize>,
     pending: HashMap<u64, Pending>,
@@ -175,7 +182,10 @@ impl Call {
         mailbox: mpsc::UnboundedSender<Event>,
     ) -> Self {
         let tag = new_tag();
-        let a = Dialog::uas(&s.invite, &tag, s.from);
+        let originated = s.a_dialog.is_some();
+        let a = s
+            .a_dialog
+            .unwrap_or_else(|| Dialog::uas(&s.invite, &tag, s.from));
         let caller_id = s.caller.id.clone();
         let caller_name = s
             .invite
@@ -213,11 +223,12 @@ impl Call {
             calls,
             ep,
             mailbox,
-            a_tx: Some(s.tx),
+            a_tx: s.tx,
             a,
             a_source: s.from,
             a_answered: None,
-            a_acked: false,
+            a_acked: originated,
+            originated,
             forks: Vec::new(),
             winner: None,
             pending: HashMap::new(),
@@ -346,8 +357,20 @@ impl Call {
         if self.a_answered.is_some() || self.hangup_code.is_some() {
             return;
         }
-        let bytes = self.a_response(code, reason, None);
-        self.a_send(code, bytes);
+        if self.originated {
+            // the user we rang answered with an offer: complete its INVITE
+            // with an answer that declines every stream, then hang up
+            let sdp = decline_sdp(&self.invite.body, &self.a_source);
+            let ack = self
+                .a
+                .ack(1, sdp.as_deref().map(|s| ("application/sdp", s)));
+            self.ep.send_raw(&self.a.flow, Bytes::from(ack));
+            let (bytes, branch) = self.a.request("BYE", None, &[]);
+            self.send_request(&branch, "BYE", self.a.flow, bytes, Pending::Ignore);
+        } else {
+            let bytes = self.a_response(code, reason, None);
+            self.a_send(code, bytes);
+        }
         self.hangup_code = Some(code);
         self.hangup_reason = Some(reason.to_owned());
         self.hangup_side = side;
@@ -363,12 +386,22 @@ impl Call {
     /// stream (media arrives with the RTP manager).
     fn answer_locally(&mut self) {
         let sdp = decline_sdp(&self.invite.body, &self.a_source);
-        let bytes = self.a_response(200, "OK", sdp.as_deref().map(|s| ("application/sdp", s)));
-        self.answered(bytes);
+        let body = sdp.as_deref().map(|s| ("application/sdp", s));
+        let bytes = self.a_response(200, "OK", body);
+        self.answered(bytes, body);
     }
 
-    fn answered(&mut self, bytes: Vec<u8>) {
-        self.a_send(200, bytes.clone());
+    /// The call is answered: 200 to the caller, or, for a call the API
+    /// originated, the ACK that completes the user's INVITE with `body`
+    /// (the callee's SDP answer to the user's offer).
+    fn answered(&mut self, bytes: Vec<u8>, body: Option<(&str, &[u8])>) {
+        if self.originated {
+            let ack = Bytes::from(self.a.ack(1, body));
+            self.ep.send_raw(&self.a.flow, ack.clone());
+            self.acks.insert((true, 1), ack);
+        } else {
+            self.a_send(200, bytes.clone());
+        }
         self.a_answered = Some(Bytes::from(bytes));
         let now = now_ms();
         self.answer_at = Some(now);
@@ -749,7 +782,7 @@ impl Call {
                 }
                 let body = sdp_body(&resp);
                 let out = self.a_response(200, "OK", body);
-                self.answered(out);
+                self.answered(out, body);
                 let label = self.forks[i].label.clone();
                 info!(call_id = %self.invite.call_id, callee = %label, "call answered");
                 self.update_view(|v| {

@@ -474,7 +474,8 @@ impl Calls {
             endpoint,
             actor::Setup {
                 invite: req,
-                tx,
+                tx: Some(tx),
+                a_dialog: None,
                 from,
                 caller,
                 received,
@@ -738,6 +739,249 @@ impl Calls {
             }
         }
         Err((None, "credentials refused".to_owned()))
+    }
+}
+
+/// `POST /api/v1/calls`: ring `user`, then dial `destination`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Originate {
+    /// Username or extension of the user whose phones ring first.
+    pub user: String,
+    /// What is dialled through the dialplan once the user answers.
+    pub destination: String,
+    #[serde(default)]
+    pub account_id: Option<i64>,
+    /// Seconds the user's phones ring (default 30).
+    #[serde(default)]
+    pub ring_timeout: Option<u64>,
+}
+
+/// Why an origination was refused (HTTP status, code, message).
+#[derive(Debug)]
+pub struct OriginateError(pub u16, pub &'static str, pub String);
+
+impl Calls {
+    /// Click-to-call (RFC 3725 flow I): INVITE the user's phones without
+    /// SDP; when one answers (its 200 carries the offer), the call goes on
+    /// as if the user had dialled `destination`: the dialplan routes it and
+    /// the callee's answer travels to the user in our ACK. Returns the
+    /// call id (the Call-ID towards the user) at once; the ringing happens
+    /// in the background.
+    pub fn originate(self: &Arc<Self>, o: Originate) -> Result<String, OriginateError> {
+        use switchboard_sip::request::{RequestBuilder, cancel_for, new_branch, new_call_id};
+        let account_id = o
+            .account_id
+            .unwrap_or(switchboard_store::DEFAULT_ACCOUNT_ID);
+        let account = self
+            .directory
+            .account(account_id)
+            .ok_or_else(|| OriginateError(404, "not_found", "account not found".into()))?;
+        let user = self
+            .directory
+            .user_by_extension(account.id, &o.user)
+            .or_else(|| self.directory.user(account.id, &o.user))
+            .filter(|u| u.enabled)
+            .ok_or_else(|| OriginateError(404, "not_found", "user not found".into()))?;
+        if o.destination.is_empty() || o.destination.contains(char::is_whitespace) {
+            return Err(OriginateError(
+                400,
+                "invalid",
+                "destination: a number or username".into(),
+            ));
+        }
+        let route = self
+            .dialplan()
+            .route(&o.destination, account.id)
+            .cloned()
+            .ok_or_else(|| {
+                OriginateError(404, "no_route", "no dialplan route for destination".into())
+            })?;
+        let realm = account.realm.to_ascii_lowercase();
+        let aor = format!("sip:{}@{realm}", user.username);
+        let bindings = self.location.lookup(&aor, Now::current().unix_ms);
+        if bindings.is_empty() {
+            return Err(OriginateError(
+                409,
+                "not_registered",
+                "the user has no registered phone".into(),
+            ));
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(OriginateError(
+                503,
+                "draining",
+                "the node is shutting down".into(),
+            ));
+        }
+        let ep = self
+            .endpoint()
+            .ok_or_else(|| OriginateError(503, "unavailable", "SIP is not up".into()))?;
+        let call_id = new_call_id(None);
+        let from_tag = format!("{:016x}", rand::random::<u64>());
+        let to = format!("<sip:{}@{realm}>", user.username);
+        let ring = std::time::Duration::from_secs(o.ring_timeout.unwrap_or(30).clamp(1, 300));
+        let calls = Arc::clone(self);
+        let id = call_id.clone();
+        tokio::spawn(async move {
+            let received = tokio::time::Instant::now();
+            let (events, mut rx) = mpsc::unbounded_channel();
+            let mut forks = Vec::new();
+            for (i, b) in bindings.iter().enumerate() {
+                let target = b.received;
+                let host = dialog::host_port(&dialog::advertised(&target));
+                let local = format!(
+                    "\"{}\" <sip:{}@{host}>;tag={from_tag}",
+                    o.destination, o.destination
+                );
+                let branch = new_branch();
+                let bytes = RequestBuilder::new("INVITE", &b.contact)
+                    .via(dialog::transport_name(target.transport), &host, &branch)
+                    .header("Max-Forwards", "70")
+                    .header("From", &local)
+                    .header("To", &to)
+                    .header("Call-ID", &call_id)
+                    .header("CSeq", "1 INVITE")
+                    .header("Contact", &dialog::our_contact(&target))
+                    .header("Allow", dialog::ALLOW)
+                    .build();
+                let key =
+                    switchboard_sip_stack::transaction::TransactionKey::client(&branch, "INVITE");
+                let mut tx = ep.send_request(key, true, target, Bytes::from(bytes.clone()));
+                calls.metrics.requests_out.inc("INVITE");
+                let events = events.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = tx.next_event().await {
+                        let last = !matches!(&ev, switchboard_sip_stack::transaction::ClientEvent::Response(c, _) if *c < 200);
+                        if events.send((i, ev)).is_err() || last {
+                            break;
+                        }
+                    }
+                });
+                forks.push((bytes, target, local, false));
+            }
+            drop(events);
+            let deadline = tokio::time::Instant::now() + ring;
+            let mut answered = None;
+            let mut open = forks.len();
+            while open > 0 {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    () = tokio::time::sleep_until(deadline) => None,
+                };
+                let Some((i, ev)) = ev else { break };
+                match ev {
+                    switchboard_sip_stack::transaction::ClientEvent::Response(code, bytes)
+                        if code < 200 =>
+                    {
+                        forks[i].3 = true;
+                        let _ = bytes;
+                    }
+                    switchboard_sip_stack::transaction::ClientEvent::Response(code, bytes)
+                        if code < 300 =>
+                    {
+                        answered = Some((i, bytes));
+                        break;
+                    }
+                    _ => open -= 1,
+                }
+            }
+            // the other phones stop ringing
+            for (j, (bytes, target, _, rang)) in forks.iter().enumerate() {
+                if answered.as_ref().is_some_and(|(i, _)| *i == j) || !*rang {
+                    continue;
+                }
+                if let Ok(switchboard_sip::message::Message::Request(inv)) =
+                    switchboard_sip::message::parse(bytes)
+                {
+                    let branch = inv
+                        .vias
+                        .first()
+                        .and_then(|v| v.branch.clone())
+                        .unwrap_or_default();
+                    let key = switchboard_sip_stack::transaction::TransactionKey::client(
+                        &branch, "CANCEL",
+                    );
+                    let _ = ep.send_request(key, false, *target, Bytes::from(cancel_for(&inv)));
+                }
+            }
+            let Some((i, bytes)) = answered else {
+                debug!(call_id = %call_id, "click-to-call: the user did not answer");
+                return;
+            };
+            let Ok(switchboard_sip::message::Message::Response(resp)) =
+                switchboard_sip::message::parse(&bytes)
+            else {
+                return;
+            };
+            let (_, target, local, _) = &forks[i];
+            let mut a = dialog::Dialog {
+                call_id: call_id.clone(),
+                local: local.clone(),
+                remote: to.clone(),
+                remote_target: bindings[i].contact.to_string(),
+                route_set: Vec::new(),
+                local_cseq: 2,
+                flow: *target,
+            };
+            a.uac_confirm(&resp);
+            // the INVITE the user would have sent: its offer, our destination
+            let host = dialog::host_port(&dialog::advertised(target));
+            let ct = resp
+                .header("Content-Type")
+                .unwrap_or("application/sdp")
+                .to_owned();
+            let stand_in = RequestBuilder::new("INVITE", &format!("sip:{}@{host}", o.destination))
+                .via("UDP", &host, &new_branch())
+                .header("Max-Forwards", "70")
+                .header(
+                    "From",
+                    &format!("<sip:{}@{realm}>;tag=orig{from_tag}", user.username),
+                )
+                .header("To", &format!("<sip:{}@{host}>", o.destination))
+                .header("Call-ID", &call_id)
+                .header("CSeq", "1 INVITE")
+                .body(&ct, resp.body.clone())
+                .build();
+            let Ok(switchboard_sip::message::Message::Request(invite)) =
+                switchboard_sip::message::parse(&stand_in)
+            else {
+                return;
+            };
+            if !calls.admit(account.id, account.max_concurrent_calls) {
+                let ack = a.ack(1, None);
+                ep.send_raw(target, Bytes::from(ack));
+                let (bye, branch) = a.request("BYE", None, &[]);
+                let key =
+                    switchboard_sip_stack::transaction::TransactionKey::client(&branch, "BYE");
+                let _ = ep.send_request(key, false, *target, Bytes::from(bye));
+                return;
+            }
+            calls.stats.started.fetch_add(1, Ordering::Relaxed);
+            let (mailbox, mrx) = mpsc::unbounded_channel();
+            calls.add_route(&call_id, &mailbox, LegId::A);
+            let call = actor::Call::new(
+                Arc::clone(&calls),
+                ep,
+                actor::Setup {
+                    invite,
+                    tx: None,
+                    a_dialog: Some(a),
+                    from: *target,
+                    caller: Caller::user(&user),
+                    received,
+                    account_id: account.id,
+                    destination: o.destination.clone(),
+                    route,
+                },
+                mailbox,
+            );
+            if let Ok(mut live) = calls.live.lock() {
+                live.insert(call.id().to_owned(), call.view());
+            }
+            call.run(mrx).await;
+        });
+        Ok(id)
     }
 }
 
