@@ -577,3 +577,63 @@ async fn click_to_call_rings_the_user_then_dials_the_number() {
     no_live_calls(&s).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_hangup_ends_both_legs() {
+    let port = free_port(LO);
+    let s = two_phones("call-api-hangup", port, 10).await;
+    let callee = spawn_sipp_uas("callee_answer.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sip = s.sip;
+    let caller = tokio::spawn(async move {
+        sipp(
+            "call_hungup_uac.xml",
+            sip,
+            LO,
+            &["-s", "1002", "-au", "alice", "-ap", "alice-secret"],
+        )
+        .await
+        .status
+        .success()
+    });
+    let mut id = String::new();
+    for _ in 0..100 {
+        let (_, calls) = s.http("GET", "/api/v1/calls", None).await;
+        if calls[0]["state"] == "answered" {
+            id = calls[0]["id"].as_str().unwrap_or_default().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(!id.is_empty(), "the call was never answered");
+    let (status, _) = s
+        .http("POST", &format!("/api/v1/calls/{id}/hangup"), None)
+        .await;
+    assert_eq!(status, 202);
+    assert!(caller.await.unwrap(), "the caller got no BYE");
+    assert!(
+        wait_sipp(callee, "callee_answer.xml").await,
+        "the callee got no BYE"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(cdr["hangup_side"], "system", "{cdr}");
+    let (status, _) = s
+        .http("POST", "/api/v1/calls/no-such-call/hangup", None)
+        .await;
+    assert_eq!(status, 404);
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_user_without_a_registration_gets_480() {
+    let s = two_phones("call-unregistered", free_port(LO), 10).await;
+    // alice (1001) exists but has no phone registered
+    assert!(call(&s, "call_480_unregistered_uac.xml", "1001").await);
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "no_answer", "{cdr}");
+    assert_eq!(cdr["hangup_code"], 480, "{cdr}");
+    assert_eq!(cdr["callee_user"], "alice", "{cdr}");
+    s.stop().await;
+}
