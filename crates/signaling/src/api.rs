@@ -133,6 +133,27 @@ where
     }
 }
 
+/// `Query<T>` with our error shape (the message names the parameter).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|r| ApiError::invalid(r.body_text()))
+    }
+}
+
 // === router ===
 
 /// The API router. `token` guards everything but `/api/v1/health`.
@@ -646,7 +667,7 @@ async fn hangup_call(
 async fn list_cdrs(
     State(node): State<Arc<Node>>,
     headers: axum::http::HeaderMap,
-    axum::extract::Query(filter): axum::extract::Query<switchboard_store::CdrFilter>,
+    ApiQuery(filter): ApiQuery<switchboard_store::CdrFilter>,
 ) -> ApiResult<Response> {
     let cdrs = node.store.list_cdrs(&filter).await?;
     let next = cdrs.last().map(|c| c.id);

@@ -1,6 +1,7 @@
 //! The real binary, stopped with SIGTERM and started again on the same
 //! DATA_DIR: registrations (written behind, flushed at shutdown) survive,
-//! and the process exits 0.
+//! and the process exits 0. SIGHUP reloads the dialplan, keeping the last
+//! good one when the file is broken.
 
 mod common;
 
@@ -25,6 +26,8 @@ fn spawn(dir: &Path, sip: u16, api: u16) -> Child {
         .env("API_BIND", "127.0.0.1")
         .env("API_TOKEN", TOKEN)
         .env("DATA_DIR", dir)
+        .env("DIALPLAN_PATH", dir.join("dialplan.json"))
+        .env("TRUNKS_PATH", dir.join("trunks.json"))
         .env("LOGLEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -126,6 +129,46 @@ async fn registrations_survive_sigterm_and_restart() {
         "{body}"
     );
 
+    // SIGHUP reloads DIALPLAN_PATH; a broken file leaves the last good plan
+    let good = r#"{"routes":[{"id":"reloaded","pattern":"9*","actions":[{"type":"hangup","params":{"reason":"busy"}}]}]}"#;
+    std::fs::write(dir.join("dialplan.json"), good).unwrap();
+    signal(&child, "-HUP");
+    assert_eq!(route_ids(api_addr).await, vec!["reloaded".to_owned()]);
+    std::fs::write(dir.join("dialplan.json"), "{ not json").unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(route_ids(api_addr).await, vec!["reloaded".to_owned()]);
+
     assert_eq!(sigterm_and_wait(child), 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// The route ids of the dialplan in use, once they are what a reload made
+/// them (polled: the reload is asynchronous).
+async fn route_ids(api: SocketAddr) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let (_, plan) = http(api, "GET", "/api/v1/dialplan", Some(TOKEN), None).await;
+        ids = plan["routes"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids == ["reloaded"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ids
 }

@@ -637,3 +637,34 @@ async fn known_user_without_a_registration_gets_480() {
     assert_eq!(cdr["callee_user"], "alice", "{cdr}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dialog_info_is_relayed_with_its_body() {
+    let port = free_port(LO);
+    let s = two_phones("call-info", port, 10).await;
+    let callee = spawn_sipp_uas("callee_info.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_info_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(callee, "callee_info.xml").await,
+        "callee scenario failed"
+    );
+    // CDR filters: by disposition and caller, and one that matches nothing
+    let (_, hit) = s
+        .http("GET", "/api/v1/cdrs?disposition=answered&caller=1001", None)
+        .await;
+    assert_eq!(hit["cdrs"].as_array().map(Vec::len), Some(1), "{hit}");
+    let (_, miss) = s.http("GET", "/api/v1/cdrs?disposition=busy", None).await;
+    assert_eq!(miss["cdrs"].as_array().map(Vec::len), Some(0), "{miss}");
+    let (status, bad) = s.http("GET", "/api/v1/cdrs?from_ms=yesterday", None).await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap_or("").contains("from_ms"),
+        "{bad}"
+    );
+    no_live_calls(&s).await;
+    s.stop().await;
+}
