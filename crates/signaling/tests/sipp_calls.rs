@@ -668,3 +668,40 @@ async fn in_dialog_info_is_relayed_with_its_body() {
     no_live_calls(&s).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_calls_while_live_ones_finish() {
+    let port = free_port(LO);
+    let s = two_phones("call-drain", port, 3).await;
+    let callee = spawn_sipp_uas("callee_ring_cancelled.xml", LO, port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sip = s.sip;
+    let first = tokio::spawn(async move {
+        sipp(
+            "call_480_uac.xml",
+            sip,
+            LO,
+            &["-s", "1002", "-au", "alice", "-ap", "alice-secret"],
+        )
+        .await
+        .status
+        .success()
+    });
+    for _ in 0..100 {
+        let (_, calls) = s.http("GET", "/api/v1/calls", None).await;
+        if calls[0]["ring_at"].is_i64() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // what SIGTERM does first (Running::shutdown): stop taking calls
+    s.running.node.calls.drain();
+    assert!(
+        call(&s, "call_503_uac.xml", "1002").await,
+        "a new call was not refused with 503"
+    );
+    assert!(first.await.unwrap(), "the live call did not run to its end");
+    assert!(wait_sipp(callee, "callee_ring_cancelled.xml").await);
+    no_live_calls(&s).await;
+    s.stop().await;
+}

@@ -407,6 +407,12 @@ impl Calls {
         caller: Caller,
         received: tokio::time::Instant,
     ) {
+        if self.draining.load(Ordering::SeqCst) {
+            let b = response(&req, 503, "Service Unavailable")
+                .header("Retry-After", "30")
+                .build();
+            return self.respond_bytes(&tx, 503, b);
+        }
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
         let Some(route) = dialplan.route(&destination, account.id).cloned() else {

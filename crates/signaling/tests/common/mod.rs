@@ -216,7 +216,11 @@ pub async fn sipp_on(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let _ = std::fs::remove_dir_all(&trace_dir);
+    if out.status.success() {
+        let _ = std::fs::remove_dir_all(&trace_dir);
+    } else {
+        eprintln!("sipp traces kept in {}", trace_dir.display());
+    }
     out
 }
 
