@@ -244,6 +244,11 @@ struct Inner {
 /// How often the driver gives back unused table capacity.
 const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Whether a response is a 401 or 407 challenge.
+fn is_challenge(response: &[u8]) -> bool {
+    matches!(response.get(8..12), Some(b"401 " | b"407 "))
+}
+
 /// A Completed non-INVITE server transaction kept only to answer
 /// retransmissions (see the module docs).
 struct Retired {
@@ -712,13 +717,22 @@ impl Inner {
         else {
             return false;
         };
-        let retired = Retired {
-            response: m.last_response().clone(),
-            target: entry.target,
-            until,
-        };
+        let response = m.last_response().clone();
+        let target = entry.target;
         map.remove(key);
         bump(&self.metrics.terminated[TransactionKind::ServerNonInvite.index()]);
+        if is_challenge(&response) {
+            // A digest challenge is answered the same way every time: a
+            // retransmitted request is simply challenged again, so keeping
+            // it for Timer J buys nothing (stateless challenges, as proxies
+            // do). Half of a registrar's transactions are challenges.
+            return true;
+        }
+        let retired = Retired {
+            response,
+            target,
+            until,
+        };
         let shard = self.shard_index(key);
         if let Ok(mut r) = self.retired[shard].lock() {
             r.insert(key.clone(), retired);

@@ -532,3 +532,20 @@ async fn concurrent_transactions_drain_on_a_real_clock() {
     assert_eq!(m.terminated.client_non_invite, 300);
     assert_eq!(m.timeouts, 150);
 }
+
+#[tokio::test(start_paused = true)]
+async fn challenges_over_udp_keep_no_state() {
+    let (layer, rec) = setup();
+    let key = server_key("REGISTER");
+    let udp = target(TransportKind::Udp);
+    let tx = new_tx(layer.on_request(key.clone(), false, false, udp, || None));
+    let challenge = Bytes::from_static(b"SIP/2.0 401 Unauthorized\r\n\r\n");
+    assert!(tx.respond(401, challenge));
+    assert_eq!(rec.count(), 1);
+    assert_eq!(layer.live(), 0, "a challenge is not kept for Timer J");
+    // a retransmission is simply a new request, challenged again
+    assert!(matches!(
+        layer.on_request(key, false, false, udp, || None),
+        Incoming::New(_)
+    ));
+}
