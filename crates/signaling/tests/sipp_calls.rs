@@ -83,21 +83,37 @@ async fn no_live_calls(s: &TestServer) {
     assert_eq!(body, serde_json::json!([]), "calls left behind");
 }
 
+/// The callee scenario waits on `port`, alice calls `to` with the caller
+/// scenario; both sipp runs must pass and no call may be left live. Returns
+/// the call's CDR.
+async fn call_between(
+    s: &TestServer,
+    port: u16,
+    callee_xml: &str,
+    callee_args: &[&str],
+    caller_xml: &str,
+    to: &str,
+) -> Value {
+    let callee = spawn_sipp_uas_with(callee_xml, LO, port, callee_args);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(s, caller_xml, to).await,
+        "caller scenario {caller_xml} failed"
+    );
+    assert!(
+        wait_sipp(callee, callee_xml).await,
+        "callee scenario {callee_xml} failed"
+    );
+    let cdr = only_cdr(s).await;
+    no_live_calls(s).await;
+    cdr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_call_relays_sdp_and_writes_a_cdr() {
     let port = free_port(LO);
     let s = two_phones("call-answered", port, 10).await;
-    let callee = spawn_sipp_uas("callee_answer.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        call(&s, "call_uac.xml", "1002").await,
-        "caller scenario failed"
-    );
-    assert!(
-        wait_sipp(callee, "callee_answer.xml").await,
-        "callee scenario failed"
-    );
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(&s, port, "callee_answer.xml", &[], "call_uac.xml", "1002").await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(cdr["caller"], "1001", "{cdr}");
     assert_eq!(cdr["caller_name"], "Caller", "{cdr}");
@@ -142,11 +158,7 @@ async fn answered_call_relays_sdp_and_writes_a_cdr() {
 async fn busy_callee_486_is_relayed() {
     let port = free_port(LO);
     let s = two_phones("call-busy", port, 10).await;
-    let callee = spawn_sipp_uas("callee_busy.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(call(&s, "call_486_uac.xml", "1002").await);
-    assert!(wait_sipp(callee, "callee_busy.xml").await);
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(&s, port, "callee_busy.xml", &[], "call_486_uac.xml", "1002").await;
     assert_eq!(cdr["disposition"], "busy", "{cdr}");
     assert_eq!(cdr["hangup_code"], 486, "{cdr}");
     no_live_calls(&s).await;
@@ -157,11 +169,15 @@ async fn busy_callee_486_is_relayed() {
 async fn unanswered_call_times_out_with_480_and_cancels_the_callee() {
     let port = free_port(LO);
     let s = two_phones("call-noanswer", port, 2).await;
-    let callee = spawn_sipp_uas("callee_ring_cancelled.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(call(&s, "call_480_uac.xml", "1002").await);
-    assert!(wait_sipp(callee, "callee_ring_cancelled.xml").await);
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_ring_cancelled.xml",
+        &[],
+        "call_480_uac.xml",
+        "1002",
+    )
+    .await;
     assert_eq!(cdr["disposition"], "no_answer", "{cdr}");
     assert_eq!(cdr["hangup_code"], 480, "{cdr}");
     no_live_calls(&s).await;
@@ -172,11 +188,15 @@ async fn unanswered_call_times_out_with_480_and_cancels_the_callee() {
 async fn caller_cancel_gets_487_and_cancels_the_callee() {
     let port = free_port(LO);
     let s = two_phones("call-cancel", port, 10).await;
-    let callee = spawn_sipp_uas("callee_ring_cancelled.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(call(&s, "call_cancel_uac.xml", "1002").await);
-    assert!(wait_sipp(callee, "callee_ring_cancelled.xml").await);
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_ring_cancelled.xml",
+        &[],
+        "call_cancel_uac.xml",
+        "1002",
+    )
+    .await;
     assert_eq!(cdr["disposition"], "cancelled", "{cdr}");
     assert_eq!(cdr["hangup_side"], "caller", "{cdr}");
     no_live_calls(&s).await;
@@ -208,17 +228,15 @@ async fn metric(s: &TestServer, line_prefix: &str) -> Option<u64> {
 async fn hold_re_invite_is_relayed_both_ways() {
     let port = free_port(LO);
     let s = two_phones("call-hold", port, 10).await;
-    let callee = spawn_sipp_uas("callee_hold.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        call(&s, "call_hold_uac.xml", "1002").await,
-        "caller scenario failed"
-    );
-    assert!(
-        wait_sipp(callee, "callee_hold.xml").await,
-        "callee scenario failed"
-    );
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_hold.xml",
+        &[],
+        "call_hold_uac.xml",
+        "1002",
+    )
+    .await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(cdr["callee_user"], "bob", "{cdr}");
     assert_eq!(cdr["route"], "extensions", "{cdr}");
@@ -273,17 +291,15 @@ async fn retransmitted_invite_and_200_make_one_call() {
     // -nr: sipp would otherwise take our (identical, RFC 3261 §13.2.2.4)
     // second ACK for a retransmission of the first and answer it with its
     // last message again, forever
-    let callee = spawn_sipp_uas_with("callee_answer_twice.xml", LO, port, &["-nr"]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        call(&s, "call_retrans_uac.xml", "1002").await,
-        "caller scenario failed"
-    );
-    assert!(
-        wait_sipp(callee, "callee_answer_twice.xml").await,
-        "callee scenario failed (its repeated 200 needs a second ACK)"
-    );
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_answer_twice.xml",
+        &["-nr"],
+        "call_retrans_uac.xml",
+        "1002",
+    )
+    .await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(
         metric(&s, "switchboard_sip_requests_sent_total{method=\"INVITE\"}").await,
@@ -503,17 +519,15 @@ async fn inbound_trunk_call_is_routed_to_the_user() {
 async fn late_offer_answer_travels_in_the_ack() {
     let port = free_port(LO);
     let s = two_phones("call-late-offer", port, 10).await;
-    let callee = spawn_sipp_uas("callee_late_offer.xml", LO, port);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        call(&s, "call_late_offer_uac.xml", "1002").await,
-        "caller scenario failed"
-    );
-    assert!(
-        wait_sipp(callee, "callee_late_offer.xml").await,
-        "callee scenario failed (no SDP answer in its ACK)"
-    );
-    let cdr = only_cdr(&s).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_late_offer.xml",
+        &[],
+        "call_late_offer_uac.xml",
+        "1002",
+    )
+    .await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     no_live_calls(&s).await;
     s.stop().await;
