@@ -23,24 +23,44 @@ pub fn transport_name(t: TransportKind) -> &'static str {
 /// The address to write in Via and Contact for a flow: the socket's own,
 /// or, for a socket bound to a wildcard (`0.0.0.0`, `::`), the address the
 /// kernel would send from towards the peer (a connected UDP socket is asked;
-/// nothing is sent).
+/// nothing is sent). That answer is cached per peer address: a call writes
+/// it into several headers of every request, and asking costs four system
+/// calls.
 pub fn advertised(target: &Target) -> std::net::SocketAddr {
+    use std::collections::HashMap;
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::{Mutex, OnceLock};
+    /// Entries before the cache starts over (peers are phones and trunks).
+    const MAX: usize = 4096;
+    static ROUTES: OnceLock<Mutex<HashMap<IpAddr, IpAddr>>> = OnceLock::new();
+
     let local = target.local;
     if !local.ip().is_unspecified() {
         return local;
     }
-    let any: std::net::SocketAddr = if local.is_ipv4() {
+    let peer = target.remote.ip();
+    let routes = ROUTES.get_or_init(Mutex::default);
+    if let Some(ip) = routes.lock().ok().and_then(|m| m.get(&peer).copied()) {
+        return SocketAddr::new(ip, local.port());
+    }
+    let any: SocketAddr = if local.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    std::net::UdpSocket::bind(any)
-        .and_then(|s| {
-            s.connect(target.remote)?;
-            s.local_addr()
-        })
-        .map(|a| std::net::SocketAddr::new(a.ip(), local.port()))
-        .unwrap_or(local)
+    let Ok(ip) = std::net::UdpSocket::bind(any).and_then(|s| {
+        s.connect(target.remote)?;
+        s.local_addr().map(|a| a.ip())
+    }) else {
+        return local;
+    };
+    if let Ok(mut m) = routes.lock() {
+        if m.len() >= MAX {
+            m.clear();
+        }
+        m.insert(peer, ip);
+    }
+    SocketAddr::new(ip, local.port())
 }
 
 /// Our Contact on the flow `target`.
@@ -217,6 +237,18 @@ mod tests {
             remote: "127.0.0.1:5070".parse().unwrap(),
             conn: None,
         }
+    }
+
+    #[test]
+    fn wildcard_sockets_advertise_the_route_source() {
+        let mut t = flow();
+        assert_eq!(advertised(&t), t.local, "a specific address is used as is");
+        t.local = "0.0.0.0:5060".parse().unwrap();
+        // towards a loopback peer the kernel sends from 127.0.0.1
+        assert_eq!(advertised(&t), "127.0.0.1:5060".parse().unwrap());
+        // and the cached answer keeps the socket's own port
+        t.local = "0.0.0.0:5099".parse().unwrap();
+        assert_eq!(advertised(&t), "127.0.0.1:5099".parse().unwrap());
     }
 
     #[test]
