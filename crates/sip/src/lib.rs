@@ -15,6 +15,7 @@ pub mod framing;
 pub mod message;
 pub mod request;
 pub mod response;
+pub mod sdp;
 
 /// Re-exported so users of this crate reach the exact rsip version our
 /// [`message::Request::headers`] is built from.

@@ -1,0 +1,12 @@
+//! Switchboard's pure media layer: G.711 µ-law/A-law, RFC 4733
+//! telephone-events (DTMF), RTP header views, WAV loading/resampling and
+//! recording, and RFC 3550 reception statistics with a MOS estimate.
+//! No sockets and no tokio: the RTP manager's engine is thin around this.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod dtmf;
+pub mod g711;
+pub mod rtp_header;
+pub mod stats;
+pub mod wav;

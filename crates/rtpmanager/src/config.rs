@@ -1,0 +1,307 @@
+//! Start-up configuration of `switchboard-rtpmanager`: environment
+//! variables (and CLI flags of the same meaning), resolved once.
+//!
+//! On Kubernetes the managers run as a StatefulSet whose pods are named
+//! `rtpmanager-0`, `rtpmanager-1`, …; every pod shares the node's network
+//! (hostNetwork), so each derives its own ports from its ordinal:
+//! gRPC on 9090+N and RTP on 10000+100N … 10000+100N+99. Explicit
+//! `GRPC_PORT` / `RTP_PORT_MIN` / `RTP_PORT_MAX` win over the derivation.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::engine::{EngineConfig, RtpAddress};
+
+/// `switchboard-rtpmanager`: media anchor for Switchboard calls.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard-rtpmanager", version, about)]
+pub struct Config {
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(
+        long,
+        env = "LOGLEVEL",
+        value_name = "LOGLEVEL",
+        default_value = "info"
+    )]
+    pub loglevel: String,
+
+    /// gRPC port (default 9090, or 9090+N for a pod named `*-N`).
+    #[arg(long, env = "GRPC_PORT", value_name = "GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// gRPC address.
+    #[arg(
+        long,
+        env = "GRPC_BIND",
+        value_name = "GRPC_BIND",
+        default_value = "0.0.0.0"
+    )]
+    pub grpc_bind: IpAddr,
+
+    /// Comma-separated RTP socket addresses, at most one per family
+    /// (`0.0.0.0,::` serves IPv4 and IPv6 phones and bridges them).
+    #[arg(
+        long,
+        env = "RTP_BIND",
+        value_name = "RTP_BIND",
+        value_delimiter = ',',
+        default_value = "0.0.0.0"
+    )]
+    pub rtp_bind: Vec<IpAddr>,
+
+    /// Comma-separated addresses written into SDP, one per RTP_BIND entry
+    /// (on Kubernetes the node IP from the Downward API). Default: each
+    /// RTP_BIND address when it is a specific one, else the address the
+    /// host routes from.
+    #[arg(
+        long,
+        env = "RTP_ADVERTISE_ADDR",
+        value_name = "RTP_ADVERTISE_ADDR",
+        value_delimiter = ','
+    )]
+    pub rtp_advertise_addr: Vec<IpAddr>,
+
+    /// Lowest RTP port (default 10000, or 10000+100N for a pod named `*-N`).
+    #[arg(long, env = "RTP_PORT_MIN", value_name = "RTP_PORT_MIN")]
+    pub rtp_port_min: Option<u16>,
+
+    /// Highest RTP port (default 19999, or 10000+100N+99 for a pod named `*-N`).
+    #[arg(long, env = "RTP_PORT_MAX", value_name = "RTP_PORT_MAX")]
+    pub rtp_port_max: Option<u16>,
+
+    /// Directory of the WAV files calls may play.
+    #[arg(
+        long,
+        env = "AUDIO_PATH",
+        value_name = "AUDIO_PATH",
+        default_value = "./audio"
+    )]
+    pub audio_path: PathBuf,
+
+    /// Directory recordings are written under.
+    #[arg(
+        long,
+        env = "RECORD_PATH",
+        value_name = "RECORD_PATH",
+        default_value = "./recordings"
+    )]
+    pub record_path: PathBuf,
+
+    /// Seconds without RTP before a session reports an RTP timeout.
+    #[arg(
+        long,
+        env = "RTP_TIMEOUT",
+        value_name = "RTP_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub rtp_timeout: u64,
+
+    /// Pod name; its `-N` suffix is the StatefulSet ordinal.
+    #[arg(long, env = "HOSTNAME", value_name = "HOSTNAME", default_value = "")]
+    pub hostname: String,
+}
+
+/// Ports of a manager after the ordinal rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub grpc: u16,
+    pub rtp_min: u16,
+    pub rtp_max: u16,
+}
+
+/// The StatefulSet ordinal at the end of a pod name (`rtpmanager-3` → 3).
+pub fn ordinal(hostname: &str) -> Option<u16> {
+    let (_, n) = hostname.rsplit_once('-')?;
+    if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u16 = n.parse().ok()?;
+    // 10000 + 100·N + 99 must stay a port
+    (n <= 554).then_some(n)
+}
+
+/// Explicit settings win; unset ones follow the ordinal rule, or the
+/// single-manager defaults without an ordinal.
+pub fn derive_ports(
+    hostname: &str,
+    grpc: Option<u16>,
+    rtp_min: Option<u16>,
+    rtp_max: Option<u16>,
+) -> Ports {
+    match ordinal(hostname) {
+        Some(n) => Ports {
+            grpc: grpc.unwrap_or(9090u16.saturating_add(n)),
+            rtp_min: rtp_min.unwrap_or(10000 + 100 * n),
+            rtp_max: rtp_max.unwrap_or(10000 + 100 * n + 99),
+        },
+        None => Ports {
+            grpc: grpc.unwrap_or(9090),
+            rtp_min: rtp_min.unwrap_or(10000),
+            rtp_max: rtp_max.unwrap_or(19999),
+        },
+    }
+}
+
+impl Config {
+    pub fn ports(&self) -> Ports {
+        derive_ports(
+            &self.hostname,
+            self.grpc_port,
+            self.rtp_port_min,
+            self.rtp_port_max,
+        )
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.grpc_bind, self.ports().grpc)
+    }
+
+    /// The engine's settings; an error names the variable at fault.
+    pub fn engine(&self) -> Result<EngineConfig, String> {
+        let ports = self.ports();
+        if ports.rtp_min > ports.rtp_max {
+            return Err(format!(
+                "RTP_PORT_MIN {} is above RTP_PORT_MAX {}",
+                ports.rtp_min, ports.rtp_max
+            ));
+        }
+        let addresses = rtp_addresses(&self.rtp_bind, &self.rtp_advertise_addr)?;
+        Ok(EngineConfig {
+            addresses,
+            port_min: ports.rtp_min,
+            port_max: ports.rtp_max,
+            audio_path: self.audio_path.clone(),
+            record_path: self.record_path.clone(),
+            rtp_timeout: Duration::from_secs(self.rtp_timeout.max(1)),
+        })
+    }
+}
+
+/// Pairs RTP_BIND with RTP_ADVERTISE_ADDR (or a derived address).
+pub fn rtp_addresses(bind: &[IpAddr], advertise: &[IpAddr]) -> Result<Vec<RtpAddress>, String> {
+    if bind.is_empty() {
+        return Err("RTP_BIND: no address".into());
+    }
+    if bind.iter().filter(|b| b.is_ipv4()).count() > 1
+        || bind.iter().filter(|b| b.is_ipv6()).count() > 1
+    {
+        return Err("RTP_BIND: at most one IPv4 and one IPv6 address".into());
+    }
+    if !advertise.is_empty() && advertise.len() != bind.len() {
+        return Err(format!(
+            "RTP_ADVERTISE_ADDR: {} addresses for {} RTP_BIND addresses",
+            advertise.len(),
+            bind.len()
+        ));
+    }
+    bind.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let adv = match advertise.get(i) {
+                Some(a) => *a,
+                None if !b.is_unspecified() => *b,
+                None => route_source(b.is_ipv6()).ok_or_else(|| {
+                    format!(
+                        "RTP_ADVERTISE_ADDR: RTP_BIND {b} is a wildcard and no local \
+                         address routes anywhere; set RTP_ADVERTISE_ADDR"
+                    )
+                })?,
+            };
+            if adv.is_ipv6() != b.is_ipv6() {
+                return Err(format!(
+                    "RTP_ADVERTISE_ADDR: {adv} is not of the same family as RTP_BIND {b}"
+                ));
+            }
+            Ok(RtpAddress {
+                bind: *b,
+                advertise: adv,
+            })
+        })
+        .collect()
+}
+
+/// The local address the host would send from to the outside (found with
+/// a connected UDP socket; nothing is sent).
+pub fn route_source(v6: bool) -> Option<IpAddr> {
+    let (bind, probe): (SocketAddr, SocketAddr) = if v6 {
+        ("[::]:0".parse().ok()?, "[2001:db8::1]:9".parse().ok()?)
+    } else {
+        ("0.0.0.0:0".parse().ok()?, "192.0.2.1:9".parse().ok()?)
+    };
+    let s = UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_come_from_the_pod_name() {
+        let cases = [
+            ("rtpmanager-0", Some(0)),
+            ("rtpmanager-7", Some(7)),
+            ("switchboard-rtpmanager-12", Some(12)),
+            ("rtpmanager", None),
+            ("rtpmanager-", None),
+            ("rtpmanager-x1", None),
+            ("rtpmanager-1000", None),
+            ("rtpmanager-555", None),
+            ("rtpmanager-554", Some(554)),
+            ("", None),
+            ("node-7f9c-abc12", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(ordinal(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn ports_follow_the_ordinal_unless_set() {
+        let cases = [
+            ("rtpmanager-0", None, None, None, (9090, 10000, 10099)),
+            ("rtpmanager-2", None, None, None, (9092, 10200, 10299)),
+            ("rtpmanager-2", Some(7000), None, None, (7000, 10200, 10299)),
+            (
+                "rtpmanager-2",
+                None,
+                Some(30000),
+                Some(30999),
+                (9092, 30000, 30999),
+            ),
+            ("laptop", None, None, None, (9090, 10000, 19999)),
+            (
+                "laptop",
+                Some(9999),
+                Some(40000),
+                None,
+                (9999, 40000, 19999),
+            ),
+        ];
+        for (host, g, min, max, (eg, emin, emax)) in cases {
+            let p = derive_ports(host, g, min, max);
+            assert_eq!((p.grpc, p.rtp_min, p.rtp_max), (eg, emin, emax), "{host}");
+        }
+    }
+
+    #[test]
+    fn advertise_addresses_pair_with_binds() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = rtp_addresses(&[ip("127.0.0.1"), ip("::1")], &[]).unwrap();
+        assert_eq!(a[0].advertise, ip("127.0.0.1"));
+        assert_eq!(a[1].advertise, ip("::1"));
+        let a = rtp_addresses(&[ip("0.0.0.0")], &[ip("10.1.2.3")]).unwrap();
+        assert_eq!(a[0].advertise, ip("10.1.2.3"));
+        let e = rtp_addresses(&[ip("0.0.0.0")], &[ip("::1")]).unwrap_err();
+        assert!(e.starts_with("RTP_ADVERTISE_ADDR"), "{e}");
+        let e = rtp_addresses(&[ip("127.0.0.1"), ip("127.0.0.2")], &[]).unwrap_err();
+        assert!(e.starts_with("RTP_BIND"), "{e}");
+        let e = rtp_addresses(&[ip("127.0.0.1")], &[ip("10.0.0.1"), ip("10.0.0.2")]).unwrap_err();
+        assert!(e.contains("2 addresses for 1"), "{e}");
+    }
+}

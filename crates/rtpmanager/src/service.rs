@@ -1,0 +1,380 @@
+//! The gRPC face of the engine: `switchboard.rtpmanager.v1.RtpManager`.
+//!
+//! Thin by design: each call converts its request, calls the [`Engine`]
+//! and maps [`EngineError`] onto a status code (the table is in the proto
+//! file's header). Signaling's embedded mode calls this same service
+//! in-process, so both modes share one code path.
+
+use std::pin::Pin;
+
+use switchboard_media::g711::Codec;
+use switchboard_rtpmanager_api::v1::{self as pb, playback_event, session_event};
+use switchboard_sip::sdp::Direction;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind};
+
+/// A server-streamed reply.
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The `RtpManager` gRPC service over one engine.
+#[derive(Clone)]
+pub struct Service {
+    engine: Engine,
+}
+
+impl Service {
+    pub fn new(engine: Engine) -> Service {
+        Service { engine }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl From<EngineError> for Status {
+    fn from(e: EngineError) -> Status {
+        let msg = e.to_string();
+        match e {
+            EngineError::NotFound(_) => Status::not_found(msg),
+            EngineError::InvalidArgument(_) => Status::invalid_argument(msg),
+            EngineError::Exhausted(_) => Status::resource_exhausted(msg),
+            EngineError::Draining => Status::unavailable(msg),
+            EngineError::Precondition(_) => Status::failed_precondition(msg),
+            EngineError::Internal(_) => Status::internal(msg),
+        }
+    }
+}
+
+fn codec(c: Option<(u8, Codec)>) -> Option<pb::Codec> {
+    c.map(|(pt, codec)| pb::Codec {
+        payload_type: u32::from(pt),
+        name: codec.name().to_string(),
+        clock_rate: 8000,
+    })
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: required")))
+    } else {
+        Ok(value)
+    }
+}
+
+fn direction(d: i32) -> Result<Direction, Status> {
+    match pb::Direction::try_from(d) {
+        Ok(pb::Direction::Unspecified | pb::Direction::Sendrecv) => Ok(Direction::SendRecv),
+        Ok(pb::Direction::Sendonly) => Ok(Direction::SendOnly),
+        Ok(pb::Direction::Recvonly) => Ok(Direction::RecvOnly),
+        Ok(pb::Direction::Inactive) => Ok(Direction::Inactive),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "direction: unknown value {d}"
+        ))),
+    }
+}
+
+pub fn session_info(i: engine::SessionInfo) -> pb::SessionInfo {
+    pb::SessionInfo {
+        session_id: i.session_id,
+        call_id: i.call_id,
+        leg: i.leg,
+        local_address: i.local_address.to_string(),
+        remote_address: i.remote_address.map(|a| a.to_string()).unwrap_or_default(),
+        codec: codec(i.codec),
+        bridged_to: i.bridged_to.unwrap_or_default(),
+        packets_received: i.packets_received,
+        packets_sent: i.packets_sent,
+        packets_lost: i.packets_lost,
+        jitter_ms: i.jitter_ms,
+        mos: i.mos,
+        age_ms: i.age.as_millis() as u64,
+    }
+}
+
+fn playback_event(e: &engine::PlaybackEvent) -> pb::PlaybackEvent {
+    let kind = match e.kind {
+        PlaybackKind::Started => playback_event::Kind::Started,
+        PlaybackKind::Finished => playback_event::Kind::Finished,
+        PlaybackKind::Interrupted => playback_event::Kind::Interrupted,
+    };
+    pb::PlaybackEvent {
+        kind: kind as i32,
+        playback_id: e.playback_id.to_string(),
+        duration_ms: e.duration_ms,
+    }
+}
+
+fn health(h: engine::Health) -> pb::HealthResponse {
+    pb::HealthResponse {
+        sessions: h.sessions as u32,
+        free_port_pairs: h.free_port_pairs as u32,
+        draining: h.draining,
+        advertise_address: h
+            .advertise
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rtp_manager_server::RtpManager for Service {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let r = request.into_inner();
+        let remote = (!r.remote_sdp.is_empty()).then_some(r.remote_sdp.as_bytes());
+        let family = (!r.address_family.is_empty()).then_some(r.address_family.as_str());
+        let c = self
+            .engine
+            .create_session(&r.call_id, &r.leg, remote, family)
+            .await?;
+        Ok(Response::new(pb::CreateSessionResponse {
+            session_id: c.session_id,
+            local_sdp: c.local_sdp,
+            offered: c
+                .offered
+                .into_iter()
+                .map(|o| pb::Codec {
+                    payload_type: u32::from(o.payload_type),
+                    name: o.name,
+                    clock_rate: o.clock_rate,
+                })
+                .collect(),
+            chosen: codec(c.chosen),
+            telephone_event_pt: c.telephone_event.map(u32::from).unwrap_or(0),
+            local_address: c.local_address.to_string(),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let r = request.into_inner();
+        let id = required("session_id", &r.session_id)?;
+        let sdp = required("remote_sdp", &r.remote_sdp)?;
+        let u = self.engine.update_session(id, sdp.as_bytes(), r.is_offer)?;
+        Ok(Response::new(pb::UpdateSessionResponse {
+            local_sdp: u.local_sdp.unwrap_or_default(),
+            chosen: codec(u.chosen),
+            telephone_event_pt: u.telephone_event.map(u32::from).unwrap_or(0),
+        }))
+    }
+
+    async fn create_offer(
+        &self,
+        request: Request<pb::CreateOfferRequest>,
+    ) -> Result<Response<pb::CreateOfferResponse>, Status> {
+        let r = request.into_inner();
+        let id = required("session_id", &r.session_id)?;
+        let sdp = self.engine.create_offer(id, direction(r.direction)?)?;
+        Ok(Response::new(pb::CreateOfferResponse { local_sdp: sdp }))
+    }
+
+    async fn bridge(
+        &self,
+        request: Request<pb::BridgeRequest>,
+    ) -> Result<Response<pb::BridgeResponse>, Status> {
+        let r = request.into_inner();
+        self.engine.bridge(
+            required("session_a", &r.session_a)?,
+            required("session_b", &r.session_b)?,
+        )?;
+        Ok(Response::new(pb::BridgeResponse {}))
+    }
+
+    async fn unbridge(
+        &self,
+        request: Request<pb::UnbridgeRequest>,
+    ) -> Result<Response<pb::UnbridgeResponse>, Status> {
+        let r = request.into_inner();
+        self.engine.unbridge(
+            required("session_a", &r.session_a)?,
+            required("session_b", &r.session_b)?,
+        )?;
+        Ok(Response::new(pb::UnbridgeResponse {}))
+    }
+
+    type PlayStream = EventStream<pb::PlaybackEvent>;
+
+    async fn play(
+        &self,
+        request: Request<pb::PlayRequest>,
+    ) -> Result<Response<Self::PlayStream>, Status> {
+        let r = request.into_inner();
+        let id = required("session_id", &r.session_id)?;
+        let (_, rx) = self.engine.play(id, &r.files, r.repeat)?;
+        let stream = tokio_stream::StreamExt::map(UnboundedReceiverStream::new(rx), |e| {
+            Ok(playback_event(&e))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stop_playback(
+        &self,
+        request: Request<pb::StopPlaybackRequest>,
+    ) -> Result<Response<pb::StopPlaybackResponse>, Status> {
+        let r = request.into_inner();
+        let stopped = self
+            .engine
+            .stop_playback(required("session_id", &r.session_id)?)?;
+        Ok(Response::new(pb::StopPlaybackResponse { stopped }))
+    }
+
+    async fn echo(
+        &self,
+        request: Request<pb::EchoRequest>,
+    ) -> Result<Response<pb::EchoResponse>, Status> {
+        let r = request.into_inner();
+        self.engine.echo(required("session_id", &r.session_id)?)?;
+        Ok(Response::new(pb::EchoResponse {}))
+    }
+
+    async fn record(
+        &self,
+        request: Request<pb::RecordRequest>,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
+        let r = request.into_inner();
+        let path = self.engine.record(
+            required("session_id", &r.session_id)?,
+            required("file", &r.file)?,
+            r.both_sides,
+        )?;
+        Ok(Response::new(pb::RecordResponse {
+            path: path.display().to_string(),
+        }))
+    }
+
+    async fn stop_recording(
+        &self,
+        request: Request<pb::StopRecordingRequest>,
+    ) -> Result<Response<pb::StopRecordingResponse>, Status> {
+        let r = request.into_inner();
+        let done = self
+            .engine
+            .stop_recording(required("session_id", &r.session_id)?)?;
+        let (path, samples) = done
+            .map(|(p, n)| (p.display().to_string(), n))
+            .unwrap_or_default();
+        Ok(Response::new(pb::StopRecordingResponse { path, samples }))
+    }
+
+    type WatchEventsStream = EventStream<pb::SessionEvent>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let r = request.into_inner();
+        let filter = r.session_id;
+        // subscribe before checking, so no event between the two is lost
+        let mut rx = self.engine.subscribe();
+        if !filter.is_empty() {
+            self.engine.info(&filter)?;
+        }
+        let engine = self.engine.clone();
+        let (tx, out) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = check.tick() => {
+                        // a destroyed session ends its stream
+                        if !filter.is_empty() && engine.info(&filter).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ = tx.closed() => return,
+                };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!("{n} events dropped"))))
+                            .await;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if !filter.is_empty() && *ev.session_id != *filter {
+                    continue;
+                }
+                let event = match &ev.kind {
+                    EventKind::Dtmf { digit, duration_ms } => {
+                        session_event::Event::Dtmf(pb::Dtmf {
+                            digit: digit.to_string(),
+                            duration_ms: *duration_ms,
+                        })
+                    }
+                    EventKind::RtpTimeout { seconds } => {
+                        session_event::Event::RtpTimeout(pb::RtpTimeout { seconds: *seconds })
+                    }
+                    EventKind::Playback(p) => session_event::Event::Playback(playback_event(p)),
+                };
+                let msg = pb::SessionEvent {
+                    session_id: ev.session_id.to_string(),
+                    event: Some(event),
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::SessionInfo>, Status> {
+        let r = request.into_inner();
+        let info = self.engine.info(required("session_id", &r.session_id)?)?;
+        Ok(Response::new(session_info(info)))
+    }
+
+    async fn list_sessions(
+        &self,
+        _request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let sessions = self.engine.list().into_iter().map(session_info).collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn destroy_session(
+        &self,
+        request: Request<pb::DestroySessionRequest>,
+    ) -> Result<Response<pb::SessionInfo>, Status> {
+        let r = request.into_inner();
+        let info = self
+            .engine
+            .destroy(required("session_id", &r.session_id)?)?;
+        Ok(Response::new(session_info(info)))
+    }
+
+    async fn health(
+        &self,
+        _request: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(health(self.engine.health())))
+    }
+
+    async fn set_draining(
+        &self,
+        request: Request<pb::SetDrainingRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(health(self.engine.set_draining(r.draining))))
+    }
+}
