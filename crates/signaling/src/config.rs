@@ -207,6 +207,66 @@ pub struct Config {
     )]
     pub auth_block_seconds: u64,
 
+    /// External RTP managers, comma-separated `host:port` or `name=host:port`
+    /// (gRPC). Empty: media is anchored by the engine inside this process.
+    #[arg(
+        long,
+        env = "RTPMANAGER_ADDRS",
+        value_name = "RTPMANAGER_ADDRS",
+        value_delimiter = ','
+    )]
+    pub rtpmanager_addrs: Vec<String>,
+
+    /// Embedded media: addresses written into SDP, one per BIND address
+    /// (default: each BIND address, or the routed one for a wildcard).
+    #[arg(
+        long,
+        env = "RTP_ADVERTISE_ADDR",
+        value_name = "RTP_ADVERTISE_ADDR",
+        value_delimiter = ','
+    )]
+    pub rtp_advertise_addr: Vec<IpAddr>,
+
+    /// Embedded media: lowest RTP port.
+    #[arg(
+        long,
+        env = "RTP_PORT_MIN",
+        value_name = "RTP_PORT_MIN",
+        default_value_t = 10000
+    )]
+    pub rtp_port_min: u16,
+
+    /// Embedded media: highest RTP port.
+    #[arg(
+        long,
+        env = "RTP_PORT_MAX",
+        value_name = "RTP_PORT_MAX",
+        default_value_t = 19999
+    )]
+    pub rtp_port_max: u16,
+
+    /// Embedded media: directory of the WAV files `play_audio` plays.
+    #[arg(
+        long,
+        env = "AUDIO_PATH",
+        value_name = "AUDIO_PATH",
+        default_value = "./audio"
+    )]
+    pub audio_path: PathBuf,
+
+    /// Embedded media: where recordings go (default DATA_DIR/recordings).
+    #[arg(long, env = "RECORD_PATH", value_name = "RECORD_PATH")]
+    pub record_path: Option<PathBuf>,
+
+    /// Seconds without RTP from a leg before its call is ended.
+    #[arg(
+        long,
+        env = "RTP_TIMEOUT",
+        value_name = "RTP_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub rtp_timeout: u64,
+
     /// What a blocked source gets: `403` (a response) or `drop` (silence).
     #[arg(long, env = "AUTH_BLOCK_ACTION", value_name = "AUTH_BLOCK_ACTION", default_value = "403", value_parser = ["403", "drop"])]
     pub auth_block_action: String,
@@ -241,6 +301,18 @@ impl Config {
         if self.nonce_ttl == 0 {
             return Err("NONCE_TTL: must be at least 1 second".into());
         }
+        if self.rtp_port_min > self.rtp_port_max {
+            return Err(format!(
+                "RTP_PORT_MIN ({}) is above RTP_PORT_MAX ({})",
+                self.rtp_port_min, self.rtp_port_max
+            ));
+        }
+        if self.rtp_timeout == 0 {
+            return Err("RTP_TIMEOUT: must be at least 1 second".into());
+        }
+        for a in &self.rtpmanager_addrs {
+            crate::media::parse_member(a).map_err(|e| format!("RTPMANAGER_ADDRS: {e}"))?;
+        }
         if self.realm.is_empty() || self.realm.contains('"') {
             return Err("REALM: must be non-empty and contain no quote".into());
         }
@@ -257,6 +329,7 @@ impl Config {
         c.api_token = Some("test-token".into());
         c.dialplan_path = data_dir.join("dialplan.json");
         c.trunks_path = data_dir.join("trunks.json");
+        c.audio_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../audio");
         c.data_dir = data_dir;
         c
     }

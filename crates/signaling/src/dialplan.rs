@@ -57,6 +57,10 @@ pub struct RouteFile {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<i64>,
+    /// Leave media between the phones (SDP passed through unchanged)
+    /// instead of anchoring it on an RTP manager.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct_media: bool,
     pub actions: Vec<ActionFile>,
 }
 
@@ -88,6 +92,7 @@ pub struct Route {
     pub pattern: String,
     pub priority: i64,
     pub account_id: Option<i64>,
+    pub direct_media: bool,
     pub actions: Vec<Action>,
 }
 
@@ -105,6 +110,25 @@ pub enum Action {
     Answer,
     /// Set a variable (`caller_name` changes the name shown to the callee).
     Set { name: String, value: String },
+    /// Answer, then play WAV files (names under AUDIO_PATH, `${vars}`
+    /// allowed) `repeat` times.
+    PlayAudio { files: Vec<String>, repeat: u32 },
+    /// Answer, then send the caller's audio back until it hangs up (or
+    /// `timeout`).
+    Echo { timeout: Option<Duration> },
+    /// Record to `file` under the RTP manager's recording directory: the
+    /// caller's audio from here on (mono), or with `both_sides` the next
+    /// bridge in stereo (caller left, callee right).
+    Record { file: String, both_sides: bool },
+    /// Answer, then wait.
+    Wait { duration: Duration },
+    /// Answer, then collect up to `max` DTMF digits (ending early on `#`)
+    /// within `timeout` into `${variable}`.
+    ReadDigits {
+        max: u32,
+        timeout: Duration,
+        variable: String,
+    },
 }
 
 /// Where a `dial` goes; values may hold `${variables}`.
@@ -174,6 +198,7 @@ impl Dialplan {
                 priority: 100,
                 enabled: true,
                 account_id: None,
+                direct_media: false,
                 actions: vec![ActionFile {
                     kind: "dial".into(),
                     params: serde_json::json!({"target": "user/${destination}", "timeout": 30}),
@@ -231,6 +256,7 @@ impl Dialplan {
                         pattern: r.pattern.clone(),
                         priority: r.priority,
                         account_id: r.account_id,
+                        direct_media: r.direct_media,
                         actions,
                     },
                 ));
@@ -405,9 +431,161 @@ fn action(a: &ActionFile, at: &str, vars: &mut HashSet<String>) -> Result<Action
             vars.insert(name.clone());
             Ok(Action::Set { name, value })
         }
+        "play_audio" => {
+            let p = params(a, at, &["file", "files", "repeat"])?;
+            let mut files = Vec::new();
+            if let Some(f) = string(&p, "file", at)? {
+                files.push((format!("{at}.params.file"), f));
+            }
+            match p.get("files") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(list)) => {
+                    for (k, v) in list.iter().enumerate() {
+                        let here = format!("{at}.params.files[{k}]");
+                        match v {
+                            Value::String(s) => files.push((here, s.clone())),
+                            _ => return Err(err(here, "must be a string")),
+                        }
+                    }
+                }
+                Some(_) => {
+                    return Err(err(
+                        format!("{at}.params.files"),
+                        "must be a list of strings",
+                    ));
+                }
+            }
+            if files.is_empty() {
+                return Err(err(format!("{at}.params"), "play_audio needs a file"));
+            }
+            for (here, f) in &files {
+                check_template(f, here, vars)?;
+                if f.is_empty() || f.starts_with('/') || f.split('/').any(|c| c == "..") {
+                    return Err(err(
+                        here.clone(),
+                        "must be a relative name under AUDIO_PATH without '..'",
+                    ));
+                }
+            }
+            let repeat = match p.get("repeat") {
+                None | Some(Value::Null) => 1,
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=100).contains(&n) => n as u32,
+                    _ => {
+                        return Err(err(
+                            format!("{at}.params.repeat"),
+                            "must be a whole number from 1 to 100",
+                        ));
+                    }
+                },
+            };
+            Ok(Action::PlayAudio {
+                files: files.into_iter().map(|(_, f)| f).collect(),
+                repeat,
+            })
+        }
+        "echo" => {
+            let p = params(a, at, &["timeout"])?;
+            let timeout = match p.get("timeout") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(seconds(&p, "timeout", at, 1.0, 3600.0)?),
+            };
+            Ok(Action::Echo { timeout })
+        }
+        "record" => {
+            let p = params(a, at, &["file", "both_sides"])?;
+            let file = string(&p, "file", at)?.unwrap_or_else(|| "${call_id}.wav".into());
+            let both_sides = match p.get("both_sides") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(err(
+                        format!("{at}.params.both_sides"),
+                        "must be true or false",
+                    ));
+                }
+            };
+            let here = format!("{at}.params.file");
+            check_template(&file, &here, vars)?;
+            if file.is_empty() || file.starts_with('/') || file.split('/').any(|c| c == "..") {
+                return Err(err(here, "must be a relative file name without '..'"));
+            }
+            Ok(Action::Record { file, both_sides })
+        }
+        "wait" => {
+            let p = params(a, at, &["seconds"])?;
+            if !p.contains_key("seconds") {
+                return Err(err(format!("{at}.params.seconds"), "wait needs seconds"));
+            }
+            Ok(Action::Wait {
+                duration: seconds(&p, "seconds", at, 0.02, 3600.0)?,
+            })
+        }
+        "read_digits" => {
+            let p = params(a, at, &["max", "timeout", "variable"])?;
+            let max = match p.get("max") {
+                None | Some(Value::Null) => 1,
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=64).contains(&n) => n as u32,
+                    _ => {
+                        return Err(err(
+                            format!("{at}.params.max"),
+                            "must be a whole number from 1 to 64",
+                        ));
+                    }
+                },
+            };
+            let timeout = match p.get("timeout") {
+                None | Some(Value::Null) => Duration::from_secs(5),
+                Some(_) => seconds(&p, "timeout", at, 0.1, 600.0)?,
+            };
+            let variable = string(&p, "variable", at)?.unwrap_or_else(|| "digits".into());
+            if variable.is_empty()
+                || !variable
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(err(
+                    format!("{at}.params.variable"),
+                    "variable names are letters, digits and _",
+                ));
+            }
+            if BUILTIN_VARIABLES.contains(&variable.as_str()) {
+                return Err(err(
+                    format!("{at}.params.variable"),
+                    format!("{variable} cannot be changed"),
+                ));
+            }
+            vars.insert(variable.clone());
+            Ok(Action::ReadDigits {
+                max,
+                timeout,
+                variable,
+            })
+        }
         other => Err(err(
             format!("{at}.type"),
-            format!("unknown action {other:?} (known: dial, hangup, answer, set)"),
+            format!(
+                "unknown action {other:?} (known: dial, hangup, answer, set, play_audio, \
+                 echo, record, wait, read_digits)"
+            ),
+        )),
+    }
+}
+
+/// A number of seconds (fractions allowed) within `min..=max`.
+fn seconds(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+    min: f64,
+    max: f64,
+) -> Result<Duration, DialplanError> {
+    match map.get(key).and_then(Value::as_f64) {
+        Some(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(err(
+            format!("{at}.params.{key}"),
+            format!("must be a number of seconds from {min} to {max}"),
         )),
     }
 }
@@ -668,6 +846,110 @@ mod tests {
             "sip:9555@127.0.0.1"
         );
         assert_eq!(expand("x${unknown}y${", &vars), "xy${");
+    }
+
+    #[test]
+    fn media_actions_parse_with_defaults_and_limits() {
+        let text = r#"{"routes":[{"id":"ivr","pattern":"7*","direct_media":false,"actions":[
+            {"type":"record"},
+            {"type":"play_audio","params":{"files":["welcome","menu/${destination}.wav"],"repeat":2}},
+            {"type":"read_digits","params":{"max":4,"timeout":2.5,"variable":"choice"}},
+            {"type":"wait","params":{"seconds":0.5}},
+            {"type":"dial","params":{"target":"user/${choice}"}},
+            {"type":"echo"}]},
+            {"id":"direct","pattern":"8*","direct_media":true,"actions":[{"type":"play_audio","params":{"file":"x"}}]}]}"#;
+        let d = Dialplan::parse(text).unwrap();
+        let r = d.route("7001", 1).unwrap();
+        assert!(!r.direct_media);
+        assert!(d.route("8001", 1).unwrap().direct_media);
+        assert_eq!(
+            r.actions,
+            vec![
+                Action::Record {
+                    file: "${call_id}.wav".into(),
+                    both_sides: false
+                },
+                Action::PlayAudio {
+                    files: vec!["welcome".into(), "menu/${destination}.wav".into()],
+                    repeat: 2
+                },
+                Action::ReadDigits {
+                    max: 4,
+                    timeout: Duration::from_millis(2500),
+                    variable: "choice".into()
+                },
+                Action::Wait {
+                    duration: Duration::from_millis(500)
+                },
+                Action::Dial {
+                    targets: vec![DialTarget::User("${choice}".into())],
+                    timeout: DEFAULT_DIAL_TIMEOUT
+                },
+                Action::Echo { timeout: None },
+            ]
+        );
+        let route = |actions: &str| {
+            format!(r#"{{"routes":[{{"id":"r1","pattern":"1*","actions":[{actions}]}}]}}"#)
+        };
+        let at = "routes[0] (id \"r1\").actions[0]";
+        for (action, path, reason) in [
+            (r#"{"type":"play_audio"}"#, "params", "needs a file"),
+            (
+                r#"{"type":"play_audio","params":{"file":"../etc/passwd"}}"#,
+                "params.file",
+                "without '..'",
+            ),
+            (
+                r#"{"type":"play_audio","params":{"files":["a",3]}}"#,
+                "params.files[1]",
+                "must be a string",
+            ),
+            (
+                r#"{"type":"play_audio","params":{"file":"a","repeat":0}}"#,
+                "params.repeat",
+                "1 to 100",
+            ),
+            (
+                r#"{"type":"play_audio","params":{"file":"${nope}"}}"#,
+                "params.file",
+                "unknown variable",
+            ),
+            (r#"{"type":"wait"}"#, "params.seconds", "needs seconds"),
+            (
+                r#"{"type":"wait","params":{"seconds":"2"}}"#,
+                "params.seconds",
+                "number of seconds",
+            ),
+            (
+                r#"{"type":"read_digits","params":{"max":0}}"#,
+                "params.max",
+                "1 to 64",
+            ),
+            (
+                r#"{"type":"read_digits","params":{"variable":"a-b"}}"#,
+                "params.variable",
+                "letters",
+            ),
+            (
+                r#"{"type":"read_digits","params":{"variable":"destination"}}"#,
+                "params.variable",
+                "cannot be changed",
+            ),
+            (
+                r#"{"type":"record","params":{"file":"/tmp/x.wav"}}"#,
+                "params.file",
+                "relative",
+            ),
+            (
+                r#"{"type":"echo","params":{"timeout":0}}"#,
+                "params.timeout",
+                "number of seconds",
+            ),
+        ] {
+            let e = Dialplan::parse(&route(action)).expect_err(action);
+            assert_eq!(e.path, format!("{at}.{path}"), "{action}: {e}");
+            assert!(e.reason.contains(reason), "{action}: {e}");
+        }
     }
 
     #[test]

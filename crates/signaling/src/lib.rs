@@ -16,6 +16,7 @@ pub mod config;
 pub mod dialplan;
 pub mod directory;
 pub mod location;
+pub mod media;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registrar;
@@ -402,6 +403,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
     );
     info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
+    let media = Arc::new(media::MediaPool::from_config(&config)?);
     let calls = Calls::new(calls::CallsSetup {
         directory: directory.clone(),
         location: location.clone(),
@@ -412,6 +414,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         dialplan,
         node: config.node_name(),
         limit_code: config.limit_response,
+        media: media.clone(),
     });
     let node = Arc::new(Node {
         calls: calls.clone(),
@@ -434,6 +437,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.push(spawn_sweeper(node.clone(), shutdown.clone()));
+    tasks.push(media.spawn_health_checks(shutdown.clone()));
 
     let service = Arc::new(SipService {
         registrar: Registrar {

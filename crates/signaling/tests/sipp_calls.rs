@@ -34,7 +34,9 @@ async fn two_phones(name: &str, port: u16, dial_timeout: u64) -> TestServer {
         {"id": "busy-test", "pattern": "1999", "priority": 5,
          "actions": [{"type": "hangup", "params": {"reason": "busy"}}]},
         {"id": "extensions", "pattern": "1*", "priority": 50,
-         "actions": [{"type": "dial", "params": {"target": "user/${destination}", "timeout": dial_timeout}}]}]});
+         "actions": [{"type": "dial", "params": {"target": "user/${destination}", "timeout": dial_timeout}}]},
+        {"id": "direct", "pattern": "2*", "priority": 50, "direct_media": true,
+         "actions": [{"type": "dial", "params": {"target": "user/1002", "timeout": dial_timeout}}]}]});
     let (status, body) = s.http("PUT", "/api/v1/dialplan", Some(&plan)).await;
     assert_eq!(status, 200, "{body}");
     let reg = sipp_on(
@@ -519,16 +521,40 @@ async fn inbound_trunk_call_is_routed_to_the_user() {
 async fn late_offer_answer_travels_in_the_ack() {
     let port = free_port(LO);
     let s = two_phones("call-late-offer", port, 10).await;
+    // anchored: the caller gets the RTP manager's offer in our 200 and
+    // answers in its ACK; the callee gets an ordinary offer
     let cdr = call_between(
         &s,
         port,
-        "callee_late_offer.xml",
+        "callee_answer.xml",
         &[],
         "call_late_offer_uac.xml",
         "1002",
     )
     .await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_media_route_passes_sdp_unchanged() {
+    let port = free_port(LO);
+    let s = two_phones("call-direct-media", port, 10).await;
+    // a route with direct_media: the late offer goes through as is, the
+    // callee's offer (port 6000) reaches the caller and the caller's
+    // answer (port 7000) reaches the callee in our ACK
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_late_offer.xml",
+        &[],
+        "call_late_offer_direct_uac.xml",
+        "2002",
+    )
+    .await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert!(cdr["rtpmanager"].is_null(), "no media anchored: {cdr}");
     no_live_calls(&s).await;
     s.stop().await;
 }

@@ -1,6 +1,8 @@
 //! One call: its legs, its dialplan actions, its CDR. Runs as one task.
 
-use std::collections::HashMap;
+mod anchor;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use super::{Calls, Event, LegId, LegView, source_text};
 use crate::dialplan::{Action, DialTarget, Route, expand};
 use crate::directory::UserEntry;
 use crate::registrar::Now;
+use anchor::{CallMedia, Served, Until, is_sdp};
 
 /// 2xx retransmission to the caller until its ACK (§13.3.1.4).
 const T1: Duration = Duration::from_millis(500);
@@ -108,6 +111,8 @@ struct Fork {
     /// A trunk's credentials, to answer its 401/407 once.
     credentials: Option<(String, String)>,
     authenticated: bool,
+    /// The INVITE's body (content type, bytes), resent with credentials.
+    offer: Option<(String, Vec<u8>)>,
 }
 
 /// What an outstanding client transaction is for.
@@ -119,6 +124,9 @@ enum Pending {
         tx: ServerTx,
         req: Box<Request>,
         cseq: u32,
+        /// The manager's answer to `from`'s offer (anchored calls): sent
+        /// instead of the other leg's answer.
+        answer: Option<Vec<u8>>,
     },
     /// BYE, CANCEL: their answers change nothing.
     Ignore,
@@ -168,6 +176,23 @@ pub(crate) struct Call {
     dialled_user: Option<String>,
     /// ACKs we sent for 2xx on a leg, by CSeq, for retransmitted 2xx.
     acks: HashMap<(bool, u32), Bytes>,
+    /// Anchored media; `None` when SDP passes through unchanged.
+    media: Option<CallMedia>,
+    media_stats: Option<MediaStats>,
+    /// DTMF from the caller not read by `read_digits` yet.
+    digits: VecDeque<char>,
+    /// Our 2xx to the caller until its ACK: next resend, interval, give-up.
+    a_resend: Option<(Instant, Duration, Instant)>,
+}
+
+/// The CDR's media counters.
+struct MediaStats {
+    sent: i64,
+    received: i64,
+    lost: i64,
+    jitter_ms: f64,
+    mos: Option<f64>,
+    manager: String,
 }
 
 fn now_ms() -> i64 {
@@ -251,6 +276,10 @@ impl Call {
             started: s.received,
             setup_recorded: false,
             invite: s.invite,
+            media: None,
+            media_stats: None,
+            digits: VecDeque::new(),
+            a_resend: None,
         }
     }
 
@@ -272,7 +301,12 @@ impl Call {
         let actions = self.route.actions.clone();
         let mut last_failure: Option<(u16, String)> = None;
         let mut ended = false;
-        for action in &actions {
+        let anchor = !self.route.direct_media && !self.calls.media.members().is_empty();
+        if anchor && let Err((code, reason)) = self.setup_media().await {
+            self.fail_caller(code, reason, "system");
+            ended = true;
+        }
+        for action in actions.iter().filter(|_| !ended) {
             match action {
                 Action::Set { name, value } => {
                     let v = expand(value, &self.vars);
@@ -309,6 +343,52 @@ impl Call {
                         }
                     }
                 }
+                Action::PlayAudio { files, repeat } => {
+                    let files = files.iter().map(|f| expand(f, &self.vars)).collect();
+                    if let Served::Ended = self.play(&mut rx, files, *repeat).await {
+                        ended = true;
+                        break;
+                    }
+                }
+                Action::Echo { timeout } => {
+                    if let Served::Ended = self.echo(&mut rx, *timeout).await {
+                        ended = true;
+                        break;
+                    }
+                }
+                Action::Record { file, both_sides } => {
+                    let file = expand(file, &self.vars);
+                    self.record(file, *both_sides).await;
+                }
+                Action::Wait { duration } => {
+                    self.ensure_answered();
+                    let until = Until::Deadline(Instant::now() + *duration);
+                    if let Served::Ended = self.serve_a(&mut rx, until).await {
+                        ended = true;
+                        break;
+                    }
+                }
+                Action::ReadDigits {
+                    max,
+                    timeout,
+                    variable,
+                } => {
+                    self.ensure_answered();
+                    let until = Until::Digits {
+                        max: *max as usize,
+                        deadline: Instant::now() + *timeout,
+                    };
+                    match self.serve_a(&mut rx, until).await {
+                        Served::Done(digits) => {
+                            info!(call_id = %self.invite.call_id, %digits, "digits read");
+                            self.vars.insert(variable.clone(), digits);
+                        }
+                        Served::Ended => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
             }
         }
         if !ended {
@@ -320,6 +400,7 @@ impl Call {
                 self.fail_caller(code, &reason, "callee");
             }
         }
+        self.release_media().await;
         self.finish();
         self.drain(&mut rx).await;
     }
@@ -385,7 +466,10 @@ impl Call {
     /// `answer`: 200 OK from us, with an SDP answer that declines every
     /// stream (media arrives with the RTP manager).
     fn answer_locally(&mut self) {
-        let sdp = decline_sdp(&self.invite.body, &self.a_source);
+        let sdp = match &self.media {
+            Some(m) => Some(m.a_sdp.clone().into_bytes()),
+            None => decline_sdp(&self.invite.body, &self.a_source),
+        };
         let body = sdp.as_deref().map(|s| ("application/sdp", s));
         let bytes = self.a_response(200, "OK", body);
         self.answered(bytes, body);
@@ -401,6 +485,10 @@ impl Call {
             self.acks.insert((true, 1), ack);
         } else {
             self.a_send(200, bytes.clone());
+            if !self.a_source.transport.is_reliable() {
+                let now = Instant::now();
+                self.a_resend = Some((now + T1, T1, now + T1 * 64));
+            }
         }
         self.a_answered = Some(Bytes::from(bytes));
         let now = now_ms();
@@ -507,7 +595,12 @@ impl Call {
                     for b in bindings {
                         let to = format!("<sip:{}@{realm}>", who);
                         let username = Some(user.username.to_string());
-                        self.start_fork(&b.contact, b.received, &to, &aor, username);
+                        if !self
+                            .start_fork(&b.contact, b.received, &to, &aor, username)
+                            .await
+                        {
+                            unavailable += 1;
+                        }
                     }
                 }
                 DialTarget::Uri(uri) => {
@@ -515,7 +608,9 @@ impl Call {
                     match uri_target(&uri, &self.a_source) {
                         Some(target) => {
                             let to = format!("<{uri}>");
-                            self.start_fork(&uri, target, &to, &uri, None);
+                            if !self.start_fork(&uri, target, &to, &uri, None).await {
+                                unavailable += 1;
+                            }
                         }
                         None => not_found += 1,
                     }
@@ -545,9 +640,12 @@ impl Call {
                         .username
                         .clone()
                         .zip(trunk.config.password.clone());
-                    self.start_fork(&uri, target, &to, &label, None);
-                    if let Some(f) = self.forks.last_mut() {
-                        f.credentials = credentials;
+                    if self.start_fork(&uri, target, &to, &label, None).await {
+                        if let Some(f) = self.forks.last_mut() {
+                            f.credentials = credentials;
+                        }
+                    } else {
+                        unavailable += 1;
                     }
                 }
             }
@@ -589,7 +687,7 @@ impl Call {
                         if code >= 200 {
                             self.pending.remove(&id);
                         }
-                        if let Some(out) = self.fork_response(i, code, &bytes, first) {
+                        if let Some(out) = self.fork_response(i, code, &bytes, first).await {
                             return out;
                         }
                     } else {
@@ -603,6 +701,14 @@ impl Call {
                     }
                 }
                 Event::StrayResponse { .. } => {}
+                Event::Media {
+                    session,
+                    event: event @ super::MediaEvent::Dtmf(_),
+                } => {
+                    self.media_event(&session, event);
+                }
+                // a silent caller while the callee rings: the dial timeout ends it
+                Event::Media { .. } => {}
                 Event::Hangup => {
                     self.cancel_forks(first);
                     self.fail_caller(480, "Call Ended By Operator", "system");
@@ -612,15 +718,27 @@ impl Call {
         }
     }
 
-    fn start_fork(
+    /// Sends one B-leg INVITE; false when it could not be started.
+    async fn start_fork(
         &mut self,
         uri: &str,
         target: Target,
         to: &str,
         label: &str,
         user: Option<String>,
-    ) {
+    ) -> bool {
         let index = self.forks.len();
+        let offer: Option<(String, Vec<u8>)> = if self.anchored() {
+            match self.fork_offer(index, target.remote).await {
+                Some(sdp) => Some(("application/sdp".to_owned(), sdp)),
+                None => return false,
+            }
+        } else {
+            self.invite
+                .header("Content-Type")
+                .filter(|_| !self.invite.body.is_empty())
+                .map(|ct| (ct.to_owned(), self.invite.body.clone()))
+        };
         let call_id = new_call_id(None);
         let tag = new_tag();
         let name = self.vars.get("caller_name").cloned().unwrap_or_default();
@@ -654,13 +772,13 @@ impl Call {
             .header("CSeq", "1 INVITE")
             .header("Contact", &our_contact(&target))
             .header("Allow", ALLOW);
-        if let Some(ct) = self.invite.header("Content-Type") {
-            b = b.body(ct, self.invite.body.clone());
+        if let Some((ct, body)) = &offer {
+            b = b.body(ct, body.clone());
         }
         let bytes = b.build();
         let Ok(Message::Request(parsed)) = message::parse(&bytes) else {
             debug!(%uri, "B-leg INVITE did not parse; target skipped");
-            return;
+            return false;
         };
         let dialog = Dialog {
             call_id: call_id.clone(),
@@ -685,6 +803,7 @@ impl Call {
             user,
             credentials: None,
             authenticated: false,
+            offer,
         });
         self.update_view(|v| {
             v.legs.push(LegView {
@@ -701,6 +820,7 @@ impl Call {
             let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.calls.stats.record_setup(us);
         }
+        true
     }
 
     /// The dial is over once every fork of it has a final answer.
@@ -729,7 +849,7 @@ impl Call {
         ))
     }
 
-    fn fork_response(
+    async fn fork_response(
         &mut self,
         i: usize,
         code: u16,
@@ -748,14 +868,31 @@ impl Call {
                 if self.forks[i].cancel_wanted && !self.forks[i].cancel_sent {
                     self.cancel_fork(i);
                 }
-                if code > 100 && self.winner.is_none() && self.hangup_code.is_none() {
+                if code > 100
+                    && self.winner.is_none()
+                    && self.hangup_code.is_none()
+                    && self.a_answered.is_none()
+                {
                     if self.ring_at.is_none() {
                         let now = now_ms();
                         self.ring_at = Some(now);
                         self.update_view(|v| v.ring_at = Some(now));
                     }
-                    let body = sdp_body(&resp);
-                    let out = self.a_response(code, &resp.reason, body);
+                    let out = if self.anchored() {
+                        // early media: the fork's answer goes to its
+                        // session, bridged to the caller's
+                        let early = is_sdp(resp.header("Content-Type"), &resp.body)
+                            && self.fork_answered_media(i, &resp.body).await;
+                        let ours = self
+                            .media
+                            .as_ref()
+                            .filter(|m| early && !m.a_late)
+                            .map(|m| m.a_sdp.clone().into_bytes());
+                        let body = ours.as_deref().map(|b| ("application/sdp", b));
+                        self.a_response(code, &resp.reason, body)
+                    } else {
+                        self.a_response(code, &resp.reason, sdp_body(&resp))
+                    };
                     self.a_send(code, out);
                 }
                 None
@@ -772,7 +909,7 @@ impl Call {
                 self.winner = Some(i);
                 self.forks[i].state = ForkState::Answered;
                 self.forks[i].final_code = Some(code);
-                if !self.invite.body.is_empty() {
+                if self.anchored() || !self.invite.body.is_empty() {
                     self.ack_fork(i, None);
                 }
                 for j in first..self.forks.len() {
@@ -780,9 +917,26 @@ impl Call {
                         self.cancel_fork(j);
                     }
                 }
-                let body = sdp_body(&resp);
-                let out = self.a_response(200, "OK", body);
-                self.answered(out, body);
+                if self.anchored() {
+                    if !self.fork_answered_media(i, &resp.body).await {
+                        // an answer the manager cannot use: no media
+                        // between the two, so the call cannot go on
+                        self.bye_fork(i);
+                        self.forks[i].final_code = Some(488);
+                        self.winner = None;
+                        return Some(DialOutcome::Failed(488, "Not Acceptable Here".into()));
+                    }
+                    if self.a_answered.is_none() {
+                        let ours = self.media.as_ref().map(|m| m.a_sdp.clone().into_bytes());
+                        let body = ours.as_deref().map(|b| ("application/sdp", b));
+                        let out = self.a_response(200, "OK", body);
+                        self.answered(out, body);
+                    }
+                } else {
+                    let body = sdp_body(&resp);
+                    let out = self.a_response(200, "OK", body);
+                    self.answered(out, body);
+                }
                 let label = self.forks[i].label.clone();
                 info!(call_id = %self.invite.call_id, callee = %label, "call answered");
                 self.update_view(|v| {
@@ -843,8 +997,8 @@ impl Call {
             .header("Contact", &our_contact(&target))
             .header("Allow", ALLOW)
             .header(auth_header, &credentials);
-        if let Some(ct) = self.invite.header("Content-Type") {
-            b = b.body(ct, self.invite.body.clone());
+        if let Some((ct, body)) = &f.offer {
+            b = b.body(ct, body.clone());
         }
         let bytes = b.build();
         let Ok(Message::Request(parsed)) = message::parse(&bytes) else {
@@ -935,26 +1089,17 @@ impl Call {
         let Some(w) = self.winner else {
             return;
         };
-        // 2xx to the caller is retransmitted until its ACK (§13.3.1.4).
-        let mut interval = T1;
-        let mut next_resend = Instant::now() + interval;
-        let give_up = Instant::now() + T1 * 64;
+        self.bridge_up().await;
         loop {
-            let resend = !self.a_acked && !self.a_source.transport.is_reliable();
+            let resend = self.resend_at();
             let ev = tokio::select! {
                 ev = rx.recv() => ev,
-                () = tokio::time::sleep_until(next_resend), if resend => {
-                    if Instant::now() >= give_up {
-                        debug!(call_id = %self.invite.call_id, "no ACK from the caller; ending the call");
+                () = tokio::time::sleep_until(resend.unwrap_or_else(Instant::now)), if resend.is_some() => {
+                    if !self.resend_2xx() {
                         self.bye_fork(w);
                         self.bye_caller("system");
                         return;
                     }
-                    if let Some(b) = &self.a_answered {
-                        self.ep.send_raw(&self.a_source, b.clone());
-                    }
-                    interval = (interval * 2).min(T2);
-                    next_resend = Instant::now() + interval;
                     continue;
                 }
             };
@@ -963,7 +1108,12 @@ impl Call {
             };
             match ev {
                 Event::Request { leg, req, tx, .. } => {
-                    if self.bridged_request(w, leg, *req, tx) {
+                    if self.bridged_request(w, leg, *req, tx).await {
+                        return;
+                    }
+                }
+                Event::Media { session, event } => {
+                    if self.media_event(&session, event) {
                         return;
                     }
                 }
@@ -977,10 +1127,14 @@ impl Call {
                             tx,
                             req,
                             cseq,
+                            answer,
                         } => {
                             if code < 200 {
                                 if code > 100 {
-                                    self.relay_response(w, from, &tx, &req, code, &bytes, cseq);
+                                    self.relay_response(
+                                        w, from, &tx, &req, code, &bytes, cseq, None,
+                                    )
+                                    .await;
                                 }
                                 self.pending.insert(
                                     id,
@@ -989,10 +1143,12 @@ impl Call {
                                         tx,
                                         req,
                                         cseq,
+                                        answer,
                                     },
                                 );
                             } else {
-                                self.relay_response(w, from, &tx, &req, code, &bytes, cseq);
+                                self.relay_response(w, from, &tx, &req, code, &bytes, cseq, answer)
+                                    .await;
                             }
                         }
                         Pending::Invite(i) => {
@@ -1047,8 +1203,34 @@ impl Call {
         }
     }
 
+    fn resend_at(&self) -> Option<Instant> {
+        if self.a_acked {
+            None
+        } else {
+            self.a_resend.map(|r| r.0)
+        }
+    }
+
+    /// Resends our 2xx to the caller; false once 64·T1 passed without ACK.
+    fn resend_2xx(&mut self) -> bool {
+        let Some((_, interval, give_up)) = self.a_resend else {
+            return true;
+        };
+        if Instant::now() >= give_up {
+            debug!(call_id = %self.invite.call_id, "no ACK from the caller; ending the call");
+            self.a_resend = None;
+            return false;
+        }
+        if let Some(b) = &self.a_answered {
+            self.ep.send_raw(&self.a_source, b.clone());
+        }
+        let next = (interval * 2).min(T2);
+        self.a_resend = Some((Instant::now() + next, next, give_up));
+        true
+    }
+
     /// A request on an answered call; true when the call ends.
-    fn bridged_request(
+    async fn bridged_request(
         &mut self,
         w: usize,
         leg: LegId,
@@ -1065,6 +1247,12 @@ impl Call {
                     // late offer: the caller's SDP answer travels in its ACK
                     let body = sdp_body_req(&req);
                     self.ack_fork(w, body);
+                }
+            }
+            if self.anchored() && is_sdp(req.header("Content-Type"), &req.body) {
+                match leg {
+                    LegId::A => self.caller_answer(&req.body).await,
+                    b => self.reanswer(b, &req.body).await,
                 }
             }
             return false;
@@ -1100,13 +1288,40 @@ impl Call {
                 false
             }
             _ => {
-                // re-INVITE, UPDATE, INFO, MESSAGE, ...: relayed as is
-                let body = sdp_or_any_body(&req);
+                // re-INVITE, UPDATE, INFO, MESSAGE, ...: relayed as is, but
+                // an anchored call's offers are answered by the manager and
+                // the other leg gets the manager's offer
+                let mut body: Option<(String, Vec<u8>)> =
+                    sdp_or_any_body(&req).map(|(ct, b)| (ct.to_owned(), b.to_vec()));
+                let mut answer = None;
+                if self.anchored() && matches!(method.as_str(), "INVITE" | "UPDATE") {
+                    if !is_sdp(req.header("Content-Type"), &req.body) {
+                        self.answer_reoffer(leg, req, tx).await;
+                        return false;
+                    }
+                    match self.reoffer(leg, Some(other_leg), &req.body).await {
+                        Some(Ok((ours, other_offer))) => {
+                            answer = Some(ours);
+                            body = other_offer.map(|o| ("application/sdp".to_owned(), o));
+                        }
+                        Some(Err(code)) => {
+                            self.calls.respond(
+                                &tx,
+                                &req,
+                                code,
+                                switchboard_sip::reason_phrase(code),
+                            );
+                            return false;
+                        }
+                        None => {}
+                    }
+                }
                 let dialog = match other_leg {
                     LegId::A => &mut self.a,
                     LegId::B(i) => &mut self.forks[i].dialog,
                 };
                 let cseq = dialog.local_cseq;
+                let body = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
                 let (bytes, branch) = dialog.request(&method, body, &[]);
                 let flow = dialog.flow;
                 self.send_request(
@@ -1119,6 +1334,7 @@ impl Call {
                         tx,
                         req: Box::new(req),
                         cseq,
+                        answer,
                     },
                 );
                 false
@@ -1127,7 +1343,7 @@ impl Call {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn relay_response(
+    async fn relay_response(
         &mut self,
         w: usize,
         from: LegId,
@@ -1136,11 +1352,22 @@ impl Call {
         code: u16,
         bytes: &Bytes,
         cseq: u32,
+        answer: Option<Vec<u8>>,
     ) {
         let Ok(Message::Response(resp)) = message::parse(bytes) else {
             return;
         };
         let is_invite = req.method.to_string() == "INVITE";
+        if answer.is_some()
+            && (200..300).contains(&code)
+            && is_sdp(resp.header("Content-Type"), &resp.body)
+        {
+            let other = match from {
+                LegId::A => LegId::B(w),
+                LegId::B(_) => LegId::A,
+            };
+            self.reanswer(other, &resp.body).await;
+        }
         if is_invite && (200..300).contains(&code) {
             // we are the UAC of the relayed re-INVITE: ACK it ourselves
             let (to_a, dialog) = match from {
@@ -1160,7 +1387,11 @@ impl Call {
         if is_invite && (101..300).contains(&code) {
             b = b.header("Contact", &our_contact(&flow));
         }
-        if let Some((ct, body)) = sdp_or_any_body_resp(&resp) {
+        if self.anchored() && answer.is_some() {
+            if let (Some(a), true) = (answer, (200..300).contains(&code)) {
+                b = b.body("application/sdp", a);
+            }
+        } else if let Some((ct, body)) = sdp_or_any_body_resp(&resp) {
             b = b.body(ct, body.to_vec());
         }
         self.calls.metrics.responses_out.inc(code);
@@ -1213,12 +1444,12 @@ impl Call {
                 .and_then(|f| f.user.clone())
                 .or_else(|| self.dialled_user.clone()),
             node: Some(self.calls.node().to_owned()),
-            rtp_sent: None,
-            rtp_received: None,
-            rtp_lost: None,
-            jitter_ms: None,
-            mos: None,
-            rtpmanager: None,
+            rtp_sent: self.media_stats.as_ref().map(|m| m.sent),
+            rtp_received: self.media_stats.as_ref().map(|m| m.received),
+            rtp_lost: self.media_stats.as_ref().map(|m| m.lost),
+            jitter_ms: self.media_stats.as_ref().map(|m| m.jitter_ms),
+            mos: self.media_stats.as_ref().and_then(|m| m.mos),
+            rtpmanager: self.media_stats.as_ref().map(|m| m.manager.clone()),
             created_at: 0,
         };
         info!(

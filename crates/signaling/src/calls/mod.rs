@@ -32,6 +32,7 @@ use crate::auth::{Authenticator, Outcome, Realm};
 use crate::dialplan::Dialplan;
 use crate::directory::Directory;
 use crate::location::Location;
+use crate::media::MediaPool;
 use crate::metrics::SipMetrics;
 use crate::registrar::Now;
 use crate::trunks::Trunks;
@@ -58,6 +59,15 @@ pub(crate) enum Event {
     ClientFailed { id: u64, code: u16 },
     /// The API asked to end the call.
     Hangup,
+    /// An event of one of the call's media sessions.
+    Media { session: String, event: MediaEvent },
+}
+
+/// What a call hears from its RTP manager.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MediaEvent {
+    Dtmf(char),
+    RtpTimeout,
 }
 
 /// Which leg of a call a message belongs to.
@@ -174,6 +184,8 @@ pub struct Calls {
     pub stats: CallStats,
     /// CDRs the store refused (database down): retried by the writer.
     cdr_queue: mpsc::UnboundedSender<Cdr>,
+    /// The RTP managers media is anchored on.
+    pub(crate) media: Arc<MediaPool>,
 }
 
 /// What the B2BUA is built from.
@@ -189,6 +201,7 @@ pub struct CallsSetup {
     pub node: String,
     /// What a call over its account's limit gets (503 or 486).
     pub limit_code: u16,
+    pub media: Arc<MediaPool>,
 }
 
 impl Calls {
@@ -203,6 +216,7 @@ impl Calls {
             dialplan,
             node,
             limit_code,
+            media,
         } = setup;
         let (cdr_queue, rx) = mpsc::unbounded_channel();
         let calls = Arc::new(Self {
@@ -221,6 +235,7 @@ impl Calls {
             draining: std::sync::atomic::AtomicBool::new(false),
             stats: CallStats::default(),
             cdr_queue,
+            media,
         });
         tokio::spawn(cdr_writer(store, rx, Arc::downgrade(&calls)));
         calls

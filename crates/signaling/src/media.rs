@@ -1,0 +1,402 @@
+//! The RTP managers a call's media is anchored on.
+//!
+//! Without `RTPMANAGER_ADDRS` the pool holds one member, the engine of
+//! `switchboard-rtpmanager` running inside this process, reached through
+//! the same gRPC service implementation (no socket in between). With it,
+//! every member is a gRPC client. Both are driven through [`Manager`], so
+//! the call code has one path.
+//!
+//! New calls go round-robin to members that are healthy and not draining;
+//! both legs of a call stay on the member that took the first one. A
+//! member is checked every [`HEALTH_EVERY`]; one that fails a check or a
+//! call is skipped for new calls until a check succeeds again.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use switchboard_rtpmanager::{Engine, EngineConfig, RtpAddress, Service};
+use switchboard_rtpmanager_api::RtpManagerClient;
+use switchboard_rtpmanager_api::v1 as pb;
+use switchboard_rtpmanager_api::v1::rtp_manager_server::RtpManager as _;
+use tokio_stream::Stream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tracing::{info, warn};
+
+use crate::Config;
+
+/// How often members are health-checked.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
+/// A gRPC call to a member that takes longer has failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A server stream from either kind of member.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+enum Client {
+    Local(Service),
+    Remote(RtpManagerClient<Channel>),
+}
+
+/// One RTP manager.
+pub struct Manager {
+    pub name: String,
+    pub addr: String,
+    client: Client,
+    healthy: AtomicBool,
+    draining: AtomicBool,
+}
+
+/// `name=host:port` or `host:port` (named after the address).
+pub fn parse_member(s: &str) -> Result<(String, String), String> {
+    let s = s.trim();
+    let (name, addr) = match s.split_once('=') {
+        Some((n, a)) => (n.trim().to_owned(), a.trim().to_owned()),
+        None => (s.to_owned(), s.to_owned()),
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("{s:?}: bad member name"));
+    }
+    let url = format!("http://{addr}");
+    let ok = url
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .filter(|u| u.port_u16().is_some() && u.host().is_some_and(|h| !h.is_empty()));
+    if ok.is_none() {
+        return Err(format!("{s:?}: expected host:port"));
+    }
+    Ok((name, addr))
+}
+
+macro_rules! rpc {
+    ($self:ident, $method:ident, $req:expr) => {{
+        let result = match &$self.client {
+            Client::Local(svc) => svc.$method(Request::new($req)).await,
+            Client::Remote(c) => {
+                let mut r = Request::new($req);
+                r.set_timeout(CALL_TIMEOUT);
+                c.clone().$method(r).await
+            }
+        };
+        $self.observe(result.map(|r| r.into_inner()))
+    }};
+}
+
+macro_rules! rpc_stream {
+    ($self:ident, $method:ident, $req:expr) => {{
+        match &$self.client {
+            Client::Local(svc) => {
+                let s = svc.$method(Request::new($req)).await;
+                $self.observe(s.map(|r| -> BoxStream<_> { Box::pin(r.into_inner()) }))
+            }
+            Client::Remote(c) => {
+                let s = c.clone().$method(Request::new($req)).await;
+                $self.observe(s.map(|r| -> BoxStream<_> { Box::pin(r.into_inner()) }))
+            }
+        }
+    }};
+}
+
+impl Manager {
+    /// Marks the member down when the failure says it is unreachable
+    /// (as opposed to a bad request).
+    fn observe<T>(&self, r: Result<T, Status>) -> Result<T, Status> {
+        if let Err(e) = &r
+            && matches!(
+                e.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+            )
+            && self.healthy.swap(false, Ordering::Relaxed)
+        {
+            warn!(manager = %self.name, cause = %e, "RTP manager unreachable; skipped for new calls");
+        }
+        r
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.client, Client::Local(_))
+    }
+
+    pub async fn create_session(
+        &self,
+        req: pb::CreateSessionRequest,
+    ) -> Result<pb::CreateSessionResponse, Status> {
+        rpc!(self, create_session, req)
+    }
+
+    pub async fn update_session(
+        &self,
+        req: pb::UpdateSessionRequest,
+    ) -> Result<pb::UpdateSessionResponse, Status> {
+        rpc!(self, update_session, req)
+    }
+
+    pub async fn create_offer(
+        &self,
+        req: pb::CreateOfferRequest,
+    ) -> Result<pb::CreateOfferResponse, Status> {
+        rpc!(self, create_offer, req)
+    }
+
+    pub async fn bridge(&self, a: &str, b: &str) -> Result<(), Status> {
+        let req = pb::BridgeRequest {
+            session_a: a.to_owned(),
+            session_b: b.to_owned(),
+        };
+        rpc!(self, bridge, req).map(|_| ())
+    }
+
+    pub async fn echo(&self, session: &str) -> Result<(), Status> {
+        let req = pb::EchoRequest {
+            session_id: session.to_owned(),
+        };
+        rpc!(self, echo, req).map(|_| ())
+    }
+
+    pub async fn play(
+        &self,
+        session: &str,
+        files: Vec<String>,
+        repeat: u32,
+    ) -> Result<BoxStream<pb::PlaybackEvent>, Status> {
+        let req = pb::PlayRequest {
+            session_id: session.to_owned(),
+            files,
+            repeat,
+        };
+        rpc_stream!(self, play, req)
+    }
+
+    pub async fn stop_playback(&self, session: &str) -> Result<bool, Status> {
+        let req = pb::StopPlaybackRequest {
+            session_id: session.to_owned(),
+        };
+        rpc!(self, stop_playback, req).map(|r| r.stopped)
+    }
+
+    pub async fn record(&self, session: &str, file: &str, both: bool) -> Result<String, Status> {
+        let req = pb::RecordRequest {
+            session_id: session.to_owned(),
+            file: file.to_owned(),
+            both_sides: both,
+        };
+        rpc!(self, record, req).map(|r| r.path)
+    }
+
+    pub async fn stop_recording(&self, session: &str) -> Result<pb::StopRecordingResponse, Status> {
+        let req = pb::StopRecordingRequest {
+            session_id: session.to_owned(),
+        };
+        rpc!(self, stop_recording, req)
+    }
+
+    pub async fn watch_events(&self, session: &str) -> Result<BoxStream<pb::SessionEvent>, Status> {
+        let req = pb::WatchEventsRequest {
+            session_id: session.to_owned(),
+        };
+        rpc_stream!(self, watch_events, req)
+    }
+
+    pub async fn destroy(&self, session: &str) -> Result<pb::SessionInfo, Status> {
+        let req = pb::DestroySessionRequest {
+            session_id: session.to_owned(),
+        };
+        rpc!(self, destroy_session, req)
+    }
+
+    pub async fn list_sessions(&self) -> Result<Vec<pb::SessionInfo>, Status> {
+        rpc!(self, list_sessions, pb::ListSessionsRequest {}).map(|r| r.sessions)
+    }
+
+    pub async fn health(&self) -> Result<pb::HealthResponse, Status> {
+        rpc!(self, health, pb::HealthRequest {})
+    }
+
+    pub async fn set_draining(&self, draining: bool) -> Result<pb::HealthResponse, Status> {
+        let r = rpc!(self, set_draining, pb::SetDrainingRequest { draining });
+        if let Ok(h) = &r {
+            self.draining.store(h.draining, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// One health check: reachable (and whether it drains) or not.
+    async fn check(&self) {
+        match self.health().await {
+            Ok(h) => {
+                self.draining.store(h.draining, Ordering::Relaxed);
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    info!(manager = %self.name, "RTP manager is back");
+                }
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    warn!(manager = %self.name, cause = %e, "RTP manager failed its health check");
+                }
+            }
+        }
+    }
+}
+
+/// The RTP managers of this node.
+pub struct MediaPool {
+    members: Vec<Arc<Manager>>,
+    next: AtomicUsize,
+}
+
+impl MediaPool {
+    /// The pool `config` asks for: remote members, or the embedded engine.
+    pub fn from_config(config: &Config) -> anyhow::Result<MediaPool> {
+        if config.rtpmanager_addrs.is_empty() {
+            return Ok(MediaPool::embedded(embedded_engine(config)?));
+        }
+        let mut members = Vec::new();
+        for m in &config.rtpmanager_addrs {
+            let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true);
+            members.push(Arc::new(Manager {
+                name,
+                addr,
+                client: Client::Remote(RtpManagerClient::new(endpoint.connect_lazy())),
+                // optimistic until the first check says otherwise
+                healthy: AtomicBool::new(true),
+                draining: AtomicBool::new(false),
+            }));
+        }
+        Ok(MediaPool {
+            members,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn embedded(engine: Engine) -> MediaPool {
+        MediaPool {
+            members: vec![Arc::new(Manager {
+                name: "embedded".into(),
+                addr: "in-process".into(),
+                client: Client::Local(Service::new(engine)),
+                healthy: AtomicBool::new(true),
+                draining: AtomicBool::new(false),
+            })],
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn members(&self) -> &[Arc<Manager>] {
+        &self.members
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Manager>> {
+        self.members.iter().find(|m| m.name == name).cloned()
+    }
+
+    /// Members to try for a new call, best first: round-robin over the
+    /// healthy, non-draining ones.
+    pub fn candidates(&self) -> Vec<Arc<Manager>> {
+        let n = self.members.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| &self.members[(start + i) % n])
+            .filter(|m| m.is_healthy() && !m.is_draining())
+            .cloned()
+            .collect()
+    }
+
+    /// Health checks every [`HEALTH_EVERY`] until `stop`.
+    pub fn spawn_health_checks(
+        self: &Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEALTH_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                for m in &pool.members {
+                    if !m.is_local() {
+                        m.check().await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The in-process engine: RTP on the SIP bind addresses.
+fn embedded_engine(config: &Config) -> anyhow::Result<Engine> {
+    let mut bind: Vec<IpAddr> = Vec::new();
+    for b in &config.bind {
+        if !bind.iter().any(|x| x.is_ipv6() == b.is_ipv6()) {
+            bind.push(*b);
+        }
+    }
+    let addresses: Vec<RtpAddress> =
+        switchboard_rtpmanager::config::rtp_addresses(&bind, &config.rtp_advertise_addr)
+            .map_err(anyhow::Error::msg)?;
+    let engine = Engine::new(EngineConfig {
+        addresses,
+        port_min: config.rtp_port_min,
+        port_max: config.rtp_port_max,
+        audio_path: config.audio_path.clone(),
+        record_path: config
+            .record_path
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("recordings")),
+        rtp_timeout: Duration::from_secs(config.rtp_timeout),
+    })?;
+    Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_with_or_without_a_name() {
+        let ok = [
+            ("127.0.0.1:9090", ("127.0.0.1:9090", "127.0.0.1:9090")),
+            ("rtp0=127.0.0.1:9090", ("rtp0", "127.0.0.1:9090")),
+            (
+                " rtp1 = rtpmanager-1.rtpmanager:9091 ",
+                ("rtp1", "rtpmanager-1.rtpmanager:9091"),
+            ),
+            ("v6=[::1]:9090", ("v6", "[::1]:9090")),
+        ];
+        for (s, (n, a)) in ok {
+            assert_eq!(
+                parse_member(s).unwrap(),
+                (n.to_owned(), a.to_owned()),
+                "{s}"
+            );
+        }
+        for bad in [
+            "",
+            "rtp0=",
+            "127.0.0.1",
+            "=1.2.3.4:5",
+            "a/b=1.2.3.4:5",
+            "x=:9090",
+        ] {
+            assert!(parse_member(bad).is_err(), "{bad:?}");
+        }
+    }
+}
