@@ -646,10 +646,7 @@ impl Engine {
     /// loads it as 8 kHz mono, cached until the file changes.
     fn load_audio(&self, name: &str) -> Result<Arc<Vec<i16>>, String> {
         let rel = safe_relative(name)?;
-        let mut path = self.inner.config.audio_path.join(&rel);
-        if path.extension().is_none() {
-            path.set_extension("wav");
-        }
+        let path = with_wav(self.inner.config.audio_path.join(&rel));
         let modified = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -670,10 +667,7 @@ impl Engine {
         let session = self.session(id)?;
         let rel =
             safe_relative(file).map_err(|e| EngineError::InvalidArgument(format!("file: {e}")))?;
-        let mut path = self.inner.config.record_path.join(rel);
-        if path.extension().is_none() {
-            path.set_extension("wav");
-        }
+        let path = with_wav(self.inner.config.record_path.join(rel));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| EngineError::Internal(format!("{}: {e}", dir.display())))?;
@@ -798,6 +792,21 @@ fn our_offer(media: &LocalMedia, direction: Direction) -> String {
         .map(|c| (c.payload_type(), c.name()))
         .collect();
     sdp::offer(media, &codecs, Some(OFFER_TE_PT), direction, PTIME_MS)
+}
+
+/// `path` ending in `.wav` (appended unless it already ends so; a name
+/// such as `call-1@10.0.0.1` keeps its dots).
+fn with_wav(path: PathBuf) -> PathBuf {
+    let is_wav = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+    if is_wav {
+        path
+    } else {
+        let mut s = path.into_os_string();
+        s.push(".wav");
+        PathBuf::from(s)
+    }
 }
 
 /// A relative path without `..`, root or prefix components.

@@ -191,6 +191,12 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
             "/api/v1/dialplan/validate",
             axum::routing::post(validate_dialplan),
         )
+        .route("/api/v1/rtpmanagers", get(list_rtpmanagers))
+        .route(
+            "/api/v1/rtpmanagers/{name}/drain",
+            get(get_drain).post(start_drain).delete(stop_drain),
+        )
+        .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/trunks", get(list_trunks))
         .route(
             "/api/v1/trunks/{name}",
@@ -621,6 +627,139 @@ async fn openapi() -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         OPENAPI,
     )
+}
+
+// === RTP managers ===
+
+/// One member of the RTP manager pool, with its own figures when it answers.
+async fn manager_view(m: &crate::media::Manager) -> Value {
+    let health = m.health().await;
+    let mut v = json!({
+        "name": m.name,
+        "address": m.addr,
+        "embedded": m.is_local(),
+        "healthy": m.is_healthy() && health.is_ok(),
+        "draining": m.is_draining(),
+    });
+    match health {
+        Ok(h) => {
+            v["sessions"] = json!(h.sessions);
+            v["free_port_pairs"] = json!(h.free_port_pairs);
+            v["advertise_address"] = json!(h.advertise_address);
+            v["draining"] = json!(h.draining);
+        }
+        Err(e) => v["error"] = json!(e.message()),
+    }
+    v
+}
+
+async fn list_rtpmanagers(State(node): State<Arc<Node>>) -> Json<Value> {
+    let mut out = Vec::new();
+    for m in node.calls.media.members() {
+        out.push(manager_view(m).await);
+    }
+    Json(json!(out))
+}
+
+fn manager(node: &Node, name: &str) -> ApiResult<Arc<crate::media::Manager>> {
+    node.calls
+        .media
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("rtpmanager"))
+}
+
+fn unreachable(e: tonic::Status) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "rtpmanager_unreachable",
+        format!("the RTP manager did not answer: {}", e.message()),
+    )
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+async fn get_drain(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let m = manager(&node, &name)?;
+    Ok(Json(manager_view(&m).await))
+}
+
+/// Graceful: the manager takes no new sessions; live calls go on until
+/// they end. Aggressive: live calls also move to another manager (a
+/// re-INVITE on both legs), so the drained one empties at once.
+async fn start_drain(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let m = manager(&node, &name)?;
+    // the body is optional: no body means a graceful drain
+    let body: DrainBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DrainBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(e.to_string()))?
+    };
+    let mode = body.mode.unwrap_or_else(|| "graceful".into());
+    if mode != "graceful" && mode != "aggressive" {
+        return Err(ApiError::invalid(format!(
+            "mode: {mode:?} is neither \"graceful\" nor \"aggressive\""
+        )));
+    }
+    m.set_draining(true).await.map_err(unreachable)?;
+    let moved = if mode == "aggressive" {
+        node.calls.migrate_from(&m.name)
+    } else {
+        0
+    };
+    let mut v = manager_view(&m).await;
+    v["mode"] = json!(mode);
+    v["calls_moving"] = json!(moved);
+    Ok((StatusCode::ACCEPTED, Json(v)))
+}
+
+async fn stop_drain(
+    State(node): State<Arc<Node>>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let m = manager(&node, &name)?;
+    m.set_draining(false).await.map_err(unreachable)?;
+    Ok(Json(manager_view(&m).await))
+}
+
+/// Every media session of every manager.
+async fn list_sessions(State(node): State<Arc<Node>>) -> Json<Value> {
+    let mut out = Vec::new();
+    for m in node.calls.media.members() {
+        let Ok(sessions) = m.list_sessions().await else {
+            continue;
+        };
+        for s in sessions {
+            out.push(json!({
+                "manager": m.name,
+                "session_id": s.session_id,
+                "call_id": s.call_id,
+                "leg": s.leg,
+                "local_address": s.local_address,
+                "remote_address": (!s.remote_address.is_empty()).then_some(s.remote_address),
+                "codec": s.codec.map(|c| c.name),
+                "bridged_to": (!s.bridged_to.is_empty()).then_some(s.bridged_to),
+                "packets_received": s.packets_received,
+                "packets_sent": s.packets_sent,
+                "packets_lost": s.packets_lost,
+                "jitter_ms": s.jitter_ms,
+                "mos": s.mos,
+                "age_ms": s.age_ms,
+            }));
+        }
+    }
+    Json(json!(out))
 }
 
 // === calls, CDRs, dialplan ===

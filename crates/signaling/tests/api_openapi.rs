@@ -30,6 +30,9 @@ async fn openapi_document_matches_the_router() {
         "/api/v1/dialplan/validate",
         "/api/v1/trunks",
         "/api/v1/trunks/{name}",
+        "/api/v1/rtpmanagers",
+        "/api/v1/rtpmanagers/{name}/drain",
+        "/api/v1/sessions",
         "/metrics",
     ] {
         assert!(paths.contains_key(p), "{p} not documented");

@@ -26,7 +26,7 @@ use super::{Calls, Event, LegId, LegView, source_text};
 use crate::dialplan::{Action, DialTarget, Route, expand};
 use crate::directory::UserEntry;
 use crate::registrar::Now;
-use anchor::{CallMedia, Served, Until, is_sdp};
+use anchor::{CallMedia, Migration, Served, Until, is_sdp};
 
 /// 2xx retransmission to the caller until its ACK (§13.3.1.4).
 const T1: Duration = Duration::from_millis(500);
@@ -128,6 +128,8 @@ enum Pending {
         /// instead of the other leg's answer.
         answer: Option<Vec<u8>>,
     },
+    /// A re-INVITE moving the leg's media to another RTP manager.
+    Migrate(LegId),
     /// BYE, CANCEL: their answers change nothing.
     Ignore,
 }
@@ -183,6 +185,8 @@ pub(crate) struct Call {
     digits: VecDeque<char>,
     /// Our 2xx to the caller until its ACK: next resend, interval, give-up.
     a_resend: Option<(Instant, Duration, Instant)>,
+    /// A move to another RTP manager in progress.
+    migration: Option<Migration>,
 }
 
 /// The CDR's media counters.
@@ -280,6 +284,7 @@ impl Call {
             media_stats: None,
             digits: VecDeque::new(),
             a_resend: None,
+            migration: None,
         }
     }
 
@@ -709,6 +714,8 @@ impl Call {
                 }
                 // a silent caller while the callee rings: the dial timeout ends it
                 Event::Media { .. } => {}
+                // only answered calls move; a ringing one ends where it is
+                Event::Migrate { .. } => {}
                 Event::Hangup => {
                     self.cancel_forks(first);
                     self.fail_caller(480, "Call Ended By Operator", "system");
@@ -1117,6 +1124,7 @@ impl Call {
                         return;
                     }
                 }
+                Event::Migrate { from } => self.start_migration(w, &from).await,
                 Event::Client { id, code, bytes } => {
                     let Some(p) = self.pending.remove(&id) else {
                         continue;
@@ -1162,15 +1170,26 @@ impl Call {
                                 self.pending.insert(id, Pending::Invite(i));
                             }
                         }
+                        Pending::Migrate(leg) => {
+                            if code < 200 {
+                                self.pending.insert(id, Pending::Migrate(leg));
+                            } else {
+                                self.migration_answer(w, leg, code, &bytes).await;
+                            }
+                        }
                         Pending::Ignore => {}
                     }
                 }
-                Event::ClientFailed { id, code } => {
-                    if let Some(Pending::Relay { tx, req, .. }) = self.pending.remove(&id) {
+                Event::ClientFailed { id, code } => match self.pending.remove(&id) {
+                    Some(Pending::Relay { tx, req, .. }) => {
                         self.calls
                             .respond(&tx, &req, code, switchboard_sip::reason_phrase(code));
                     }
-                }
+                    Some(Pending::Migrate(leg)) => {
+                        self.migration_answer(w, leg, code, &Bytes::new()).await;
+                    }
+                    _ => {}
+                },
                 Event::StrayResponse { leg, resp } => {
                     let key = (matches!(leg, LegId::A), resp.cseq);
                     if (200..300).contains(&resp.code) {

@@ -59,6 +59,8 @@ pub(crate) enum Event {
     ClientFailed { id: u64, code: u16 },
     /// The API asked to end the call.
     Hangup,
+    /// Move the call's media off this RTP manager (aggressive drain).
+    Migrate { from: String },
     /// An event of one of the call's media sessions.
     Media { session: String, event: MediaEvent },
 }
@@ -301,6 +303,25 @@ impl Calls {
             Some(r) => r.mailbox.send(Event::Hangup).is_ok(),
             None => false,
         }
+    }
+
+    /// Asks every live call anchored on `manager` to move to another one;
+    /// returns how many calls were asked.
+    pub fn migrate_from(&self, manager: &str) -> usize {
+        let Ok(routes) = self.routes.lock() else {
+            return 0;
+        };
+        routes
+            .values()
+            .filter(|r| r.leg == LegId::A)
+            .filter(|r| {
+                r.mailbox
+                    .send(Event::Migrate {
+                        from: manager.to_owned(),
+                    })
+                    .is_ok()
+            })
+            .count()
     }
 
     /// Stops taking new calls (they get 503); live calls go on.

@@ -45,6 +45,16 @@ pub(super) struct CallMedia {
     pub(super) record_bridge: Option<String>,
 }
 
+/// A bridged call moving to another RTP manager: new sessions there, a
+/// re-INVITE with the new manager's offer on each leg.
+pub(in crate::calls) struct Migration {
+    mgr: Arc<Manager>,
+    a: String,
+    b: String,
+    a_done: bool,
+    b_done: bool,
+}
+
 /// How a media action's wait ended.
 pub(super) enum Served {
     Done(String),
@@ -364,6 +374,161 @@ impl Call {
                 manager: mgr.name.clone(),
             });
         }
+    }
+
+    // ----------------------------------------------------------------------
+    // aggressive drain: moving a bridged call to another manager
+    // ----------------------------------------------------------------------
+
+    /// Starts moving the call off `from`: sessions on the next healthy
+    /// manager, already bridged, and a re-INVITE with its offer to each leg.
+    pub(super) async fn start_migration(&mut self, w: usize, from: &str) {
+        let Some(media) = self.media.as_ref() else {
+            return;
+        };
+        if media.mgr.name != from || self.migration.is_some() || media.bridged != Some(w) {
+            return;
+        }
+        let Some(to) = self
+            .calls
+            .media
+            .candidates()
+            .into_iter()
+            .find(|m| m.name != from)
+        else {
+            warn!(call_id = %self.invite.call_id, from, "no other RTP manager to move the call to");
+            return;
+        };
+        let call_id = self.invite.call_id.clone();
+        let mut offers = Vec::new();
+        for (leg, remote) in [
+            ("A".to_owned(), self.a.flow.remote),
+            (format!("B{}", w + 1), self.forks[w].dialog.flow.remote),
+        ] {
+            let req = pb::CreateSessionRequest {
+                call_id: call_id.clone(),
+                leg,
+                remote_sdp: String::new(),
+                address_family: family(remote.ip()).into(),
+            };
+            match to.create_session(req).await {
+                Ok(r) => offers.push(r),
+                Err(e) => {
+                    warn!(%call_id, manager = %to.name, cause = %e, "cannot move the call");
+                    for o in &offers {
+                        let _ = to.destroy(&o.session_id).await;
+                    }
+                    return;
+                }
+            }
+        }
+        let (a, b) = (offers.remove(0), offers.remove(0));
+        if let Err(e) = to.bridge(&a.session_id, &b.session_id).await {
+            warn!(%call_id, cause = %e, "cannot move the call");
+            let _ = to.destroy(&a.session_id).await;
+            let _ = to.destroy(&b.session_id).await;
+            return;
+        }
+        self.watch_session(&to, &a.session_id);
+        self.watch_session(&to, &b.session_id);
+        info!(%call_id, from, to = %to.name, "moving the call's media");
+        for (leg, offer) in [(LegId::A, a.local_sdp), (LegId::B(w), b.local_sdp)] {
+            let dialog = match leg {
+                LegId::A => &mut self.a,
+                LegId::B(i) => &mut self.forks[i].dialog,
+            };
+            let (bytes, branch) =
+                dialog.request("INVITE", Some(("application/sdp", offer.as_bytes())), &[]);
+            let flow = dialog.flow;
+            self.send_request(&branch, "INVITE", flow, bytes, Pending::Migrate(leg));
+        }
+        self.migration = Some(Migration {
+            mgr: to,
+            a: a.session_id,
+            b: b.session_id,
+            a_done: false,
+            b_done: false,
+        });
+    }
+
+    /// A leg's answer to the moving re-INVITE. When both legs took the new
+    /// manager, the old sessions go; if one refused, the new ones go.
+    pub(super) async fn migration_answer(
+        &mut self,
+        w: usize,
+        leg: LegId,
+        code: u16,
+        bytes: &Bytes,
+    ) {
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        let session = match leg {
+            LegId::A => m.a.clone(),
+            LegId::B(_) => m.b.clone(),
+        };
+        let mgr = Arc::clone(&m.mgr);
+        let ok = (200..300).contains(&code);
+        if ok && let Ok(Message::Response(resp)) = switchboard_sip::message::parse(bytes) {
+            let (to_a, dialog) = match leg {
+                LegId::A => (true, &self.a),
+                LegId::B(i) => (false, &self.forks[i].dialog),
+            };
+            let ack = Bytes::from(dialog.ack(resp.cseq, None));
+            let flow = dialog.flow;
+            self.ep.send_raw(&flow, ack.clone());
+            self.acks.insert((to_a, resp.cseq), ack);
+            if is_sdp(resp.header("Content-Type"), &resp.body) {
+                let req = pb::UpdateSessionRequest {
+                    session_id: session,
+                    remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                    is_offer: false,
+                };
+                if let Err(e) = mgr.update_session(req).await {
+                    info!(call_id = %self.invite.call_id, cause = %e.message(), "answer to the moving re-INVITE refused");
+                }
+            }
+        }
+        let Some(m) = self.migration.as_mut() else {
+            return;
+        };
+        match leg {
+            LegId::A => m.a_done = true,
+            LegId::B(_) => m.b_done = true,
+        }
+        if !ok {
+            // stay where we are; a leg that did move is brought back by
+            // the next re-INVITE from either side (rare: a phone refusing
+            // a plain re-INVITE)
+            warn!(call_id = %self.invite.call_id, code, "a leg refused the move; media stays");
+            if let Some(m) = self.migration.take() {
+                let _ = m.mgr.destroy(&m.a).await;
+                let _ = m.mgr.destroy(&m.b).await;
+            }
+            return;
+        }
+        if !(m.a_done && m.b_done) {
+            return;
+        }
+        let Some(m) = self.migration.take() else {
+            return;
+        };
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        let old = Arc::clone(&media.mgr);
+        let (old_a, old_b) = (media.a.clone(), media.b.get(w).cloned().flatten());
+        media.mgr = m.mgr;
+        media.a = m.a;
+        if media.b.len() <= w {
+            media.b.resize(w + 1, None);
+        }
+        media.b[w] = Some(m.b);
+        let _ = old.destroy(&old_a).await;
+        if let Some(b) = old_b {
+            let _ = old.destroy(&b).await;
+        }
+        info!(call_id = %self.invite.call_id, from = %old.name, to = %media.mgr.name, "call moved");
     }
 
     // ----------------------------------------------------------------------
