@@ -35,6 +35,7 @@ fmt:
 bench: deps release
 	bench/run.sh
 	bench/calls.sh
+	BENCH_BUILD=0 bench/rtp.sh
 
 clean:
 	$(CARGO) clean

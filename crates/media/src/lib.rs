@@ -7,6 +7,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod rtcp;
 pub mod rtp_header;
 pub mod stats;
 pub mod wav;

@@ -176,6 +176,7 @@ impl Config {
             audio_path: self.audio_path.clone(),
             record_path: self.record_path.clone(),
             rtp_timeout: Duration::from_secs(self.rtp_timeout.max(1)),
+            rtcp_interval: crate::engine::RTCP_INTERVAL,
         })
     }
 }

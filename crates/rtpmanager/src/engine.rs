@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use switchboard_media::dtmf::{DtmfDetector, TelephoneEvent};
 use switchboard_media::g711::Codec;
+use switchboard_media::rtcp;
 use switchboard_media::rtp_header::{RtpView, is_rtcp, write_header};
 use switchboard_media::stats::{ReceiveStats, mos_estimate};
 use switchboard_media::wav::{self, WavRecorder};
@@ -41,6 +42,9 @@ const PTIME_MS: u32 = 20;
 /// A latched source that has been silent this long may be replaced by a
 /// new one (a phone that changed address or NAT binding).
 const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// How often each leg gets our RTCP report by default (RFC 3550 §6.2:
+/// 5 s minimum).
+pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One local address family the engine serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub struct EngineConfig {
     pub record_path: PathBuf,
     /// No RTP for this long is reported as an `RtpTimeout` event.
     pub rtp_timeout: Duration,
+    /// How often each leg gets our RTCP report.
+    pub rtcp_interval: Duration,
 }
 
 /// What went wrong, mapped one-to-one onto gRPC status codes by the service.
@@ -232,6 +238,12 @@ struct State {
     timeout_reported: bool,
     dropped: u64,
     rtcp_received: u64,
+    /// The SSRC the leg sends with (for our reception reports).
+    remote_ssrc: Option<u32>,
+    /// The leg's last sender report: NTP middle 32 bits, when received.
+    last_sr: Option<(u32, Instant)>,
+    /// Our packet count at the previous report (SR only when it grew).
+    reported_packets: u64,
 }
 
 /// A recording attached to a session.
@@ -444,6 +456,9 @@ impl Engine {
             timeout_reported: false,
             dropped: 0,
             rtcp_received: 0,
+            remote_ssrc: None,
+            last_sr: None,
+            reported_packets: 0,
         };
         let media = LocalMedia {
             address: local.ip(),
@@ -478,7 +493,7 @@ impl Engine {
         });
         lock(&self.inner.sessions).insert(id.clone(), session.clone());
         tokio::spawn(rtp_loop(session.clone(), self.inner.events.clone()));
-        tokio::spawn(rtcp_loop(session.clone()));
+        tokio::spawn(rtcp_loop(session.clone(), self.inner.config.rtcp_interval));
         debug!(session = %id, %call_id, leg, %local, "session created");
         Ok(Created {
             session_id: id.to_string(),
@@ -857,6 +872,47 @@ impl State {
         self.mode = mode;
     }
 
+    /// Our compound RTCP report for the leg and where it goes.
+    fn rtcp_report(&mut self, cname: &str) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.remote_rtcp?;
+        let ssrc = self.out.ssrc;
+        let now = Instant::now();
+        let sender = (self.out.packets > self.reported_packets).then(|| {
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            rtcp::SenderInfo {
+                ntp: rtcp::ntp_from_unix(unix),
+                rtp_timestamp: self.out.position(now),
+                packets: self.out.packets as u32,
+                octets: self.out.octets as u32,
+            }
+        });
+        self.reported_packets = self.out.packets;
+        let block = match self.remote_ssrc {
+            Some(ssrc) if self.stats.packets() > 0 => {
+                let (last_sr, delay) = match self.last_sr {
+                    Some((middle, at)) => {
+                        let d = now.saturating_duration_since(at);
+                        (middle, (d.as_secs_f64() * 65536.0) as u32)
+                    }
+                    None => (0, 0),
+                };
+                Some(rtcp::ReportBlock {
+                    ssrc,
+                    fraction_lost: self.stats.take_interval_fraction_lost(),
+                    cumulative_lost: i32::try_from(self.stats.lost()).unwrap_or(i32::MAX),
+                    extended_highest_seq: self.stats.extended_max_seq(),
+                    jitter: self.stats.jitter_rtp_units(),
+                    last_sr,
+                    delay_since_last_sr: delay,
+                })
+            }
+            _ => None,
+        };
+        Some((to, rtcp::compound_report(ssrc, sender, block, cname)))
+    }
+
     /// Whether the leg wants our audio (RFC 3264 §5.1 directions).
     fn may_send(&self) -> bool {
         matches!(
@@ -1033,6 +1089,7 @@ fn on_rtp(
         }
         st.latched = true;
         st.last_rx = now;
+        st.remote_ssrc = Some(rtp.ssrc());
         st.timeout_reported = false;
         let arrival = (now.saturating_duration_since(session.created).as_micros() / 125) as u32;
         st.stats.on_packet(rtp.sequence(), rtp.timestamp(), arrival);
@@ -1115,21 +1172,39 @@ fn record(rec: &mut Recorder, samples: &[i16]) {
     }
 }
 
-/// RTCP from the leg: counted and latched. Reports are not relayed, since
-/// the far leg hears our SSRC and numbering, not the source's.
-async fn rtcp_loop(session: Arc<Session>) {
+/// RTCP of one leg. Incoming reports are counted and latched (an SR's
+/// time is kept for our LSR/DLSR); they are not relayed, since the far leg
+/// hears our SSRC and numbering, not the source's. Every
+/// `interval` the leg gets our own compound report: SR while we
+/// send to it (else RR), a reception report of its stream, SDES CNAME.
+async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
     let mut buf = vec![0u8; 1500];
+    // spread the sessions' reports over the interval instead of sending
+    // them all at once
+    let spread = interval.as_millis().max(1) as u64;
+    let offset = Duration::from_millis(u64::from(rand::random::<u16>()) % spread);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + interval + offset, interval);
+    let cname = format!("{}@{}", session.id, session.local.ip());
     loop {
-        let from = tokio::select! {
-            r = session.rtcp.recv_from(&mut buf) => match r {
-                Ok((_, from)) => from,
-                Err(_) => continue,
-            },
+        tokio::select! {
+            r = session.rtcp.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let mut st = lock(&session.state);
+                st.rtcp_received += 1;
+                st.remote_rtcp = Some(from);
+                if let Some((_, middle)) = rtcp::parse_sender_report(&buf[..n]) {
+                    st.last_sr = Some((middle, Instant::now()));
+                }
+            }
+            _ = tick.tick() => {
+                let report = lock(&session.state).rtcp_report(&cname);
+                if let Some((to, bytes)) = report {
+                    let _ = session.rtcp.try_send_to(&bytes, to);
+                }
+            }
             _ = session.cancel.cancelled() => return,
-        };
-        let mut st = lock(&session.state);
-        st.rtcp_received += 1;
-        st.remote_rtcp = Some(from);
+        }
     }
 }
 

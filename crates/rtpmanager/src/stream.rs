@@ -99,6 +99,18 @@ impl OutStream {
         (out_seq, out_ts, marker)
     }
 
+    /// The stream's RTP timestamp at `now` (for an RTCP sender report):
+    /// the last one sent, advanced by the time since.
+    pub fn position(&self, now: Instant) -> u32 {
+        match self.last_at {
+            Some(at) => {
+                let ms = now.saturating_duration_since(at).as_millis() as u64;
+                self.last_ts.wrapping_add((ms * UNITS_PER_MS) as u32)
+            }
+            None => self.last_ts,
+        }
+    }
+
     /// Forgets the current source: the next packet of any source starts a
     /// new talkspurt (used when a session is re-bridged to the same peer).
     pub fn reset_source(&mut self) {

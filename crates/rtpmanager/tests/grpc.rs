@@ -51,6 +51,7 @@ async fn manager_with(addresses: &[&str], ports: (u16, u16), timeout: Duration) 
         audio_path: audio_dir(),
         record_path: record_dir.clone(),
         rtp_timeout: timeout,
+        rtcp_interval: Duration::from_millis(300),
     };
     let engine = Engine::new(config).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -795,4 +796,66 @@ async fn an_ipv6_phone_talks_to_an_ipv4_phone() {
         .await;
     let got = p6.recv(Duration::from_secs(2)).await.expect("v4 → v6");
     assert_eq!(got.payload, vec![2; 160]);
+}
+
+#[tokio::test]
+async fn each_leg_gets_rtcp_sender_reports_about_its_stream() {
+    use switchboard_media::rtcp;
+    let mut m = manager(9).await;
+    let phone = Phone::on("127.0.0.1").await;
+    let rtcp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let a = create(&mut m, "caller", Some(phone.offer(&[(0, "PCMU")], None))).await;
+    m.client
+        .echo(pb::EchoRequest {
+            session_id: a.session_id.clone(),
+        })
+        .await
+        .unwrap();
+    let to = rtp_addr(&a.local_sdp);
+    for i in 0..20u16 {
+        phone
+            .send(to, 0, 500 + i, 160 * u32::from(i), i == 0, &[0xff; 160])
+            .await;
+    }
+    // the phone's own SR, from its RTCP socket: latches our reports there
+    let phone_sr = rtcp::compound_report(
+        phone.ssrc,
+        Some(rtcp::SenderInfo {
+            ntp: 0x0102_0304_0506_0708,
+            rtp_timestamp: 3200,
+            packets: 20,
+            octets: 3200,
+        }),
+        None,
+        "phone",
+    );
+    let rtcp_to = SocketAddr::new(to.ip(), to.port() + 1);
+    rtcp_sock.send_to(&phone_sr, rtcp_to).await.unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(3), rtcp_sock.recv_from(&mut buf))
+        .await
+        .expect("an RTCP report within 3 s")
+        .unwrap();
+    let r = &buf[..n];
+    assert_eq!(from, rtcp_to, "sent from the session's RTCP port");
+    assert!(rtcp::is_valid_compound(r), "{r:?}");
+    assert_eq!(
+        r[1],
+        rtcp::PT_SR,
+        "we echoed RTP to the leg: a sender report"
+    );
+    assert_eq!(r[0] & 0x1f, 1, "one report block");
+    // the block reports the phone's stream
+    assert_eq!(&r[28..32], &phone.ssrc.to_be_bytes());
+    assert_eq!(
+        u32::from_be_bytes([r[36], r[37], r[38], r[39]]) & 0xffff,
+        519
+    );
+    assert_eq!(
+        &r[44..48],
+        &0x0304_0506u32.to_be_bytes(),
+        "LSR: middle of the phone's NTP"
+    );
+    // our packet count is the echoed packets
+    assert_eq!(u32::from_be_bytes([r[20], r[21], r[22], r[23]]), 20);
 }

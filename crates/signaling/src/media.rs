@@ -362,6 +362,7 @@ fn embedded_engine(config: &Config) -> anyhow::Result<Engine> {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("recordings")),
         rtp_timeout: Duration::from_secs(config.rtp_timeout),
+        rtcp_interval: switchboard_rtpmanager::engine::RTCP_INTERVAL,
     })?;
     Ok(engine)
 }

@@ -511,6 +511,7 @@ async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
             audio_path: audio_dir(),
             record_path: std::env::temp_dir(),
             rtp_timeout: Duration::from_secs(60),
+            rtcp_interval: switchboard_rtpmanager::engine::RTCP_INTERVAL,
         })
         .expect("engine");
         let listener = tokio::net::TcpListener::bind((LO, 0)).await.expect("bind");
