@@ -1026,28 +1026,39 @@ impl Session {
 
 /// Receives the leg's RTP until the session stops.
 async fn rtp_loop(session: Arc<Session>, events: broadcast::Sender<Event>) {
-    let mut buf = vec![0u8; 2048];
-    let mut out = Vec::with_capacity(2048);
-    let mut payload = Vec::with_capacity(1024);
-    let mut samples = Vec::with_capacity(1024);
-    loop {
-        let (n, from) = tokio::select! {
-            r = session.rtp.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                // ICMP errors of earlier sends surface here; keep serving
-                Err(_) => continue,
-            },
-            _ = session.cancel.cancelled() => return,
-        };
-        on_rtp(
-            &session,
-            &buf[..n],
-            from,
-            &events,
-            &mut out,
-            &mut payload,
-            &mut samples,
-        );
+    let cancel = session.cancel.clone();
+    // the cancellation future is made once, not per packet; each wake-up
+    // drains every datagram queued on the socket
+    let serve = async {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(2048);
+        let mut payload = Vec::with_capacity(1024);
+        let mut samples = Vec::with_capacity(1024);
+        loop {
+            if session.rtp.readable().await.is_err() {
+                continue;
+            }
+            loop {
+                match session.rtp.try_recv_from(&mut buf) {
+                    Ok((n, from)) => on_rtp(
+                        &session,
+                        &buf[..n],
+                        from,
+                        &events,
+                        &mut out,
+                        &mut payload,
+                        &mut samples,
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ICMP errors of earlier sends surface here; keep serving
+                    Err(_) => continue,
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = serve => {}
     }
 }
 

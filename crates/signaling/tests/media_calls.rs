@@ -630,3 +630,33 @@ async fn aggressive_drain_moves_a_live_call_and_audio_keeps_flowing() {
         m.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_port_range_answers_new_calls_503() {
+    // one RTP/RTCP pair: the first call takes it, the second cannot be anchored
+    let s = media_server("media-exhausted", |c| {
+        c.rtp_port_min = 19990;
+        c.rtp_port_max = 19991;
+    })
+    .await;
+    let a = Phone::on(LO).await;
+    let first = alice_calls(&s, LO, "media_uac.xml", "600", &a, Codec::Pcmu, 1500);
+    sessions(&s, &["A"]).await;
+    let second = sipp(
+        "call_503_uac.xml",
+        s.sip,
+        LO,
+        &["-s", "600", "-au", "alice", "-ap", "alice-secret"],
+    )
+    .await;
+    assert!(second.status.success(), "the second call did not get 503");
+    assert!(first.await.expect("sipp task"), "the first call failed");
+    // once the first call is over its pair is free again
+    let b = Phone::on(LO).await;
+    let third = alice_calls(&s, LO, "media_uac.xml", "600", &b, Codec::Pcmu, 200);
+    assert!(
+        third.await.expect("sipp task"),
+        "the freed pair was not reused"
+    );
+    s.stop().await;
+}
