@@ -262,6 +262,7 @@ impl MediaPool {
             return Ok(MediaPool::embedded(embedded_engine(config)?));
         }
         let mut members = Vec::new();
+        info!(managers = ?config.rtpmanager_addrs, "media anchored by external RTP managers");
         for m in &config.rtpmanager_addrs {
             let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
@@ -350,8 +351,32 @@ fn embedded_engine(config: &Config) -> anyhow::Result<Engine> {
         }
     }
     let addresses: Vec<RtpAddress> =
-        switchboard_rtpmanager::config::rtp_addresses(&bind, &config.rtp_advertise_addr)
-            .map_err(anyhow::Error::msg)?;
+        match switchboard_rtpmanager::config::rtp_addresses(&bind, &config.rtp_advertise_addr) {
+            Ok(a) => a,
+            // a wildcard BIND on a host without a route: loopback still
+            // works for phones on this host, so start and say so
+            Err(e) if config.rtp_advertise_addr.is_empty() => {
+                warn!("{e}; advertising loopback in SDP until RTP_ADVERTISE_ADDR is set");
+                let loopback: Vec<IpAddr> = bind
+                    .iter()
+                    .map(|b| {
+                        if b.is_ipv6() {
+                            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                        } else {
+                            IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+                        }
+                    })
+                    .collect();
+                switchboard_rtpmanager::config::rtp_addresses(&bind, &loopback)
+                    .map_err(anyhow::Error::msg)?
+            }
+            Err(e) => return Err(anyhow::Error::msg(e)),
+        };
+    info!(
+        advertise = ?addresses.iter().map(|a| a.advertise).collect::<Vec<_>>(),
+        ports = %format!("{}-{}", config.rtp_port_min, config.rtp_port_max),
+        "media anchored by the embedded RTP engine"
+    );
     let engine = Engine::new(EngineConfig {
         addresses,
         port_min: config.rtp_port_min,
