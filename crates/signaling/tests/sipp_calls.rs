@@ -287,6 +287,38 @@ async fn forked_call_answered_by_one_phone_cancels_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_that_rings_after_the_answer_is_still_cancelled() {
+    let (desk, mobile) = (free_port(LO), free_port(LO));
+    let s = two_phones("call-fork-late", desk, 10).await;
+    let reg = sipp_on(
+        "register_auth.xml",
+        s.sip,
+        LO,
+        mobile,
+        &["-s", "bob", "-au", "bob", "-ap", "bob-secret"],
+    )
+    .await;
+    assert!(reg.status.success());
+    let answers = spawn_sipp_uas("callee_answer.xml", LO, desk);
+    let rings = spawn_sipp_uas("callee_ring_late_cancelled.xml", LO, mobile);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        call(&s, "call_uac.xml", "1002").await,
+        "caller scenario failed"
+    );
+    assert!(
+        wait_sipp(answers, "callee_answer.xml").await,
+        "answering phone failed"
+    );
+    assert!(
+        wait_sipp(rings, "callee_ring_late_cancelled.xml").await,
+        "the late phone was not cancelled"
+    );
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmitted_invite_and_200_make_one_call() {
     let port = free_port(LO);
     let s = two_phones("call-retrans", port, 10).await;

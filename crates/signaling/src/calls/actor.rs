@@ -1159,14 +1159,9 @@ impl Call {
                                     .await;
                             }
                         }
+                        Pending::Invite(i) if i != w => self.late_fork_answer(id, i, code, &bytes),
                         Pending::Invite(i) => {
-                            if (200..300).contains(&code) && i != w {
-                                if let Ok(Message::Response(resp)) = message::parse(&bytes) {
-                                    self.forks[i].dialog.uac_confirm(&resp);
-                                }
-                                self.ack_fork(i, None);
-                                self.bye_fork(i);
-                            } else if code < 200 {
+                            if code < 200 {
                                 self.pending.insert(id, Pending::Invite(i));
                             }
                         }

@@ -717,8 +717,10 @@ impl Call {
         }
     }
 
-    /// A fork's answer after the dial that made it is over: 2xx gets
-    /// ACK + BYE.
+    /// A fork's answer after the dial that made it is over (another fork
+    /// won, or the caller gave up): a 2xx gets ACK + BYE, a provisional
+    /// gets the CANCEL it is owed (one cannot be sent before the fork's
+    /// first provisional, RFC 3261 §9.1), a final ends the fork.
     pub(super) fn late_fork_answer(&mut self, id: u64, i: usize, code: u16, bytes: &Bytes) {
         if (200..300).contains(&code) {
             if let Ok(Message::Response(resp)) = switchboard_sip::message::parse(bytes) {
@@ -727,9 +729,16 @@ impl Call {
             self.ack_fork(i, None);
             self.bye_fork(i);
         } else if code < 200 {
+            if self.forks[i].state == ForkState::Trying {
+                self.forks[i].state = ForkState::Early;
+            }
+            if self.forks[i].cancel_wanted && !self.forks[i].cancel_sent {
+                self.cancel_fork(i);
+            }
             self.pending.insert(id, Pending::Invite(i));
         } else {
             self.forks[i].state = ForkState::Done;
+            self.forks[i].final_code = Some(code);
         }
     }
 
