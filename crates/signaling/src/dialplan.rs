@@ -321,32 +321,44 @@ fn string(
     }
 }
 
+/// `one` (a string) and `many` (a list of strings) together, each with the
+/// path that names it in errors.
+fn one_or_many(
+    map: &serde_json::Map<String, Value>,
+    one: &str,
+    many: &str,
+    at: &str,
+) -> Result<Vec<(String, String)>, DialplanError> {
+    let mut out = Vec::new();
+    if let Some(v) = string(map, one, at)? {
+        out.push((format!("{at}.params.{one}"), v));
+    }
+    match map.get(many) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (k, v) in list.iter().enumerate() {
+                let here = format!("{at}.params.{many}[{k}]");
+                match v {
+                    Value::String(s) => out.push((here, s.clone())),
+                    _ => return Err(err(here, "must be a string")),
+                }
+            }
+        }
+        Some(_) => {
+            return Err(err(
+                format!("{at}.params.{many}"),
+                "must be a list of strings",
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn action(a: &ActionFile, at: &str, vars: &mut HashSet<String>) -> Result<Action, DialplanError> {
     match a.kind.as_str() {
         "dial" => {
             let p = params(a, at, &["target", "targets", "timeout"])?;
-            let mut raw = Vec::new();
-            if let Some(t) = string(&p, "target", at)? {
-                raw.push((format!("{at}.params.target"), t));
-            }
-            match p.get("targets") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(list)) => {
-                    for (k, v) in list.iter().enumerate() {
-                        let here = format!("{at}.params.targets[{k}]");
-                        match v {
-                            Value::String(s) => raw.push((here, s.clone())),
-                            _ => return Err(err(here, "must be a string")),
-                        }
-                    }
-                }
-                Some(_) => {
-                    return Err(err(
-                        format!("{at}.params.targets"),
-                        "must be a list of strings",
-                    ));
-                }
-            }
+            let raw = one_or_many(&p, "target", "targets", at)?;
             if raw.is_empty() {
                 return Err(err(format!("{at}.params"), "dial needs a target"));
             }
@@ -433,28 +445,7 @@ fn action(a: &ActionFile, at: &str, vars: &mut HashSet<String>) -> Result<Action
         }
         "play_audio" => {
             let p = params(a, at, &["file", "files", "repeat"])?;
-            let mut files = Vec::new();
-            if let Some(f) = string(&p, "file", at)? {
-                files.push((format!("{at}.params.file"), f));
-            }
-            match p.get("files") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(list)) => {
-                    for (k, v) in list.iter().enumerate() {
-                        let here = format!("{at}.params.files[{k}]");
-                        match v {
-                            Value::String(s) => files.push((here, s.clone())),
-                            _ => return Err(err(here, "must be a string")),
-                        }
-                    }
-                }
-                Some(_) => {
-                    return Err(err(
-                        format!("{at}.params.files"),
-                        "must be a list of strings",
-                    ));
-                }
-            }
+            let files = one_or_many(&p, "file", "files", at)?;
             if files.is_empty() {
                 return Err(err(format!("{at}.params"), "play_audio needs a file"));
             }

@@ -282,6 +282,42 @@ async fn dtmf(phone: &Phone, to: SocketAddr, digit: char, seq: &mut u16) {
     }
 }
 
+/// A call from alice to bob with both phones' media in the test's hands:
+/// bob (registered from 127.0.0.1) answers with `callee_xml` in
+/// `bob_codec`, alice (on `alice_ip`) calls `to` with `caller_xml` in
+/// `alice_codec` and talks for `talk_ms`.
+struct TwoPhones {
+    a: Phone,
+    b: Phone,
+    bob: tokio::process::Child,
+    call: tokio::task::JoinHandle<bool>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn alice_calls_bob(
+    s: &TestServer,
+    alice_ip: IpAddr,
+    caller_xml: &'static str,
+    to: &str,
+    alice_codec: Codec,
+    callee_xml: &str,
+    bob_codec: Codec,
+    talk_ms: u32,
+) -> TwoPhones {
+    let bob_port = free_port(LO);
+    register_bob(s, LO, bob_port).await;
+    let (a, b) = (Phone::on(alice_ip).await, Phone::on(LO).await);
+    let bob = spawn_sipp_uas_with(
+        callee_xml,
+        LO,
+        bob_port,
+        &["-inf", &b.csv(&s.dir, bob_codec)],
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let call = alice_calls(s, alice_ip, caller_xml, to, &a, alice_codec, talk_ms);
+    TwoPhones { a, b, bob, call }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_500_hears_the_demo_prompt() {
     let s = media_server("media-500", |_| {}).await;
@@ -316,18 +352,18 @@ async fn a_call_to_500_hears_the_demo_prompt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridged_call_transcodes_both_ways_and_relays_dtmf() {
     let s = media_server("media-bridge", |_| {}).await;
-    let bob_port = free_port(LO);
-    register_bob(&s, LO, bob_port).await;
-    let (a, b) = (Phone::on(LO).await, Phone::on(LO).await);
     // bob's phone answers PCMU; alice offers PCMA only
-    let bob = spawn_sipp_uas_with(
-        "media_callee.xml",
+    let TwoPhones { a, b, bob, call } = alice_calls_bob(
+        &s,
         LO,
-        bob_port,
-        &["-inf", &b.csv(&s.dir, Codec::Pcmu)],
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let call = alice_calls(&s, LO, "media_uac.xml", "1002", &a, Codec::Pcma, 3000);
+        "media_uac.xml",
+        "1002",
+        Codec::Pcma,
+        "media_callee.xml",
+        Codec::Pcmu,
+        3000,
+    )
+    .await;
     let list = sessions(&s, &["A", "B1"]).await;
     let (to_a, to_b) = (leg_addr(&list, "A"), leg_addr(&list, "B1"));
 
@@ -386,17 +422,17 @@ async fn a_bridged_call_transcodes_both_ways_and_relays_dtmf() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ivr_reads_digits_then_dials_them() {
     let s = media_server("media-ivr", |_| {}).await;
-    let bob_port = free_port(LO);
-    register_bob(&s, LO, bob_port).await;
-    let (a, b) = (Phone::on(LO).await, Phone::on(LO).await);
-    let bob = spawn_sipp_uas_with(
-        "media_callee.xml",
+    let TwoPhones { a, bob, call, .. } = alice_calls_bob(
+        &s,
         LO,
-        bob_port,
-        &["-inf", &b.csv(&s.dir, Codec::Pcmu)],
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let call = alice_calls(&s, LO, "media_uac.xml", "7", &a, Codec::Pcmu, 3000);
+        "media_uac.xml",
+        "7",
+        Codec::Pcmu,
+        "media_callee.xml",
+        Codec::Pcmu,
+        3000,
+    )
+    .await;
     let list = sessions(&s, &["A"]).await;
     let to_a = leg_addr(&list, "A");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -465,17 +501,17 @@ async fn silence_ends_the_call_with_an_rtp_timeout_cdr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipv6_phone_calls_an_ipv4_phone() {
     let s = media_server("media-v6", |c| c.bind = vec![LO, LO6]).await;
-    let bob_port = free_port(LO);
-    register_bob(&s, LO, bob_port).await;
-    let (a, b) = (Phone::on(LO6).await, Phone::on(LO).await);
-    let bob = spawn_sipp_uas_with(
+    let TwoPhones { a, b, bob, call } = alice_calls_bob(
+        &s,
+        LO6,
+        "media_uac.xml",
+        "1002",
+        Codec::Pcmu,
         "media_callee.xml",
-        LO,
-        bob_port,
-        &["-inf", &b.csv(&s.dir, Codec::Pcmu)],
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let call = alice_calls(&s, LO6, "media_uac.xml", "1002", &a, Codec::Pcmu, 2500);
+        Codec::Pcmu,
+        2500,
+    )
+    .await;
     let list = sessions(&s, &["A", "B1"]).await;
     let (to_a, to_b) = (leg_addr(&list, "A"), leg_addr(&list, "B1"));
     assert!(to_a.is_ipv6(), "alice's leg on ::1: {to_a}");
@@ -536,17 +572,17 @@ async fn aggressive_drain_moves_a_live_call_and_audio_keeps_flowing() {
     let (status, list) = s.http("GET", "/api/v1/rtpmanagers", None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
-    let bob_port = free_port(LO);
-    register_bob(&s, LO, bob_port).await;
-    let (a, b) = (Phone::on(LO).await, Phone::on(LO).await);
-    let bob = spawn_sipp_uas_with(
-        "media_callee_moved.xml",
+    let TwoPhones { a, b, bob, call } = alice_calls_bob(
+        &s,
         LO,
-        bob_port,
-        &["-inf", &b.csv(&s.dir, Codec::Pcmu)],
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let call = alice_calls(&s, LO, "media_uac_moved.xml", "1002", &a, Codec::Pcmu, 2500);
+        "media_uac_moved.xml",
+        "1002",
+        Codec::Pcmu,
+        "media_callee_moved.xml",
+        Codec::Pcmu,
+        2500,
+    )
+    .await;
     let list = sessions(&s, &["A", "B1"]).await;
     let first = list[0]["manager"].as_str().expect("manager").to_owned();
     assert!(

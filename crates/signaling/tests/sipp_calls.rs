@@ -246,10 +246,11 @@ async fn hold_re_invite_is_relayed_both_ways() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forked_call_answered_by_one_phone_cancels_the_other() {
+/// bob registered from two phones (`desk_xml` and `mobile_xml` answer on
+/// them); alice calls him and every scenario must pass.
+async fn call_bobs_two_phones(name: &str, desk_xml: &str, mobile_xml: &str) -> TestServer {
     let (desk, mobile) = (free_port(LO), free_port(LO));
-    let s = two_phones("call-fork", desk, 10).await;
+    let s = two_phones(name, desk, 10).await;
     let reg = sipp_on(
         "register_auth.xml",
         s.sip,
@@ -260,21 +261,29 @@ async fn forked_call_answered_by_one_phone_cancels_the_other() {
     .await;
     assert!(reg.status.success());
     assert_eq!(s.contacts("bob").await.len(), 2, "two phones registered");
-    let answers = spawn_sipp_uas("callee_answer.xml", LO, desk);
-    let rings = spawn_sipp_uas("callee_ring_cancelled.xml", LO, mobile);
+    let desk_phone = spawn_sipp_uas(desk_xml, LO, desk);
+    let mobile_phone = spawn_sipp_uas(mobile_xml, LO, mobile);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         call(&s, "call_uac.xml", "1002").await,
         "caller scenario failed"
     );
+    assert!(wait_sipp(desk_phone, desk_xml).await, "{desk_xml} failed");
     assert!(
-        wait_sipp(answers, "callee_answer.xml").await,
-        "answering phone failed"
+        wait_sipp(mobile_phone, mobile_xml).await,
+        "{mobile_xml} failed"
     );
-    assert!(
-        wait_sipp(rings, "callee_ring_cancelled.xml").await,
-        "the other phone was not cancelled"
-    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_call_answered_by_one_phone_cancels_the_other() {
+    let s = call_bobs_two_phones(
+        "call-fork",
+        "callee_answer.xml",
+        "callee_ring_cancelled.xml",
+    )
+    .await;
     let cdr = only_cdr(&s).await;
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(
@@ -288,32 +297,13 @@ async fn forked_call_answered_by_one_phone_cancels_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_that_rings_after_the_answer_is_still_cancelled() {
-    let (desk, mobile) = (free_port(LO), free_port(LO));
-    let s = two_phones("call-fork-late", desk, 10).await;
-    let reg = sipp_on(
-        "register_auth.xml",
-        s.sip,
-        LO,
-        mobile,
-        &["-s", "bob", "-au", "bob", "-ap", "bob-secret"],
+    // the late phone's scenario passes only if it gets its CANCEL
+    let s = call_bobs_two_phones(
+        "call-fork-late",
+        "callee_answer.xml",
+        "callee_ring_late_cancelled.xml",
     )
     .await;
-    assert!(reg.status.success());
-    let answers = spawn_sipp_uas("callee_answer.xml", LO, desk);
-    let rings = spawn_sipp_uas("callee_ring_late_cancelled.xml", LO, mobile);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        call(&s, "call_uac.xml", "1002").await,
-        "caller scenario failed"
-    );
-    assert!(
-        wait_sipp(answers, "callee_answer.xml").await,
-        "answering phone failed"
-    );
-    assert!(
-        wait_sipp(rings, "callee_ring_late_cancelled.xml").await,
-        "the late phone was not cancelled"
-    );
     no_live_calls(&s).await;
     s.stop().await;
 }
