@@ -235,7 +235,6 @@ struct State {
     stats: ReceiveStats,
     dtmf: DtmfDetector,
     recorder: Option<Recorder>,
-    timeout_reported: bool,
     dropped: u64,
     rtcp_received: u64,
     /// The SSRC the leg sends with (for our reception reports).
@@ -453,7 +452,6 @@ impl Engine {
             stats: ReceiveStats::default(),
             dtmf: DtmfDetector::new(),
             recorder: None,
-            timeout_reported: false,
             dropped: 0,
             rtcp_received: 0,
             remote_ssrc: None,
@@ -860,7 +858,6 @@ impl State {
         }
         self.te_pt = d.telephone_event;
         self.remote_direction = d.direction;
-        self.timeout_reported = false;
         self.last_rx = Instant::now();
     }
 
@@ -1101,7 +1098,6 @@ fn on_rtp(
         st.latched = true;
         st.last_rx = now;
         st.remote_ssrc = Some(rtp.ssrc());
-        st.timeout_reported = false;
         let arrival = (now.saturating_duration_since(session.created).as_micros() / 125) as u32;
         st.stats.on_packet(rtp.sequence(), rtp.timestamp(), arrival);
         let is_event = st.te_pt == Some(pt) || (st.te_pt.is_none() && pt == OFFER_TE_PT);
@@ -1323,11 +1319,10 @@ async fn sweep(inner: Weak<Inner>) {
                 st.remote_direction,
                 Direction::SendRecv | Direction::SendOnly
             );
-            if expects_rtp
-                && !st.timeout_reported
-                && now.saturating_duration_since(st.last_rx) >= timeout
-            {
-                st.timeout_reported = true;
+            if expects_rtp && now.saturating_duration_since(st.last_rx) >= timeout {
+                // reported again after each further period of silence: a
+                // call that ignored the first (still ringing) hears the next
+                st.last_rx = now;
                 drop(st);
                 info!(session = %s.id, call_id = %s.call_id, "RTP timeout");
                 let _ = inner.events.send(Event {
