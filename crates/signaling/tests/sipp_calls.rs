@@ -701,6 +701,33 @@ async fn known_user_without_a_registration_gets_480() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dialog_message_and_update_are_relayed() {
+    let port = free_port(LO);
+    let s = two_phones("call-message", port, 10).await;
+    let cdr = call_between(
+        &s,
+        port,
+        "callee_message.xml",
+        &[],
+        "call_message_uac.xml",
+        "1002",
+    )
+    .await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_eq!(
+        metric(
+            &s,
+            "switchboard_sip_requests_sent_total{method=\"MESSAGE\"}"
+        )
+        .await,
+        Some(1),
+        "one MESSAGE relayed"
+    );
+    no_live_calls(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_dialog_info_is_relayed_with_its_body() {
     let port = free_port(LO);
     let s = two_phones("call-info", port, 10).await;

@@ -127,20 +127,22 @@ impl Transports {
         receiver: Arc<dyn Receive>,
         shutdown: CancellationToken,
     ) -> io::Result<Arc<Self>> {
-        let mut udp = Vec::new();
-        let mut listeners = Vec::new();
         // Port 0 (tests): the first socket picks a free port and every
         // other address and TCP reuse it, so one number describes the
-        // endpoint as it does in production.
-        let mut port = config.port;
-        for ip in &config.addrs {
-            let udp_socket = bind_udp(SocketAddr::new(*ip, port))?;
-            port = udp_socket.local_addr()?.port();
-            let listener = bind_tcp(SocketAddr::new(*ip, port))?;
-            info!(udp = %udp_socket.local_addr()?, tcp = %listener.local_addr()?, "SIP transport listening");
-            udp.push(Arc::new(udp_socket));
-            listeners.push(listener);
-        }
+        // endpoint as it does in production. The number the kernel picked
+        // for UDP may be taken for TCP (an outgoing connection's ephemeral
+        // port): then the kernel is asked again.
+        let mut attempt = 0;
+        let (udp, listeners) = loop {
+            match bind_all(&config.addrs, config.port) {
+                Err(e)
+                    if config.port == 0 && e.kind() == io::ErrorKind::AddrInUse && attempt < 20 =>
+                {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         let tcp_local = listeners
             .iter()
             .map(|l| l.local_addr())
@@ -376,6 +378,25 @@ impl Transports {
         let table = self.conns.lock().ok()?;
         table.by_id.get(&id).map(|c| (c.remote, c.local))
     }
+}
+
+/// UDP and TCP on `port` on every address (`0`: the port the first UDP
+/// socket gets).
+fn bind_all(
+    addrs: &[std::net::IpAddr],
+    mut port: u16,
+) -> io::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>)> {
+    let mut udp = Vec::new();
+    let mut listeners = Vec::new();
+    for ip in addrs {
+        let udp_socket = bind_udp(SocketAddr::new(*ip, port))?;
+        port = udp_socket.local_addr()?.port();
+        let listener = bind_tcp(SocketAddr::new(*ip, port))?;
+        info!(udp = %udp_socket.local_addr()?, tcp = %listener.local_addr()?, "SIP transport listening");
+        udp.push(Arc::new(udp_socket));
+        listeners.push(listener);
+    }
+    Ok((udp, listeners))
 }
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {

@@ -537,6 +537,7 @@ impl Call {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.calls.metrics.requests_out.inc(method);
         let key = TransactionKey::client(branch, method);
         let mut ctx = self
             .ep
@@ -821,7 +822,6 @@ impl Call {
             })
         });
         self.send_request(&branch, "INVITE", target, bytes, Pending::Invite(index));
-        self.calls.metrics.requests_out.inc("INVITE");
         if !self.setup_recorded {
             self.setup_recorded = true;
             let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -1017,7 +1017,6 @@ impl Call {
         f.dialog.local_cseq = parsed.cseq + 1;
         f.invite = parsed;
         self.send_request(&branch, "INVITE", target, bytes, Pending::Invite(i));
-        self.calls.metrics.requests_out.inc("INVITE");
         true
     }
 
@@ -1308,11 +1307,14 @@ impl Call {
                 let mut body: Option<(String, Vec<u8>)> =
                     sdp_or_any_body(&req).map(|(ct, b)| (ct.to_owned(), b.to_vec()));
                 let mut answer = None;
-                if self.anchored() && matches!(method.as_str(), "INVITE" | "UPDATE") {
-                    if !is_sdp(req.header("Content-Type"), &req.body) {
-                        self.answer_reoffer(leg, req, tx).await;
-                        return false;
-                    }
+                let offer = is_sdp(req.header("Content-Type"), &req.body);
+                if self.anchored() && method == "INVITE" && !offer {
+                    // a re-INVITE without an offer wants ours in the 200
+                    self.answer_reoffer(leg, req, tx).await;
+                    return false;
+                }
+                // (an UPDATE without an offer is a session refresh: relayed)
+                if self.anchored() && matches!(method.as_str(), "INVITE" | "UPDATE") && offer {
                     match self.reoffer(leg, Some(other_leg), &req.body).await {
                         Some(Ok((ours, other_offer))) => {
                             answer = Some(ours);

@@ -784,7 +784,8 @@ impl Call {
     }
 
     /// A re-INVITE/UPDATE answered here instead of relayed: the manager
-    /// answers an offer; without one we offer (the ACK answers).
+    /// answers an offer; a re-INVITE without one gets our offer (the ACK
+    /// answers), an UPDATE without one a plain 200.
     pub(super) async fn answer_reoffer(
         &mut self,
         leg: LegId,
@@ -801,7 +802,10 @@ impl Call {
                 }
                 None => None,
             }
-        } else if let Some(media) = self.media.as_mut() {
+        } else if let (Some(media), true) =
+            (self.media.as_mut(), req.method.to_string() == "INVITE")
+        {
+            // an UPDATE without an offer (a refresh) gets a 200 without one
             let session = match leg {
                 LegId::A => Some(media.a.clone()),
                 LegId::B(i) => media.b.get(i).cloned().flatten(),
