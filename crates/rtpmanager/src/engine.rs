@@ -1101,51 +1101,53 @@ fn on_rtp(
         let arrival = (now.saturating_duration_since(session.created).as_micros() / 125) as u32;
         st.stats.on_packet(rtp.sequence(), rtp.timestamp(), arrival);
         let is_event = st.te_pt == Some(pt) || (st.te_pt.is_none() && pt == OFFER_TE_PT);
-        if is_event {
-            if let Some(digit) = st
+        if is_event
+            && let Some(digit) = st
                 .dtmf
                 .on_packet(rtp.timestamp(), rtp.marker(), rtp.payload())
-            {
-                let duration_ms = TelephoneEvent::parse(rtp.payload())
-                    .map(|e| u32::from(e.duration) / 8)
-                    .unwrap_or(0);
-                let _ = events.send(Event {
-                    session_id: session.id.clone(),
-                    kind: EventKind::Dtmf { digit, duration_ms },
-                });
-                debug!(session = %session.id, %digit, "DTMF");
-            }
+        {
+            let duration_ms = TelephoneEvent::parse(rtp.payload())
+                .map(|e| u32::from(e.duration) / 8)
+                .unwrap_or(0);
+            let _ = events.send(Event {
+                session_id: session.id.clone(),
+                kind: EventKind::Dtmf { digit, duration_ms },
+            });
+            debug!(session = %session.id, %digit, "DTMF");
+        }
+        // `None`: a telephone-event
+        let audio = if is_event {
+            None
         } else if let Some(codec) = Codec::from_payload_type(pt) {
             if let Some(rec) = st.recorder.as_mut() {
                 samples.clear();
                 codec.decode(rtp.payload(), samples);
                 record(rec, samples);
             }
+            Some(codec)
         } else {
             // comfort noise and unknown payload types are not relayed
             return;
-        }
+        };
         match &st.mode {
-            Mode::Bridged(peer) => peer.upgrade().map(|p| (p, is_event)),
-            Mode::Echo => Some((session.clone(), is_event)),
+            Mode::Bridged(peer) => peer.upgrade().map(|p| (p, audio)),
+            Mode::Echo => Some((session.clone(), audio)),
             Mode::Idle | Mode::Playing(..) => None,
         }
     };
-    let Some((target, is_event)) = target else {
+    let Some((target, audio)) = target else {
         return;
     };
     let mut st = lock(&target.state);
-    let (out_pt, body): (u8, &[u8]) = if is_event {
-        // the far leg hears telephone-events only if it negotiated them
-        let Some(te) = st.te_pt else {
-            return;
-        };
-        (te, rtp.payload())
-    } else {
-        let Some(from_codec) = Codec::from_payload_type(pt) else {
-            return;
-        };
-        match st.codec {
+    let (out_pt, body): (u8, &[u8]) = match audio {
+        None => {
+            // the far leg hears telephone-events only if it negotiated them
+            let Some(te) = st.te_pt else {
+                return;
+            };
+            (te, rtp.payload())
+        }
+        Some(from_codec) => match st.codec {
             Some((out_pt, to_codec)) if to_codec != from_codec => {
                 payload.clear();
                 payload.extend_from_slice(rtp.payload());
@@ -1154,7 +1156,7 @@ fn on_rtp(
             }
             Some((out_pt, _)) => (out_pt, rtp.payload()),
             None => (pt, rtp.payload()),
-        }
+        },
     };
     target.send(
         &mut st,

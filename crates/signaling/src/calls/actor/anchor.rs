@@ -45,6 +45,16 @@ pub(super) struct CallMedia {
     pub(super) record_bridge: Option<String>,
 }
 
+impl CallMedia {
+    /// The session of a leg, if it has one.
+    fn session(&self, leg: LegId) -> Option<String> {
+        match leg {
+            LegId::A => Some(self.a.clone()),
+            LegId::B(i) => self.b.get(i).cloned().flatten(),
+        }
+    }
+}
+
 /// A bridged call moving to another RTP manager: new sessions there, a
 /// re-INVITE with the new manager's offer on each leg.
 pub(in crate::calls) struct Migration {
@@ -279,12 +289,8 @@ impl Call {
     ) -> Option<Result<(Vec<u8>, Option<Vec<u8>>), u16>> {
         let media = self.media.as_ref()?;
         let mgr = Arc::clone(&media.mgr);
-        let session = |l: LegId| match l {
-            LegId::A => Some(media.a.clone()),
-            LegId::B(i) => media.b.get(i).cloned().flatten(),
-        };
-        let own = session(leg)?;
-        let other = other.and_then(session);
+        let own = media.session(leg)?;
+        let other = other.and_then(|l| media.session(l));
         let text = String::from_utf8_lossy(offer).into_owned();
         let direction = match sdp::parse(offer) {
             Ok(d) => d.direction,
@@ -321,11 +327,7 @@ impl Call {
         let Some(media) = self.media.as_ref() else {
             return;
         };
-        let session = match leg {
-            LegId::A => Some(media.a.clone()),
-            LegId::B(i) => media.b.get(i).cloned().flatten(),
-        };
-        let Some(session) = session else {
+        let Some(session) = media.session(leg) else {
             return;
         };
         let req = pb::UpdateSessionRequest {
@@ -806,12 +808,8 @@ impl Call {
             (self.media.as_mut(), req.method.to_string() == "INVITE")
         {
             // an UPDATE without an offer (a refresh) gets a 200 without one
-            let session = match leg {
-                LegId::A => Some(media.a.clone()),
-                LegId::B(i) => media.b.get(i).cloned().flatten(),
-            };
             let mut offer = None;
-            if let Some(session_id) = session {
+            if let Some(session_id) = media.session(leg) {
                 let r = pb::CreateOfferRequest {
                     session_id,
                     direction: pb::Direction::Sendrecv as i32,
