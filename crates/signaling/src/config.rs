@@ -131,6 +131,47 @@ pub struct Config {
     )]
     pub shutdown_grace: u64,
 
+    /// Seconds after which any call is ended (BYE both sides, a CDR saying
+    /// so), whatever state it is in: no call outlives this by accident.
+    #[arg(
+        long,
+        env = "MAX_CALL_DURATION",
+        value_name = "MAX_CALL_DURATION",
+        default_value_t = 14_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_call_duration: u64,
+
+    /// RFC 4028 session interval asked of phones that support `timer`, in
+    /// seconds (0: no session timers); a leg whose refresh fails is ended.
+    #[arg(
+        long,
+        env = "SESSION_EXPIRES",
+        value_name = "SESSION_EXPIRES",
+        default_value_t = 1800,
+        value_parser = parse_session_expires
+    )]
+    pub session_expires: u32,
+
+    /// The shortest session interval accepted (RFC 4028 `Min-SE`, at least 90).
+    #[arg(
+        long,
+        env = "MIN_SE",
+        value_name = "MIN_SE",
+        default_value_t = 90,
+        value_parser = clap::value_parser!(u32).range(90..)
+    )]
+    pub min_se: u32,
+
+    /// Most calls in progress on this node; more get 503 (0: no limit).
+    #[arg(
+        long,
+        env = "MAX_CALLS",
+        value_name = "MAX_CALLS",
+        default_value_t = 10_000
+    )]
+    pub max_calls: usize,
+
     /// This node's name in CDRs (default: the host name).
     #[arg(long, env = "NODE_NAME", value_name = "NODE_NAME")]
     pub node_name: Option<String>,
@@ -347,6 +388,14 @@ impl Config {
 
     pub fn nonce_ttl(&self) -> Duration {
         Duration::from_secs(self.nonce_ttl)
+    }
+}
+
+fn parse_session_expires(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Ok(0),
+        Ok(v) if v >= 90 => Ok(v),
+        _ => Err("0 (off) or at least 90 seconds (RFC 4028)".into()),
     }
 }
 

@@ -415,6 +415,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         node: config.node_name(),
         limit_code: config.limit_response,
         media: media.clone(),
+        limits: calls::CallLimits {
+            max_duration: Duration::from_secs(config.max_call_duration),
+            session_expires: config.session_expires,
+            min_se: config.min_se,
+            max_calls: config.max_calls,
+        },
+        spool_dir: config.data_dir.clone(),
     });
     let node = Arc::new(Node {
         calls: calls.clone(),

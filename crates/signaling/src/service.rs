@@ -17,7 +17,7 @@ use crate::metrics::SipMetrics;
 use crate::registrar::{Now, Registrar, Reply, SUPPORTED, unsupported_required};
 
 /// Methods this node handles, for `Allow`.
-pub const ALLOW: &str = crate::calls::dialog::ALLOW;
+pub const ALLOW: &str = crate::calls::ALLOW;
 
 /// Methods RFC 3261 and its extensions define that this node does not
 /// handle yet: answered 405 with `Allow`. Anything else is unrecognised: 501.

@@ -118,7 +118,7 @@ impl TrunkConfig {
     pub fn domain(&self) -> String {
         self.domain.clone().unwrap_or_else(|| {
             self.addr()
-                .map(|a| super::calls::dialog::host_port(&a))
+                .map(|a| switchboard_sip_stack::dialog::host_port(&a))
                 .unwrap_or_else(|_| self.host.clone())
         })
     }

@@ -5,10 +5,12 @@
 //! streams; [`transaction`] holds the four RFC 3261 §17 state machines (pure,
 //! time passed in) and the tokio runtime that drives their named timers;
 //! [`endpoint`] ties both to a transaction user (the registrar, the B2BUA);
+//! [`dialog`] is the RFC 3261 §12 dialog state a UA keeps per call leg;
 //! [`ua`] is a small client (register, send requests) on top.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dialog;
 pub mod endpoint;
 mod merge;
 pub mod target;

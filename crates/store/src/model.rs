@@ -219,8 +219,13 @@ pub struct Cdr {
     /// Row id, assigned by the store (ignored by `insert_cdr`); newer rows
     /// have larger ids.
     pub id: i64,
-    /// SIP Call-ID; a CDR delivered twice is stored once.
+    /// The call's own id (a UUID signaling generates); a CDR delivered twice
+    /// is stored once.
     pub call_id: String,
+    /// The caller's SIP Call-ID, as received (not unique: a peer may reuse
+    /// one).
+    #[serde(default)]
+    pub sip_call_id: Option<String>,
     /// Account of the call, if known.
     pub account_id: Option<i64>,
     /// Calling party (user or number).
@@ -303,6 +308,9 @@ pub struct CdrFilter {
     /// Exact disposition.
     #[serde(default)]
     pub disposition: Option<String>,
+    /// Exact SIP Call-ID of the caller's leg.
+    #[serde(default)]
+    pub sip_call_id: Option<String>,
     /// Continue below this id: pass the id of the last row of the previous
     /// page.
     #[serde(default)]

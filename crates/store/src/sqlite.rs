@@ -60,7 +60,7 @@ macro_rules! cdr_cols {
         "id, call_id, account_id, caller, callee, caller_name, source, invite_at, ring_at, \
          answer_at, end_at, ring_ms, talk_ms, disposition, hangup_code, hangup_reason, \
          hangup_side, route_id, node, rtp_sent, rtp_received, rtp_lost, jitter_ms, mos, \
-         rtpmanager, created_at, route, caller_user, callee_user"
+         rtpmanager, created_at, route, caller_user, callee_user, sip_call_id"
     };
 }
 
@@ -453,8 +453,8 @@ impl SqliteBackend {
             "INSERT INTO cdrs (call_id, account_id, caller, callee, caller_name, source, ",
             "invite_at, ring_at, answer_at, end_at, ring_ms, talk_ms, disposition, hangup_code, ",
             "hangup_reason, hangup_side, route_id, node, rtp_sent, rtp_received, rtp_lost, ",
-            "jitter_ms, mos, rtpmanager, created_at, route, caller_user, callee_user) ",
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ",
+            "jitter_ms, mos, rtpmanager, created_at, route, caller_user, callee_user, sip_call_id) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ",
             "ON CONFLICT (call_id) DO NOTHING"
         ))
         .bind(cdr.call_id.as_str())
@@ -485,6 +485,7 @@ impl SqliteBackend {
         .bind(cdr.route.as_deref())
         .bind(cdr.caller_user.as_deref())
         .bind(cdr.callee_user.as_deref())
+        .bind(cdr.sip_call_id.as_deref())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -526,6 +527,10 @@ impl SqliteBackend {
         if let Some(disposition) = &filter.disposition {
             qb.push(" AND disposition = ")
                 .push_bind(disposition.clone());
+        }
+        if let Some(sip_call_id) = &filter.sip_call_id {
+            qb.push(" AND sip_call_id = ")
+                .push_bind(sip_call_id.clone());
         }
         if let Some(cursor) = filter.cursor {
             qb.push(" AND id < ").push_bind(cursor);

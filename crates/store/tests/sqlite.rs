@@ -87,6 +87,7 @@ fn cdr(call_id: &str, n: i64) -> Cdr {
     Cdr {
         id: 0,
         call_id: call_id.to_owned(),
+        sip_call_id: Some(format!("sip-{call_id}")),
         account_id: Some(DEFAULT_ACCOUNT_ID),
         caller: if n % 2 == 0 { "alice" } else { "bob" }.to_owned(),
         callee: if n % 3 == 0 { "1001" } else { "1002" }.to_owned(),
@@ -751,6 +752,41 @@ async fn cdr_insert_is_idempotent() {
     ));
     let err = store.insert_cdr(&cdr("", 2)).await.unwrap_err();
     assert_eq!(invalid(err), "call_id: must not be empty");
+}
+
+#[tokio::test]
+async fn a_reused_sip_call_id_neither_hides_nor_overwrites_a_cdr() {
+    let store = memory().await;
+    // two calls whose callers sent the same SIP Call-ID: each has its own
+    // call id (ours), so both are kept and found by the SIP one
+    let first = Cdr {
+        sip_call_id: Some("reused@attacker".into()),
+        ..cdr("8f0c2a1e-0000-4000-8000-000000000001", 1)
+    };
+    let second = Cdr {
+        sip_call_id: Some("reused@attacker".into()),
+        disposition: "failed".into(),
+        ..cdr("8f0c2a1e-0000-4000-8000-000000000002", 2)
+    };
+    assert!(store.insert_cdr(&first).await.unwrap());
+    assert!(store.insert_cdr(&second).await.unwrap());
+    let both = store
+        .list_cdrs(&CdrFilter {
+            sip_call_id: Some("reused@attacker".into()),
+            ..CdrFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = both.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "8f0c2a1e-0000-4000-8000-000000000002",
+            "8f0c2a1e-0000-4000-8000-000000000001"
+        ]
+    );
+    let stored = store.get_cdr(&first.call_id).await.unwrap();
+    assert_eq!(stored.disposition, first.disposition, "not overwritten");
 }
 
 #[tokio::test]

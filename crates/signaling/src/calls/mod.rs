@@ -1,32 +1,45 @@
-//! The back-to-back user agent: every INVITE from a local user becomes a
-//! call with an A-leg (the caller's dialog, where we are the UAS) and the
-//! B-legs the dialplan creates (where we are the UAC).
+//! The back-to-back user agent: every INVITE from a local user (or a
+//! trunk) becomes a call with an A-leg (the caller's dialog, where we are
+//! the UAS) and the B-legs the dialplan creates (where we are the UAC).
 //!
-//! Each call is one tokio task (an actor) that owns all of its state and
-//! reads one mailbox: requests and responses of its legs, client
-//! transaction events, the dial timer and API commands. The only shared
-//! state is the table that maps a leg's Call-ID to the call's mailbox, so
-//! the SIP core can route an in-dialog request without touching the call.
+//! Each call is one tokio task (an actor, [`actor`]) that owns all of its
+//! state and reads one bounded mailbox: requests and responses of its legs,
+//! client transaction events, media events and API commands. The leg
+//! states are typed and pure ([`leg`], [`session_timer`]); the SIP dialog
+//! of each leg is [`switchboard_sip_stack::dialog::Dialog`].
 //!
-//! Media is not anchored yet: SDP is carried from leg to leg unchanged.
+//! The only shared state is this module's router: a request reaches a call
+//! only through a dialog it belongs to, keyed by Call-ID **and our tag**
+//! (the actor then checks the far end's tag and the CSeq), and a CANCEL
+//! only through the INVITE transaction it cancels (its branch, §9.2). A
+//! Call-ID alone finds nothing, so a peer that learnt or guessed one can
+//! neither end nor redirect somebody else's call, and a second INVITE with
+//! a live call's Call-ID is a new call of its own. Calls are named by a
+//! UUID of ours (API, CDRs, recordings), never by a peer's Call-ID.
 
 mod actor;
-pub mod dialog;
+mod cdr;
+mod leg;
+mod originate;
+mod session_timer;
+mod stats;
+mod trunk_register;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use switchboard_sip::message::{Request, Response};
+use switchboard_sip::message::{Method, Request, Response};
 use switchboard_sip::response::response;
-use switchboard_sip_stack::endpoint::Endpoint;
+use switchboard_sip_stack::endpoint::{Endpoint, server_key};
 use switchboard_sip_stack::target::Target;
-use switchboard_sip_stack::transaction::ServerTx;
+use switchboard_sip_stack::transaction::{ServerTx, TransactionKey};
 use switchboard_store::{Cdr, Store};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::auth::{Authenticator, Outcome, Realm};
 use crate::dialplan::Dialplan;
@@ -39,12 +52,27 @@ use crate::trunks::Trunks;
 
 pub use actor::CallView;
 use actor::Caller;
+pub use cdr::CdrSink;
+pub use originate::{Originate, OriginateError};
+pub use stats::{CallStats, SETUP_BUCKETS_US};
+
+/// The methods a leg accepts, for `Allow` on INVITEs and answers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, REGISTER";
+
+/// Option tags the B2BUA implements for calls, for `Supported` on its
+/// INVITEs and answers; a `Require` naming anything else gets 420.
+pub const CALL_SUPPORTED: &[&str] = &["timer"];
+
+/// Events a call's mailbox holds before senders wait (client transaction
+/// forwarders, media watchers) or get refused (a peer's in-dialog requests
+/// get 503; the API gets an error).
+const MAILBOX: usize = 128;
 
 /// What a call's mailbox receives.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A request inside one of the call's dialogs (or a CANCEL for the
-    /// A-leg's INVITE); `tx` is `None` for an ACK.
+    /// A request inside one of the call's dialogs, or a CANCEL of the
+    /// caller's INVITE; `tx` is `None` for an ACK.
     Request {
         leg: LegId,
         req: Box<Request>,
@@ -59,8 +87,12 @@ pub(crate) enum Event {
     ClientFailed { id: u64, code: u16 },
     /// The API asked to end the call.
     Hangup,
+    /// The node stops: end the call now (BYE, CDR).
+    Shutdown,
     /// Move the call's media off this RTP manager (aggressive drain).
     Migrate { from: String },
+    /// This RTP manager stopped answering: move the call or end it.
+    ManagerLost { name: String },
     /// An event of one of the call's media sessions.
     Media { session: String, event: MediaEvent },
 }
@@ -73,96 +105,43 @@ pub(crate) enum MediaEvent {
 }
 
 /// Which leg of a call a message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum LegId {
     A,
     B(usize),
 }
 
+/// A dialog's key in the router: its Call-ID and our tag in it (the To tag
+/// of requests reaching us, the From tag of responses to our requests).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DialogKey {
+    call_id: String,
+    tag: String,
+}
+
 #[derive(Clone)]
 struct Route {
-    mailbox: mpsc::UnboundedSender<Event>,
+    mailbox: mpsc::Sender<Event>,
     leg: LegId,
 }
 
-/// Upper bounds of the call-setup histogram buckets, microseconds.
-pub const SETUP_BUCKETS_US: [u64; 10] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
-];
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct CallStats {
-    pub started: AtomicU64,
-    pub answered: AtomicU64,
-    pub failed: AtomicU64,
-    pub cdr_write_failures: AtomicU64,
-    /// INVITE in → first B-leg INVITE out, cumulative per bucket of
-    /// [`SETUP_BUCKETS_US`], then the overflow bucket.
-    pub setup: [AtomicU64; SETUP_BUCKETS_US.len() + 1],
-    pub setup_sum_us: AtomicU64,
+/// A call in progress as the API reaches it.
+struct Live {
+    view: Arc<Mutex<CallView>>,
+    mailbox: mpsc::Sender<Event>,
+    /// The RTP manager its media is on (for drain and failover).
+    manager: Option<String>,
 }
 
-impl CallStats {
-    pub(crate) fn record_setup(&self, us: u64) {
-        let i = SETUP_BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(SETUP_BUCKETS_US.len());
-        self.setup[i].fetch_add(1, Ordering::Relaxed);
-        self.setup_sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Prometheus text for the call counters and the setup histogram.
-    pub fn render(&self, out: &mut String, live: usize) {
-        use std::fmt::Write;
-        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, help, v) in [
-            (
-                "switchboard_calls_started_total",
-                "Calls routed (authenticated INVITEs).",
-                c(&self.started),
-            ),
-            (
-                "switchboard_calls_answered_total",
-                "Calls that were answered.",
-                c(&self.answered),
-            ),
-            (
-                "switchboard_calls_failed_total",
-                "Calls that ended unanswered.",
-                c(&self.failed),
-            ),
-            (
-                "switchboard_cdr_write_failures_total",
-                "CDR writes the store refused (retried).",
-                c(&self.cdr_write_failures),
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP switchboard_calls_live Calls in progress.\n# TYPE switchboard_calls_live gauge\nswitchboard_calls_live {live}"
-        );
-        let name = "switchboard_call_setup_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} INVITE received to first B-leg INVITE sent.\n# TYPE {name} histogram"
-        );
-        let mut cum = 0;
-        for (i, b) in SETUP_BUCKETS_US.iter().enumerate() {
-            cum += c(&self.setup[i]);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
-        }
-        cum += c(&self.setup[SETUP_BUCKETS_US.len()]);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(out, "{name}_sum {}", c(&self.setup_sum_us) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {cum}");
-    }
+/// Figures about the router for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// In-dialog requests refused because the call's mailbox was full.
+    pub mailbox_full: AtomicU64,
+    /// In-dialog requests that matched no dialog (481).
+    pub no_dialog: AtomicU64,
+    /// New calls refused by `MAX_CALLS`.
+    pub over_capacity: AtomicU64,
 }
 
 /// Everything the B2BUA shares between calls.
@@ -174,20 +153,49 @@ pub struct Calls {
     metrics: Arc<SipMetrics>,
     dialplan: RwLock<Arc<Dialplan>>,
     endpoint: std::sync::OnceLock<Weak<Endpoint>>,
-    routes: Mutex<HashMap<String, Route>>,
-    live: Mutex<HashMap<String, Arc<Mutex<CallView>>>>,
+    /// In-dialog requests and stray responses, by dialog.
+    dialogs: Mutex<HashMap<DialogKey, Route>>,
+    /// CANCELs, by the server transaction of the INVITE they cancel.
+    invites: Mutex<HashMap<TransactionKey, Route>>,
+    /// Live calls by our call id.
+    live: Mutex<HashMap<String, Live>>,
     node: String,
     /// What an account over its `max_concurrent_calls` gets: 503 or 486.
     limit_code: u16,
     /// Live calls per account.
     active: Mutex<HashMap<i64, i64>>,
     /// Set at shutdown: new calls get 503, live ones may finish.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
     pub stats: CallStats,
-    /// CDRs the store refused (database down): retried by the writer.
-    cdr_queue: mpsc::UnboundedSender<Cdr>,
+    pub router: RouterStats,
+    pub(crate) cdrs: CdrSink,
     /// The RTP managers media is anchored on.
     pub(crate) media: Arc<MediaPool>,
+    pub(crate) limits: CallLimits,
+}
+
+/// Time limits every call is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// `MAX_CALL_DURATION`.
+    pub max_duration: Duration,
+    /// `SESSION_EXPIRES` (0: off).
+    pub session_expires: u32,
+    /// `MIN_SE`.
+    pub min_se: u32,
+    /// `MAX_CALLS` (0: no limit).
+    pub max_calls: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self {
+            max_duration: Duration::from_secs(14_400),
+            session_expires: 1800,
+            min_se: 90,
+            max_calls: 10_000,
+        }
+    }
 }
 
 /// What the B2BUA is built from.
@@ -204,6 +212,9 @@ pub struct CallsSetup {
     /// What a call over its account's limit gets (503 or 486).
     pub limit_code: u16,
     pub media: Arc<MediaPool>,
+    pub limits: CallLimits,
+    /// Where CDRs wait while the store is down.
+    pub spool_dir: std::path::PathBuf,
 }
 
 impl Calls {
@@ -219,9 +230,10 @@ impl Calls {
             node,
             limit_code,
             media,
+            limits,
+            spool_dir,
         } = setup;
-        let (cdr_queue, rx) = mpsc::unbounded_channel();
-        let calls = Arc::new(Self {
+        Arc::new(Self {
             directory,
             location,
             auth,
@@ -229,18 +241,19 @@ impl Calls {
             metrics,
             dialplan: RwLock::new(Arc::new(dialplan)),
             endpoint: std::sync::OnceLock::new(),
-            routes: Mutex::new(HashMap::new()),
+            dialogs: Mutex::new(HashMap::new()),
+            invites: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             node,
             limit_code,
             active: Mutex::new(HashMap::new()),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             stats: CallStats::default(),
-            cdr_queue,
+            router: RouterStats::default(),
+            cdrs: CdrSink::start(store, spool_dir),
             media,
-        });
-        tokio::spawn(cdr_writer(store, rx, Arc::downgrade(&calls)));
-        calls
+            limits,
+        })
     }
 
     /// Connects the B2BUA to the endpoint it sends through.
@@ -277,12 +290,12 @@ impl Calls {
 
     /// Live calls, for the API.
     pub fn list(&self) -> Vec<CallView> {
-        let live = self
+        let views: Vec<Arc<Mutex<CallView>>> = self
             .live
             .lock()
-            .map(|l| l.values().cloned().collect::<Vec<_>>());
-        let mut out: Vec<CallView> = live
-            .unwrap_or_default()
+            .map(|l| l.values().map(|c| Arc::clone(&c.view)).collect())
+            .unwrap_or_default();
+        let mut out: Vec<CallView> = views
             .iter()
             .filter_map(|c| c.lock().ok().map(|v| v.clone()))
             .collect();
@@ -291,37 +304,82 @@ impl Calls {
     }
 
     pub fn get(&self, id: &str) -> Option<CallView> {
-        let live = self.live.lock().ok()?;
-        let c = live.get(id)?;
-        c.lock().ok().map(|v| v.clone())
+        let view = self
+            .live
+            .lock()
+            .ok()?
+            .get(id)
+            .map(|c| Arc::clone(&c.view))?;
+        view.lock().ok().map(|v| v.clone())
+    }
+
+    fn tell(&self, id: &str, ev: Event) -> bool {
+        let mailbox = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(id).map(|c| c.mailbox.clone()));
+        mailbox.is_some_and(|m| m.try_send(ev).is_ok())
     }
 
     /// Asks a live call to end. False if there is no such call.
     pub fn hangup(&self, id: &str) -> bool {
-        let route = self.routes.lock().ok().and_then(|r| r.get(id).cloned());
-        match route {
-            Some(r) => r.mailbox.send(Event::Hangup).is_ok(),
-            None => false,
-        }
+        self.tell(id, Event::Hangup)
+    }
+
+    /// Every live call's mailbox (with the manager its media is on).
+    fn mailboxes(&self) -> Vec<(mpsc::Sender<Event>, Option<String>)> {
+        self.live
+            .lock()
+            .map(|l| {
+                l.values()
+                    .map(|c| (c.mailbox.clone(), c.manager.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Asks every live call anchored on `manager` to move to another one;
     /// returns how many calls were asked.
     pub fn migrate_from(&self, manager: &str) -> usize {
-        let Ok(routes) = self.routes.lock() else {
-            return 0;
-        };
-        routes
-            .values()
-            .filter(|r| r.leg == LegId::A)
-            .filter(|r| {
-                r.mailbox
-                    .send(Event::Migrate {
-                        from: manager.to_owned(),
-                    })
-                    .is_ok()
+        self.mailboxes()
+            .into_iter()
+            .filter(|(_, m)| m.as_deref() == Some(manager))
+            .filter(|(mb, _)| {
+                mb.try_send(Event::Migrate {
+                    from: manager.to_owned(),
+                })
+                .is_ok()
             })
             .count()
+    }
+
+    /// An RTP manager stopped answering: its calls move or end.
+    pub fn manager_lost(&self, manager: &str) -> usize {
+        let mailboxes = self.mailboxes();
+        let mut n = 0;
+        for (mb, m) in mailboxes {
+            if m.as_deref() != Some(manager) {
+                continue;
+            }
+            let ev = Event::ManagerLost {
+                name: manager.to_owned(),
+            };
+            n += 1;
+            if let Err(mpsc::error::TrySendError::Full(ev)) = mb.try_send(ev) {
+                tokio::spawn(async move { mb.send(ev).await });
+            }
+        }
+        n
+    }
+
+    /// Records which RTP manager a call's media is on.
+    pub(crate) fn set_manager(&self, id: &str, manager: Option<String>) {
+        if let Ok(mut l) = self.live.lock()
+            && let Some(c) = l.get_mut(id)
+        {
+            c.manager = manager;
+        }
     }
 
     /// Stops taking new calls (they get 503); live calls go on.
@@ -329,18 +387,39 @@ impl Calls {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Ends every live call now (BYE to both sides, a CDR each).
+    pub fn end_all(&self) {
+        for (mb, _) in self.mailboxes() {
+            if let Err(mpsc::error::TrySendError::Full(ev)) = mb.try_send(Event::Shutdown) {
+                tokio::spawn(async move { mb.send(ev).await });
+            }
+        }
+    }
+
+    /// Waits until every CDR handed over so far is stored or spooled.
+    pub async fn flush_cdrs(&self) {
+        self.cdrs.flush().await;
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
 
-    fn route(&self, call_id: &str) -> Option<Route> {
-        self.routes.lock().ok()?.get(call_id).cloned()
+    /// Entries in the router (dialogs, INVITEs awaiting CANCEL), for metrics.
+    pub fn router_sizes(&self) -> (usize, usize) {
+        (
+            self.dialogs.lock().map(|d| d.len()).unwrap_or(0),
+            self.invites.lock().map(|d| d.len()).unwrap_or(0),
+        )
     }
 
-    fn add_route(&self, call_id: &str, mailbox: &mpsc::UnboundedSender<Event>, leg: LegId) {
-        if let Ok(mut r) = self.routes.lock() {
+    fn add_dialog(&self, call_id: &str, tag: &str, mailbox: &mpsc::Sender<Event>, leg: LegId) {
+        if let Ok(mut r) = self.dialogs.lock() {
             r.insert(
-                call_id.to_owned(),
+                DialogKey {
+                    call_id: call_id.to_owned(),
+                    tag: tag.to_owned(),
+                },
                 Route {
                     mailbox: mailbox.clone(),
                     leg,
@@ -349,21 +428,55 @@ impl Calls {
         }
     }
 
-    fn remove_route(&self, call_id: &str) {
-        if let Ok(mut r) = self.routes.lock() {
-            r.remove(call_id);
+    fn remove_dialog(&self, call_id: &str, tag: &str) {
+        if let Ok(mut r) = self.dialogs.lock() {
+            r.remove(&DialogKey {
+                call_id: call_id.to_owned(),
+                tag: tag.to_owned(),
+            });
         }
+    }
+
+    fn add_invite(&self, key: &TransactionKey, mailbox: &mpsc::Sender<Event>) {
+        if let Ok(mut r) = self.invites.lock() {
+            r.insert(
+                key.clone(),
+                Route {
+                    mailbox: mailbox.clone(),
+                    leg: LegId::A,
+                },
+            );
+        }
+    }
+
+    fn remove_invite(&self, key: &TransactionKey) {
+        if let Ok(mut r) = self.invites.lock() {
+            r.remove(key);
+        }
+    }
+
+    fn dialog_route(&self, call_id: &str, tag: &str) -> Option<Route> {
+        // a borrowed lookup would need a second key type; the allocation is
+        // one per in-dialog request
+        let key = DialogKey {
+            call_id: call_id.to_owned(),
+            tag: tag.to_owned(),
+        };
+        self.dialogs.lock().ok()?.get(&key).cloned()
     }
 
     /// A new INVITE (no To tag).
     pub fn on_invite(self: &Arc<Self>, req: Request, tx: ServerTx, from: Target) {
-        // A retransmission would have been absorbed; a second INVITE for a
-        // call we already have (same Call-ID, new branch) is a merged
-        // request the endpoint answers 482.
         let received = tokio::time::Instant::now();
         let Ok(to_uri) = req.to.parsed_uri() else {
             return self.respond(&tx, &req, 400, "Invalid To URI");
         };
+        if let Some(bad) = unsupported_required(&req) {
+            let b = response(&req, 420, "Bad Extension")
+                .header("Unsupported", &bad)
+                .build();
+            return self.respond_bytes(&tx, 420, b);
+        }
         let now = Now::current();
         // A call from a trunk is identified by its source address.
         let (account, caller) = if let Some(trunk) = self.trunks.by_source(&from.remote) {
@@ -449,50 +562,29 @@ impl Calls {
                 .build();
             return self.respond_bytes(&tx, 503, b);
         }
+        let max = self.limits.max_calls;
+        if max > 0 && self.live_count() >= max {
+            self.router.over_capacity.fetch_add(1, Ordering::Relaxed);
+            let b = response(&req, 503, "Service Unavailable")
+                .header("Retry-After", "5")
+                .build();
+            return self.respond_bytes(&tx, 503, b);
+        }
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
         let Some(route) = dialplan.route(&destination, account.id).cloned() else {
             self.respond(&tx, &req, 404, "Not Found");
             // an authenticated call that no route takes still leaves a CDR
             self.stats.started.fetch_add(1, Ordering::Relaxed);
-            let now = Now::current().unix_ms;
-            let cdr = Cdr {
-                id: 0,
-                call_id: req.call_id.clone(),
-                account_id: Some(account.id),
-                caller: caller.id.clone(),
-                callee: destination,
-                caller_name: req
-                    .from
-                    .display
-                    .as_deref()
-                    .map(|d| d.trim_matches('"').to_owned()),
-                source: source_text(&from),
-                invite_at: now,
-                ring_at: None,
-                answer_at: None,
-                end_at: Some(now),
-                ring_ms: None,
-                talk_ms: None,
-                disposition: "failed".into(),
-                hangup_code: Some(404),
-                hangup_reason: Some("No Route".into()),
-                hangup_side: Some("system".into()),
-                route_id: None,
-                route: None,
-                caller_user: caller.user.clone(),
-                callee_user: None,
-                node: Some(self.node.clone()),
-                rtp_sent: None,
-                rtp_received: None,
-                rtp_lost: None,
-                jitter_ms: None,
-                mos: None,
-                rtpmanager: None,
-                created_at: 0,
-            };
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            let _ = self.cdr_queue.send(cdr);
+            self.cdrs.send(cdr::unrouted(
+                &req,
+                &from,
+                account.id,
+                &caller,
+                destination,
+                &self.node,
+            ));
             return;
         };
         let Some(endpoint) = self.endpoint() else {
@@ -509,12 +601,10 @@ impl Calls {
             return self.respond(&tx, &req, code, reason);
         }
         self.stats.started.fetch_add(1, Ordering::Relaxed);
-        let (mailbox, rx) = mpsc::unbounded_channel();
-        self.add_route(&req.call_id, &mailbox, LegId::A);
-        let call = actor::Call::new(
-            Arc::clone(self),
+        self.spawn_call(
             endpoint,
             actor::Setup {
+                id: None,
                 invite: req,
                 tx: Some(tx),
                 a_dialog: None,
@@ -525,10 +615,27 @@ impl Calls {
                 destination,
                 route,
             },
-            mailbox,
         );
+    }
+
+    /// Starts a call's actor: its mailbox, its routes, its live entry.
+    fn spawn_call(self: &Arc<Self>, endpoint: Arc<Endpoint>, setup: actor::Setup) {
+        let (mailbox, rx) = mpsc::channel(MAILBOX);
+        let call = actor::Call::new(Arc::clone(self), endpoint, setup, mailbox.clone());
+        let (call_id, tag) = call.a_dialog_key();
+        self.add_dialog(&call_id, &tag, &mailbox, LegId::A);
+        if let Some(key) = call.a_invite_key() {
+            self.add_invite(&key, &mailbox);
+        }
         if let Ok(mut live) = self.live.lock() {
-            live.insert(call.id().to_owned(), call.view());
+            live.insert(
+                call.id().to_owned(),
+                Live {
+                    view: call.view(),
+                    mailbox,
+                    manager: None,
+                },
+            );
         }
         tokio::spawn(call.run(rx));
     }
@@ -542,38 +649,63 @@ impl Calls {
         tx.respond(code, Bytes::from(bytes));
     }
 
-    /// A request with a To tag, or a CANCEL: belongs to a call's dialog.
-    /// Returns the request back when no call has this Call-ID.
+    /// A request with a To tag, or a CANCEL: it belongs to a call's dialog
+    /// (by Call-ID and our tag) or to the INVITE it cancels (by branch).
+    /// Returns the request back when it belongs to no call (the caller
+    /// answers 481 or ignores an ACK).
     pub fn on_dialog_request(
         &self,
         req: Request,
         tx: Option<ServerTx>,
-        _from: Target,
+        from: Target,
     ) -> Option<(Request, Option<ServerTx>)> {
-        match self.route(&req.call_id) {
-            Some(r) => {
-                let leg = r.leg;
-                if let Err(mpsc::error::SendError(Event::Request { req, tx, .. })) =
-                    r.mailbox.send(Event::Request {
-                        leg,
-                        req: Box::new(req),
-                        tx,
-                    })
-                {
-                    return Some((*req, tx));
+        let route = match req.to.tag() {
+            Some(tag) => self.dialog_route(&req.call_id, tag),
+            None if req.method == Method::Cancel => {
+                let key = server_key(&req, from.transport).cancelled_invite();
+                key.and_then(|k| self.invites.lock().ok()?.get(&k).cloned())
+            }
+            None => None,
+        };
+        let Some(r) = route else {
+            self.router.no_dialog.fetch_add(1, Ordering::Relaxed);
+            return Some((req, tx));
+        };
+        let ev = Event::Request {
+            leg: r.leg,
+            req: Box::new(req),
+            tx,
+        };
+        match r.mailbox.try_send(ev) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(Event::Request { req, tx, .. })) => {
+                // a peer flooding one call: refuse, never queue without end
+                self.router.mailbox_full.fetch_add(1, Ordering::Relaxed);
+                if let Some(tx) = &tx {
+                    let b = response(&req, 503, "Service Unavailable")
+                        .header("Retry-After", "1")
+                        .build();
+                    self.respond_bytes(tx, 503, b);
                 }
                 None
             }
-            None => Some((req, tx)),
+            Err(mpsc::error::TrySendError::Closed(Event::Request { req, tx, .. })) => {
+                Some((*req, tx))
+            }
+            Err(_) => None,
         }
     }
 
     /// A response no transaction wanted (a 2xx retransmitted because our
-    /// ACK was lost).
+    /// ACK was lost): it belongs to the dialog named by its From tag (ours,
+    /// as we sent the request).
     pub fn on_stray_response(&self, resp: Response) {
-        if let Some(r) = self.route(&resp.call_id) {
+        let Some(tag) = resp.from.tag() else {
+            return;
+        };
+        if let Some(r) = self.dialog_route(&resp.call_id, tag) {
             let leg = r.leg;
-            let _ = r.mailbox.send(Event::StrayResponse {
+            let _ = r.mailbox.try_send(Event::StrayResponse {
                 leg,
                 resp: Box::new(resp),
             });
@@ -593,8 +725,8 @@ impl Calls {
         true
     }
 
-    /// The call ended: forget its routes, keep its CDR.
-    fn finished(&self, id: &str, call_ids: &[String], cdr: Cdr) {
+    /// The call ended: its live entry and account slot go, its CDR is kept.
+    fn finished(&self, id: &str, cdr: Cdr) {
         if let (Ok(mut active), Some(account)) = (self.active.lock(), cdr.account_id)
             && let Some(n) = active.get_mut(&account)
         {
@@ -602,9 +734,6 @@ impl Calls {
             if *n <= 0 {
                 active.remove(&account);
             }
-        }
-        for c in call_ids {
-            self.remove_route(c);
         }
         if let Ok(mut live) = self.live.lock() {
             live.remove(id);
@@ -614,7 +743,7 @@ impl Calls {
         } else {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = self.cdr_queue.send(cdr);
+        self.cdrs.send(cdr);
     }
 
     pub fn node(&self) -> &str {
@@ -622,434 +751,56 @@ impl Calls {
     }
 }
 
-impl Calls {
-    /// Keeps `trunk` registered with its provider while it is configured
-    /// with `register` (refresh at 80 % of the granted interval, back-off
-    /// after failures); its status is in [`crate::trunks::Trunk::status`].
-    pub fn start_trunk_registration(
-        self: &Arc<Self>,
-        trunk: Arc<crate::trunks::Trunk>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
-        if !trunk.config.register {
-            return;
-        }
-        let calls = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let call_id = switchboard_sip::request::new_call_id(None);
-            let mut cseq = 1u32;
-            loop {
-                let Some(c) = calls.upgrade() else {
-                    return;
-                };
-                let wait = match c.register_trunk(&trunk, &call_id, &mut cseq).await {
-                    Ok(granted) => {
-                        if let Ok(mut st) = trunk.status.lock() {
-                            st.registered = true;
-                            st.failures = 0;
-                            st.last_error = None;
-                            st.expires_at =
-                                Some(Now::current().unix_ms + i64::from(granted) * 1000);
-                        }
-                        std::time::Duration::from_secs(u64::from(granted.max(10)) * 4 / 5)
-                    }
-                    Err((code, why)) => {
-                        let failures = trunk.status.lock().map_or(1, |mut st| {
-                            st.registered = false;
-                            st.failures = st.failures.saturating_add(1);
-                            st.last_code = code.or(st.last_code);
-                            st.last_error = Some(why.clone());
-                            st.failures
-                        });
-                        warn!(trunk = %trunk.config.name, %why, "trunk registration failed");
-                        crate::trunks::backoff(failures.saturating_sub(1))
-                    }
-                };
-                drop(c);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = trunk.stop.cancelled() => return,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        });
-    }
-
-    /// One REGISTER exchange with a trunk (answering one challenge);
-    /// returns the granted interval.
-    async fn register_trunk(
-        &self,
-        trunk: &crate::trunks::Trunk,
-        call_id: &str,
-        cseq: &mut u32,
-    ) -> Result<u32, (Option<u16>, String)> {
-        use switchboard_sip::message::{Message, parse};
-        use switchboard_sip::request::{RequestBuilder, new_branch};
-        let ep = self
-            .endpoint()
-            .ok_or((None, "no SIP endpoint".to_owned()))?;
-        let local = self.local_for(&trunk.addr).ok_or((
-            None,
-            "no SIP socket of the trunk's address family".to_owned(),
-        ))?;
-        let target = Target {
-            transport: trunk.transport,
-            local,
-            remote: trunk.addr,
-            conn: None,
-        };
-        let cfg = &trunk.config;
-        let user = cfg.username.clone().unwrap_or_default();
-        let domain = cfg.domain();
-        let uri = format!("sip:{domain}");
-        let aor = format!("<sip:{user}@{domain}>");
-        let contact = format!(
-            "<sip:{user}@{}>",
-            dialog::host_port(&dialog::advertised(&target))
-        );
-        let from_tag = format!("{:x}", rand::random::<u64>());
-        let mut auth: Option<(&'static str, String)> = None;
-        for _attempt in 0..2 {
-            let branch = new_branch();
-            let mut b = RequestBuilder::new("REGISTER", &uri)
-                .via(
-                    dialog::transport_name(target.transport),
-                    &dialog::host_port(&dialog::advertised(&target)),
-                    &branch,
-                )
-                .header("Max-Forwards", "70")
-                .header("From", &format!("{aor};tag={from_tag}"))
-                .header("To", &aor)
-                .header("Call-ID", call_id)
-                .header("CSeq", &format!("{cseq} REGISTER"))
-                .header("Contact", &contact)
-                .header("Expires", &cfg.expires.to_string())
-                .header("User-Agent", "switchboard");
-            if let Some((name, value)) = &auth {
-                b = b.header(name, value);
-            }
-            *cseq += 1;
-            let key =
-                switchboard_sip_stack::transaction::TransactionKey::client(&branch, "REGISTER");
-            let mut tx = ep.send_request(key, false, target, Bytes::from(b.build()));
-            self.metrics.requests_out.inc("REGISTER");
-            let (code, bytes) = loop {
-                match tx.next_event().await {
-                    Some(switchboard_sip_stack::transaction::ClientEvent::Response(
-                        code,
-                        bytes,
-                    )) if code >= 200 => {
-                        break (code, bytes);
-                    }
-                    Some(switchboard_sip_stack::transaction::ClientEvent::Response(..)) => {}
-                    Some(_) | None => return Err((None, "no answer from the trunk".to_owned())),
-                }
-            };
-            if let Ok(mut st) = trunk.status.lock() {
-                st.last_code = Some(code);
-            }
-            let Ok(Message::Response(resp)) = parse(&bytes) else {
-                return Err((Some(code), "unparsable response".to_owned()));
-            };
-            match code {
-                200..=299 => {
-                    let granted = resp
-                        .header_values("Contact")
-                        .iter()
-                        .find_map(|c| {
-                            c.split(';')
-                                .find_map(|p| p.trim().strip_prefix("expires="))
-                                .and_then(|v| v.trim().parse::<u32>().ok())
-                        })
-                        .or_else(|| resp.header("Expires").and_then(|v| v.trim().parse().ok()))
-                        .unwrap_or(cfg.expires);
-                    return Ok(granted);
-                }
-                401 | 407 if auth.is_none() => {
-                    let password = cfg.password.as_deref().unwrap_or_default();
-                    match dialog::answer_challenge(&resp, "REGISTER", &uri, &user, password) {
-                        Some(answer) => auth = Some(answer),
-                        None => {
-                            return Err((
-                                Some(code),
-                                "challenge without a usable digest".to_owned(),
-                            ));
-                        }
-                    }
-                }
-                _ => return Err((Some(code), format!("{code} {}", resp.reason))),
-            }
-        }
-        Err((None, "credentials refused".to_owned()))
-    }
+/// `Require` option tags of a call request we do not implement.
+pub(crate) fn unsupported_required(req: &Request) -> Option<String> {
+    let bad: Vec<&str> = req
+        .header_values("Require")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !CALL_SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    (!bad.is_empty()).then(|| bad.join(", "))
 }
 
-/// `POST /api/v1/calls`: ring `user`, then dial `destination`.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Originate {
-    /// Username or extension of the user whose phones ring first.
-    pub user: String,
-    /// What is dialled through the dialplan once the user answers.
-    pub destination: String,
-    #[serde(default)]
-    pub account_id: Option<i64>,
-    /// Seconds the user's phones ring (default 30).
-    #[serde(default)]
-    pub ring_timeout: Option<u64>,
+/// The credentials header answering the digest challenge of a 401/407
+/// `resp` for `method` on `uri`: `(header name, value)`, or `None` when the
+/// response carries no challenge we can answer.
+pub(crate) fn answer_challenge(
+    resp: &Response,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> Option<(&'static str, String)> {
+    let (challenge_header, auth_header) = if resp.code == 401 {
+        ("WWW-Authenticate", "Authorization")
+    } else {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    };
+    let challenge = resp
+        .header_lines(challenge_header)
+        .into_iter()
+        .find_map(|v| switchboard_sip::digest::Challenge::parse(v).ok())?;
+    let cnonce = format!("{:016x}", rand::random::<u64>());
+    let creds =
+        switchboard_sip::digest::respond(&challenge, method, uri, user, password, &cnonce, 1);
+    Some((auth_header, creds.to_header_value()))
 }
 
-/// Why an origination was refused (HTTP status, code, message).
-#[derive(Debug)]
-pub struct OriginateError(pub u16, pub &'static str, pub String);
-
-impl Calls {
-    /// Click-to-call (RFC 3725 flow I): INVITE the user's phones without
-    /// SDP; when one answers (its 200 carries the offer), the call goes on
-    /// as if the user had dialled `destination`: the dialplan routes it and
-    /// the callee's answer travels to the user in our ACK. Returns the
-    /// call id (the Call-ID towards the user) at once; the ringing happens
-    /// in the background.
-    pub fn originate(self: &Arc<Self>, o: Originate) -> Result<String, OriginateError> {
-        use switchboard_sip::request::{RequestBuilder, cancel_for, new_branch, new_call_id};
-        let account_id = o
-            .account_id
-            .unwrap_or(switchboard_store::DEFAULT_ACCOUNT_ID);
-        let account = self
-            .directory
-            .account(account_id)
-            .ok_or_else(|| OriginateError(404, "not_found", "account not found".into()))?;
-        let user = self
-            .directory
-            .user_by_extension(account.id, &o.user)
-            .or_else(|| self.directory.user(account.id, &o.user))
-            .filter(|u| u.enabled)
-            .ok_or_else(|| OriginateError(404, "not_found", "user not found".into()))?;
-        if o.destination.is_empty() || o.destination.contains(char::is_whitespace) {
-            return Err(OriginateError(
-                400,
-                "invalid",
-                "destination: a number or username".into(),
-            ));
-        }
-        let route = self
-            .dialplan()
-            .route(&o.destination, account.id)
-            .cloned()
-            .ok_or_else(|| {
-                OriginateError(404, "no_route", "no dialplan route for destination".into())
-            })?;
-        let realm = account.realm.to_ascii_lowercase();
-        let aor = format!("sip:{}@{realm}", user.username);
-        let bindings = self.location.lookup(&aor, Now::current().unix_ms);
-        if bindings.is_empty() {
-            return Err(OriginateError(
-                409,
-                "not_registered",
-                "the user has no registered phone".into(),
-            ));
-        }
-        if self.draining.load(Ordering::SeqCst) {
-            return Err(OriginateError(
-                503,
-                "draining",
-                "the node is shutting down".into(),
-            ));
-        }
-        let ep = self
-            .endpoint()
-            .ok_or_else(|| OriginateError(503, "unavailable", "SIP is not up".into()))?;
-        let call_id = new_call_id(None);
-        let from_tag = format!("{:016x}", rand::random::<u64>());
-        let to = format!("<sip:{}@{realm}>", user.username);
-        let ring = std::time::Duration::from_secs(o.ring_timeout.unwrap_or(30).clamp(1, 300));
-        let calls = Arc::clone(self);
-        let id = call_id.clone();
-        tokio::spawn(async move {
-            let received = tokio::time::Instant::now();
-            let (events, mut rx) = mpsc::unbounded_channel();
-            let mut forks = Vec::new();
-            for (i, b) in bindings.iter().enumerate() {
-                let target = b.received;
-                let host = dialog::host_port(&dialog::advertised(&target));
-                let local = format!(
-                    "\"{}\" <sip:{}@{host}>;tag={from_tag}",
-                    o.destination, o.destination
-                );
-                let branch = new_branch();
-                let bytes = RequestBuilder::new("INVITE", &b.contact)
-                    .via(dialog::transport_name(target.transport), &host, &branch)
-                    .header("Max-Forwards", "70")
-                    .header("From", &local)
-                    .header("To", &to)
-                    .header("Call-ID", &call_id)
-                    .header("CSeq", "1 INVITE")
-                    .header("Contact", &dialog::our_contact(&target))
-                    .header("Allow", dialog::ALLOW)
-                    .build();
-                let key =
-                    switchboard_sip_stack::transaction::TransactionKey::client(&branch, "INVITE");
-                let mut tx = ep.send_request(key, true, target, Bytes::from(bytes.clone()));
-                calls.metrics.requests_out.inc("INVITE");
-                let events = events.clone();
-                tokio::spawn(async move {
-                    while let Some(ev) = tx.next_event().await {
-                        let last = !matches!(&ev, switchboard_sip_stack::transaction::ClientEvent::Response(c, _) if *c < 200);
-                        if events.send((i, ev)).is_err() || last {
-                            break;
-                        }
-                    }
-                });
-                forks.push((bytes, target, local, false));
-            }
-            drop(events);
-            let deadline = tokio::time::Instant::now() + ring;
-            let mut answered = None;
-            let mut open = forks.len();
-            while open > 0 {
-                let ev = tokio::select! {
-                    ev = rx.recv() => ev,
-                    () = tokio::time::sleep_until(deadline) => None,
-                };
-                let Some((i, ev)) = ev else { break };
-                match ev {
-                    switchboard_sip_stack::transaction::ClientEvent::Response(code, bytes)
-                        if code < 200 =>
-                    {
-                        forks[i].3 = true;
-                        let _ = bytes;
-                    }
-                    switchboard_sip_stack::transaction::ClientEvent::Response(code, bytes)
-                        if code < 300 =>
-                    {
-                        answered = Some((i, bytes));
-                        break;
-                    }
-                    _ => open -= 1,
-                }
-            }
-            // the other phones stop ringing
-            for (j, (bytes, target, _, rang)) in forks.iter().enumerate() {
-                if answered.as_ref().is_some_and(|(i, _)| *i == j) || !*rang {
-                    continue;
-                }
-                if let Ok(switchboard_sip::message::Message::Request(inv)) =
-                    switchboard_sip::message::parse(bytes)
-                {
-                    let branch = inv
-                        .vias
-                        .first()
-                        .and_then(|v| v.branch.clone())
-                        .unwrap_or_default();
-                    let key = switchboard_sip_stack::transaction::TransactionKey::client(
-                        &branch, "CANCEL",
-                    );
-                    let _ = ep.send_request(key, false, *target, Bytes::from(cancel_for(&inv)));
-                }
-            }
-            let Some((i, bytes)) = answered else {
-                debug!(call_id = %call_id, "click-to-call: the user did not answer");
-                return;
-            };
-            let Ok(switchboard_sip::message::Message::Response(resp)) =
-                switchboard_sip::message::parse(&bytes)
-            else {
-                return;
-            };
-            let (_, target, local, _) = &forks[i];
-            let mut a = dialog::Dialog {
-                call_id: call_id.clone(),
-                local: local.clone(),
-                remote: to.clone(),
-                remote_target: bindings[i].contact.to_string(),
-                route_set: Vec::new(),
-                local_cseq: 2,
-                flow: *target,
-            };
-            a.uac_confirm(&resp);
-            // the INVITE the user would have sent: its offer, our destination
-            let host = dialog::host_port(&dialog::advertised(target));
-            let ct = resp
-                .header("Content-Type")
-                .unwrap_or("application/sdp")
-                .to_owned();
-            let stand_in = RequestBuilder::new("INVITE", &format!("sip:{}@{host}", o.destination))
-                .via("UDP", &host, &new_branch())
-                .header("Max-Forwards", "70")
-                .header(
-                    "From",
-                    &format!("<sip:{}@{realm}>;tag=orig{from_tag}", user.username),
-                )
-                .header("To", &format!("<sip:{}@{host}>", o.destination))
-                .header("Call-ID", &call_id)
-                .header("CSeq", "1 INVITE")
-                .body(&ct, resp.body.clone())
-                .build();
-            let Ok(switchboard_sip::message::Message::Request(invite)) =
-                switchboard_sip::message::parse(&stand_in)
-            else {
-                return;
-            };
-            if !calls.admit(account.id, account.max_concurrent_calls) {
-                let ack = a.ack(1, None);
-                ep.send_raw(target, Bytes::from(ack));
-                let (bye, branch) = a.request("BYE", None, &[]);
-                let key =
-                    switchboard_sip_stack::transaction::TransactionKey::client(&branch, "BYE");
-                let _ = ep.send_request(key, false, *target, Bytes::from(bye));
-                return;
-            }
-            calls.stats.started.fetch_add(1, Ordering::Relaxed);
-            let (mailbox, mrx) = mpsc::unbounded_channel();
-            calls.add_route(&call_id, &mailbox, LegId::A);
-            let call = actor::Call::new(
-                Arc::clone(&calls),
-                ep,
-                actor::Setup {
-                    invite,
-                    tx: None,
-                    a_dialog: Some(a),
-                    from: *target,
-                    caller: Caller::user(&user),
-                    received,
-                    account_id: account.id,
-                    destination: o.destination.clone(),
-                    route,
-                },
-                mailbox,
-            );
-            if let Ok(mut live) = calls.live.lock() {
-                live.insert(call.id().to_owned(), call.view());
-            }
-            call.run(mrx).await;
-        });
-        Ok(id)
-    }
-}
-
-/// Writes CDRs in order; when the store fails, keeps them and retries
-/// with back-off, so a database outage loses none.
-async fn cdr_writer(store: Store, mut rx: mpsc::UnboundedReceiver<Cdr>, calls: Weak<Calls>) {
-    let mut backoff = std::time::Duration::from_millis(200);
-    while let Some(cdr) = rx.recv().await {
-        loop {
-            match store.insert_cdr(&cdr).await {
-                Ok(_) => {
-                    backoff = std::time::Duration::from_millis(200);
-                    break;
-                }
-                Err(e) => {
-                    if let Some(c) = calls.upgrade() {
-                        c.stats.cdr_write_failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    warn!(call_id = %cdr.call_id, cause = %e, "CDR not written yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
-                }
-            }
-        }
-    }
-    debug!("CDR writer stopped");
+/// A fresh call id: a random (version 4) UUID.
+pub(crate) fn new_call_uuid() -> String {
+    let r = rand::random::<u128>();
+    let r = (r & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let h = format!("{r:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Formats a source for the CDR: `udp:127.0.0.1:5070`.
@@ -1064,4 +815,25 @@ pub struct LegView {
     pub call_id: String,
     pub target: String,
     pub state: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_version_4_uuids() {
+        let a = new_call_uuid();
+        let b = new_call_uuid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{a}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    }
 }

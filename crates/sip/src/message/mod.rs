@@ -668,6 +668,17 @@ fn find_lines<'a>(headers: &'a rsip::Headers, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The values of a list header's value (`a, "b,c" <d>, e`), split at
+/// top-level commas like [`Request::header_values`] (commas inside quotes
+/// and `<>` do not split), trimmed, empty ones dropped.
+pub fn split_header_values(value: &str) -> Vec<String> {
+    split_top_level(value, b',')
+        .map(trim_lws)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn find_values<'a>(headers: &'a rsip::Headers, name: &str) -> Vec<&'a str> {
     let want = expand_compact(name);
     headers

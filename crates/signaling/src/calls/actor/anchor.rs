@@ -8,46 +8,49 @@
 //! so the manager transcodes when the two sides pick different codecs.
 //! Early media and the answer bridge the caller's session to the fork's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_rtpmanager_api::v1 as pb;
 use switchboard_rtpmanager_api::v1::session_event;
-use switchboard_sip::message::{Message, Request};
+use switchboard_sip::message::{Method, Request};
 use switchboard_sip::response::response;
 use switchboard_sip::sdp;
+use switchboard_sip_stack::dialog::our_contact;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tracing::{debug, info, warn};
 
-use super::{Call, ForkState, Pending};
-use crate::calls::dialog::our_contact;
+use super::{Call, Side, Wait};
 use crate::calls::{Event, LegId, MediaEvent};
-use crate::media::{BoxStream, Manager};
+use crate::media::Manager;
+
+pub(super) use super::migrate::Migration;
 
 /// The call's sessions on its RTP manager.
-pub(super) struct CallMedia {
-    pub(super) mgr: Arc<Manager>,
+pub(in crate::calls) struct CallMedia {
+    pub(in crate::calls) mgr: Arc<Manager>,
     /// The caller's session.
-    pub(super) a: String,
+    pub(in crate::calls) a: String,
     /// What the caller gets from us: the answer to its offer, or our offer
     /// when its INVITE had none (its ACK then carries the answer).
-    pub(super) a_sdp: String,
-    pub(super) a_late: bool,
+    pub(in crate::calls) a_sdp: String,
+    pub(in crate::calls) a_late: bool,
     /// One session per fork, by fork index (`None`: not anchored).
-    pub(super) b: Vec<Option<String>>,
+    pub(in crate::calls) b: Vec<Option<String>>,
     /// The fork whose session is bridged to the caller's.
-    pub(super) bridged: Option<usize>,
+    pub(in crate::calls) bridged: Option<usize>,
     /// A both-sides recording to start when the bridge is up.
-    pub(super) record_bridge: Option<String>,
+    pub(in crate::calls) record_bridge: Option<String>,
 }
 
 impl CallMedia {
     /// The session of a leg, if it has one.
-    fn session(&self, leg: LegId) -> Option<String> {
+    pub(in crate::calls) fn session(&self, leg: LegId) -> Option<String> {
         match leg {
             LegId::A => Some(self.a.clone()),
             LegId::B(i) => self.b.get(i).cloned().flatten(),
@@ -55,30 +58,16 @@ impl CallMedia {
     }
 }
 
-/// A bridged call moving to another RTP manager: new sessions there, a
-/// re-INVITE with the new manager's offer on each leg.
-pub(in crate::calls) struct Migration {
-    mgr: Arc<Manager>,
-    a: String,
-    b: String,
-    a_done: bool,
-    b_done: bool,
+/// A re-offer the manager answered.
+pub(super) struct Reoffered {
+    /// Our answer for the leg that offered.
+    pub(super) answer: Vec<u8>,
+    /// The offer for the other leg (same direction: a hold is passed on).
+    pub(super) other_offer: Option<Vec<u8>>,
+    pub(super) direction: sdp::Direction,
 }
 
-/// How a media action's wait ended.
-pub(super) enum Served {
-    Done(String),
-    Ended,
-}
-
-/// What a media action waits for.
-pub(super) enum Until {
-    Deadline(Instant),
-    Playback(BoxStream<pb::PlaybackEvent>),
-    Digits { max: usize, deadline: Instant },
-}
-
-pub(super) fn is_sdp(content_type: Option<&str>, body: &[u8]) -> bool {
+pub(in crate::calls) fn is_sdp(content_type: Option<&str>, body: &[u8]) -> bool {
     !body.is_empty()
         && content_type.is_some_and(|ct| {
             ct.split(';')
@@ -87,11 +76,11 @@ pub(super) fn is_sdp(content_type: Option<&str>, body: &[u8]) -> bool {
         })
 }
 
-fn family(ip: std::net::IpAddr) -> &'static str {
+pub(super) fn family(ip: std::net::IpAddr) -> &'static str {
     if ip.is_ipv6() { "IP6" } else { "IP4" }
 }
 
-fn pb_direction(d: sdp::Direction) -> pb::Direction {
+pub(super) fn pb_direction(d: sdp::Direction) -> pb::Direction {
     match d {
         sdp::Direction::SendRecv => pb::Direction::Sendrecv,
         sdp::Direction::SendOnly => pb::Direction::Sendonly,
@@ -100,11 +89,32 @@ fn pb_direction(d: sdp::Direction) -> pb::Direction {
     }
 }
 
-impl Call {
-    pub(super) fn anchored(&self) -> bool {
-        self.media.is_some()
-    }
+/// A media file name from a dialplan template: `${variables}` are
+/// expanded with their values made safe for a file name (a peer controls
+/// caller ids and Call-IDs: only letters, digits and `-_+@` of theirs reach
+/// the path, so no `/`, `\`, `..` or control character), while separators
+/// the dialplan itself wrote stay.
+pub(super) fn file_name(template: &str, vars: &HashMap<String, String>) -> String {
+    let safe: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| {
+            let s: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '@') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (k.clone(), s)
+        })
+        .collect();
+    crate::dialplan::expand(template, &safe)
+}
 
+impl Call {
     /// The caller's session, on the first manager that takes it. `Err` is
     /// the status the caller gets: 488 for SDP the manager refuses, 503
     /// when no manager can take the call.
@@ -117,15 +127,19 @@ impl Call {
         let a_late = offer.is_empty();
         for mgr in self.calls.media.candidates() {
             let req = pb::CreateSessionRequest {
-                call_id: self.invite.call_id.clone(),
+                call_id: self.id.clone(),
                 leg: "A".into(),
                 remote_sdp: offer.clone(),
-                address_family: family(self.a_source.local.ip()).into(),
+                address_family: family(self.a.source.local.ip()).into(),
             };
             match mgr.create_session(req).await {
                 Ok(r) => {
                     self.watch_session(&mgr, &r.session_id);
-                    debug!(call_id = %self.invite.call_id, manager = %mgr.name, session = %r.session_id, "caller's media anchored");
+                    debug!(call = %self.id, manager = %mgr.name, session = %r.session_id, "caller's media anchored");
+                    if !a_late {
+                        self.a.peer.remote_sdp = Some(self.invite.body.clone());
+                    }
+                    self.calls.set_manager(&self.id, Some(mgr.name.clone()));
                     self.media = Some(CallMedia {
                         mgr,
                         a: r.session_id,
@@ -138,11 +152,11 @@ impl Call {
                     return Ok(());
                 }
                 Err(e) if e.code() == Code::InvalidArgument => {
-                    info!(call_id = %self.invite.call_id, cause = %e.message(), "caller's SDP refused");
+                    info!(call = %self.id, cause = %e.message(), "caller's SDP refused");
                     return Err((488, "Not Acceptable Here"));
                 }
                 Err(e) => {
-                    warn!(call_id = %self.invite.call_id, manager = %mgr.name, cause = %e, "RTP manager refused a session; trying the next");
+                    warn!(call = %self.id, manager = %mgr.name, cause = %e, "RTP manager refused a session; trying the next");
                 }
             }
         }
@@ -150,10 +164,10 @@ impl Call {
     }
 
     /// Forwards the session's DTMF and RTP timeouts into the call's mailbox.
-    fn watch_session(&self, mgr: &Arc<Manager>, session: &str) {
+    pub(super) fn watch_session(&self, mgr: &Arc<Manager>, session: &str) {
         let mgr = Arc::clone(mgr);
         let session = session.to_owned();
-        let mailbox = self.mailbox.clone();
+        let mailbox: mpsc::Sender<Event> = self.mailbox.clone();
         tokio::spawn(async move {
             let Ok(mut events) = mgr.watch_events(&session).await else {
                 return;
@@ -171,7 +185,7 @@ impl Call {
                     session: session.clone(),
                     event,
                 };
-                if mailbox.send(msg).is_err() {
+                if mailbox.send(msg).await.is_err() {
                     return;
                 }
             }
@@ -187,7 +201,7 @@ impl Call {
     ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
         let req = pb::CreateSessionRequest {
-            call_id: self.invite.call_id.clone(),
+            call_id: self.id.clone(),
             leg: format!("B{}", index + 1),
             remote_sdp: String::new(),
             address_family: family(remote.ip()).into(),
@@ -204,7 +218,7 @@ impl Call {
                 Some(r.local_sdp.into_bytes())
             }
             Err(e) => {
-                warn!(call_id = %self.invite.call_id, cause = %e, "no media session for a fork; not dialled");
+                warn!(call = %self.id, cause = %e, "no media session for a fork; not dialled");
                 None
             }
         }
@@ -228,12 +242,13 @@ impl Call {
             is_offer: false,
         };
         if let Err(e) = mgr.update_session(req).await {
-            info!(call_id = %self.invite.call_id, cause = %e.message(), "callee's SDP answer refused");
+            info!(call = %self.id, cause = %e.message(), "callee's SDP answer refused");
             return false;
         }
+        self.forks[i].peer.remote_sdp = Some(body.to_vec());
         if !already {
             if let Err(e) = mgr.bridge(&a, &b).await {
-                warn!(call_id = %self.invite.call_id, cause = %e, "bridge failed");
+                warn!(call = %self.id, cause = %e, "bridge failed");
                 return false;
             }
             if let Some(m) = self.media.as_mut() {
@@ -251,9 +266,9 @@ impl Call {
         if let Some(file) = media.record_bridge.take() {
             let (mgr, a) = (Arc::clone(&media.mgr), media.a.clone());
             match mgr.record(&a, &file, true).await {
-                Ok(path) => info!(call_id = %self.invite.call_id, %path, "recording the call"),
+                Ok(path) => info!(call = %self.id, %path, "recording the call"),
                 Err(e) => {
-                    warn!(call_id = %self.invite.call_id, cause = %e.message(), "recording not started")
+                    warn!(call = %self.id, cause = %e.message(), "recording not started")
                 }
             }
         }
@@ -273,8 +288,9 @@ impl Call {
             remote_sdp: String::from_utf8_lossy(body).into_owned(),
             is_offer: false,
         };
-        if let Err(e) = media.mgr.update_session(req).await {
-            info!(call_id = %self.invite.call_id, cause = %e.message(), "caller's SDP answer refused");
+        match media.mgr.update_session(req).await {
+            Ok(_) => self.a.peer.remote_sdp = Some(body.to_vec()),
+            Err(e) => info!(call = %self.id, cause = %e.message(), "caller's SDP answer refused"),
         }
     }
 
@@ -286,7 +302,7 @@ impl Call {
         leg: LegId,
         other: Option<LegId>,
         offer: &[u8],
-    ) -> Option<Result<(Vec<u8>, Option<Vec<u8>>), u16>> {
+    ) -> Option<Result<Reoffered, u16>> {
         let media = self.media.as_ref()?;
         let mgr = Arc::clone(&media.mgr);
         let own = media.session(leg)?;
@@ -319,10 +335,15 @@ impl Call {
             }
             None => None,
         };
-        Some(Ok((answer, other_offer)))
+        Some(Ok(Reoffered {
+            answer,
+            other_offer,
+            direction,
+        }))
     }
 
-    /// The other leg's answer to the offer we relayed.
+    /// The leg's answer to an offer of ours (relayed re-offer, refresh,
+    /// late offer in a re-INVITE's ACK).
     pub(super) async fn reanswer(&mut self, leg: LegId, answer: &[u8]) {
         let Some(media) = self.media.as_ref() else {
             return;
@@ -335,8 +356,13 @@ impl Call {
             remote_sdp: String::from_utf8_lossy(answer).into_owned(),
             is_offer: false,
         };
-        if let Err(e) = media.mgr.update_session(req).await {
-            info!(call_id = %self.invite.call_id, cause = %e.message(), "re-INVITE answer refused");
+        match media.mgr.update_session(req).await {
+            Ok(_) => {
+                if let Some(p) = self.peer_mut(leg) {
+                    p.remote_sdp = Some(answer.to_vec());
+                }
+            }
+            Err(e) => info!(call = %self.id, cause = %e.message(), "re-INVITE answer refused"),
         }
     }
 
@@ -365,7 +391,7 @@ impl Call {
                 .filter(|i| i.packets_received > 0)
                 .map(|i| i.mos)
                 .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
-            self.media_stats = Some(super::MediaStats {
+            self.media_stats = Some(super::end::MediaStats {
                 sent: a.packets_sent as i64,
                 received: a.packets_received as i64,
                 lost: (a.packets_lost + b_info.as_ref().map_or(0, |b| b.packets_lost)) as i64,
@@ -379,212 +405,46 @@ impl Call {
     }
 
     // ----------------------------------------------------------------------
-    // aggressive drain: moving a bridged call to another manager
-    // ----------------------------------------------------------------------
-
-    /// Starts moving the call off `from`: sessions on the next healthy
-    /// manager, already bridged, and a re-INVITE with its offer to each leg.
-    pub(super) async fn start_migration(&mut self, w: usize, from: &str) {
-        let Some(media) = self.media.as_ref() else {
-            return;
-        };
-        if media.mgr.name != from || self.migration.is_some() || media.bridged != Some(w) {
-            return;
-        }
-        let Some(to) = self
-            .calls
-            .media
-            .candidates()
-            .into_iter()
-            .find(|m| m.name != from)
-        else {
-            warn!(call_id = %self.invite.call_id, from, "no other RTP manager to move the call to");
-            return;
-        };
-        let call_id = self.invite.call_id.clone();
-        let mut offers = Vec::new();
-        for (leg, remote) in [
-            ("A".to_owned(), self.a.flow.remote),
-            (format!("B{}", w + 1), self.forks[w].dialog.flow.remote),
-        ] {
-            let req = pb::CreateSessionRequest {
-                call_id: call_id.clone(),
-                leg,
-                remote_sdp: String::new(),
-                address_family: family(remote.ip()).into(),
-            };
-            match to.create_session(req).await {
-                Ok(r) => offers.push(r),
-                Err(e) => {
-                    warn!(%call_id, manager = %to.name, cause = %e, "cannot move the call");
-                    for o in &offers {
-                        let _ = to.destroy(&o.session_id).await;
-                    }
-                    return;
-                }
-            }
-        }
-        let (a, b) = (offers.remove(0), offers.remove(0));
-        if let Err(e) = to.bridge(&a.session_id, &b.session_id).await {
-            warn!(%call_id, cause = %e, "cannot move the call");
-            let _ = to.destroy(&a.session_id).await;
-            let _ = to.destroy(&b.session_id).await;
-            return;
-        }
-        self.watch_session(&to, &a.session_id);
-        self.watch_session(&to, &b.session_id);
-        info!(%call_id, from, to = %to.name, "moving the call's media");
-        for (leg, offer) in [(LegId::A, a.local_sdp), (LegId::B(w), b.local_sdp)] {
-            let dialog = match leg {
-                LegId::A => &mut self.a,
-                LegId::B(i) => &mut self.forks[i].dialog,
-            };
-            let (bytes, branch) =
-                dialog.request("INVITE", Some(("application/sdp", offer.as_bytes())), &[]);
-            let flow = dialog.flow;
-            self.send_request(&branch, "INVITE", flow, bytes, Pending::Migrate(leg));
-        }
-        self.migration = Some(Migration {
-            mgr: to,
-            a: a.session_id,
-            b: b.session_id,
-            a_done: false,
-            b_done: false,
-        });
-    }
-
-    /// A leg's answer to the moving re-INVITE. When both legs took the new
-    /// manager, the old sessions go; if one refused, the new ones go.
-    pub(super) async fn migration_answer(
-        &mut self,
-        w: usize,
-        leg: LegId,
-        code: u16,
-        bytes: &Bytes,
-    ) {
-        let Some(m) = self.migration.as_mut() else {
-            return;
-        };
-        let session = match leg {
-            LegId::A => m.a.clone(),
-            LegId::B(_) => m.b.clone(),
-        };
-        let mgr = Arc::clone(&m.mgr);
-        let ok = (200..300).contains(&code);
-        if ok && let Ok(Message::Response(resp)) = switchboard_sip::message::parse(bytes) {
-            let (to_a, dialog) = match leg {
-                LegId::A => (true, &self.a),
-                LegId::B(i) => (false, &self.forks[i].dialog),
-            };
-            let ack = Bytes::from(dialog.ack(resp.cseq, None));
-            let flow = dialog.flow;
-            self.ep.send_raw(&flow, ack.clone());
-            self.acks.insert((to_a, resp.cseq), ack);
-            if is_sdp(resp.header("Content-Type"), &resp.body) {
-                let req = pb::UpdateSessionRequest {
-                    session_id: session,
-                    remote_sdp: String::from_utf8_lossy(&resp.body).into_owned(),
-                    is_offer: false,
-                };
-                if let Err(e) = mgr.update_session(req).await {
-                    info!(call_id = %self.invite.call_id, cause = %e.message(), "answer to the moving re-INVITE refused");
-                }
-            }
-        }
-        let Some(m) = self.migration.as_mut() else {
-            return;
-        };
-        match leg {
-            LegId::A => m.a_done = true,
-            LegId::B(_) => m.b_done = true,
-        }
-        if !ok {
-            // stay where we are; a leg that did move is brought back by
-            // the next re-INVITE from either side (rare: a phone refusing
-            // a plain re-INVITE)
-            warn!(call_id = %self.invite.call_id, code, "a leg refused the move; media stays");
-            if let Some(m) = self.migration.take() {
-                let _ = m.mgr.destroy(&m.a).await;
-                let _ = m.mgr.destroy(&m.b).await;
-            }
-            return;
-        }
-        if !(m.a_done && m.b_done) {
-            return;
-        }
-        let Some(m) = self.migration.take() else {
-            return;
-        };
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        let old = Arc::clone(&media.mgr);
-        let (old_a, old_b) = (media.a.clone(), media.b.get(w).cloned().flatten());
-        media.mgr = m.mgr;
-        media.a = m.a;
-        if media.b.len() <= w {
-            media.b.resize(w + 1, None);
-        }
-        media.b[w] = Some(m.b);
-        let _ = old.destroy(&old_a).await;
-        if let Some(b) = old_b {
-            let _ = old.destroy(&b).await;
-        }
-        info!(call_id = %self.invite.call_id, from = %old.name, to = %media.mgr.name, "call moved");
-    }
-
-    // ----------------------------------------------------------------------
     // media actions
     // ----------------------------------------------------------------------
 
-    /// Answers the call if nobody has yet.
-    pub(super) fn ensure_answered(&mut self) {
-        if self.a_answered.is_none() {
-            self.answer_locally();
-        }
-    }
-
     pub(super) async fn play(
         &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Event>,
+        rx: &mut mpsc::Receiver<Event>,
         files: Vec<String>,
         repeat: u32,
-    ) -> Served {
+    ) {
         self.ensure_answered();
         let Some(media) = self.media.as_ref() else {
-            debug!(call_id = %self.invite.call_id, "play_audio on a call without media: skipped");
-            return Served::Done(String::new());
+            debug!(call = %self.id, "play_audio on a call without media: skipped");
+            return;
         };
         let (mgr, a) = (Arc::clone(&media.mgr), media.a.clone());
         match mgr.play(&a, files, repeat).await {
-            Ok(stream) => self.serve_a(rx, Until::Playback(stream)).await,
-            Err(e) => {
-                warn!(call_id = %self.invite.call_id, cause = %e.message(), "play_audio failed");
-                Served::Done(String::new())
+            Ok(stream) => {
+                self.wait(rx, Wait::Playback(stream)).await;
             }
+            Err(e) => warn!(call = %self.id, cause = %e.message(), "play_audio failed"),
         }
     }
 
-    pub(super) async fn echo(
-        &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Event>,
-        timeout: Option<Duration>,
-    ) -> Served {
+    pub(super) async fn echo(&mut self, rx: &mut mpsc::Receiver<Event>, timeout: Option<Duration>) {
         self.ensure_answered();
         if let Some(media) = self.media.as_ref() {
             let (mgr, a) = (Arc::clone(&media.mgr), media.a.clone());
             if let Err(e) = mgr.echo(&a).await {
-                warn!(call_id = %self.invite.call_id, cause = %e.message(), "echo failed");
+                warn!(call = %self.id, cause = %e.message(), "echo failed");
             }
         }
-        // "forever" is bounded by the RTP timeout and the caller's BYE
+        // "forever" is bounded by the RTP timeout, the caller's BYE and
+        // MAX_CALL_DURATION
         let deadline = Instant::now() + timeout.unwrap_or(Duration::from_secs(86_400));
-        self.serve_a(rx, Until::Deadline(deadline)).await
+        self.wait(rx, Wait::Deadline(deadline)).await;
     }
 
     pub(super) async fn record(&mut self, file: String, both_sides: bool) {
         let Some(media) = self.media.as_mut() else {
-            debug!(call_id = %self.invite.call_id, "record on a call without media: skipped");
+            debug!(call = %self.id, "record on a call without media: skipped");
             return;
         };
         if both_sides {
@@ -593,159 +453,15 @@ impl Call {
         }
         let (mgr, a) = (Arc::clone(&media.mgr), media.a.clone());
         match mgr.record(&a, &file, false).await {
-            Ok(path) => info!(call_id = %self.invite.call_id, %path, "recording the caller"),
+            Ok(path) => info!(call = %self.id, %path, "recording the caller"),
             Err(e) => {
-                warn!(call_id = %self.invite.call_id, cause = %e.message(), "recording not started")
+                warn!(call = %self.id, cause = %e.message(), "recording not started")
             }
         }
     }
 
-    /// Serves the answered caller's leg (ACK, BYE, re-INVITE, DTMF, RTP
-    /// timeout, 2xx retransmission) until `until` or the call ends.
-    pub(super) async fn serve_a(
-        &mut self,
-        rx: &mut mpsc::UnboundedReceiver<Event>,
-        mut until: Until,
-    ) -> Served {
-        loop {
-            if let Until::Digits { max, .. } = &until {
-                let end = self.digits.iter().position(|d| *d == '#');
-                if end.is_some() || self.digits.len() >= *max {
-                    let n = end.unwrap_or(*max);
-                    let got: String = self.digits.drain(..n).collect();
-                    if end.is_some() {
-                        self.digits.pop_front(); // the '#'
-                    }
-                    return Served::Done(got);
-                }
-            }
-            let deadline = match &until {
-                Until::Deadline(d) | Until::Digits { deadline: d, .. } => Some(*d),
-                Until::Playback(_) => None,
-            };
-            let resend = self.resend_at();
-            let playback = async {
-                match &mut until {
-                    Until::Playback(s) => s.next().await,
-                    _ => std::future::pending().await,
-                }
-            };
-            let ev = tokio::select! {
-                ev = rx.recv() => ev,
-                p = playback => {
-                    use pb::playback_event::Kind;
-                    match p {
-                        Some(Ok(e)) if e.kind == Kind::Started as i32 => continue,
-                        _ => return Served::Done(String::new()),
-                    }
-                }
-                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    let got: String = self.digits.drain(..).filter(|d| *d != '#').collect();
-                    return Served::Done(got);
-                }
-                () = tokio::time::sleep_until(resend.unwrap_or_else(Instant::now)), if resend.is_some() => {
-                    if !self.resend_2xx() {
-                        self.bye_caller("system");
-                        return Served::Ended;
-                    }
-                    continue;
-                }
-            };
-            let Some(ev) = ev else {
-                return Served::Ended;
-            };
-            if self.serve_a_event(ev).await {
-                return Served::Ended;
-            }
-        }
-    }
-
-    /// One event while the caller's leg is answered but not bridged; true
-    /// when the call is over.
-    async fn serve_a_event(&mut self, ev: Event) -> bool {
-        match ev {
-            Event::Request {
-                leg: LegId::A,
-                req,
-                tx,
-            } => {
-                let method = req.method.to_string();
-                self.calls.metrics.requests_in.inc(&method);
-                let Some(tx) = tx else {
-                    if req.cseq == self.invite.cseq {
-                        self.a_acked = true;
-                    }
-                    if is_sdp(req.header("Content-Type"), &req.body) {
-                        self.caller_answer(&req.body).await;
-                    }
-                    return false;
-                };
-                match method.as_str() {
-                    "BYE" => {
-                        self.calls.respond(&tx, &req, 200, "OK");
-                        self.ended("caller", None);
-                        true
-                    }
-                    "INVITE" | "UPDATE" => {
-                        self.answer_reoffer(LegId::A, *req, tx).await;
-                        false
-                    }
-                    _ => {
-                        // INFO, OPTIONS, MESSAGE, a late CANCEL: accepted
-                        self.calls.respond(&tx, &req, 200, "OK");
-                        false
-                    }
-                }
-            }
-            Event::Request {
-                req, tx: Some(tx), ..
-            } => {
-                self.calls
-                    .respond(&tx, &req, 481, "Call/Transaction Does Not Exist");
-                false
-            }
-            Event::Client { id, code, bytes } => {
-                if let Some(Pending::Invite(i)) = self.pending.remove(&id) {
-                    self.late_fork_answer(id, i, code, &bytes);
-                }
-                false
-            }
-            Event::Hangup => {
-                self.bye_caller("system");
-                true
-            }
-            Event::Media { session, event } => self.media_event(&session, event),
-            _ => false,
-        }
-    }
-
-    /// A fork's answer after the dial that made it is over (another fork
-    /// won, or the caller gave up): a 2xx gets ACK + BYE, a provisional
-    /// gets the CANCEL it is owed (one cannot be sent before the fork's
-    /// first provisional, RFC 3261 §9.1), a final ends the fork.
-    pub(super) fn late_fork_answer(&mut self, id: u64, i: usize, code: u16, bytes: &Bytes) {
-        if (200..300).contains(&code) {
-            if let Ok(Message::Response(resp)) = switchboard_sip::message::parse(bytes) {
-                self.forks[i].dialog.uac_confirm(&resp);
-            }
-            self.ack_fork(i, None);
-            self.bye_fork(i);
-        } else if code < 200 {
-            if self.forks[i].state == ForkState::Trying {
-                self.forks[i].state = ForkState::Early;
-            }
-            if self.forks[i].cancel_wanted && !self.forks[i].cancel_sent {
-                self.cancel_fork(i);
-            }
-            self.pending.insert(id, Pending::Invite(i));
-        } else {
-            self.forks[i].state = ForkState::Done;
-            self.forks[i].final_code = Some(code);
-        }
-    }
-
-    /// DTMF and RTP timeouts; true when the call is over.
-    pub(super) fn media_event(&mut self, session: &str, event: MediaEvent) -> bool {
+    /// DTMF and RTP timeouts.
+    pub(super) fn media_event(&mut self, session: &str, event: MediaEvent) {
         let is_a = self.media.as_ref().is_some_and(|m| m.a == session);
         match event {
             MediaEvent::Dtmf(d) => {
@@ -756,7 +472,6 @@ impl Call {
                         self.digits.pop_front();
                     }
                 }
-                false
             }
             MediaEvent::RtpTimeout => {
                 let live = is_a
@@ -765,22 +480,10 @@ impl Call {
                         .as_ref()
                         .and_then(|m| m.bridged.and_then(|w| m.b.get(w)?.as_deref()))
                         == Some(session);
-                if !live {
-                    return false;
+                if live {
+                    info!(call = %self.id, session, "RTP timeout: ending the call");
+                    self.end_call(Side::System, "RTP timeout", 408, None);
                 }
-                info!(call_id = %self.invite.call_id, session, "RTP timeout: ending the call");
-                self.hangup_reason = Some("RTP timeout".into());
-                self.hangup_side = "system";
-                if let Some(w) = self.winner
-                    && self.forks[w].state == ForkState::Answered
-                {
-                    self.bye_fork(w);
-                }
-                if self.a_answered.is_some() {
-                    let (bytes, branch) = self.a.request("BYE", None, &[]);
-                    self.send_request(&branch, "BYE", self.a.flow, bytes, Pending::Ignore);
-                }
-                true
             }
         }
     }
@@ -794,9 +497,15 @@ impl Call {
         req: Request,
         tx: switchboard_sip_stack::transaction::ServerTx,
     ) {
+        let is_invite = req.method == Method::Invite;
         let body = if is_sdp(req.header("Content-Type"), &req.body) {
             match self.reoffer(leg, None, &req.body).await {
-                Some(Ok((answer, _))) => Some(answer),
+                Some(Ok(r)) => {
+                    if let Some(p) = self.peer_mut(leg) {
+                        p.remote_sdp = Some(req.body.clone());
+                    }
+                    Some(r.answer)
+                }
                 Some(Err(code)) => {
                     self.calls
                         .respond(&tx, &req, code, switchboard_sip::reason_phrase(code));
@@ -804,10 +513,7 @@ impl Call {
                 }
                 None => None,
             }
-        } else if let (Some(media), true) =
-            (self.media.as_mut(), req.method.to_string() == "INVITE")
-        {
-            // an UPDATE without an offer (a refresh) gets a 200 without one
+        } else if let (Some(media), true) = (self.media.as_mut(), is_invite) {
             let mut offer = None;
             if let Some(session_id) = media.session(leg) {
                 let r = pb::CreateOfferRequest {
@@ -823,18 +529,59 @@ impl Call {
         } else {
             None
         };
-        let flow = match leg {
-            LegId::A => self.a.flow,
-            LegId::B(i) => self.forks[i].dialog.flow,
-        };
+        let flow = self.flow_of(leg);
         let mut b = response(&req, 200, "OK");
-        if req.method.to_string() == "INVITE" {
+        if is_invite {
             b = b.header("Contact", &our_contact(&flow));
+        }
+        if let Some(t) = self.peer_mut(leg).and_then(|p| p.timer.as_mut()) {
+            t.refreshed(Instant::now());
+            b = b
+                .header("Session-Expires", &t.header(true))
+                .header("Require", "timer");
         }
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
+        let bytes = b.build();
         self.calls.metrics.responses_out.inc(200);
-        tx.respond(200, Bytes::from(b.build()));
+        tx.respond(200, Bytes::from(bytes.clone()));
+        if is_invite {
+            let reliable = flow.transport.is_reliable();
+            self.unacked.push(super::relay::Unacked {
+                leg,
+                cseq: req.cseq,
+                bytes: Bytes::from(bytes),
+                resend: crate::calls::leg::Resend::start(Instant::now(), reliable),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_keep_the_dialplans_slashes_but_not_a_peers() {
+        let vars: HashMap<String, String> = [
+            ("call_id", "8f0c2a1e-0000-4000-8000-000000000001"),
+            ("sip_call_id", "../../etc/passwd"),
+            ("caller_id", "..\\x/y z"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let table = [
+            ("${call_id}", "8f0c2a1e-0000-4000-8000-000000000001"),
+            ("${sip_call_id}", "______etc_passwd"),
+            ("calls/${caller_id}.wav", "calls/___x_y_z.wav"),
+            ("a/${unknown}b", "a/b"),
+        ];
+        for (template, want) in table {
+            let got = file_name(template, &vars);
+            assert_eq!(got, want, "{template}");
+            assert!(!got.contains(".."), "{got}");
+        }
     }
 }
