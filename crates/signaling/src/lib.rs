@@ -232,7 +232,7 @@ impl Node {
             }
         }
         self.metrics.render(&mut out);
-        self.calls.stats.render(&mut out, self.calls.live_count());
+        self.calls.render_metrics(&mut out);
         out
     }
 }

@@ -10,80 +10,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{
-    TestServer, free_port, sipp, sipp_on, spawn_sipp_uas, spawn_sipp_uas_with, start, wait_sipp,
+    TestServer, call, free_port, metric, no_live_calls, only_cdr, sipp, sipp_on, spawn_sipp_uas,
+    spawn_sipp_uas_with, start, two_phones, wait_sipp,
 };
 use serde_json::Value;
 
 const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-/// Users 1001 (caller) and 1002 (callee); the callee registered from
-/// `port` with sipp. Returns the server.
-async fn two_phones(name: &str, port: u16, dial_timeout: u64) -> TestServer {
-    let s = start(name, |_| {}).await;
-    for (user, ext) in [("alice", "1001"), ("bob", "1002")] {
-        let (status, body) = s
-            .http(
-                "POST",
-                "/api/v1/users",
-                Some(&serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let plan = serde_json::json!({"version": "1.0", "routes": [
-        {"id": "busy-test", "pattern": "1999", "priority": 5,
-         "actions": [{"type": "hangup", "params": {"reason": "busy"}}]},
-        {"id": "extensions", "pattern": "1*", "priority": 50,
-         "actions": [{"type": "dial", "params": {"target": "user/${destination}", "timeout": dial_timeout}}]},
-        {"id": "direct", "pattern": "2*", "priority": 50, "direct_media": true,
-         "actions": [{"type": "dial", "params": {"target": "user/1002", "timeout": dial_timeout}}]}]});
-    let (status, body) = s.http("PUT", "/api/v1/dialplan", Some(&plan)).await;
-    assert_eq!(status, 200, "{body}");
-    let reg = sipp_on(
-        "register_auth.xml",
-        s.sip,
-        LO,
-        port,
-        &["-s", "bob", "-au", "bob", "-ap", "bob-secret"],
-    )
-    .await;
-    assert!(reg.status.success(), "callee registration failed");
-    s
-}
-
-async fn call(s: &TestServer, scenario: &str, to: &str) -> bool {
-    sipp(
-        scenario,
-        s.sip,
-        LO,
-        &["-s", to, "-au", "alice", "-ap", "alice-secret"],
-    )
-    .await
-    .status
-    .success()
-}
-
-/// The CDR of the one call the server saw, once written.
-async fn only_cdr(s: &TestServer) -> Value {
-    for _ in 0..100 {
-        let (status, body) = s.http("GET", "/api/v1/cdrs", None).await;
-        assert_eq!(status, 200, "{body}");
-        if let Some(list) = body["cdrs"].as_array()
-            && !list.is_empty()
-        {
-            assert_eq!(list.len(), 1, "{body}");
-            return list[0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no CDR written");
-}
-
-async fn no_live_calls(s: &TestServer) {
-    let (status, body) = s.http("GET", "/api/v1/calls", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!([]), "calls left behind");
-}
 
 /// The callee scenario waits on `port`, alice calls `to` with the caller
 /// scenario; both sipp runs must pass and no call may be left live. Returns
@@ -216,14 +148,6 @@ async fn unknown_extension_gets_404_and_a_failed_cdr() {
     // a route that hangs up: 486 from the dialplan itself
     no_live_calls(&s).await;
     s.stop().await;
-}
-
-async fn metric(s: &TestServer, line_prefix: &str) -> Option<u64> {
-    let (_, body) = s.http("GET", "/metrics", None).await;
-    body.as_str()?
-        .lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

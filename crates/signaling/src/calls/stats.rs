@@ -13,7 +13,6 @@ pub struct CallStats {
     pub started: AtomicU64,
     pub answered: AtomicU64,
     pub failed: AtomicU64,
-    pub cdr_write_failures: AtomicU64,
     /// INVITE in → first B-leg INVITE out, cumulative per bucket of
     /// [`SETUP_BUCKETS_US`], then the overflow bucket.
     pub setup: [AtomicU64; SETUP_BUCKETS_US.len() + 1],
@@ -49,11 +48,6 @@ impl CallStats {
                 "switchboard_calls_failed_total",
                 "Calls that ended unanswered.",
                 c(&self.failed),
-            ),
-            (
-                "switchboard_cdr_write_failures_total",
-                "CDR writes the store refused (retried).",
-                c(&self.cdr_write_failures),
             ),
         ] {
             let _ = writeln!(
