@@ -249,10 +249,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, flushes pending registrations, and waits (at most
-    /// `grace`) for background tasks.
     /// Stops the node: new calls get 503 while live calls have up to
-    /// `grace` to end, then everything stops and pending writes flush.
+    /// `grace` to end; calls still up then are hung up (BYE, CDR), the CDR
+    /// writer is flushed, and everything stops with pending writes flushed.
     pub async fn shutdown(self, grace: Duration) {
         self.node.calls.drain();
         let deadline = tokio::time::Instant::now() + grace;
@@ -262,8 +261,21 @@ impl Running {
         if self.node.calls.live_count() > 0 {
             warn!(
                 calls = self.node.calls.live_count(),
-                "shutdown grace over; ending with calls up"
+                "shutdown grace over; hanging up the calls still up"
             );
+            // each gets BYE on both legs and a CDR saying why
+            self.node.calls.end_all();
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.node.calls.live_count() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // every CDR handed over is stored (or spooled) before the store closes
+        if tokio::time::timeout(Duration::from_secs(10), self.node.calls.flush_cdrs())
+            .await
+            .is_err()
+        {
+            warn!("CDR writer did not finish in time");
         }
         self.shutdown.cancel();
         let all = futures_join(self.tasks);

@@ -586,3 +586,28 @@ async fn max_call_duration_ends_a_call_with_a_cdr() {
     no_live_calls(&up.s).await;
     up.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_still_up_after_the_shutdown_grace_get_bye_and_a_cdr() {
+    let up = call_up("model-shutdown", |_| {}, &[], None).await;
+    let dir = up.s.dir.clone();
+    let (alice, bob) = (up.alice, up.bob);
+    let phones = async {
+        let (a, b) = tokio::join!(alice.request(Method::Bye), bob.request(Method::Bye));
+        alice.answer(&a, 200, None, None).await;
+        bob.answer(&b, 200, None, None).await;
+    };
+    let ((), ()) = tokio::join!(up.s.running.shutdown(Duration::from_millis(300)), phones);
+    // the CDR reached the store before it closed
+    let store = switchboard_store::Store::open_sqlite(&dir)
+        .await
+        .expect("store reopens");
+    let cdrs = store
+        .list_cdrs(&switchboard_store::CdrFilter::default())
+        .await
+        .expect("CDRs");
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(cdrs[0].disposition, "answered");
+    assert_eq!(cdrs[0].hangup_reason.as_deref(), Some("Node Shutting Down"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
