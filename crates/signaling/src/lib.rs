@@ -160,19 +160,54 @@ impl Node {
             ),
             (
                 "switchboard_auth_blocked_total",
-                "Requests from blocked sources.",
+                "Requests from blocked sources or for blocked usernames.",
                 &a.blocked,
+            ),
+            (
+                "switchboard_auth_foreign_nonces_total",
+                "Credentials with a nonce not issued to their source (forged, or a spoofed source address); challenged, never counted as failures.",
+                &a.foreign_nonces,
+            ),
+            (
+                "switchboard_auth_uri_mismatches_total",
+                "Credentials whose digest uri was not the Request-URI (answered 403).",
+                &a.uri_mismatches,
             ),
         ] {
             metric(&mut out, name, "counter", help, v.load(Ordering::Relaxed));
         }
-        metric(
-            &mut out,
-            "switchboard_auth_blocked_sources",
-            "gauge",
-            "Source addresses currently blocked after failed authentications.",
-            self.auth.limiter.blocked_count(Instant::now()),
-        );
+        let now = Instant::now();
+        let limiter = &self.auth.limiter;
+        let (sources, usernames, trusted) = limiter.sizes();
+        for (name, help, v) in [
+            (
+                "switchboard_auth_blocked_sources",
+                "Sources (IPv4 addresses, IPv6 /64s) currently blocked after failed authentications.",
+                limiter.blocked_count(now),
+            ),
+            (
+                "switchboard_auth_blocked_usernames",
+                "Usernames currently blocked for untrusted sources after failed authentications.",
+                limiter.blocked_users_count(now),
+            ),
+            (
+                "switchboard_auth_limiter_sources",
+                "Sources the failed-authentication limiter tracks (bounded at 262144).",
+                sources,
+            ),
+            (
+                "switchboard_auth_limiter_usernames",
+                "Usernames the failed-authentication limiter tracks (bounded at 262144).",
+                usernames,
+            ),
+            (
+                "switchboard_auth_trusted_users",
+                "Users with sources remembered as trusted after a success (bounded at 262144, 8 sources each).",
+                trusted,
+            ),
+        ] {
+            metric(&mut out, name, "gauge", help, v);
+        }
         if let Some(ep) = self.endpoint() {
             let s = ep.layer.metrics();
             let created = s.created.client_invite
@@ -384,11 +419,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let location = Arc::new(Location::new(config.max_contacts, Some(persist_tx)));
     location::restore_from(&store, &location, Now::current().unix_ms).await?;
 
-    let limiter = AuthLimiter::new(
-        config.auth_fail_limit,
-        Duration::from_secs(config.auth_fail_window),
-        Duration::from_secs(config.auth_block_seconds),
-    );
+    let limiter = AuthLimiter::new(ratelimit::Limits {
+        source_limit: config.auth_fail_limit,
+        user_limit: config.auth_user_fail_limit,
+        window: Duration::from_secs(config.auth_fail_window),
+        block: Duration::from_secs(config.auth_block_seconds),
+        trust: ratelimit::DEFAULT_TRUST,
+    });
     let auth = Arc::new(Authenticator::new(
         rand::random(),
         config.nonce_ttl,

@@ -419,7 +419,10 @@ impl Calls {
             Outcome::Ok(u) => u,
             Outcome::Challenge { stale } => {
                 let mut b = response(req, 407, "Proxy Authentication Required");
-                for c in self.auth.challenges(&account.realm, stale, now.unix_secs()) {
+                for c in
+                    self.auth
+                        .challenges(&account.realm, stale, now.unix_secs(), from.remote.ip())
+                {
                     b = b.header("Proxy-Authenticate", &c);
                 }
                 self.respond_bytes(tx, 407, b.build());
