@@ -65,6 +65,18 @@ pub enum Outcome<T = Arc<UserEntry>> {
     Drop,
 }
 
+impl<T> Outcome<T> {
+    /// The same verdict about what `f` makes of the authenticated one.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Ok(t) => Outcome::Ok(f(t)),
+            Outcome::Challenge { stale } => Outcome::Challenge { stale },
+            Outcome::Forbidden(r) => Outcome::Forbidden(r),
+            Outcome::Drop => Outcome::Drop,
+        }
+    }
+}
+
 /// What can authenticate: something with stored HA1s.
 pub trait Secret {
     /// The HA1 for `alg` in the realm challenged, if there is one.

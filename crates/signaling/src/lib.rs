@@ -7,7 +7,7 @@
 //! [`location`] (bindings, write-behind to the store), [`auth`] +
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
-//! [`metrics`] (Prometheus).
+//! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads).
 
 pub mod api;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registrar;
+pub mod secrets;
 pub mod service;
 pub mod trunks;
 
@@ -334,27 +335,18 @@ fn api_token(config: &Config) -> anyhow::Result<String> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
+            // a token file from before files were written 0600
+            secrets::restrict(&path)
+                .with_context(|| format!("DATA_DIR: cannot chmod 600 {}", path.display()))?;
             info!(path = %path.display(), "API token read from file");
             return Ok(t);
         }
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    write_private(&path, &token)
+    secrets::write_private(&path, &token)
         .with_context(|| format!("DATA_DIR: cannot write {}", path.display()))?;
     info!(path = %path.display(), "API token generated (API_TOKEN unset)");
     Ok(token)
-}
-
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(content.as_bytes())
 }
 
 /// The dialplan at `path`, or the built-in one when the file does not exist.
@@ -398,7 +390,7 @@ impl Node {
 /// Bad configuration, an unreachable store at start-up, or a port in use.
 pub async fn run(config: Config) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)
+    secrets::create_private_dir(&config.data_dir)
         .with_context(|| format!("DATA_DIR: cannot create {}", config.data_dir.display()))?;
     let store = Store::open_sqlite(&config.data_dir)
         .await
@@ -436,8 +428,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(SipMetrics::default());
     let dialplan = load_dialplan(&config.dialplan_path)?;
     let trunks = Arc::new(
-        trunks::Trunks::load(&config.trunks_path)
-            .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
+        trunks::Trunks::load(&config.trunks_path, |id| {
+            directory.account(id).map(|a| a.realm.clone())
+        })
+        .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
     );
     info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
     let media = Arc::new(media::MediaPool::from_config(&config)?);
