@@ -238,7 +238,7 @@ def run_switchboard(a, work: Path) -> dict:
     # like-for-like B2BUA comparison leaves media out too (anchored media
     # is measured against rtpengine by bench/rtp.sh)
     (work / "dialplan.json").write_text(json.dumps({"version": "1.0", "routes": [
-        {"id": "bench", "pattern": "*", "priority": 1, "direct_media": True, "actions": [
+        {"id": "bench", "from": "trunk", "pattern": "*", "priority": 1, "direct_media": True, "actions": [
             {"type": "dial", "params": {"target": f"sip:${{destination}}@127.0.0.1:{uas}",
                                         "timeout": 30}}]}]}))
     (work / "trunks.json").write_text(json.dumps({"trunks": [

@@ -967,11 +967,26 @@ async fn put_trunk(
     if config.name != name {
         return Err(ApiError::invalid("name: must match the trunk in the path"));
     }
-    if config.password.is_none() {
-        // an update that leaves the password out keeps the stored one
-        if let Some(old) = node.calls.trunks.get(&name) {
+    let old = node.calls.trunks.get(&name);
+    if let Some(old) = &old {
+        // an update that leaves a password out keeps the stored one (the
+        // inbound HA1s only while the inbound username stays the same)
+        if config.password.is_none() {
             config.password = old.config.password.clone();
         }
+        if config.inbound_password.is_none()
+            && config.inbound_ha1.is_none()
+            && config.inbound_username == old.config.inbound_username
+        {
+            config.inbound_ha1 = old.config.inbound_ha1.clone();
+        }
+    }
+    if config.inbound_password.is_some() {
+        let account = node
+            .directory
+            .account(config.account_id)
+            .ok_or_else(|| ApiError::invalid("account_id: no such account"))?;
+        config.seal(&account.realm);
     }
     let (trunk, old) = node.calls.trunks.put(config).map_err(ApiError::invalid)?;
     node.calls

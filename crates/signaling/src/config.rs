@@ -230,7 +230,19 @@ pub struct Config {
     )]
     pub auth_fail_limit: u32,
 
-    /// Window for AUTH_FAIL_LIMIT, in seconds.
+    /// Failed authentications for one username (of one account or trunk),
+    /// from any sources, tolerated per window; over it, the username is
+    /// blocked for AUTH_BLOCK_SECONDS except from sources that
+    /// authenticated as it in the last 7 days. 0: no per-username limit.
+    #[arg(
+        long,
+        env = "AUTH_USER_FAIL_LIMIT",
+        value_name = "AUTH_USER_FAIL_LIMIT",
+        default_value_t = 20
+    )]
+    pub auth_user_fail_limit: u32,
+
+    /// Window for AUTH_FAIL_LIMIT and AUTH_USER_FAIL_LIMIT, in seconds.
     #[arg(
         long,
         env = "AUTH_FAIL_WINDOW",
@@ -239,7 +251,7 @@ pub struct Config {
     )]
     pub auth_fail_window: u64,
 
-    /// How long a source over the limit stays blocked, in seconds.
+    /// How long a source or username over its limit stays blocked, in seconds.
     #[arg(
         long,
         env = "AUTH_BLOCK_SECONDS",

@@ -11,7 +11,8 @@
 //!
 //! Patterns are globs (`*` any run of characters, `?` one); the enabled
 //! route with the lowest priority that matches wins (ties: file order); a
-//! route with `account_id` only serves that account's callers. A dialplan
+//! route with `account_id` only serves that account's callers; a route
+//! serves local users unless its `from` names trunks ([`origin`]). A dialplan
 //! that names an unknown action, a bad target, an unknown variable or a
 //! duplicate id is rejected whole with an error naming the route, so a bad
 //! edit never replaces the last good dialplan.
@@ -22,6 +23,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+mod origin;
+
+pub use origin::{Origin, RouteFrom};
 
 /// Dial timeout when a `dial` action names none.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,6 +62,13 @@ pub struct RouteFile {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<i64>,
+    /// The callers served: absent for local users, `trunk` for calls from
+    /// any trunk, `trunk/<name>` from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A route for trunk calls may dial `gateway/...` targets only with this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_trunk_to_trunk: bool,
     /// Leave media between the phones (SDP passed through unchanged)
     /// instead of anchoring it on an RTP manager.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -92,6 +104,8 @@ pub struct Route {
     pub pattern: String,
     pub priority: i64,
     pub account_id: Option<i64>,
+    /// The callers it serves.
+    pub from: RouteFrom,
     pub direct_media: bool,
     pub actions: Vec<Action>,
 }
@@ -198,6 +212,8 @@ impl Dialplan {
                 priority: 100,
                 enabled: true,
                 account_id: None,
+                from: None,
+                allow_trunk_to_trunk: false,
                 direct_media: false,
                 actions: vec![ActionFile {
                     kind: "dial".into(),
@@ -248,6 +264,7 @@ impl Dialplan {
                 let at = format!("{here}.actions[{j}]");
                 actions.push(action(a, &at, &mut vars)?);
             }
+            let from = origin::check(r, &actions, &here)?;
             if r.enabled {
                 routes.push((
                     i,
@@ -256,6 +273,7 @@ impl Dialplan {
                         pattern: r.pattern.clone(),
                         priority: r.priority,
                         account_id: r.account_id,
+                        from,
                         direct_media: r.direct_media,
                         actions,
                     },
@@ -269,11 +287,24 @@ impl Dialplan {
         })
     }
 
-    /// The route for a call to `destination` from a caller of `account_id`.
+    /// The route for a call to `destination` from a local user of
+    /// `account_id`.
     pub fn route(&self, destination: &str, account_id: i64) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| r.account_id.is_none_or(|a| a == account_id) && glob(&r.pattern, destination))
+        self.route_for(destination, account_id, Origin::User)
+    }
+
+    /// The route for a call to `destination` from `origin`, of `account_id`.
+    pub fn route_for(
+        &self,
+        destination: &str,
+        account_id: i64,
+        origin: Origin<'_>,
+    ) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            r.from.serves(origin)
+                && r.account_id.is_none_or(|a| a == account_id)
+                && glob(&r.pattern, destination)
+        })
     }
 
     /// Number of enabled routes.
@@ -954,5 +985,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
         let d = Dialplan::load(&path).unwrap();
         assert!(!d.is_empty());
+        // users reach the demo and the extensions; trunk calls only their route
+        assert_eq!(d.route("500", 1).unwrap().id, "demo");
+        assert_eq!(d.route("1001", 1).unwrap().id, "extensions");
+        let from_trunk = |dest| d.route_for(dest, 1, Origin::Trunk("provider")).unwrap();
+        assert_eq!(from_trunk("500").id, "from-trunks");
+        assert_eq!(from_trunk("1001").id, "from-trunks");
     }
 }

@@ -7,7 +7,7 @@
 //! [`location`] (bindings, write-behind to the store), [`auth`] +
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
-//! [`metrics`] (Prometheus).
+//! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads).
 
 pub mod api;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registrar;
+pub mod secrets;
 pub mod service;
 pub mod trunks;
 
@@ -160,19 +161,54 @@ impl Node {
             ),
             (
                 "switchboard_auth_blocked_total",
-                "Requests from blocked sources.",
+                "Requests from blocked sources or for blocked usernames.",
                 &a.blocked,
+            ),
+            (
+                "switchboard_auth_foreign_nonces_total",
+                "Credentials with a nonce not issued to their source (forged, or a spoofed source address); challenged, never counted as failures.",
+                &a.foreign_nonces,
+            ),
+            (
+                "switchboard_auth_uri_mismatches_total",
+                "Credentials whose digest uri was not the Request-URI (answered 403).",
+                &a.uri_mismatches,
             ),
         ] {
             metric(&mut out, name, "counter", help, v.load(Ordering::Relaxed));
         }
-        metric(
-            &mut out,
-            "switchboard_auth_blocked_sources",
-            "gauge",
-            "Source addresses currently blocked after failed authentications.",
-            self.auth.limiter.blocked_count(Instant::now()),
-        );
+        let now = Instant::now();
+        let limiter = &self.auth.limiter;
+        let (sources, usernames, trusted) = limiter.sizes();
+        for (name, help, v) in [
+            (
+                "switchboard_auth_blocked_sources",
+                "Sources (IPv4 addresses, IPv6 /64s) currently blocked after failed authentications.",
+                limiter.blocked_count(now),
+            ),
+            (
+                "switchboard_auth_blocked_usernames",
+                "Usernames currently blocked for untrusted sources after failed authentications.",
+                limiter.blocked_users_count(now),
+            ),
+            (
+                "switchboard_auth_limiter_sources",
+                "Sources the failed-authentication limiter tracks (bounded at 262144).",
+                sources,
+            ),
+            (
+                "switchboard_auth_limiter_usernames",
+                "Usernames the failed-authentication limiter tracks (bounded at 262144).",
+                usernames,
+            ),
+            (
+                "switchboard_auth_trusted_users",
+                "Users with sources remembered as trusted after a success (bounded at 262144, 8 sources each).",
+                trusted,
+            ),
+        ] {
+            metric(&mut out, name, "gauge", help, v);
+        }
         if let Some(ep) = self.endpoint() {
             let s = ep.layer.metrics();
             let created = s.created.client_invite
@@ -311,27 +347,18 @@ fn api_token(config: &Config) -> anyhow::Result<String> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
+            // a token file from before files were written 0600
+            secrets::restrict(&path)
+                .with_context(|| format!("DATA_DIR: cannot chmod 600 {}", path.display()))?;
             info!(path = %path.display(), "API token read from file");
             return Ok(t);
         }
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    write_private(&path, &token)
+    secrets::write_private(&path, &token)
         .with_context(|| format!("DATA_DIR: cannot write {}", path.display()))?;
     info!(path = %path.display(), "API token generated (API_TOKEN unset)");
     Ok(token)
-}
-
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(content.as_bytes())
 }
 
 /// The dialplan at `path`, or the built-in one when the file does not exist.
@@ -375,7 +402,7 @@ impl Node {
 /// Bad configuration, an unreachable store at start-up, or a port in use.
 pub async fn run(config: Config) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)
+    secrets::create_private_dir(&config.data_dir)
         .with_context(|| format!("DATA_DIR: cannot create {}", config.data_dir.display()))?;
     let store = Store::open_sqlite(&config.data_dir)
         .await
@@ -396,11 +423,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let location = Arc::new(Location::new(config.max_contacts, Some(persist_tx)));
     location::restore_from(&store, &location, Now::current().unix_ms).await?;
 
-    let limiter = AuthLimiter::new(
-        config.auth_fail_limit,
-        Duration::from_secs(config.auth_fail_window),
-        Duration::from_secs(config.auth_block_seconds),
-    );
+    let limiter = AuthLimiter::new(ratelimit::Limits {
+        source_limit: config.auth_fail_limit,
+        user_limit: config.auth_user_fail_limit,
+        window: Duration::from_secs(config.auth_fail_window),
+        block: Duration::from_secs(config.auth_block_seconds),
+        trust: ratelimit::DEFAULT_TRUST,
+    });
     let auth = Arc::new(Authenticator::new(
         rand::random(),
         config.nonce_ttl,
@@ -411,8 +440,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(SipMetrics::default());
     let dialplan = load_dialplan(&config.dialplan_path)?;
     let trunks = Arc::new(
-        trunks::Trunks::load(&config.trunks_path)
-            .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
+        trunks::Trunks::load(&config.trunks_path, |id| {
+            directory.account(id).map(|a| a.realm.clone())
+        })
+        .map_err(|e| anyhow::anyhow!("TRUNKS_PATH: {e}"))?,
     );
     info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
     let media = Arc::new(media::MediaPool::from_config(&config)?);

@@ -104,7 +104,10 @@ impl Registrar {
             Outcome::Ok(user) => user,
             Outcome::Challenge { stale } => {
                 let mut b = response(req, 401, "Unauthorized");
-                for c in self.auth.challenges(&account.realm, stale, now.unix_secs()) {
+                for c in
+                    self.auth
+                        .challenges(&account.realm, stale, now.unix_secs(), source.remote.ip())
+                {
                     b = b.header("WWW-Authenticate", &c);
                 }
                 return Reply::Respond(401, b.build());

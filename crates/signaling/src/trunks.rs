@@ -1,11 +1,21 @@
 //! Trunks (gateways): upstream SIP providers. A trunk is where `dial`
 //! targets `gateway/<name>` go (numbers rewritten, the provider's digest
-//! challenge answered), where calls come from without a user's digest (its
-//! address identifies it), and, with `register`, where this node keeps an
-//! outbound registration so the provider knows where to send calls.
+//! challenge answered), where calls come from without a user's digest, and,
+//! with `register`, where this node keeps an outbound registration so the
+//! provider knows where to send calls.
+//!
+//! A call comes from a trunk when its source address is the trunk's
+//! ([`Trunks::by_source`]) — over any transport, or only over a connection
+//! (`"inbound_transport": "tcp"`), since a UDP source address is forgeable.
+//! With `"inbound_auth": "digest"` the trunk must also answer our 407 with
+//! `inbound_username`/`inbound_password`. Either way, trunk calls are
+//! routed only by the dialplan's routes for trunks
+//! ([`crate::dialplan::Origin`]).
 //!
 //! Trunks live in memory, are loaded from `TRUNKS_PATH` at start-up and
-//! changed through the API, which writes the file back.
+//! changed through the API, which writes the file back (mode 0600: it
+//! holds the outbound passwords; the inbound password is stored as HA1s
+//! only).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchboard_sip::digest::{Algorithm, ha1};
 use switchboard_sip_stack::target::TransportKind;
 
 /// A trunk as configured (the file and the API body).
@@ -52,6 +63,59 @@ pub struct TrunkConfig {
     /// The account inbound calls from this trunk belong to.
     #[serde(default = "default_account")]
     pub account_id: i64,
+    /// Which transports a call from the trunk's address may use to count
+    /// as the trunk.
+    #[serde(default)]
+    pub inbound_transport: InboundTransport,
+    /// How calls from the trunk prove themselves beyond their address.
+    #[serde(default)]
+    pub inbound_auth: InboundAuth,
+    /// The username the trunk answers our 407 with (`inbound_auth: digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_username: Option<String>,
+    /// Write-only; turned into [`TrunkConfig::inbound_ha1`] on the way in
+    /// ([`TrunkConfig::seal`]) and never stored.
+    #[serde(default, skip_serializing)]
+    pub inbound_password: Option<String>,
+    /// The inbound password as HA1s: written to TRUNKS_PATH, never
+    /// returned by the API.
+    #[serde(default, skip_serializing)]
+    pub inbound_ha1: Option<InboundHa1>,
+}
+
+/// `inbound_transport`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundTransport {
+    /// UDP or a connection: the source address alone (forgeable over UDP).
+    #[default]
+    Any,
+    /// Only a connection (TCP, or TLS): its address was proven by the
+    /// handshake. A UDP request from the trunk's address is then treated
+    /// as any other caller's (407 for a user's digest).
+    Tcp,
+}
+
+/// `inbound_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundAuth {
+    /// The source address is enough.
+    #[default]
+    None,
+    /// Calls are challenged (407) and must carry the inbound credentials.
+    Digest,
+}
+
+/// The inbound password hashed for the realm it was challenged in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundHa1 {
+    /// The account's realm when the password was set: the HA1s are only
+    /// good in it (a changed account domain needs the password again).
+    pub realm: String,
+    pub md5: String,
+    pub sha256: String,
 }
 
 fn udp() -> String {
@@ -90,7 +154,48 @@ impl TrunkConfig {
         {
             return Err("prefix: digits, letters, + * # only".into());
         }
+        self.validate_inbound()
+    }
+
+    fn validate_inbound(&self) -> Result<(), String> {
+        if self.inbound_password.is_some() {
+            return Err("inbound_password: not hashed (internal error)".into());
+        }
+        match self.inbound_auth {
+            InboundAuth::None => {
+                if self.inbound_username.is_some() || self.inbound_ha1.is_some() {
+                    return Err("inbound_username: only with \"inbound_auth\": \"digest\"".into());
+                }
+            }
+            InboundAuth::Digest => {
+                let user = self.inbound_username.as_deref().unwrap_or_default();
+                if user.is_empty() || user.chars().any(|c| c.is_control() || c == '"') {
+                    return Err("inbound_username: needed with inbound_auth digest (no quotes or control characters)".into());
+                }
+                let Some(h) = &self.inbound_ha1 else {
+                    return Err("inbound_password: needed with inbound_auth digest".into());
+                };
+                let hex =
+                    |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+                if h.realm.is_empty() || !hex(&h.md5, 32) || !hex(&h.sha256, 64) {
+                    return Err("inbound_ha1: realm, md5 (32 hex) and sha256 (64 hex)".into());
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Replaces a plain `inbound_password` by its HA1s in `realm` (the
+    /// account's, where calls from the trunk are challenged).
+    pub fn seal(&mut self, realm: &str) {
+        if let Some(password) = self.inbound_password.take() {
+            let user = self.inbound_username.clone().unwrap_or_default();
+            self.inbound_ha1 = Some(InboundHa1 {
+                realm: realm.to_owned(),
+                md5: ha1(Algorithm::Md5, &user, realm, &password),
+                sha256: ha1(Algorithm::Sha256, &user, realm, &password),
+            });
+        }
     }
 
     pub fn addr(&self) -> Result<SocketAddr, String> {
@@ -166,6 +271,43 @@ impl Trunk {
     pub fn status(&self) -> TrunkStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// Whether a request over `transport` from the trunk's address counts
+    /// as the trunk.
+    pub fn accepts(&self, transport: TransportKind) -> bool {
+        match self.config.inbound_transport {
+            InboundTransport::Any => true,
+            InboundTransport::Tcp => transport.is_reliable(),
+        }
+    }
+
+    /// The inbound credentials for `username` challenged in `realm`, when
+    /// they are the trunk's.
+    pub fn inbound_secret(&self, username: &str, realm: &str) -> Option<InboundHa1> {
+        let h = self.config.inbound_ha1.as_ref()?;
+        if self.config.inbound_username.as_deref() != Some(username) {
+            return None;
+        }
+        if h.realm != realm {
+            tracing::warn!(
+                trunk = %self.config.name,
+                stored = %h.realm,
+                realm,
+                "the trunk's inbound password was set for another realm (the account's domain changed): PUT its inbound_password again"
+            );
+            return None;
+        }
+        Some(h.clone())
+    }
+}
+
+impl crate::auth::Secret for InboundHa1 {
+    fn ha1(&self, alg: Algorithm) -> Option<&str> {
+        Some(match alg {
+            Algorithm::Md5 => &self.md5,
+            Algorithm::Sha256 => &self.sha256,
+        })
+    }
 }
 
 /// The trunks of a node.
@@ -181,24 +323,32 @@ struct TrunksFile {
 }
 
 impl Trunks {
-    /// Reads `path` if it exists.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// Reads `path` if it exists; `realm_of` gives an account's realm, for
+    /// an `inbound_password` written in the file by hand.
+    pub fn load(path: &Path, realm_of: impl Fn(i64) -> Option<String>) -> Result<Self, String> {
         let t = Self::default();
         if !path.exists() {
             return Ok(t);
         }
+        crate::secrets::warn_if_readable(path);
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let file: TrunksFile =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        for (i, c) in file.trunks.into_iter().enumerate() {
+        for (i, mut c) in file.trunks.into_iter().enumerate() {
             let name = c.name.clone();
-            t.put(c)
-                .map_err(|e| format!("{}: trunks[{i}] ({name:?}): {e}", path.display()))?;
+            let at = |e: String| format!("{}: trunks[{i}] ({name:?}): {e}", path.display());
+            if c.inbound_password.is_some() {
+                let realm = realm_of(c.account_id)
+                    .ok_or_else(|| at("account_id: no such account".into()))?;
+                c.seal(&realm);
+            }
+            t.put(c).map_err(at)?;
         }
         Ok(t)
     }
 
-    /// Writes every trunk (with passwords) to `path`, atomically.
+    /// Writes every trunk (with passwords and inbound HA1s) to `path`,
+    /// atomically, readable by the owner only.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         #[derive(Serialize)]
         struct Full<'a> {
@@ -206,6 +356,8 @@ impl Trunks {
             c: &'a TrunkConfig,
             #[serde(skip_serializing_if = "Option::is_none")]
             password: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            inbound_ha1: Option<&'a InboundHa1>,
         }
         let list = self.list();
         let full: Vec<Full<'_>> = list
@@ -213,16 +365,12 @@ impl Trunks {
             .map(|t| Full {
                 c: &t.config,
                 password: t.config.password.as_deref(),
+                inbound_ha1: t.config.inbound_ha1.as_ref(),
             })
             .collect();
         let text = serde_json::to_string_pretty(&serde_json::json!({ "trunks": full }))
             .map_err(std::io::Error::other)?;
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n")?;
-        std::fs::rename(&tmp, path)
+        crate::secrets::write_private_atomic(path, &(text + "\n"))
     }
 
     /// Adds or replaces a trunk; returns it (and the one it replaced).
@@ -259,15 +407,19 @@ impl Trunks {
         v
     }
 
-    /// The trunk a request from `source` comes from: same IP, and the same
-    /// port when the trunk's host names one.
-    pub fn by_source(&self, source: &SocketAddr) -> Option<Arc<Trunk>> {
+    /// The trunk a request from `source` over `transport` comes from: same
+    /// IP, and the same port when the trunk's host names one and the
+    /// request came over UDP (a connection comes from an ephemeral port);
+    /// a trunk with `"inbound_transport": "tcp"` only over a connection.
+    pub fn by_source(&self, source: &SocketAddr, transport: TransportKind) -> Option<Arc<Trunk>> {
         let map = self.by_name.read().ok()?;
-        map.values()
+        let candidates = || map.values().filter(|t| t.accepts(transport));
+        candidates()
             .find(|t| t.addr == *source)
             .or_else(|| {
-                map.values().find(|t| {
-                    t.addr.ip() == source.ip() && t.config.host.parse::<SocketAddr>().is_err()
+                candidates().find(|t| {
+                    t.addr.ip() == source.ip()
+                        && (transport.is_reliable() || t.config.host.parse::<SocketAddr>().is_err())
                 })
             })
             .cloned()
@@ -317,28 +469,113 @@ mod tests {
     }
 
     #[test]
-    fn source_matching_uses_the_port_when_given() {
+    fn source_matching_uses_the_port_when_given_and_the_inbound_transport() {
+        use TransportKind::{Tcp, Udp};
         let trunks = Trunks::default();
         trunks.put(trunk("127.0.0.1:5090")).unwrap();
-        assert!(
-            trunks
-                .by_source(&"127.0.0.1:5090".parse().unwrap())
-                .is_some()
-        );
-        assert!(
-            trunks
-                .by_source(&"127.0.0.1:5091".parse().unwrap())
-                .is_none()
-        );
         let mut any_port = trunk("127.0.0.2");
         any_port.name = "other".into();
         trunks.put(any_port).unwrap();
-        assert_eq!(
-            trunks
-                .by_source(&"127.0.0.2:40000".parse().unwrap())
-                .map(|t| t.config.name.clone()),
-            Some("other".into())
+        let mut tcp_only = trunk("127.0.0.3:5060");
+        tcp_only.name = "tcp-only".into();
+        tcp_only.inbound_transport = InboundTransport::Tcp;
+        trunks.put(tcp_only).unwrap();
+        // (source, transport, trunk)
+        for (source, transport, want) in [
+            ("127.0.0.1:5090", Udp, Some("provider")),
+            ("127.0.0.1:5091", Udp, None),
+            // a connection comes from an ephemeral port
+            ("127.0.0.1:40000", Tcp, Some("provider")),
+            ("127.0.0.2:40000", Udp, Some("other")),
+            ("127.0.0.2:40000", Tcp, Some("other")),
+            // inbound_transport tcp: UDP from the address is not the trunk
+            ("127.0.0.3:5060", Udp, None),
+            ("127.0.0.3:5060", Tcp, Some("tcp-only")),
+            ("127.0.0.3:41000", Tcp, Some("tcp-only")),
+            ("127.0.0.4:5060", Udp, None),
+        ] {
+            assert_eq!(
+                trunks
+                    .by_source(&source.parse().unwrap(), transport)
+                    .map(|t| t.config.name.clone())
+                    .as_deref(),
+                want,
+                "{source} over {transport}"
+            );
+        }
+    }
+
+    #[test]
+    fn inbound_digest_stores_ha1s_only() {
+        let mut c: TrunkConfig = serde_json::from_value(serde_json::json!({
+            "name": "p", "host": "127.0.0.1", "inbound_auth": "digest",
+            "inbound_username": "in", "inbound_password": "in-secret"
+        }))
+        .unwrap();
+        assert!(c.validate().unwrap_err().starts_with("inbound_password:"));
+        c.seal("switchboard");
+        c.validate().unwrap();
+        assert_eq!(c.inbound_password, None);
+        let h = c.inbound_ha1.clone().unwrap();
+        assert_eq!(h.md5, ha1(Algorithm::Md5, "in", "switchboard", "in-secret"));
+        // the API shows neither password nor HA1s...
+        let shown = serde_json::to_value(&c).unwrap();
+        assert!(shown.get("inbound_password").is_none(), "{shown}");
+        assert!(shown.get("inbound_ha1").is_none(), "{shown}");
+        assert_eq!(shown["inbound_auth"], "digest");
+        // ...the file keeps the HA1s, not the password
+        let dir = std::env::temp_dir().join(format!("sb-trunks-{}", rand::random::<u32>()));
+        let path = dir.join("trunks.json");
+        let trunks = Trunks::default();
+        trunks.put(c).unwrap();
+        trunks.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&h.sha256) && !text.contains("in-secret"),
+            "{text}"
         );
+        let back = Trunks::load(&path, |_| None).unwrap();
+        let t = back.get("p").unwrap();
+        assert_eq!(t.inbound_secret("in", "switchboard"), Some(h));
+        assert_eq!(t.inbound_secret("other", "switchboard"), None);
+        assert_eq!(t.inbound_secret("in", "example.com"), None, "other realm");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inbound_fields_are_validated() {
+        let base = serde_json::json!({"name": "p", "host": "127.0.0.1"});
+        // (extra fields, error prefix)
+        for (extra, err) in [
+            (
+                serde_json::json!({"inbound_auth": "digest"}),
+                "inbound_username:",
+            ),
+            (
+                serde_json::json!({"inbound_auth": "digest", "inbound_username": "u"}),
+                "inbound_password:",
+            ),
+            (
+                serde_json::json!({"inbound_username": "u"}),
+                "inbound_username:",
+            ),
+            (
+                serde_json::json!({"inbound_auth": "digest", "inbound_username": "u",
+                    "inbound_ha1": {"realm": "r", "md5": "xyz", "sha256": "00"}}),
+                "inbound_ha1:",
+            ),
+        ] {
+            let mut v = base.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let c: TrunkConfig = serde_json::from_value(v).unwrap();
+            assert!(c.validate().unwrap_err().starts_with(err), "{extra}");
+        }
+        let bad: Result<TrunkConfig, _> = serde_json::from_value(
+            serde_json::json!({"name": "p", "host": "127.0.0.1", "inbound_transport": "udp"}),
+        );
+        assert!(bad.is_err(), "inbound_transport is any or tcp");
     }
 
     #[test]

@@ -439,6 +439,14 @@ async fn inbound_trunk_call_is_routed_to_the_user() {
     let (bob_port, provider_port) = (free_port(LO), free_port(LO));
     let s = two_phones("trunk-in", bob_port, 10).await;
     put_trunk(&s, provider_port, serde_json::json!({})).await;
+    // calls from trunks take only the routes for them
+    let plan = serde_json::json!({"version": "1.0", "routes": [
+        {"id": "extensions", "pattern": "1*", "priority": 50,
+         "actions": [{"type": "dial", "params": {"target": "user/${destination}"}}]},
+        {"id": "from-provider", "from": "trunk/provider", "pattern": "1*", "priority": 50,
+         "actions": [{"type": "dial", "params": {"target": "user/${destination}"}}]}]});
+    let (status, body) = s.http("PUT", "/api/v1/dialplan", Some(&plan)).await;
+    assert_eq!(status, 200, "{body}");
     let callee = spawn_sipp_uas("callee_answer.xml", LO, bob_port);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = sipp_on(
@@ -459,6 +467,7 @@ async fn inbound_trunk_call_is_routed_to_the_user() {
     assert_eq!(cdr["caller"], "+4930555", "{cdr}");
     assert_eq!(cdr["caller_user"], Value::Null, "{cdr}");
     assert_eq!(cdr["callee_user"], "bob", "{cdr}");
+    assert_eq!(cdr["route"], "from-provider", "{cdr}");
     no_live_calls(&s).await;
     s.stop().await;
 }

@@ -4,14 +4,19 @@
 //!
 //! Only `qop=auth` (or no qop, for RFC 2069-style clients) is supported;
 //! `auth-int` and the `-sess` algorithms are refused, as most SIP deployments
-//! do. Nonces are stateless ([`NonceIssuer`]); replayed nonce counts are
-//! caught by the bounded [`ReplayGuard`].
+//! do. Nonces are stateless ([`NonceIssuer`]) and bound to the address they
+//! were sent to; replayed nonce counts are caught by the bounded
+//! [`ReplayGuard`]; the credentials' `uri` must name the Request-URI
+//! ([`uri_matches`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
+
+use crate::message::{Tolerance, Uri};
 
 /// Why a challenge or credentials could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -376,6 +381,32 @@ pub fn verify(creds: &Credentials, method: &str, ha1: &str) -> bool {
     )
 }
 
+/// How far the credentials' `uri` may differ from the Request-URI (RFC 3261
+/// §19.1.4 otherwise, see [`Uri::matches`]):
+///
+/// * a port in one of them only: phones set up with `server:port` write
+///   the port in the Request-URI and leave it out of the digest `uri`, or
+///   the other way round. Two different ports are still a mismatch.
+/// * a `transport` parameter in one of them only: some phones add
+///   `;transport=tcp` to the Request-URI only. Two different transports
+///   are still a mismatch.
+///
+/// Neither names another resource: the user, host, other parameters and
+/// headers, which do, are compared strictly.
+pub const DIGEST_URI_TOLERANCE: Tolerance = Tolerance {
+    port_in_one_only: true,
+    transport_in_one_only: true,
+};
+
+/// True when the credentials' `uri` names `request_uri` (RFC 3261 §22.4,
+/// RFC 7616 §3.4.6), compared as SIP URIs with [`DIGEST_URI_TOLERANCE`].
+/// A `uri` that does not parse matches nothing. Without this check,
+/// credentials captured from one request could be replayed on a request
+/// to another target while their nonce is valid.
+pub fn uri_matches(digest_uri: &str, request_uri: &Uri) -> bool {
+    Uri::parse(digest_uri).is_ok_and(|u| u.matches(request_uri, DIGEST_URI_TOLERANCE))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Lengths are public (the hash size); only the content must not leak.
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -416,18 +447,43 @@ pub fn respond(
 /// Verdict on a nonce presented by a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceStatus {
-    /// Ours and within its lifetime.
+    /// Ours, issued to this source, and within its lifetime.
     Valid,
-    /// Ours but expired: challenge again with `stale=true`.
+    /// Ours and issued to this source, but expired: challenge again with
+    /// `stale=true`.
     Stale,
-    /// Not ours (forged, corrupted or from another secret).
+    /// Not ours for this source: forged, corrupted, from another secret,
+    /// or issued to another address (a request with a spoofed source
+    /// address carries one of those). Proves nothing either way.
     Invalid,
 }
 
+/// The part of a source address a nonce (and the failed-authentication
+/// limiter) is bound to: an IPv4 address whole, an IPv6 address by its /64
+/// (one host's privacy addresses rotate within it, and whoever holds one
+/// address of a /64 usually holds them all). An IPv4-mapped IPv6 address
+/// counts as the IPv4 address.
+pub fn source_prefix(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+        },
+    }
+}
+
 /// Issues and checks stateless nonces: `hex(timestamp ‖ random ‖ MAC)`, the
-/// MAC being HMAC-SHA256 over timestamp and random under a server secret,
-/// truncated to 128 bits. Any registrar instance sharing the secret can
-/// check any nonce, with no per-nonce memory.
+/// MAC being HMAC-SHA256 under a server secret over timestamp, random and
+/// the [`source_prefix`] of the address the challenge is sent to, truncated
+/// to 128 bits. A nonce is therefore only good from the address it was
+/// sent to: someone who obtained one cannot use it in requests whose source
+/// address is forged to be a victim's. Any registrar instance sharing the
+/// secret can check any nonce, with no per-nonce memory.
 #[derive(Clone)]
 pub struct NonceIssuer {
     secret: [u8; 32],
@@ -454,19 +510,33 @@ impl NonceIssuer {
         }
     }
 
-    fn mac(&self, data: &[u8; 16]) -> [u8; 16] {
-        let full = hmac_sha256(&self.secret, data);
+    /// MAC over timestamp ‖ random ‖ family ‖ 16 address bytes.
+    fn mac(&self, data: &[u8; 16], source: IpAddr) -> [u8; 16] {
+        let mut msg = [0u8; 33];
+        msg[..16].copy_from_slice(data);
+        match source_prefix(source) {
+            IpAddr::V4(v4) => {
+                msg[16] = 4;
+                msg[17..21].copy_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                msg[16] = 6;
+                msg[17..].copy_from_slice(&v6.octets());
+            }
+        }
+        let full = hmac_sha256(&self.secret, &msg);
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);
         out
     }
 
-    /// A fresh nonce stamped with `now_unix`.
-    pub fn issue(&self, now_unix: u64) -> String {
+    /// A fresh nonce stamped with `now_unix`, for a challenge sent to
+    /// `source`.
+    pub fn issue(&self, now_unix: u64, source: IpAddr) -> String {
         let mut data = [0u8; 16];
         data[..8].copy_from_slice(&now_unix.to_be_bytes());
         data[8..].copy_from_slice(&rand::random::<u64>().to_be_bytes());
-        let mac = self.mac(&data);
+        let mac = self.mac(&data, source);
         let mut out = String::with_capacity(NONCE_LEN);
         out.push_str(&hex::encode(data));
         out.push_str(&hex::encode(mac));
@@ -479,8 +549,9 @@ impl NonceIssuer {
         u64::from_str_radix(nonce.get(..16)?, 16).ok()
     }
 
-    /// Checks a nonce against the secret and the lifetime.
-    pub fn check(&self, nonce: &str, now_unix: u64) -> NonceStatus {
+    /// Checks a nonce presented by `source` against the secret, the
+    /// address it was issued to and the lifetime.
+    pub fn check(&self, nonce: &str, now_unix: u64, source: IpAddr) -> NonceStatus {
         if nonce.len() != NONCE_LEN {
             return NonceStatus::Invalid;
         }
@@ -489,7 +560,7 @@ impl NonceIssuer {
         };
         let mut data = [0u8; 16];
         data.copy_from_slice(&raw[..16]);
-        if !constant_time_eq(&self.mac(&data), &raw[16..]) {
+        if !constant_time_eq(&self.mac(&data, source), &raw[16..]) {
             return NonceStatus::Invalid;
         }
         let mut ts = [0u8; 8];
@@ -657,271 +728,4 @@ impl ReplayGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc2617_example() {
-        let creds = Credentials::parse(
-            "Digest username=\"Mufasa\",\r\n realm=\"testrealm@host.com\",\r\n nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\",\r\n uri=\"/dir/index.html\",\r\n qop=auth,\r\n nc=00000001,\r\n cnonce=\"0a4f113b\",\r\n response=\"6629fae49393a05397450978507c4ef1\",\r\n opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
-        )
-        .unwrap();
-        let h = ha1(
-            Algorithm::Md5,
-            "Mufasa",
-            "testrealm@host.com",
-            "Circle Of Life",
-        );
-        assert_eq!(
-            expected_response(&creds, "GET", &h),
-            "6629fae49393a05397450978507c4ef1"
-        );
-        assert!(verify(&creds, "GET", &h));
-    }
-
-    #[test]
-    fn rfc7616_examples() {
-        // RFC 7616 §3.9.1: (algorithm, expected response)
-        for (alg, want) in [
-            (Algorithm::Md5, "8ca523f5e9506fed4657c9700eebdbec"),
-            (
-                Algorithm::Sha256,
-                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
-            ),
-        ] {
-            let challenge = Challenge {
-                realm: "http-auth@example.org".into(),
-                nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
-                algorithm: alg,
-                qop_auth: true,
-                stale: false,
-                opaque: Some("FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS".into()),
-            };
-            let creds = respond(
-                &challenge,
-                "GET",
-                "/dir/index.html",
-                "Mufasa",
-                "Circle of Life",
-                "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-                1,
-            );
-            assert_eq!(creds.response, want, "{alg:?}");
-            // Through the wire format and back.
-            let parsed = Credentials::parse(&creds.to_header_value()).unwrap();
-            assert_eq!(parsed, creds);
-            let h = ha1(alg, "Mufasa", "http-auth@example.org", "Circle of Life");
-            assert!(verify(&parsed, "GET", &h));
-        }
-    }
-
-    #[test]
-    fn round_trips_and_failures() {
-        for alg in [Algorithm::Md5, Algorithm::Sha256] {
-            for qop_auth in [true, false] {
-                let ch = Challenge {
-                    realm: "example.com".into(),
-                    nonce: "abc".into(),
-                    algorithm: alg,
-                    qop_auth,
-                    stale: true,
-                    opaque: None,
-                };
-                let ch2 = Challenge::parse(&ch.to_header_value()).unwrap();
-                assert_eq!(ch2, ch);
-                let creds = respond(
-                    &ch2,
-                    "REGISTER",
-                    "sip:example.com",
-                    "alice",
-                    "s3cret",
-                    "c0ffee",
-                    7,
-                );
-                let h = ha1(alg, "alice", "example.com", "s3cret");
-                assert!(verify(&creds, "REGISTER", &h));
-                let wrong = ha1(alg, "alice", "example.com", "guess");
-                assert!(!verify(&creds, "REGISTER", &wrong));
-                assert!(!verify(&creds, "INVITE", &h));
-                let mut tampered = creds.clone();
-                tampered.uri = "sip:evil.example.com".into();
-                assert!(!verify(&tampered, "REGISTER", &h));
-                let mut upper = creds.clone();
-                upper.response = upper.response.to_ascii_uppercase();
-                assert!(verify(&upper, "REGISTER", &h));
-                if qop_auth {
-                    let mut nc = creds.clone();
-                    nc.nc = Some(8);
-                    assert!(!verify(&nc, "REGISTER", &h));
-                    let mut int = creds.clone();
-                    int.qop = Some("auth-int".into());
-                    assert!(!verify(&int, "REGISTER", &h));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn algorithm_names() {
-        for (s, want) in [
-            ("MD5", Ok(Algorithm::Md5)),
-            ("md5", Ok(Algorithm::Md5)),
-            ("SHA-256", Ok(Algorithm::Sha256)),
-            ("SHA256", Ok(Algorithm::Sha256)),
-            ("sha-256", Ok(Algorithm::Sha256)),
-            ("MD5-sess", Err(DigestError::UnsupportedAlgorithm)),
-            ("SHA-512-256", Err(DigestError::UnsupportedAlgorithm)),
-        ] {
-            assert_eq!(Algorithm::parse(s), want, "{s}");
-        }
-        assert_eq!(Algorithm::Sha256.name(), "SHA-256");
-        assert_eq!("sha-256".parse::<Algorithm>(), Ok(Algorithm::Sha256));
-        assert_eq!(
-            Algorithm::Md5.hash_hex(b""),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
-    }
-
-    #[test]
-    fn parsing_is_robust() {
-        let c = Credentials::parse("digest   response=ABCDEF ,username=bob,realm=\"r\",nonce=n,  uri=\"sip:a\\\"b\"  ,, algorithm=sha-256,qop=auth,nc=0000000a,cnonce=x").unwrap();
-        assert_eq!(c.username, "bob");
-        assert_eq!(c.uri, "sip:a\"b");
-        assert_eq!(c.nc, Some(10));
-        assert_eq!(c.algorithm, Algorithm::Sha256);
-        let bad: &[(&str, DigestError)] = &[
-            (
-                "NoOneKnowsThisScheme opaque-data=here",
-                DigestError::NotDigest,
-            ),
-            ("Basic dXNlcjpwYXNz", DigestError::NotDigest),
-            ("Digestusername=\"a\"", DigestError::NotDigest),
-            (
-                "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\"",
-                DigestError::Missing("response"),
-            ),
-            (
-                "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth",
-                DigestError::Missing("nc/cnonce with qop"),
-            ),
-            (
-                "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", nc=1, qop=auth, cnonce=c",
-                DigestError::Malformed("nc is not 8 hex digits"),
-            ),
-            (
-                "Digest username=\"a\", username=\"b\"",
-                DigestError::Malformed("duplicate parameter"),
-            ),
-            (
-                "Digest username=\"a",
-                DigestError::Malformed("unterminated quoted value"),
-            ),
-            (
-                "Digest username",
-                DigestError::Malformed("parameter without '='"),
-            ),
-            (
-                "Digest username=a b=c",
-                DigestError::Malformed("expected ','"),
-            ),
-        ];
-        for (input, want) in bad {
-            assert_eq!(Credentials::parse(input).unwrap_err(), *want, "{input}");
-        }
-        let ch = Challenge::parse("Digest realm=\"atlanta.com\", domain=\"sip:ss1.carrier.com\", qop=\"auth,auth-int\", nonce=\"f84f1cec41e6cbe5aea9c8e88d359\", opaque=\"\", stale=FALSE, algorithm=MD5").unwrap();
-        assert!(ch.qop_auth);
-        assert!(!ch.stale);
-        assert_eq!(ch.opaque.as_deref(), Some(""));
-        assert_eq!(
-            Challenge {
-                realm: "r".into(),
-                nonce: "n".into(),
-                algorithm: Algorithm::Sha256,
-                qop_auth: true,
-                stale: true,
-                opaque: Some("o".into())
-            }
-            .to_header_value(),
-            "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256, qop=\"auth\", stale=true, opaque=\"o\""
-        );
-    }
-
-    #[test]
-    fn nonces() {
-        let issuer = NonceIssuer::new([7u8; 32], 300);
-        let n = issuer.issue(1_000_000);
-        assert_eq!(n.len(), 64);
-        assert_ne!(n, issuer.issue(1_000_000));
-        // (nonce, now, expected)
-        let mut flipped = n.clone().into_bytes();
-        flipped[40] = if flipped[40] == b'0' { b'1' } else { b'0' };
-        let flipped = String::from_utf8(flipped).unwrap();
-        let other = NonceIssuer::new([8u8; 32], 300).issue(1_000_000);
-        let cases: Vec<(&str, u64, NonceStatus)> = vec![
-            (&n, 1_000_000, NonceStatus::Valid),
-            (&n, 1_000_300, NonceStatus::Valid),
-            (&n, 1_000_301, NonceStatus::Stale),
-            (&n, 999_000, NonceStatus::Valid),
-            (&flipped, 1_000_000, NonceStatus::Invalid),
-            (&other, 1_000_000, NonceStatus::Invalid),
-            ("", 1_000_000, NonceStatus::Invalid),
-            ("zz", 1_000_000, NonceStatus::Invalid),
-            (&n[..63], 1_000_000, NonceStatus::Invalid),
-        ];
-        for (nonce, now, want) in cases {
-            assert_eq!(issuer.check(nonce, now), want, "{nonce} at {now}");
-        }
-        let non_ascii = "é".repeat(32);
-        assert_eq!(issuer.check(&non_ascii, 1_000_000), NonceStatus::Invalid);
-        assert!(!format!("{issuer:?}").contains('7'));
-    }
-
-    #[test]
-    fn replay_guard() {
-        use Replay::{Forgotten, Fresh, Replayed};
-        let mut g = ReplayGuard::new(100, 3);
-        // (nonce, nc, issued, now, expected)
-        let steps: &[(&str, Option<u32>, u64, u64, Replay)] = &[
-            ("a", Some(1), 0, 0, Fresh),
-            ("a", Some(1), 0, 1, Replayed),
-            ("a", Some(3), 0, 2, Fresh),
-            ("a", Some(2), 0, 3, Replayed),
-            ("a", None, 0, 3, Replayed),
-            ("b", None, 3, 4, Fresh),
-            ("b", None, 3, 5, Replayed),
-            ("b", Some(1), 3, 5, Replayed),
-            ("c", Some(0), 5, 5, Replayed),
-            ("c", Some(1), 5, 6, Fresh),
-            // full (a, b, c): a, first seen at 0, is evicted for d
-            ("d", Some(1), 7, 7, Fresh),
-            // a was issued before the horizon: it may be a replay
-            ("a", Some(4), 0, 8, Forgotten),
-            // b, c, d are still known
-            ("b", None, 3, 8, Replayed),
-            ("d", Some(2), 7, 8, Fresh),
-            // a fresh nonce still works when full (b is evicted)
-            ("e", Some(1), 8, 9, Fresh),
-            ("b", None, 3, 9, Forgotten),
-            ("e", Some(1), 8, 10, Replayed),
-        ];
-        for (i, (nonce, nc, issued, now, want)) in steps.iter().enumerate() {
-            assert_eq!(
-                g.check_and_record(nonce, *nc, *issued, *now),
-                *want,
-                "step {i}"
-            );
-        }
-        assert_eq!(g.len(), 3);
-        // everything expires a lifetime after it was first seen
-        assert_eq!(g.check_and_record("f", Some(1), 200, 200), Fresh);
-        assert_eq!(g.len(), 1);
-    }
-
-    #[test]
-    fn issued_at_reads_the_timestamp() {
-        let issuer = NonceIssuer::new([7; 32], 300);
-        let nonce = issuer.issue(1_700_000_123);
-        assert_eq!(NonceIssuer::issued_at(&nonce), Some(1_700_000_123));
-        assert_eq!(NonceIssuer::issued_at("xyz"), None);
-    }
-}
+mod tests;

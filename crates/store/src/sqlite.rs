@@ -6,7 +6,8 @@
 //! `BEGIN IMMEDIATE` so they take the write lock up front and never hit the
 //! read-to-write upgrade deadlock that `busy_timeout` cannot resolve.
 //! `synchronous = NORMAL` (the usual WAL pairing): a power cut may lose the
-//! last commits but never corrupts the file.
+//! last commits but never corrupts the file. The database holds the users'
+//! HA1s, so its files are readable by their owner only (mode 0600).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -120,11 +121,40 @@ pub(crate) struct SqliteBackend {
     pool: SqlitePool,
 }
 
+/// Creates the database file owner-only (0600) before SQLite opens it, and
+/// tightens one left by an older version. SQLite gives the `-wal` and
+/// `-shm` files it creates the database file's mode; ones that already
+/// exist are tightened here too.
+fn make_private(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let p = Path::new(&name);
+            if p.exists() {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 impl SqliteBackend {
     /// Opens `data_dir/switchboard.db`, creating directory and file.
     pub(crate) async fn open(data_dir: &Path) -> Result<Self> {
         tokio::fs::create_dir_all(data_dir).await?;
         let path = data_dir.join(DB_FILE);
+        make_private(&path)?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -621,5 +651,39 @@ impl Backend for SqliteBackend {
     }
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>> {
         Box::pin(self.list_cdrs(filter))
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn database_files_are_owner_only() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-store-mode-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        // a database left world-readable by an older version is tightened
+        std::fs::write(dir.join(DB_FILE), b"")?;
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o644))?;
+        let db = SqliteBackend::open(&dir).await?;
+        db.create_account(NewAccount {
+            name: "acme".into(),
+            domain: None,
+            max_concurrent_calls: 0,
+        })
+        .await?;
+        for f in [DB_FILE, "switchboard.db-wal", "switchboard.db-shm"] {
+            let mode = std::fs::metadata(dir.join(f))?.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        db.close().await;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 }

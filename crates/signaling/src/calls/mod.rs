@@ -41,14 +41,14 @@ use switchboard_store::{Cdr, Store};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::auth::{Authenticator, Outcome, Realm};
-use crate::dialplan::Dialplan;
+use crate::auth::{Authenticator, Outcome, Realm, Scope};
+use crate::dialplan::{Dialplan, Origin};
 use crate::directory::Directory;
 use crate::location::Location;
 use crate::media::MediaPool;
 use crate::metrics::SipMetrics;
 use crate::registrar::Now;
-use crate::trunks::Trunks;
+use crate::trunks::{InboundAuth, Trunk, Trunks};
 
 pub use actor::CallView;
 use actor::Caller;
@@ -544,24 +544,27 @@ impl Calls {
             return self.respond_bytes(&tx, 420, b);
         }
         let now = Now::current();
-        // A call from a trunk is identified by its source address.
-        let (account, caller) = if let Some(trunk) = self.trunks.by_source(&from.remote) {
+        // A call from a trunk is identified by its source address (over a
+        // connection only, with inbound_transport tcp), proven by digest
+        // too with inbound_auth digest, and routed only by the routes for
+        // trunk calls: a forged source reaches no route a user has.
+        let (account, caller, trunk) = if let Some(trunk) =
+            self.trunks.by_source(&from.remote, from.transport)
+        {
             let Some(account) = self.directory.account(trunk.config.account_id) else {
                 return self.respond(&tx, &req, 404, "Account Not Found");
             };
-            let number = req
-                .from
-                .parsed_uri()
-                .ok()
-                .and_then(|u| u.user)
-                .unwrap_or_else(|| "anonymous".into());
-            debug!(trunk = %trunk.config.name, "call from a trunk");
-            let caller = Caller {
-                id: number,
-                name: None,
-                user: None,
+            let caller = match trunk.config.inbound_auth {
+                InboundAuth::None => trunk_caller(&req),
+                InboundAuth::Digest => {
+                    match self.authenticated_caller(&req, &tx, &from, &account, Some(&trunk), now) {
+                        Some(c) => c,
+                        None => return,
+                    }
+                }
             };
-            (account, caller)
+            debug!(trunk = %trunk.config.name, "call from a trunk");
+            (account, caller, Some(trunk))
         } else {
             let Some(account) = self.directory.account_for_domain(&to_uri.host).or_else(|| {
                 self.directory
@@ -569,50 +572,71 @@ impl Calls {
             }) else {
                 return self.respond(&tx, &req, 404, "Domain Not Served");
             };
-            match self.authenticated_caller(&req, &tx, &from, &account, now) {
-                Some(c) => (account, c),
+            match self.authenticated_caller(&req, &tx, &from, &account, None, now) {
+                Some(c) => (account, c, None),
                 None => return,
             }
         };
-        self.route_call(req, tx, from, account, caller, received);
+        let origin = match &trunk {
+            Some(t) => Origin::Trunk(&t.config.name),
+            None => Origin::User,
+        };
+        self.route_call(req, tx, from, account, caller, origin, received);
     }
 
-    /// The local user an INVITE's Proxy-Authorization proves, or `None`
-    /// once the request has been answered (407, 403) or dropped.
+    /// The caller an INVITE's Proxy-Authorization proves — a local user of
+    /// `account`, or with `trunk` that trunk's inbound credentials — or
+    /// `None` once the request has been answered (407, 403) or dropped.
     fn authenticated_caller(
         &self,
         req: &Request,
         tx: &ServerTx,
         from: &Target,
         account: &crate::directory::AccountEntry,
+        trunk: Option<&Trunk>,
         now: Now,
     ) -> Option<Caller> {
-        let user = match self.auth.authenticate(
-            req,
-            Realm::Proxy,
-            account,
-            &self.directory,
-            from.remote.ip(),
-            now,
-        ) {
-            Outcome::Ok(u) => u,
+        let source = from.remote.ip();
+        let outcome = match trunk {
+            None => self
+                .auth
+                .authenticate(req, Realm::Proxy, account, &self.directory, source, now)
+                .map(|u| Caller::user(&u)),
+            Some(t) => self
+                .auth
+                .authenticate_with(
+                    req,
+                    Realm::Proxy,
+                    &account.realm,
+                    Scope::Trunk(&t.config.name),
+                    source,
+                    now,
+                    |username| t.inbound_secret(username, &account.realm),
+                )
+                .map(|_| trunk_caller(req)),
+        };
+        match outcome {
+            Outcome::Ok(c) => Some(c),
             Outcome::Challenge { stale } => {
                 let mut b = response(req, 407, "Proxy Authentication Required");
-                for c in self.auth.challenges(&account.realm, stale, now.unix_secs()) {
+                for c in self
+                    .auth
+                    .challenges(&account.realm, stale, now.unix_secs(), source)
+                {
                     b = b.header("Proxy-Authenticate", &c);
                 }
                 self.respond_bytes(tx, 407, b.build());
-                return None;
+                None
             }
             Outcome::Forbidden(reason) => {
                 self.respond(tx, req, 403, reason);
-                return None;
+                None
             }
-            Outcome::Drop => return None,
-        };
-        Some(Caller::user(&user))
+            Outcome::Drop => None,
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn route_call(
         self: &Arc<Self>,
         req: Request,
@@ -620,6 +644,7 @@ impl Calls {
         from: Target,
         account: Arc<crate::directory::AccountEntry>,
         caller: Caller,
+        origin: Origin<'_>,
         received: tokio::time::Instant,
     ) {
         if self.draining.load(Ordering::SeqCst) {
@@ -638,7 +663,10 @@ impl Calls {
         }
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
-        let Some(route) = dialplan.route(&destination, account.id).cloned() else {
+        let Some(route) = dialplan
+            .route_for(&destination, account.id, origin)
+            .cloned()
+        else {
             self.respond(&tx, &req, 404, "Not Found");
             // an authenticated call that no route takes still leaves a CDR
             self.stats.started.fetch_add(1, Ordering::Relaxed);
@@ -867,6 +895,21 @@ pub(crate) fn new_call_uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// A caller coming in from a trunk: the number in its From.
+fn trunk_caller(req: &Request) -> Caller {
+    let number = req
+        .from
+        .parsed_uri()
+        .ok()
+        .and_then(|u| u.user)
+        .unwrap_or_else(|| "anonymous".into());
+    Caller {
+        id: number,
+        name: None,
+        user: None,
+    }
 }
 
 /// Formats a source for the CDR: `udp:127.0.0.1:5070`.

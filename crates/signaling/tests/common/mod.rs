@@ -187,17 +187,20 @@ pub async fn sipp_on(
         .args(["-sf", &scenario(name)])
         .args(["-i", &local_ip.to_string()])
         .args(["-p", &port.to_string()])
-        .args(["-m", "1", "-l", "1", "-r", "10"])
-        .args([
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-nostdin",
-            "-trace_err",
-        ])
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+        .args(["-m", "1", "-l", "1", "-r", "10"]);
+    if let Some(uri) = auth_uri(name, &remote, extra) {
+        cmd.args(["-auth_uri", &uri]);
+    }
+    cmd.args([
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+    ])
+    .args(extra)
+    .stdin(std::process::Stdio::null())
+    .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(40), cmd.output())
         .await
         .expect("sipp finished in time")
@@ -224,6 +227,31 @@ pub async fn sipp_on(
         eprintln!("sipp traces kept in {}", trace_dir.display());
     }
     out
+}
+
+/// sipp writes `sip:<remote ip>:<remote port>` as the digest `uri` of
+/// every request it authenticates, whatever its Request-URI (and without
+/// brackets around an IPv6 address), unless told otherwise with
+/// `-auth_uri`. The server holds the digest `uri` to the Request-URI (RFC
+/// 3261 §22.4), so the Request-URI of the scenario's authenticated requests
+/// is passed here: `[service]@[remote_ip]:[remote_port]` for the INVITE
+/// scenarios (the service from `-s`, sipp's default "service" without it),
+/// `[remote_ip]:[remote_port]` for the REGISTER ones (only IPv6 needs it).
+fn auth_uri(name: &str, remote: &str, extra: &[&str]) -> Option<String> {
+    let text = std::fs::read_to_string(scenario(name)).ok()?;
+    if extra.contains(&"-auth_uri") || !text.contains("[authentication") {
+        return None;
+    }
+    if text.contains("INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0") {
+        let service = extra
+            .iter()
+            .position(|a| *a == "-s")
+            .and_then(|i| extra.get(i + 1))
+            .copied()
+            .unwrap_or("service");
+        return Some(format!("{service}@{remote}"));
+    }
+    remote.starts_with('[').then(|| remote.to_owned())
 }
 
 /// sipp as a phone waiting for one call on `ip:port` (server mode), in the

@@ -35,6 +35,7 @@ mod method;
 mod recover;
 mod syntax;
 mod uri;
+mod uri_eq;
 mod via;
 
 use std::borrow::Cow;
@@ -44,6 +45,7 @@ pub use method::Method;
 /// Re-exported here too, next to the `rsip::Headers` the view carries.
 pub use rsip;
 pub use uri::Uri;
+pub use uri_eq::Tolerance;
 pub use via::Via;
 
 use rsip::headers::UntypedHeader;

@@ -237,7 +237,7 @@ impl Uri {
 
 /// Copies `s` into `out`, decoding `%HH` escapes of unreserved characters
 /// and upper-casing the hex of the escapes that must stay.
-fn normalize_escapes(s: &str, out: &mut String) {
+pub(super) fn normalize_escapes(s: &str, out: &mut String) {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
