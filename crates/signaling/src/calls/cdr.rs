@@ -67,7 +67,7 @@ pub struct CdrStats {
     pub written: AtomicU64,
     pub write_failures: AtomicU64,
     pub spooled: AtomicU64,
-    /// CDRs lost because the spool was full.
+    /// CDRs lost: the spool was full, or an unrouted request's CDR met a full queue.
     pub dropped: AtomicU64,
     /// CDRs in the spool now.
     pub spool_len: AtomicU64,
@@ -97,8 +97,9 @@ impl CdrSink {
         Self { tx, stats }
     }
 
-    /// Hands a CDR to the writer (waiting for room only when a burst of
-    /// calls ended faster than the store takes them).
+    /// Hands a call's CDR to the writer; when a burst of calls ended faster
+    /// than the writer takes them, it waits for room (at most one waiting
+    /// CDR per call, and calls are bounded by `MAX_CALLS`).
     pub(crate) fn send(&self, cdr: Cdr) {
         match self.tx.try_send(Msg::Cdr(Box::new(cdr))) {
             Ok(()) => {}
@@ -110,6 +111,15 @@ impl CdrSink {
                 error!("CDR writer is gone; a CDR was lost");
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Hands over the CDR of a request that never became a call (no route):
+    /// a flood of those (forged trunk INVITEs) must not queue without end,
+    /// so when the writer is behind it is dropped and counted instead.
+    pub(crate) fn send_or_drop(&self, cdr: Cdr) {
+        if self.tx.try_send(Msg::Cdr(Box::new(cdr))).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -471,7 +471,7 @@ impl Calls {
             (
                 "switchboard_cdrs_dropped_total",
                 "counter",
-                "CDRs lost because the spool was full.",
+                "CDRs lost: the spool was full, or an unrouted request's CDR met a full queue.",
                 c(&cdr.dropped),
             ),
         ] {
@@ -671,7 +671,7 @@ impl Calls {
             // an authenticated call that no route takes still leaves a CDR
             self.stats.started.fetch_add(1, Ordering::Relaxed);
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            self.cdrs.send(cdr::unrouted(
+            self.cdrs.send_or_drop(cdr::unrouted(
                 &req,
                 &from,
                 account.id,
