@@ -132,6 +132,13 @@ impl Node {
             "Failed write-behind flushes of registrations (retried).",
             self.location.stats.persist_failures.load(Ordering::Relaxed),
         );
+        metric(
+            &mut out,
+            "switchboard_registrations_persist_dropped_total",
+            "counter",
+            "Registration changes not queued for the store (queue full while a write stalled).",
+            self.location.stats.persist_dropped.load(Ordering::Relaxed),
+        );
         let a = &self.auth.stats;
         for (name, help, v) in [
             (
@@ -419,7 +426,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let (accounts, users) = directory.load(&store).await?;
     info!(accounts, users, "directory loaded");
 
-    let (persist_tx, persist_rx) = mpsc::unbounded_channel();
+    let (persist_tx, persist_rx) = mpsc::channel(location::PERSIST_QUEUE);
     let location = Arc::new(Location::new(config.max_contacts, Some(persist_tx)));
     location::restore_from(&store, &location, Now::current().unix_ms).await?;
 

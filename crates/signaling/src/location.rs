@@ -150,14 +150,19 @@ pub struct LocationStats {
     pub expired: AtomicU64,
     pub persist_failures: AtomicU64,
     pub persisted: AtomicU64,
+    /// Changes not queued for the store because its queue was full.
+    pub persist_dropped: AtomicU64,
 }
+
+/// Changes waiting for the persister (a few seconds of a registrar's peak).
+pub const PERSIST_QUEUE: usize = 65_536;
 
 /// The sharded location table.
 pub struct Location {
     shards: Vec<Mutex<HashMap<Box<str>, AorRecord>>>,
     hasher: RandomState,
     max_contacts: usize,
-    persist: Option<mpsc::UnboundedSender<PersistOp>>,
+    persist: Option<mpsc::Sender<PersistOp>>,
     /// Distinct User-Agent strings, shared by every binding that sent one:
     /// a site has a handful of phone models and thousands of bindings.
     user_agents: Mutex<std::collections::HashSet<Arc<str>>>,
@@ -192,7 +197,7 @@ pub struct ContactView {
 
 impl Location {
     /// A table that queues every change to `persist` (None: memory only).
-    pub fn new(max_contacts: usize, persist: Option<mpsc::UnboundedSender<PersistOp>>) -> Self {
+    pub fn new(max_contacts: usize, persist: Option<mpsc::Sender<PersistOp>>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -224,8 +229,14 @@ impl Location {
     }
 
     fn queue(&self, op: PersistOp) {
-        if let Some(tx) = &self.persist {
-            let _ = tx.send(op);
+        if let Some(tx) = &self.persist
+            && tx.try_send(op).is_err()
+        {
+            // the persister drains this every 50 ms into a set with one
+            // entry per binding; it fills only while a write stalls at a
+            // registrar's peak rate, and the binding then waits for the
+            // phone's next refresh to reach the store
+            self.stats.persist_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -588,7 +599,7 @@ const GATHER: Duration = Duration::from_millis(20);
 /// pending set never holds more than one entry per binding.
 pub fn spawn_persister(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<PersistOp>,
+    mut rx: mpsc::Receiver<PersistOp>,
     location: Arc<Location>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -743,7 +754,7 @@ mod tests {
 
     #[test]
     fn register_refresh_and_remove() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(PERSIST_QUEUE);
         let loc = Location::new(10, Some(tx));
         let b = loc
             .update(&set(&[("sip:a@1.2.3.4", 60)], "c1", 1), 0)
@@ -777,7 +788,7 @@ mod tests {
 
     #[test]
     fn frequent_refreshes_are_written_only_when_the_store_falls_behind() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(PERSIST_QUEUE);
         let loc = Location::new(10, Some(tx));
         let mut written = |loc: &Location, call: &str, cseq: u32, now: i64| {
             loc.update(&set(&[("sip:a@1.2.3.4", 600)], call, cseq), now)

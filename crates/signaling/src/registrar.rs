@@ -188,6 +188,14 @@ impl Registrar {
         if let Some(p) = &path {
             b = b.header("Path", p);
         }
+        // RFC 5626 §6: a registration that asked for a flow (reg-id and
+        // +sip.instance) is told the registrar keeps it
+        if bindings
+            .iter()
+            .any(|b| b.reg_id.is_some() && b.instance.is_some())
+        {
+            b = b.header("Require", "outbound");
+        }
         b = b
             .header("Date", &httpdate(now.unix_ms))
             .header("Supported", &SUPPORTED.join(", "));

@@ -23,6 +23,16 @@ pub const ALLOW: &str = crate::calls::ALLOW;
 /// handle yet: answered 405 with `Allow`. Anything else is unrecognised: 501.
 const KNOWN_NOT_ALLOWED: &[&str] = &["NOTIFY", "PRACK", "PUBLISH", "REFER", "SUBSCRIBE"];
 
+/// Every option tag this node implements: the registrar's and the calls'.
+fn supported() -> String {
+    SUPPORTED
+        .iter()
+        .chain(crate::calls::CALL_SUPPORTED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub struct SipService {
     pub registrar: Registrar,
     pub metrics: Arc<SipMetrics>,
@@ -50,7 +60,7 @@ impl SipService {
             .header("Accept", "application/sdp")
             .header("Accept-Encoding", "identity")
             .header("Accept-Language", "en")
-            .header("Supported", &SUPPORTED.join(", "))
+            .header("Supported", &supported())
             .build();
         self.send(tx, 200, b);
     }
