@@ -233,6 +233,7 @@ impl Node {
         }
         self.metrics.render(&mut out);
         self.calls.stats.render(&mut out, self.calls.live_count());
+        self.calls.media.render_metrics(&mut out);
         out
     }
 }

@@ -532,6 +532,9 @@ async fn an_ipv6_phone_calls_an_ipv4_phone() {
 }
 
 /// Two external RTP managers on loopback.
+/// The token the test managers require (and signaling sends).
+const MANAGER_TOKEN: &str = "media-test-token-0123456789";
+
 async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
     let mut out = Vec::new();
     for i in 0..2u16 {
@@ -547,12 +550,18 @@ async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
             audio_path: audio_dir(),
             record_path: std::env::temp_dir(),
             rtp_timeout: Duration::from_secs(60),
+            rtp_hold_timeout: switchboard_rtpmanager::engine::RTP_HOLD_TIMEOUT,
             rtcp_interval: switchboard_rtpmanager::engine::RTCP_INTERVAL,
+            source_policy: switchboard_media::learning::Policy::SdpIp,
         })
         .expect("engine");
         let listener = tokio::net::TcpListener::bind((LO, 0)).await.expect("bind");
+        let security = switchboard_rtpmanager::GrpcSecurity {
+            token: Some(MANAGER_TOKEN.into()),
+            tls: None,
+        };
         out.push(
-            switchboard_rtpmanager::serve(engine, listener)
+            switchboard_rtpmanager::serve_secured(engine, listener, security)
                 .await
                 .expect("manager"),
         );
@@ -568,7 +577,11 @@ async fn aggressive_drain_moves_a_live_call_and_audio_keeps_flowing() {
         .enumerate()
         .map(|(i, m)| format!("m{i}={}", m.grpc_addr))
         .collect();
-    let s = media_server("media-drain", |c| c.rtpmanager_addrs = addrs).await;
+    let s = media_server("media-drain", |c| {
+        c.rtpmanager_addrs = addrs;
+        c.rtpmanager_token = Some(MANAGER_TOKEN.into());
+    })
+    .await;
     let (status, list) = s.http("GET", "/api/v1/rtpmanagers", None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
