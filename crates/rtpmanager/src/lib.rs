@@ -27,6 +27,10 @@ pub use engine::{Engine, EngineConfig, EngineError, RtpAddress};
 pub use security::GrpcSecurity;
 pub use service::Service;
 
+/// HTTP/2 pings to an idle gRPC client, and how long its answer may take.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A started RTP manager.
 pub struct Running {
     pub grpc_addr: SocketAddr,
@@ -75,7 +79,12 @@ pub async fn serve_secured(
     let auth = security::Auth::new(security.token.as_deref());
     let svc = RtpManagerServer::with_interceptor(Service::new(engine.clone()), auth);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    // a peer that vanished without closing its connection (a crashed
+    // host) is found within a minute, so its event streams end and its
+    // sessions become subject to expiry
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = security.tls {
         builder = builder
             .tls_config(tls)

@@ -31,6 +31,7 @@ async fn gone_within(m: &mut Manager, session: &str, limit: Duration) -> Duratio
 async fn a_session_nobody_ends_is_ended_after_twice_the_rtp_timeout() {
     // two port pairs only, RTP_TIMEOUT 1 s
     let mut m = manager_with(&["127.0.0.1"], (42400, 42403), Duration::from_secs(1)).await;
+    let t0 = Instant::now();
     let phone = Phone::on("127.0.0.1").await;
     let a = create(&mut m, "caller", Some(phone.offer(&[(0, "PCMU")], None))).await;
     let b = create(&mut m, "callee", None).await;
@@ -40,6 +41,7 @@ async fn a_session_nobody_ends_is_ended_after_twice_the_rtp_timeout() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
+    // signaling watches A (it is alive: a call still ringing, say)
     let mut events = m
         .client
         .watch_events(pb::WatchEventsRequest {
@@ -48,7 +50,6 @@ async fn a_session_nobody_ends_is_ended_after_twice_the_rtp_timeout() {
         .await
         .unwrap()
         .into_inner();
-    // signaling (crashed) never destroys them: the timeout is reported...
     let ev = tokio::time::timeout(Duration::from_secs(3), events.message())
         .await
         .unwrap()
@@ -58,20 +59,14 @@ async fn a_session_nobody_ends_is_ended_after_twice_the_rtp_timeout() {
         matches!(ev.event, Some(session_event::Event::RtpTimeout(_))),
         "{ev:?}"
     );
-    // ...then the manager ends both sessions itself, and the stream ends
-    let t = gone_within(&mut m, &a.session_id, Duration::from_secs(5)).await;
-    gone_within(&mut m, &b.session_id, Duration::from_secs(2)).await;
-    let end = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match events.message().await {
-                Ok(Some(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the event stream ends with the session");
-    assert!(matches!(end, Ok(None)), "{end:?}");
+    // nobody watches B: it is ended after 2 s of silence; A is left to
+    // the signaling that watches it
+    gone_within(&mut m, &b.session_id, Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(t0.elapsed())).await;
+    assert!(m.info(&a.session_id).await.is_ok(), "watched A stays");
+    // signaling crashes: its stream goes, and A is ended too
+    drop(events);
+    gone_within(&mut m, &a.session_id, Duration::from_secs(4)).await;
     let h = m.health().await;
     assert_eq!(h.sessions_expired, 2, "{h:?}");
     assert_eq!(h.sessions, 0);
@@ -91,10 +86,40 @@ async fn a_session_nobody_ends_is_ended_after_twice_the_rtp_timeout() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    assert_eq!(created, 2, "the ports are back in the pool");
+}
+
+#[tokio::test]
+async fn the_event_stream_ends_with_an_expired_session() {
+    let mut config = engine_config(&["127.0.0.1"], range(19), Duration::from_secs(1));
+    config.rtp_hold_timeout = Duration::from_secs(2);
+    let mut m = start(config).await;
+    let a = create(&mut m, "caller", None).await;
+    let mut events = m
+        .client
+        .watch_events(pb::WatchEventsRequest {
+            session_id: a.session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // watched, it lives until RTP_HOLD_TIMEOUT; then the stream ends
+    let end = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match events.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the event stream ends with the session");
+    assert!(matches!(end, Ok(None)), "{end:?}");
     assert_eq!(
-        created, 2,
-        "ended {t:?} into the test, ports back in the pool"
+        m.info(&a.session_id).await.unwrap_err().code(),
+        Code::NotFound
     );
+    assert_eq!(m.health().await.sessions_expired, 1);
 }
 
 #[tokio::test]

@@ -251,6 +251,11 @@ impl Session {
         Ok(rx)
     }
 
+    /// Whether someone (signaling) reads this session's events now.
+    pub(super) fn is_watched(&self) -> bool {
+        lock(&self.watchers).iter().any(|tx| !tx.is_closed())
+    }
+
     /// Hands an event to each of the session's streams without waiting: a
     /// full queue (a reader that is behind) loses this event, counted.
     pub(super) fn emit(&self, kind: EventKind) {

@@ -8,11 +8,19 @@
 //! is ended here, so its ports return to the pool (as rtpengine's
 //! `--timeout`). A leg on hold sends nothing by its own SDP; it is ended
 //! after `rtp_hold_timeout` (rtpengine's `--silent-timeout`).
+//!
+//! Signaling is known to be alive while it watches the session's events
+//! (an open WatchEvents stream; a dead peer's connection is found by
+//! HTTP/2 keep-alive): such a session may be silent for a reason the
+//! engine cannot see (a call still ringing, whose caller sends nothing
+//! yet; dial timeouts go up to 10 min), so it is left to its owner and
+//! ended only after `rtp_hold_timeout`, like one on hold.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use switchboard_sip::sdp::Direction;
 use tracing::{info, warn};
 
 use super::session::{Session, State};
@@ -28,19 +36,27 @@ enum Action {
     Expire,
 }
 
-/// The rule, for one session at `now`.
-fn action(st: &State, now: Instant, timeout: Duration, hold_timeout: Duration) -> Action {
+/// The rule, for one session at `now`; `watched`: signaling watches its
+/// events.
+fn action(
+    st: &State,
+    watched: bool,
+    now: Instant,
+    timeout: Duration,
+    hold_timeout: Duration,
+) -> Action {
     let silent = now.saturating_duration_since(st.last_rx);
-    if !st.expects_rtp() {
-        return if silent >= hold_timeout {
-            Action::Expire
-        } else {
-            Action::Nothing
-        };
-    }
-    if silent >= timeout.saturating_mul(2) {
+    let on_hold = st.remote_direction != Direction::SendRecv;
+    let limit = if watched || on_hold {
+        hold_timeout
+    } else {
+        timeout.saturating_mul(2)
+    };
+    if silent >= limit {
         Action::Expire
-    } else if now.saturating_duration_since(st.last_report.max(st.last_rx)) >= timeout {
+    } else if st.expects_rtp()
+        && now.saturating_duration_since(st.last_report.max(st.last_rx)) >= timeout
+    {
         Action::Report
     } else {
         Action::Nothing
@@ -62,9 +78,10 @@ pub(super) async fn sweep(inner: Weak<Inner>) {
         let sessions: Vec<Arc<Session>> = lock(&inner.sessions).values().cloned().collect();
         let now = Instant::now();
         for s in sessions {
+            let watched = s.is_watched();
             let todo = {
                 let mut st = lock(&s.state);
-                let todo = action(&st, now, timeout, hold_timeout);
+                let todo = action(&st, watched, now, timeout, hold_timeout);
                 if todo == Action::Report {
                     st.last_report = now;
                 }
@@ -107,33 +124,40 @@ fn expire(inner: &Inner, s: &Arc<Session>) {
 mod tests {
     use super::*;
     use switchboard_media::learning::Policy;
-    use switchboard_sip::sdp::Direction;
 
     #[test]
     fn timeouts_then_expiry() {
         let t = Duration::from_secs(60);
         let hold = Duration::from_secs(3600);
         let s = Duration::from_secs;
+        use Direction::{Inactive, RecvOnly, SendOnly, SendRecv};
         let cases = [
-            // (direction, silent for, last report ago, want)
-            (Direction::SendRecv, s(10), None, Action::Nothing),
-            (Direction::SendRecv, s(60), None, Action::Report),
-            (Direction::SendRecv, s(90), Some(s(30)), Action::Nothing),
-            (Direction::SendRecv, s(119), Some(s(59)), Action::Nothing),
-            (Direction::SendRecv, s(120), Some(s(60)), Action::Expire),
-            (Direction::SendOnly, s(120), None, Action::Expire),
-            (Direction::RecvOnly, s(120), None, Action::Nothing),
-            (Direction::Inactive, s(3599), None, Action::Nothing),
-            (Direction::Inactive, s(3600), None, Action::Expire),
-            (Direction::RecvOnly, s(4000), None, Action::Expire),
+            // (direction, watched, silent for, last report ago, want)
+            (SendRecv, false, s(10), None, Action::Nothing),
+            (SendRecv, false, s(60), None, Action::Report),
+            (SendRecv, false, s(90), Some(s(30)), Action::Nothing),
+            (SendRecv, false, s(119), Some(s(59)), Action::Nothing),
+            (SendRecv, false, s(120), Some(s(60)), Action::Expire),
+            // its signaling is alive: reported, left to it
+            (SendRecv, true, s(120), Some(s(60)), Action::Report),
+            (SendRecv, true, s(3599), Some(s(59)), Action::Nothing),
+            (SendRecv, true, s(3600), Some(s(60)), Action::Expire),
+            // on hold: the leg itself sends nothing, or may not
+            (SendOnly, false, s(60), None, Action::Report),
+            (SendOnly, false, s(120), Some(s(60)), Action::Report),
+            (RecvOnly, false, s(120), None, Action::Nothing),
+            (Inactive, false, s(3599), None, Action::Nothing),
+            (Inactive, false, s(3600), None, Action::Expire),
+            (RecvOnly, true, s(4000), None, Action::Expire),
         ];
-        for (dir, silent, reported, want) in cases {
+        for (dir, watched, silent, reported, want) in cases {
             let now = Instant::now() + s(10_000);
             let mut st = State::new(None, Policy::SdpIp);
             st.remote_direction = dir;
             st.last_rx = now - silent;
             st.last_report = reported.map(|r| now - r).unwrap_or(st.last_rx);
-            assert_eq!(action(&st, now, t, hold), want, "{dir:?} {silent:?}");
+            let got = action(&st, watched, now, t, hold);
+            assert_eq!(got, want, "{dir:?} watched {watched} {silent:?}");
         }
     }
 }
