@@ -25,7 +25,7 @@ pub struct ReportBlock {
 }
 
 /// Sender information of an SR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SenderInfo {
     /// NTP timestamp (seconds since 1900 in the upper 32 bits).
     pub ntp: u64,
@@ -130,6 +130,14 @@ pub fn parse_sender_report(buf: &[u8]) -> Option<(u32, u32)> {
     Some((ssrc, middle))
 }
 
+/// The sender's SSRC of a compound packet that starts with an SR or RR.
+pub fn sender_ssrc(buf: &[u8]) -> Option<u32> {
+    if buf.len() < 8 || buf[0] >> 6 != 2 || !matches!(buf[1], PT_SR | PT_RR) {
+        return None;
+    }
+    Some(u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]))
+}
+
 /// Whether `buf` is a well-formed compound RTCP packet: every packet
 /// version 2, lengths adding up exactly, the first an SR or RR (§6.1).
 pub fn is_valid_compound(buf: &[u8]) -> bool {
@@ -203,6 +211,11 @@ mod tests {
         assert!(is_valid_compound(&rr));
         assert_eq!(&rr[..4], &[0x80, 201, 0, 1]);
         assert_eq!(parse_sender_report(&rr), None);
+        assert_eq!(sender_ssrc(&rr), Some(9));
+        let sr = compound_report(7, Some(SenderInfo::default()), None, "x");
+        assert_eq!(sender_ssrc(&sr), Some(7));
+        assert_eq!(sender_ssrc(&[0x81, 202, 0, 1, 0, 0, 0, 1]), None, "SDES");
+        assert_eq!(sender_ssrc(&[0x80, 201, 0, 1, 0, 0]), None, "short");
     }
 
     #[test]
@@ -240,6 +253,7 @@ mod tests {
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
             let _ = parse_sender_report(&junk);
+            let _ = sender_ssrc(&junk);
             let _ = is_valid_compound(&junk);
         }
         assert!(

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use switchboard_media::learning::Policy;
+
 use crate::engine::{EngineConfig, RtpAddress};
+use crate::security::GrpcSecurity;
 
 /// `switchboard-rtpmanager`: media anchor for Switchboard calls.
 #[derive(Debug, Clone, Parser)]
@@ -32,14 +35,34 @@ pub struct Config {
     #[arg(long, env = "GRPC_PORT", value_name = "GRPC_PORT")]
     pub grpc_port: Option<u16>,
 
-    /// gRPC address.
+    /// gRPC address. Loopback by default: any other address needs
+    /// RTPMANAGER_TOKEN.
     #[arg(
         long,
         env = "GRPC_BIND",
         value_name = "GRPC_BIND",
-        default_value = "0.0.0.0"
+        default_value = "127.0.0.1"
     )]
     pub grpc_bind: IpAddr,
+
+    /// Shared secret every gRPC call must carry (`authorization: Bearer
+    /// <token>`); required when GRPC_BIND is not a loopback address.
+    #[arg(long, env = "RTPMANAGER_TOKEN", value_name = "RTPMANAGER_TOKEN")]
+    pub rtpmanager_token: Option<String>,
+
+    /// PEM certificate (chain) of the gRPC port: with GRPC_TLS_KEY, gRPC
+    /// is served over TLS.
+    #[arg(long, env = "GRPC_TLS_CERT", value_name = "GRPC_TLS_CERT")]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of GRPC_TLS_CERT.
+    #[arg(long, env = "GRPC_TLS_KEY", value_name = "GRPC_TLS_KEY")]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): clients must present a certificate signed by
+    /// one of them (mutual TLS). Needs GRPC_TLS_CERT.
+    #[arg(long, env = "GRPC_TLS_CLIENT_CA", value_name = "GRPC_TLS_CLIENT_CA")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
 
     /// Comma-separated RTP socket addresses, at most one per family
     /// (`0.0.0.0,::` serves IPv4 and IPv6 phones and bridges them).
@@ -90,7 +113,8 @@ pub struct Config {
     )]
     pub record_path: PathBuf,
 
-    /// Seconds without RTP before a session reports an RTP timeout.
+    /// Seconds without RTP before a session reports an RTP timeout; after
+    /// twice as long the manager ends the session itself.
     #[arg(
         long,
         env = "RTP_TIMEOUT",
@@ -99,9 +123,40 @@ pub struct Config {
     )]
     pub rtp_timeout: u64,
 
+    /// Seconds a session whose leg holds the call (sends no RTP by its
+    /// SDP) lives without RTP before the manager ends it.
+    #[arg(
+        long,
+        env = "RTP_HOLD_TIMEOUT",
+        value_name = "RTP_HOLD_TIMEOUT",
+        default_value_t = 3600
+    )]
+    pub rtp_hold_timeout: u64,
+
+    /// Where a leg's RTP may be learned from besides its SDP's exact
+    /// address: `sdp-ip` (the SDP's IP, any port; any IP when the SDP's
+    /// address is a private one) or `any` (any IP, after probation).
+    #[arg(
+        long,
+        env = "RTP_LEARN_FROM",
+        value_name = "RTP_LEARN_FROM",
+        default_value = "sdp-ip",
+        value_parser = parse_learn_from
+    )]
+    pub rtp_learn_from: Policy,
+
     /// Pod name; its `-N` suffix is the StatefulSet ordinal.
     #[arg(long, env = "HOSTNAME", value_name = "HOSTNAME", default_value = "")]
     pub hostname: String,
+}
+
+/// `RTP_LEARN_FROM`: `sdp-ip` or `any`.
+pub fn parse_learn_from(s: &str) -> Result<Policy, String> {
+    match s.trim() {
+        "sdp-ip" => Ok(Policy::SdpIp),
+        "any" => Ok(Policy::AnyIp),
+        _ => Err(format!("{s:?}: expected sdp-ip or any")),
+    }
 }
 
 /// Ports of a manager after the ordinal rule.
@@ -168,6 +223,12 @@ impl Config {
                 ports.rtp_min, ports.rtp_max
             ));
         }
+        if self.rtp_timeout == 0 {
+            return Err("RTP_TIMEOUT: must be at least 1 second".into());
+        }
+        if self.rtp_hold_timeout == 0 {
+            return Err("RTP_HOLD_TIMEOUT: must be at least 1 second".into());
+        }
         let addresses = rtp_addresses(&self.rtp_bind, &self.rtp_advertise_addr)?;
         Ok(EngineConfig {
             addresses,
@@ -175,9 +236,23 @@ impl Config {
             port_max: ports.rtp_max,
             audio_path: self.audio_path.clone(),
             record_path: self.record_path.clone(),
-            rtp_timeout: Duration::from_secs(self.rtp_timeout.max(1)),
+            rtp_timeout: Duration::from_secs(self.rtp_timeout),
+            rtp_hold_timeout: Duration::from_secs(self.rtp_hold_timeout),
             rtcp_interval: crate::engine::RTCP_INTERVAL,
+            source_policy: self.rtp_learn_from,
         })
+    }
+
+    /// How the gRPC port is protected (reads the TLS files); an error names
+    /// the variable at fault.
+    pub fn security(&self) -> Result<GrpcSecurity, String> {
+        GrpcSecurity::from_settings(
+            self.grpc_bind,
+            self.rtpmanager_token.as_deref(),
+            self.grpc_tls_cert.as_deref(),
+            self.grpc_tls_key.as_deref(),
+            self.grpc_tls_client_ca.as_deref(),
+        )
     }
 }
 

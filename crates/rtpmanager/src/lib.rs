@@ -1,15 +1,17 @@
 //! `switchboard-rtpmanager`: anchors the media of calls.
 //!
 //! [`engine`] holds the sessions and moves the packets; [`service`] is its
-//! gRPC face (`proto/switchboard/rtpmanager/v1`); [`run`] serves both. The
-//! signaling server embeds the same engine and service when no external
-//! RTP manager is configured.
+//! gRPC face (`proto/switchboard/rtpmanager/v1`), guarded by [`security`];
+//! [`run`] serves both. The signaling server embeds the same engine and
+//! service when no external RTP manager is configured.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
 pub mod engine;
 pub mod ports;
+pub mod recording;
+pub mod security;
 pub mod service;
 pub mod stream;
 
@@ -22,7 +24,12 @@ use tracing::error;
 
 pub use config::Config;
 pub use engine::{Engine, EngineConfig, EngineError, RtpAddress};
+pub use security::GrpcSecurity;
 pub use service::Service;
+
+/// HTTP/2 pings to an idle gRPC client, and how long its answer may take.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A started RTP manager.
 pub struct Running {
@@ -45,22 +52,46 @@ impl Running {
 /// Binds the gRPC port and starts the engine.
 pub async fn run(config: Config) -> anyhow::Result<Running> {
     let engine_config = config.engine().map_err(anyhow::Error::msg)?;
+    let security = config.security().map_err(anyhow::Error::msg)?;
     let engine = Engine::new(engine_config)?;
     let listener = TcpListener::bind(config.grpc_addr())
         .await
         .map_err(|e| anyhow::anyhow!("GRPC_PORT: cannot bind {}: {e}", config.grpc_addr()))?;
-    serve(engine, listener).await
+    serve_secured(engine, listener, security).await
 }
 
-/// Serves `engine` over gRPC on an already bound listener.
+/// Serves `engine` over gRPC on an already bound listener, without token
+/// or TLS (for a loopback listener).
 pub async fn serve(engine: Engine, listener: TcpListener) -> anyhow::Result<Running> {
+    serve_secured(engine, listener, GrpcSecurity::default()).await
+}
+
+/// Serves `engine` over gRPC on an already bound listener, every call
+/// checked against `security`'s token, over TLS when it has one.
+pub async fn serve_secured(
+    engine: Engine,
+    listener: TcpListener,
+    security: GrpcSecurity,
+) -> anyhow::Result<Running> {
     let grpc_addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
-    let svc = RtpManagerServer::new(Service::new(engine.clone()));
+    let auth = security::Auth::new(security.token.as_deref());
+    let svc = RtpManagerServer::with_interceptor(Service::new(engine.clone()), auth);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // a peer that vanished without closing its connection (a crashed
+    // host) is found within a minute, so its event streams end and its
+    // sessions become subject to expiry
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+    if let Some(tls) = security.tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("GRPC_TLS_CERT/GRPC_TLS_KEY: {e}"))?;
+    }
     let server = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = builder
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, signal.cancelled_owned())
             .await;

@@ -24,11 +24,17 @@ async fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    if let Err(e) = config.engine() {
+    if let Err(e) = config.engine().and_then(|_| config.security()) {
         error!("{e}");
         return ExitCode::from(EX_USAGE);
     }
     let ports = config.ports();
+    let config_token = config.rtpmanager_token.is_some();
+    let config_tls = match (&config.grpc_tls_cert, &config.grpc_tls_client_ca) {
+        (None, _) => "off",
+        (Some(_), None) => "on",
+        (Some(_), Some(_)) => "client certificates",
+    };
     let running = match run(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -39,6 +45,8 @@ async fn main() -> ExitCode {
     let health = running.engine.health();
     info!(
         grpc = %running.grpc_addr,
+        token = config_token,
+        tls = config_tls,
         rtp_ports = %format!("{}-{}", ports.rtp_min, ports.rtp_max),
         advertise = ?health.advertise,
         "switchboard-rtpmanager started"

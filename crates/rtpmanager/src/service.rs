@@ -12,7 +12,7 @@ use switchboard_rtpmanager_api::v1::{self as pb, playback_event, session_event};
 use switchboard_sip::sdp::Direction;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind};
@@ -42,7 +42,7 @@ impl From<EngineError> for Status {
         match e {
             EngineError::NotFound(_) => Status::not_found(msg),
             EngineError::InvalidArgument(_) => Status::invalid_argument(msg),
-            EngineError::Exhausted(_) => Status::resource_exhausted(msg),
+            EngineError::Exhausted(_) | EngineError::Limit(_) => Status::resource_exhausted(msg),
             EngineError::Draining => Status::unavailable(msg),
             EngineError::Precondition(_) => Status::failed_precondition(msg),
             EngineError::Internal(_) => Status::internal(msg),
@@ -120,6 +120,27 @@ fn health(h: engine::Health) -> pb::HealthResponse {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(","),
+        rtp_foreign_dropped: h.stats.foreign_dropped,
+        sessions_expired: h.stats.sessions_expired,
+        events_dropped: h.stats.events_dropped,
+        recording_dropped: h.stats.recording_dropped,
+    }
+}
+
+fn session_event(ev: &engine::Event) -> pb::SessionEvent {
+    let event = match &ev.kind {
+        EventKind::Dtmf { digit, duration_ms } => session_event::Event::Dtmf(pb::Dtmf {
+            digit: digit.to_string(),
+            duration_ms: *duration_ms,
+        }),
+        EventKind::RtpTimeout { seconds } => {
+            session_event::Event::RtpTimeout(pb::RtpTimeout { seconds: *seconds })
+        }
+        EventKind::Playback(p) => session_event::Event::Playback(playback_event(p)),
+    };
+    pb::SessionEvent {
+        session_id: ev.session_id.to_string(),
+        event: Some(event),
     }
 }
 
@@ -211,7 +232,7 @@ impl pb::rtp_manager_server::RtpManager for Service {
     ) -> Result<Response<Self::PlayStream>, Status> {
         let r = request.into_inner();
         let id = required("session_id", &r.session_id)?;
-        let (_, rx) = self.engine.play(id, &r.files, r.repeat)?;
+        let (_, rx) = self.engine.play(id, &r.files, r.repeat).await?;
         let stream = tokio_stream::StreamExt::map(UnboundedReceiverStream::new(rx), |e| {
             Ok(playback_event(&e))
         });
@@ -243,11 +264,14 @@ impl pb::rtp_manager_server::RtpManager for Service {
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
         let r = request.into_inner();
-        let path = self.engine.record(
-            required("session_id", &r.session_id)?,
-            required("file", &r.file)?,
-            r.both_sides,
-        )?;
+        let path = self
+            .engine
+            .record(
+                required("session_id", &r.session_id)?,
+                required("file", &r.file)?,
+                r.both_sides,
+            )
+            .await?;
         Ok(Response::new(pb::RecordResponse {
             path: path.display().to_string(),
         }))
@@ -260,7 +284,8 @@ impl pb::rtp_manager_server::RtpManager for Service {
         let r = request.into_inner();
         let done = self
             .engine
-            .stop_recording(required("session_id", &r.session_id)?)?;
+            .stop_recording(required("session_id", &r.session_id)?)
+            .await?;
         let (path, samples) = done
             .map(|(p, n)| (p.display().to_string(), n))
             .unwrap_or_default();
@@ -274,65 +299,36 @@ impl pb::rtp_manager_server::RtpManager for Service {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let r = request.into_inner();
-        let filter = r.session_id;
-        // subscribe before checking, so no event between the two is lost
-        let mut rx = self.engine.subscribe();
-        if !filter.is_empty() {
-            self.engine.info(&filter)?;
+        if !r.session_id.is_empty() {
+            // one session: its own bounded queue, ended with the session
+            let rx = self.engine.watch(&r.session_id)?;
+            let stream =
+                tokio_stream::StreamExt::map(ReceiverStream::new(rx), |ev| Ok(session_event(&ev)));
+            return Ok(Response::new(Box::pin(stream)));
         }
-        let engine = self.engine.clone();
+        // every session: the engine's broadcast, which loses the oldest
+        // events of a reader that is behind (reported as DATA_LOSS)
+        let mut rx = self.engine.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 let ev = tokio::select! {
                     ev = rx.recv() => ev,
-                    _ = check.tick() => {
-                        // a destroyed session ends its stream
-                        if !filter.is_empty() && engine.info(&filter).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
                     _ = tx.closed() => return,
                 };
-                let ev = match ev {
-                    Ok(ev) => ev,
+                let msg = match ev {
+                    Ok(ev) => Ok(session_event(&ev)),
                     Err(RecvError::Lagged(n)) => {
-                        let _ = tx
-                            .send(Err(Status::data_loss(format!("{n} events dropped"))))
-                            .await;
-                        continue;
+                        Err(Status::data_loss(format!("{n} events dropped")))
                     }
                     Err(RecvError::Closed) => return,
                 };
-                if !filter.is_empty() && *ev.session_id != *filter {
-                    continue;
-                }
-                let event = match &ev.kind {
-                    EventKind::Dtmf { digit, duration_ms } => {
-                        session_event::Event::Dtmf(pb::Dtmf {
-                            digit: digit.to_string(),
-                            duration_ms: *duration_ms,
-                        })
-                    }
-                    EventKind::RtpTimeout { seconds } => {
-                        session_event::Event::RtpTimeout(pb::RtpTimeout { seconds: *seconds })
-                    }
-                    EventKind::Playback(p) => session_event::Event::Playback(playback_event(p)),
-                };
-                let msg = pb::SessionEvent {
-                    session_id: ev.session_id.to_string(),
-                    event: Some(event),
-                };
-                if tx.send(Ok(msg)).await.is_err() {
+                if tx.send(msg).await.is_err() {
                     return;
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(out),
-        )))
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
     async fn get_session(

@@ -3,193 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+mod common;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::*;
 use switchboard_media::dtmf::DtmfGenerator;
 use switchboard_media::g711::Codec;
-use switchboard_media::rtp_header::{RtpView, write_header};
 use switchboard_media::wav;
-use switchboard_rtpmanager::{Engine, EngineConfig, RtpAddress, serve};
-use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager_api::v1::{self as pb, playback_event, session_event};
 use switchboard_sip::sdp;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tonic::Code;
-use tonic::transport::Channel;
-
-struct Manager {
-    client: RtpManagerClient<Channel>,
-    _running: switchboard_rtpmanager::Running,
-    record_dir: PathBuf,
-}
-
-fn audio_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../audio")
-}
-
-async fn manager_with(addresses: &[&str], ports: (u16, u16), timeout: Duration) -> Manager {
-    let record_dir = std::env::temp_dir().join(format!(
-        "switchboard-rec-{}-{}",
-        std::process::id(),
-        rand_u32()
-    ));
-    let config = EngineConfig {
-        addresses: addresses
-            .iter()
-            .map(|a| {
-                let ip: IpAddr = a.parse().unwrap();
-                RtpAddress {
-                    bind: ip,
-                    advertise: ip,
-                }
-            })
-            .collect(),
-        port_min: ports.0,
-        port_max: ports.1,
-        audio_path: audio_dir(),
-        record_path: record_dir.clone(),
-        rtp_timeout: timeout,
-        rtcp_interval: Duration::from_millis(300),
-    };
-    let engine = Engine::new(config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = serve(engine, listener).await.unwrap();
-    let client = RtpManagerClient::connect(format!("http://{}", running.grpc_addr))
-        .await
-        .unwrap();
-    Manager {
-        client,
-        _running: running,
-        record_dir,
-    }
-}
-
-fn rand_u32() -> u32 {
-    use std::time::SystemTime;
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
-/// A distinct port range per test, so tests run in parallel.
-fn range(slot: u16) -> (u16, u16) {
-    let base = 41000 + slot * 100;
-    (base, base + 99)
-}
-
-async fn manager(slot: u16) -> Manager {
-    manager_with(&["127.0.0.1"], range(slot), Duration::from_secs(60)).await
-}
-
-/// A phone: one UDP socket for RTP.
-struct Phone {
-    sock: UdpSocket,
-    ssrc: u32,
-}
-
-impl Phone {
-    async fn on(ip: &str) -> Phone {
-        Phone {
-            sock: UdpSocket::bind((ip.parse::<IpAddr>().unwrap(), 0))
-                .await
-                .unwrap(),
-            ssrc: 0x1234_5678,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.sock.local_addr().unwrap()
-    }
-
-    fn offer(&self, fmts: &[(u8, &str)], te: Option<u8>) -> String {
-        let a = self.addr();
-        let fam = if a.is_ipv6() { "IP6" } else { "IP4" };
-        let mut pts: Vec<String> = fmts.iter().map(|(p, _)| p.to_string()).collect();
-        if let Some(t) = te {
-            pts.push(t.to_string());
-        }
-        let mut s = format!(
-            "v=0\r\no=phone 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
-            ip = a.ip(),
-            port = a.port(),
-            pts = pts.join(" ")
-        );
-        for (p, n) in fmts {
-            s.push_str(&format!("a=rtpmap:{p} {n}/8000\r\n"));
-        }
-        if let Some(t) = te {
-            s.push_str(&format!(
-                "a=rtpmap:{t} telephone-event/8000\r\na=fmtp:{t} 0-16\r\n"
-            ));
-        }
-        s.push_str("a=sendrecv\r\n");
-        s
-    }
-
-    async fn send(&self, to: SocketAddr, pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) {
-        let mut buf = Vec::new();
-        write_header(&mut buf, pt, marker, seq, ts, self.ssrc);
-        buf.extend_from_slice(payload);
-        self.sock.send_to(&buf, to).await.unwrap();
-    }
-
-    /// (pt, seq, ts, ssrc, marker, payload, from)
-    async fn recv(&self, wait: Duration) -> Option<Rtp> {
-        let mut buf = [0u8; 2048];
-        let (n, from) = tokio::time::timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let v = RtpView::parse(&buf[..n])?;
-        Some(Rtp {
-            pt: v.payload_type(),
-            seq: v.sequence(),
-            ts: v.timestamp(),
-            ssrc: v.ssrc(),
-            marker: v.marker(),
-            payload: v.payload().to_vec(),
-            from,
-        })
-    }
-}
-
-#[derive(Debug)]
-struct Rtp {
-    pt: u8,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    marker: bool,
-    payload: Vec<u8>,
-    from: SocketAddr,
-}
-
-fn rtp_addr(sdp_text: &str) -> SocketAddr {
-    let d = sdp::parse(sdp_text.as_bytes()).unwrap();
-    SocketAddr::new(d.connection.unwrap(), d.audio_port)
-}
-
-async fn create(m: &mut Manager, leg: &str, offer: Option<String>) -> pb::CreateSessionResponse {
-    m.client
-        .create_session(pb::CreateSessionRequest {
-            call_id: "call-1".into(),
-            leg: leg.into(),
-            remote_sdp: offer.unwrap_or_default(),
-            address_family: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn tone(n: usize, freq: f64, amp: f64) -> Vec<i16> {
-    (0..n)
-        .map(|i| ((i as f64 * freq * std::f64::consts::TAU / 8000.0).sin() * amp) as i16)
-        .collect()
-}
 
 #[tokio::test]
 async fn sessions_answer_offers_and_make_offers() {
@@ -569,40 +395,6 @@ async fn a_bridge_transcodes_and_keeps_one_stream_per_leg() {
     assert_eq!(info.packets_lost, 0);
     assert_eq!(info.bridged_to, b.session_id);
     assert!(info.mos > 4.0, "{}", info.mos);
-}
-
-#[tokio::test]
-async fn symmetric_rtp_latches_to_where_packets_come_from() {
-    let mut m = manager(4).await;
-    let announced = Phone::on("127.0.0.1").await; // what SDP says
-    let real = Phone::on("127.0.0.1").await; // where the phone really sends from (NAT)
-    let other = Phone::on("127.0.0.1").await;
-    let a = create(
-        &mut m,
-        "caller",
-        Some(announced.offer(&[(0, "PCMU")], None)),
-    )
-    .await;
-    let b = create(&mut m, "callee", Some(other.offer(&[(0, "PCMU")], None))).await;
-    m.client
-        .bridge(pb::BridgeRequest {
-            session_a: a.session_id.clone(),
-            session_b: b.session_id.clone(),
-        })
-        .await
-        .unwrap();
-    real.send(rtp_addr(&a.local_sdp), 0, 1, 1, true, &[0xff; 160])
-        .await;
-    other
-        .recv(Duration::from_secs(2))
-        .await
-        .expect("relayed to B");
-    other
-        .send(rtp_addr(&b.local_sdp), 0, 1, 1, true, &[0xff; 160])
-        .await;
-    let got = real.recv(Duration::from_secs(2)).await;
-    assert!(got.is_some(), "answered where the packets came from");
-    assert!(announced.recv(Duration::from_millis(200)).await.is_none());
 }
 
 #[tokio::test]

@@ -270,6 +270,25 @@ pub struct Config {
     )]
     pub rtpmanager_addrs: Vec<String>,
 
+    /// Token sent to the RTP managers (`authorization: Bearer <token>`),
+    /// the same RTPMANAGER_TOKEN they are started with.
+    #[arg(long, env = "RTPMANAGER_TOKEN", value_name = "RTPMANAGER_TOKEN")]
+    pub rtpmanager_token: Option<String>,
+
+    /// PEM CA certificate(s) the RTP managers' certificates are checked
+    /// against; set, the managers are reached over TLS.
+    #[arg(long, env = "RTPMANAGER_TLS_CA", value_name = "RTPMANAGER_TLS_CA")]
+    pub rtpmanager_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate shown to the RTP managers (their
+    /// GRPC_TLS_CLIENT_CA must have signed it); with RTPMANAGER_TLS_KEY.
+    #[arg(long, env = "RTPMANAGER_TLS_CERT", value_name = "RTPMANAGER_TLS_CERT")]
+    pub rtpmanager_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of RTPMANAGER_TLS_CERT.
+    #[arg(long, env = "RTPMANAGER_TLS_KEY", value_name = "RTPMANAGER_TLS_KEY")]
+    pub rtpmanager_tls_key: Option<PathBuf>,
+
     /// Embedded media: addresses written into SDP, one per BIND address
     /// (default: each BIND address, or the routed one for a wildcard).
     #[arg(
@@ -320,6 +339,27 @@ pub struct Config {
     )]
     pub rtp_timeout: u64,
 
+    /// Embedded media: seconds a session whose leg holds the call lives
+    /// without RTP before the engine ends it (others: 2×RTP_TIMEOUT).
+    #[arg(
+        long,
+        env = "RTP_HOLD_TIMEOUT",
+        value_name = "RTP_HOLD_TIMEOUT",
+        default_value_t = 3600
+    )]
+    pub rtp_hold_timeout: u64,
+
+    /// Embedded media: where a leg's RTP may be learned from besides its
+    /// SDP's exact address: `sdp-ip` or `any` (see the RTP manager's).
+    #[arg(
+        long,
+        env = "RTP_LEARN_FROM",
+        value_name = "RTP_LEARN_FROM",
+        default_value = "sdp-ip",
+        value_parser = switchboard_rtpmanager::config::parse_learn_from
+    )]
+    pub rtp_learn_from: switchboard_media::learning::Policy,
+
     /// What a blocked source gets: `403` (a response) or `drop` (silence).
     #[arg(long, env = "AUTH_BLOCK_ACTION", value_name = "AUTH_BLOCK_ACTION", default_value = "403", value_parser = ["403", "drop"])]
     pub auth_block_action: String,
@@ -363,8 +403,30 @@ impl Config {
         if self.rtp_timeout == 0 {
             return Err("RTP_TIMEOUT: must be at least 1 second".into());
         }
+        if self.rtp_hold_timeout == 0 {
+            return Err("RTP_HOLD_TIMEOUT: must be at least 1 second".into());
+        }
         for a in &self.rtpmanager_addrs {
             crate::media::parse_member(a).map_err(|e| format!("RTPMANAGER_ADDRS: {e}"))?;
+        }
+        if let Some(t) = &self.rtpmanager_token {
+            switchboard_rtpmanager::security::validate_token("RTPMANAGER_TOKEN", t)?;
+        }
+        match (
+            &self.rtpmanager_tls_ca,
+            &self.rtpmanager_tls_cert,
+            &self.rtpmanager_tls_key,
+        ) {
+            (_, Some(_), None) => {
+                return Err("RTPMANAGER_TLS_KEY: needed with RTPMANAGER_TLS_CERT".into());
+            }
+            (_, None, Some(_)) => {
+                return Err("RTPMANAGER_TLS_CERT: needed with RTPMANAGER_TLS_KEY".into());
+            }
+            (None, Some(_), Some(_)) => {
+                return Err("RTPMANAGER_TLS_CA: needed with RTPMANAGER_TLS_CERT".into());
+            }
+            _ => {}
         }
         if self.realm.is_empty() || self.realm.contains('"') {
             return Err("REALM: must be non-empty and contain no quote".into());

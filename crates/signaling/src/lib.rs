@@ -276,6 +276,7 @@ impl Node {
         }
         self.metrics.render(&mut out);
         self.calls.render_metrics(&mut out);
+        self.calls.media.render_metrics(&mut out);
         out
     }
 }
@@ -494,7 +495,17 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.push(spawn_sweeper(node.clone(), shutdown.clone()));
-    tasks.push(media.spawn_health_checks(shutdown.clone()));
+    let lost_calls = Arc::downgrade(&calls);
+    tasks.push(media.spawn_health_checks(shutdown.clone(), move |name| {
+        if let Some(calls) = lost_calls.upgrade() {
+            let n = calls.manager_lost(name);
+            info!(
+                manager = name,
+                calls = n,
+                "calls on a lost RTP manager move or end"
+            );
+        }
+    }));
 
     let service = Arc::new(SipService {
         registrar: Registrar {

@@ -532,6 +532,9 @@ async fn an_ipv6_phone_calls_an_ipv4_phone() {
 }
 
 /// Two external RTP managers on loopback.
+/// The token the test managers require (and signaling sends).
+const MANAGER_TOKEN: &str = "media-test-token-0123456789";
+
 async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
     let mut out = Vec::new();
     for i in 0..2u16 {
@@ -547,12 +550,18 @@ async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
             audio_path: audio_dir(),
             record_path: std::env::temp_dir(),
             rtp_timeout: Duration::from_secs(60),
+            rtp_hold_timeout: switchboard_rtpmanager::engine::RTP_HOLD_TIMEOUT,
             rtcp_interval: switchboard_rtpmanager::engine::RTCP_INTERVAL,
+            source_policy: switchboard_media::learning::Policy::SdpIp,
         })
         .expect("engine");
         let listener = tokio::net::TcpListener::bind((LO, 0)).await.expect("bind");
+        let security = switchboard_rtpmanager::GrpcSecurity {
+            token: Some(MANAGER_TOKEN.into()),
+            tls: None,
+        };
         out.push(
-            switchboard_rtpmanager::serve(engine, listener)
+            switchboard_rtpmanager::serve_secured(engine, listener, security)
                 .await
                 .expect("manager"),
         );
@@ -568,7 +577,11 @@ async fn aggressive_drain_moves_a_live_call_and_audio_keeps_flowing() {
         .enumerate()
         .map(|(i, m)| format!("m{i}={}", m.grpc_addr))
         .collect();
-    let s = media_server("media-drain", |c| c.rtpmanager_addrs = addrs).await;
+    let s = media_server("media-drain", |c| {
+        c.rtpmanager_addrs = addrs;
+        c.rtpmanager_token = Some(MANAGER_TOKEN.into());
+    })
+    .await;
     let (status, list) = s.http("GET", "/api/v1/rtpmanagers", None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
@@ -694,5 +707,93 @@ async fn a_full_port_range_answers_new_calls_503() {
         third.await.expect("sipp task"),
         "the freed pair was not reused"
     );
+    s.stop().await;
+}
+
+/// A server using the two managers, named m0 and m1.
+async fn pooled_server(name: &str, managers: &[switchboard_rtpmanager::Running]) -> TestServer {
+    let addrs: Vec<String> = managers
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("m{i}={}", m.grpc_addr))
+        .collect();
+    media_server(name, |c| {
+        c.rtpmanager_addrs = addrs;
+        c.rtpmanager_token = Some(MANAGER_TOKEN.into());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_managers_bridged_call_moves_to_the_other_one() {
+    let mut managers = two_managers(1).await;
+    let s = pooled_server("media-lost-moves", &managers).await;
+    let TwoPhones { a, b, bob, call } = alice_calls_bob(
+        &s,
+        LO,
+        "media_uac_moved.xml",
+        "1002",
+        Codec::Pcmu,
+        "media_callee_moved.xml",
+        Codec::Pcmu,
+        2500,
+    )
+    .await;
+    let list = sessions(&s, &["A", "B1"]).await;
+    let first = list[0]["manager"].as_str().expect("manager").to_owned();
+    // the manager the call is on dies (no drain, no warning)
+    let i = if first == "m0" { 0 } else { 1 };
+    managers.remove(i).shutdown().await;
+    // after LOST_AFTER failed checks the call is moved by re-INVITEs
+    let mut moved = Vec::new();
+    for _ in 0..300 {
+        let (_, l) = s.http("GET", "/api/v1/sessions", None).await;
+        let l = l.as_array().cloned().unwrap_or_default();
+        if l.len() == 2 && l.iter().all(|x| x["manager"] != first.as_str()) {
+            moved = l;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !moved.is_empty(),
+        "the call did not move off the lost manager"
+    );
+    let voice = tone(160 * 5, 440.0);
+    b.drain().await;
+    talk(&a, leg_addr(&moved, "A"), Codec::Pcmu, &voice, 50).await;
+    assert!(
+        b.recv(Duration::from_secs(2)).await.is_some(),
+        "audio after the move"
+    );
+    assert!(call.await.expect("sipp task"), "caller scenario failed");
+    assert!(
+        wait_sipp(bob, "media_callee_moved.xml").await,
+        "bob's phone failed"
+    );
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    assert_ne!(cdr["rtpmanager"], first.as_str(), "{cdr}");
+    s.stop().await;
+    for m in managers {
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_manager_is_lost_with_nowhere_to_go_ends_with_a_cdr() {
+    let mut managers = two_managers(2).await;
+    let spare = managers.pop().expect("two managers");
+    spare.shutdown().await;
+    let s = pooled_server("media-lost-ends", &managers).await;
+    let a = Phone::on(LO).await;
+    // alice is served by the echo; her only live manager dies
+    let call = alice_calls(&s, LO, "media_uac_byed.xml", "600", &a, Codec::Pcmu, 0);
+    sessions(&s, &["A"]).await;
+    managers.remove(0).shutdown().await;
+    assert!(call.await.expect("sipp task"), "no BYE from switchboard");
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["hangup_reason"], "RTP Manager Lost", "{cdr}");
+    assert_eq!(cdr["hangup_side"], "system", "{cdr}");
     s.stop().await;
 }

@@ -21,7 +21,6 @@ use switchboard_sip::sdp;
 use switchboard_sip_stack::dialog::our_contact;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use tracing::{debug, info, warn};
 
@@ -164,15 +163,20 @@ impl Call {
     }
 
     /// Forwards the session's DTMF and RTP timeouts into the call's mailbox.
+    /// The watch is resumed after a broken stream (the manager reads an
+    /// open stream as "signaling still wants this session") and ends with
+    /// the session or the call.
     pub(super) fn watch_session(&self, mgr: &Arc<Manager>, session: &str) {
-        let mgr = Arc::clone(mgr);
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(crate::media::watch_session_events(
+            Arc::clone(mgr),
+            session.to_owned(),
+            tx,
+        ));
         let session = session.to_owned();
         let mailbox: mpsc::Sender<Event> = self.mailbox.clone();
         tokio::spawn(async move {
-            let Ok(mut events) = mgr.watch_events(&session).await else {
-                return;
-            };
-            while let Some(Ok(ev)) = events.next().await {
+            while let Some(ev) = rx.recv().await {
                 let event = match ev.event {
                     Some(session_event::Event::Dtmf(d)) => match d.digit.chars().next() {
                         Some(c) => MediaEvent::Dtmf(c),

@@ -9,12 +9,21 @@
 //! New calls go round-robin to members that are healthy and not draining;
 //! both legs of a call stay on the member that took the first one. A
 //! member is checked every [`HEALTH_EVERY`]; one that fails a check or a
-//! call is skipped for new calls until a check succeeds again.
+//! call is skipped for new calls until a check succeeds again, and one that
+//! fails [`LOST_AFTER`] checks in a row is lost: the calls on it move to
+//! another member or end (with a CDR saying so).
+//!
+//! Remote members are reached with `RTPMANAGER_TOKEN` on every call and,
+//! with `RTPMANAGER_TLS_CA`, over TLS (a client certificate too with
+//! `RTPMANAGER_TLS_CERT`/`RTPMANAGER_TLS_KEY`). When parts fail, nothing
+//! leaks: a destroy that fails is retried in the background
+//! ([`Manager::destroy`]), and a session's event stream is resumed after
+//! an error ([`watch_session_events`]).
 
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_rtpmanager::{Engine, EngineConfig, RtpAddress, Service};
@@ -22,23 +31,57 @@ use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager_api::v1 as pb;
 use switchboard_rtpmanager_api::v1::rtp_manager_server::RtpManager as _;
 use tokio_stream::Stream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 use tracing::{info, warn};
 
 use crate::Config;
+pub use recovery::{WATCH_BACKOFF_MAX, WATCH_BACKOFF_MIN, watch_session_events};
+use recovery::{retry_until, worth_retrying};
+
+mod metrics;
+mod recovery;
 
 /// How often members are health-checked.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
+
+/// Failed health checks in a row after which a member's calls are moved
+/// or ended (a restart of the manager takes less).
+pub const LOST_AFTER: u32 = 3;
 /// A gRPC call to a member that takes longer has failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A failed destroy is retried for this long (by then the manager has
+/// ended the session itself: no RTP for 2×RTP_TIMEOUT).
+pub const DESTROY_RETRY_FOR: Duration = Duration::from_secs(300);
+/// First wait before a destroy is retried; doubled each time.
+const DESTROY_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const DESTROY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Destroys being retried at once; beyond, a failed destroy is given up
+/// at once (the manager's own expiry still frees the ports).
+pub const MAX_DESTROY_RETRIES: u64 = 10_000;
 
 /// A server stream from either kind of member.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+#[derive(Clone)]
 enum Client {
     Local(Service),
     Remote(RtpManagerClient<Channel>),
+}
+
+/// Signaling's own counters of its dealings with the RTP managers.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    /// Destroys retried (each further attempt counts).
+    pub destroy_retries: AtomicU64,
+    /// Destroys given up: still failing after [`DESTROY_RETRY_FOR`], or
+    /// too many pending.
+    pub destroy_abandoned: AtomicU64,
+    /// Destroys being retried now.
+    pub destroy_pending: AtomicU64,
+    /// Event streams subscribed again after an error.
+    pub watch_resubscribes: AtomicU64,
 }
 
 /// One RTP manager.
@@ -46,8 +89,15 @@ pub struct Manager {
     pub name: String,
     pub addr: String,
     client: Client,
+    /// `Bearer <RTPMANAGER_TOKEN>`, sent on every call to a remote member.
+    auth: Option<MetadataValue<Ascii>>,
     healthy: AtomicBool,
     draining: AtomicBool,
+    /// Health checks failed in a row.
+    failed_checks: std::sync::atomic::AtomicU32,
+    /// The member's last health answer (its own counters), for /metrics.
+    last_health: Mutex<Option<pb::HealthResponse>>,
+    counters: Arc<MediaCounters>,
 }
 
 /// `name=host:port` or `host:port` (named after the address).
@@ -71,14 +121,27 @@ pub fn parse_member(s: &str) -> Result<(String, String), String> {
     Ok((name, addr))
 }
 
+/// A request to a remote member: the token, and a deadline unless it
+/// opens a stream.
+fn remote_request<T>(req: T, auth: Option<&MetadataValue<Ascii>>, deadline: bool) -> Request<T> {
+    let mut r = Request::new(req);
+    if deadline {
+        r.set_timeout(CALL_TIMEOUT);
+    }
+    if let Some(a) = auth {
+        r.metadata_mut().insert("authorization", a.clone());
+    }
+    r
+}
+
 macro_rules! rpc {
     ($self:ident, $method:ident, $req:expr) => {{
         let result = match &$self.client {
             Client::Local(svc) => svc.$method(Request::new($req)).await,
             Client::Remote(c) => {
-                let mut r = Request::new($req);
-                r.set_timeout(CALL_TIMEOUT);
-                c.clone().$method(r).await
+                c.clone()
+                    .$method(remote_request($req, $self.auth.as_ref(), true))
+                    .await
             }
         };
         $self.observe(result.map(|r| r.into_inner()))
@@ -93,11 +156,34 @@ macro_rules! rpc_stream {
                 $self.observe(s.map(|r| -> BoxStream<_> { Box::pin(r.into_inner()) }))
             }
             Client::Remote(c) => {
-                let s = c.clone().$method(Request::new($req)).await;
+                let s = c
+                    .clone()
+                    .$method(remote_request($req, $self.auth.as_ref(), false))
+                    .await;
                 $self.observe(s.map(|r| -> BoxStream<_> { Box::pin(r.into_inner()) }))
             }
         }
     }};
+}
+
+/// One destroy call, outside any [`Manager`] (for the background retries).
+async fn destroy_once(
+    client: &Client,
+    auth: Option<&MetadataValue<Ascii>>,
+    session: &str,
+) -> Result<pb::SessionInfo, Status> {
+    let req = pb::DestroySessionRequest {
+        session_id: session.to_owned(),
+    };
+    let r = match client {
+        Client::Local(svc) => svc.destroy_session(Request::new(req)).await,
+        Client::Remote(c) => {
+            c.clone()
+                .destroy_session(remote_request(req, auth, true))
+                .await
+        }
+    };
+    r.map(|r| r.into_inner())
 }
 
 impl Manager {
@@ -208,11 +294,57 @@ impl Manager {
         rpc_stream!(self, watch_events, req)
     }
 
+    /// Ends a session and returns its final counters. When the manager
+    /// cannot be reached, the destroy goes on in the background with
+    /// back-off for up to [`DESTROY_RETRY_FOR`] (counted in /metrics); the
+    /// first attempt's error is returned all the same.
     pub async fn destroy(&self, session: &str) -> Result<pb::SessionInfo, Status> {
-        let req = pb::DestroySessionRequest {
-            session_id: session.to_owned(),
-        };
-        rpc!(self, destroy_session, req)
+        let r = self.observe(destroy_once(&self.client, self.auth.as_ref(), session).await);
+        if let Err(e) = &r
+            && worth_retrying(e)
+        {
+            self.retry_destroy(session, e);
+        }
+        r
+    }
+
+    fn retry_destroy(&self, session: &str, first: &Status) {
+        let counters = Arc::clone(&self.counters);
+        if counters.destroy_pending.fetch_add(1, Ordering::Relaxed) >= MAX_DESTROY_RETRIES {
+            counters.destroy_pending.fetch_sub(1, Ordering::Relaxed);
+            counters.destroy_abandoned.fetch_add(1, Ordering::Relaxed);
+            warn!(manager = %self.name, session, cause = %first, "destroy failed; too many retries pending, left to the manager's expiry");
+            return;
+        }
+        warn!(manager = %self.name, session, cause = %first, "destroy failed; retrying in the background");
+        let client = self.client.clone();
+        let auth = self.auth.clone();
+        let (name, session) = (self.name.clone(), session.to_owned());
+        tokio::spawn(async move {
+            let done = retry_until(
+                DESTROY_RETRY_FOR,
+                DESTROY_BACKOFF_MIN,
+                DESTROY_BACKOFF_MAX,
+                || {
+                    counters.destroy_retries.fetch_add(1, Ordering::Relaxed);
+                    destroy_once(&client, auth.as_ref(), &session)
+                },
+                |r| match r {
+                    Ok(_) => true,
+                    // gone already (a retry after a lost reply, or expiry)
+                    Err(e) => !worth_retrying(e),
+                },
+            )
+            .await;
+            counters.destroy_pending.fetch_sub(1, Ordering::Relaxed);
+            match done {
+                Some(_) => info!(manager = %name, %session, "destroy succeeded on retry"),
+                None => {
+                    counters.destroy_abandoned.fetch_add(1, Ordering::Relaxed);
+                    warn!(manager = %name, %session, "destroy given up; left to the manager's expiry");
+                }
+            }
+        });
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<pb::SessionInfo>, Status> {
@@ -231,19 +363,29 @@ impl Manager {
         r
     }
 
-    /// One health check: reachable (and whether it drains) or not.
-    async fn check(&self) {
+    /// One health check: reachable (and whether it drains) or not. True
+    /// when this check made the member lost ([`LOST_AFTER`] failures in a
+    /// row).
+    async fn check(&self) -> bool {
         match self.health().await {
             Ok(h) => {
                 self.draining.store(h.draining, Ordering::Relaxed);
+                self.failed_checks.store(0, Ordering::Relaxed);
+                *self.last_health.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
                 if !self.healthy.swap(true, Ordering::Relaxed) {
                     info!(manager = %self.name, "RTP manager is back");
                 }
+                false
             }
             Err(e) => {
                 if self.healthy.swap(false, Ordering::Relaxed) {
                     warn!(manager = %self.name, cause = %e, "RTP manager failed its health check");
                 }
+                let n = self.failed_checks.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == LOST_AFTER {
+                    warn!(manager = %self.name, checks = n, "RTP manager lost; its calls move or end");
+                }
+                n == LOST_AFTER
             }
         }
     }
@@ -253,6 +395,26 @@ impl Manager {
 pub struct MediaPool {
     members: Vec<Arc<Manager>>,
     next: AtomicUsize,
+    counters: Arc<MediaCounters>,
+}
+
+/// The client side of the managers' TLS, from the RTPMANAGER_TLS_* files.
+fn client_tls(config: &Config) -> anyhow::Result<Option<ClientTlsConfig>> {
+    let read = |var: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("{var}: {}: {e}", p.display()))
+    };
+    let Some(ca) = &config.rtpmanager_tls_ca else {
+        return Ok(None);
+    };
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("RTPMANAGER_TLS_CA", ca)?));
+    if let (Some(cert), Some(key)) = (&config.rtpmanager_tls_cert, &config.rtpmanager_tls_key) {
+        tls = tls.identity(Identity::from_pem(
+            read("RTPMANAGER_TLS_CERT", cert)?,
+            read("RTPMANAGER_TLS_KEY", key)?,
+        ));
+    }
+    Ok(Some(tls))
 }
 
 impl MediaPool {
@@ -262,38 +424,74 @@ impl MediaPool {
             return Ok(MediaPool::embedded(embedded_engine(config)?));
         }
         let mut members = Vec::new();
-        info!(managers = ?config.rtpmanager_addrs, "media anchored by external RTP managers");
+        let tls = client_tls(config)?;
+        let auth = match &config.rtpmanager_token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| anyhow::anyhow!("RTPMANAGER_TOKEN: not a valid header value"))?,
+            ),
+            None => None,
+        };
+        info!(
+            managers = ?config.rtpmanager_addrs,
+            token = auth.is_some(),
+            tls = tls.is_some(),
+            "media anchored by external RTP managers"
+        );
+        let counters = Arc::new(MediaCounters::default());
         for m in &config.rtpmanager_addrs {
             let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
+            if let Some(tls) = &tls {
+                endpoint = endpoint
+                    .tls_config(tls.clone())
+                    .map_err(|e| anyhow::anyhow!("RTPMANAGER_TLS_*: {e}"))?;
+            }
             members.push(Arc::new(Manager {
                 name,
                 addr,
                 client: Client::Remote(RtpManagerClient::new(endpoint.connect_lazy())),
+                auth: auth.clone(),
                 // optimistic until the first check says otherwise
                 healthy: AtomicBool::new(true),
                 draining: AtomicBool::new(false),
+                failed_checks: std::sync::atomic::AtomicU32::new(0),
+                last_health: Mutex::new(None),
+                counters: Arc::clone(&counters),
             }));
         }
         Ok(MediaPool {
             members,
             next: AtomicUsize::new(0),
+            counters,
         })
     }
 
     pub fn embedded(engine: Engine) -> MediaPool {
+        let counters = Arc::new(MediaCounters::default());
         MediaPool {
             members: vec![Arc::new(Manager {
                 name: "embedded".into(),
                 addr: "in-process".into(),
                 client: Client::Local(Service::new(engine)),
+                auth: None,
                 healthy: AtomicBool::new(true),
                 draining: AtomicBool::new(false),
+                failed_checks: std::sync::atomic::AtomicU32::new(0),
+                last_health: Mutex::new(None),
+                counters: Arc::clone(&counters),
             })],
             next: AtomicUsize::new(0),
+            counters,
         }
+    }
+
+    pub fn counters(&self) -> &MediaCounters {
+        &self.counters
     }
 
     pub fn members(&self) -> &[Arc<Manager>] {
@@ -319,10 +517,12 @@ impl MediaPool {
             .collect()
     }
 
-    /// Health checks every [`HEALTH_EVERY`] until `stop`.
+    /// Health checks every [`HEALTH_EVERY`] until `stop`; `lost` hears the
+    /// name of each member that just became lost.
     pub fn spawn_health_checks(
         self: &Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
+        lost: impl Fn(&str) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
@@ -333,8 +533,8 @@ impl MediaPool {
                     _ = stop.cancelled() => return,
                 }
                 for m in &pool.members {
-                    if !m.is_local() {
-                        m.check().await;
+                    if !m.is_local() && m.check().await {
+                        lost(&m.name);
                     }
                 }
             }
@@ -387,7 +587,9 @@ fn embedded_engine(config: &Config) -> anyhow::Result<Engine> {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("recordings")),
         rtp_timeout: Duration::from_secs(config.rtp_timeout),
+        rtp_hold_timeout: Duration::from_secs(config.rtp_hold_timeout),
         rtcp_interval: switchboard_rtpmanager::engine::RTCP_INTERVAL,
+        source_policy: config.rtp_learn_from,
     })?;
     Ok(engine)
 }

@@ -1,0 +1,217 @@
+//! The receive path: one task per socket of each session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use switchboard_media::dtmf::TelephoneEvent;
+use switchboard_media::g711::Codec;
+use switchboard_media::learning::Verdict;
+use switchboard_media::rtcp;
+use switchboard_media::rtp_header::{RtpView, is_rtcp};
+use tracing::{debug, info};
+
+use super::session::{Mode, Session, State};
+use super::{EventKind, OFFER_TE_PT, lock};
+use crate::stream::Source;
+
+/// Buffers a receive task reuses for every packet.
+struct Scratch {
+    out: Vec<u8>,
+    payload: Vec<u8>,
+    samples: Vec<i16>,
+}
+
+/// Receives the leg's RTP until the session stops.
+pub(super) async fn rtp_loop(session: Arc<Session>) {
+    let cancel = session.cancel.clone();
+    // the cancellation future is made once, not per packet; each wake-up
+    // drains every datagram queued on the socket
+    let serve = async {
+        let mut buf = vec![0u8; 2048];
+        let mut scratch = Scratch {
+            out: Vec::with_capacity(2048),
+            payload: Vec::with_capacity(1024),
+            samples: Vec::with_capacity(1024),
+        };
+        loop {
+            if session.rtp.readable().await.is_err() {
+                continue;
+            }
+            loop {
+                match session.rtp.try_recv_from(&mut buf) {
+                    Ok((n, from)) => on_rtp(&session, &buf[..n], from, &mut scratch),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ICMP errors of earlier sends surface here; keep serving
+                    Err(_) => continue,
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = serve => {}
+    }
+}
+
+/// Counts a packet from an address the leg's source is not locked to.
+fn foreign(session: &Session, st: &mut State, from: SocketAddr, what: &str) {
+    session
+        .counters
+        .foreign_dropped
+        .fetch_add(1, Ordering::Relaxed);
+    st.foreign += 1;
+    if st.foreign == 1 {
+        info!(session = %session.id, call_id = %session.call_id, %from, what, "packets from a foreign address dropped");
+    }
+}
+
+fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut Scratch) {
+    if is_rtcp(packet) {
+        // RTCP multiplexed on the RTP port: only from the locked source
+        let mut st = lock(&session.state);
+        if st.source.is_locked_to(from) {
+            st.rtcp_received += 1;
+        } else {
+            foreign(session, &mut st, from, "RTCP");
+        }
+        return;
+    }
+    let Some(rtp) = RtpView::parse(packet) else {
+        lock(&session.state).dropped += 1;
+        return;
+    };
+    let now = Instant::now();
+    let pt = rtp.payload_type();
+    let mut digit = None;
+    let target = {
+        let mut st = lock(&session.state);
+        match st.source.on_packet(from, rtp.ssrc(), rtp.sequence()) {
+            Verdict::Accept => {}
+            Verdict::Locked(addr, origin) => {
+                debug!(session = %session.id, %addr, ?origin, "RTP source locked");
+            }
+            Verdict::Probation => return,
+            Verdict::Foreign => {
+                foreign(session, &mut st, from, "RTP");
+                return;
+            }
+        }
+        st.last_rx = now;
+        st.remote_ssrc = Some(rtp.ssrc());
+        let arrival = (now.saturating_duration_since(session.created).as_micros() / 125) as u32;
+        st.stats.on_packet(rtp.sequence(), rtp.timestamp(), arrival);
+        let is_event = st.te_pt == Some(pt) || (st.te_pt.is_none() && pt == OFFER_TE_PT);
+        if is_event
+            && let Some(d) = st
+                .dtmf
+                .on_packet(rtp.timestamp(), rtp.marker(), rtp.payload())
+        {
+            let duration_ms = TelephoneEvent::parse(rtp.payload())
+                .map(|e| u32::from(e.duration) / 8)
+                .unwrap_or(0);
+            digit = Some((d, duration_ms));
+        }
+        // `None`: a telephone-event
+        let audio = if is_event {
+            Some(None)
+        } else if let Some(codec) = Codec::from_payload_type(pt) {
+            if let Some(tap) = st.recorder.as_ref() {
+                scratch.samples.clear();
+                codec.decode(rtp.payload(), &mut scratch.samples);
+                tap.push(&scratch.samples);
+            }
+            Some(Some(codec))
+        } else {
+            // comfort noise and unknown payload types are not relayed
+            None
+        };
+        match (&st.mode, audio) {
+            (Mode::Bridged(peer), Some(audio)) => peer.upgrade().map(|p| (p, audio)),
+            (Mode::Echo, Some(audio)) => Some((session.clone(), audio)),
+            _ => None,
+        }
+    };
+    if let Some((digit, duration_ms)) = digit {
+        debug!(session = %session.id, %digit, "DTMF");
+        session.emit(EventKind::Dtmf { digit, duration_ms });
+    }
+    let Some((target, audio)) = target else {
+        return;
+    };
+    let mut st = lock(&target.state);
+    let (out_pt, body): (u8, &[u8]) = match audio {
+        None => {
+            // the far leg hears telephone-events only if it negotiated them
+            let Some(te) = st.te_pt else {
+                return;
+            };
+            (te, rtp.payload())
+        }
+        Some(from_codec) => match st.codec {
+            Some((out_pt, to_codec)) if to_codec != from_codec => {
+                scratch.payload.clear();
+                scratch.payload.extend_from_slice(rtp.payload());
+                Codec::transcode(from_codec, to_codec, &mut scratch.payload);
+                (out_pt, scratch.payload.as_slice())
+            }
+            Some((out_pt, _)) => (out_pt, rtp.payload()),
+            None => (pt, rtp.payload()),
+        },
+    };
+    target.send(
+        &mut st,
+        Source::Relay(rtp.ssrc()),
+        rtp.sequence(),
+        rtp.timestamp(),
+        out_pt,
+        body,
+        rtp.marker(),
+        &mut scratch.out,
+    );
+}
+
+/// RTCP of one leg. Incoming reports are accepted by the same learning
+/// rules as RTP (see [`switchboard_media::learning::RtcpSource`]) and
+/// counted; an SR's time is kept for our LSR/DLSR. They are not relayed,
+/// since the far leg hears our SSRC and numbering, not the source's. Every
+/// `interval` the leg gets our own compound report: SR while we send to it
+/// (else RR), a reception report of its stream, SDES CNAME.
+pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
+    let mut buf = vec![0u8; 1500];
+    // spread the sessions' reports over the interval instead of sending
+    // them all at once
+    let spread = interval.as_millis().max(1) as u64;
+    let offset = Duration::from_millis(u64::from(rand::random::<u16>()) % spread);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + interval + offset, interval);
+    let cname = format!("{}@{}", session.id, session.local.ip());
+    loop {
+        tokio::select! {
+            r = session.rtcp.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let packet = &buf[..n];
+                let sender = rtcp::sender_ssrc(packet);
+                let mut guard = lock(&session.state);
+                let st = &mut *guard;
+                match st.rtcp_source.on_packet(from, sender, &st.source, st.remote_ssrc) {
+                    Verdict::Accept | Verdict::Locked(..) => {
+                        st.rtcp_received += 1;
+                        if let Some((_, middle)) = rtcp::parse_sender_report(packet) {
+                            st.last_sr = Some((middle, Instant::now()));
+                        }
+                    }
+                    Verdict::Probation | Verdict::Foreign => foreign(&session, st, from, "RTCP"),
+                }
+            }
+            _ = tick.tick() => {
+                let report = lock(&session.state).rtcp_report(&cname);
+                if let Some((to, bytes)) = report {
+                    let _ = session.rtcp.try_send_to(&bytes, to);
+                }
+            }
+            _ = session.cancel.cancelled() => return,
+        }
+    }
+}
