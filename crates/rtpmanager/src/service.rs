@@ -12,7 +12,7 @@ use switchboard_rtpmanager_api::v1::{self as pb, playback_event, session_event};
 use switchboard_sip::sdp::Direction;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind};
@@ -233,7 +233,7 @@ impl pb::rtp_manager_server::RtpManager for Service {
         let r = request.into_inner();
         let id = required("session_id", &r.session_id)?;
         let (_, rx) = self.engine.play(id, &r.files, r.repeat).await?;
-        let stream = tokio_stream::StreamExt::map(UnboundedReceiverStream::new(rx), |e| {
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |e| {
             Ok(playback_event(&e))
         });
         Ok(Response::new(Box::pin(stream)))

@@ -551,7 +551,7 @@ impl Engine {
         id: &str,
         files: &[String],
         repeat: u32,
-    ) -> Result<(u64, mpsc::UnboundedReceiver<PlaybackEvent>), EngineError> {
+    ) -> Result<(u64, mpsc::Receiver<PlaybackEvent>), EngineError> {
         let session = self.session(id)?;
         if files.is_empty() {
             return Err(EngineError::InvalidArgument("files: no file given".into()));
@@ -571,7 +571,7 @@ impl Engine {
         let playback_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = session.cancel.child_token();
         session.set_mode(Mode::Playing(playback_id, cancel.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(4);
         tokio::spawn(playback::playback(
             session,
             audio,

@@ -68,7 +68,7 @@ pub(super) async fn playback(
     repeat: u32,
     id: u64,
     cancel: CancellationToken,
-    tx: mpsc::UnboundedSender<PlaybackEvent>,
+    tx: mpsc::Sender<PlaybackEvent>,
 ) {
     let emit = |kind: PlaybackKind, sent: u64| {
         let ev = PlaybackEvent {
@@ -76,7 +76,9 @@ pub(super) async fn playback(
             playback_id: id,
             duration_ms: sent * u64::from(PTIME_MS),
         };
-        let _ = tx.send(ev.clone());
+        // two events per playback (started, then finished or interrupted):
+        // the channel holds both, and a reader gone away loses nothing it wants
+        let _ = tx.try_send(ev.clone());
         session.emit(EventKind::Playback(ev));
     };
     emit(PlaybackKind::Started, 0);
