@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test deps build release lint fmt bench clean
+.PHONY: run test deps build release lint fmt bench soak clean
 
 ## Run switchboard-signaling on its embedded defaults: SIP 5060 UDP+TCP,
 ## REST on 8080, SQLite under ./data.
@@ -36,6 +36,12 @@ bench: deps release
 	bench/run.sh
 	bench/calls.sh
 	BENCH_BUILD=0 bench/rtp.sh
+
+## Soak (not part of make test): SOAK_SECONDS (600) of calls at 80 % of
+## the measured rate, media on a share, vanishing callers, a signaling
+## restart in the middle; checks leaks, sessions, memory and CDRs.
+soak: deps release
+	bench/soak.sh
 
 clean:
 	$(CARGO) clean

@@ -13,8 +13,11 @@ Measured per server:
   1. rate search   highest fixed calls/s with 0 failed calls (sipp -l bounds
                    the calls in flight; a step must finish on schedule)
   2. CPU per call  server utime+stime over the best passing step / calls
-  3. (Switchboard) call setup p99 at half the best rate, INVITE in to
-                   B-leg INVITE out, from its /metrics histogram
+  3. call setup latency end to end, from sipp's own response times at the
+                   same fixed rate for both (--latency-rate): INVITE sent →
+                   180 back (through the server to the callee and back) and
+                   INVITE sent → 200 back (includes the callee's 20 ms ring),
+                   p50 and p99
   4. (Switchboard) memory and leaks: 10,000 calls to warm up, baseline,
                    10,000 more, then RSS against the baseline, and
                    GET /api/v1/calls must be empty
@@ -50,7 +53,7 @@ def log(msg: str) -> None:
 
 
 def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: str,
-             server_pid: int) -> dict:
+             server_pid: int, rtt: bool = False) -> dict:
     stf = workdir / f"{tag}-stat.csv"
     errf = workdir / f"{tag}-errors.log"
     stf.unlink(missing_ok=True)
@@ -70,11 +73,18 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
            "-watchdog_major_maxtriggers", "1000000",
            "-watchdog_minor_maxtriggers", "1000000",
            "-timeout", f"{timeout}s", "-timeout_error"]
+    rtt_dir = workdir / f"{tag}-rtt"
+    if rtt:
+        # every call's response times (INVITE → 180 as "ring", INVITE → 200
+        # as "1"), written by sipp into its working directory
+        shutil.rmtree(rtt_dir, ignore_errors=True)
+        rtt_dir.mkdir()
+        cmd += ["-trace_rtt", "-rtt_freq", "1"]
     busy0, tot0 = B.machine_cpu()
     srv0 = B.cpu_ticks(server_pid)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, cwd=rtt_dir if rtt else None)
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t0
     srv1 = B.cpu_ticks(server_pid)
@@ -103,6 +113,8 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
         reasons.append(f"rate not sustained ({wall:.1f} s for {calls / rate:.1f} s)")
     res["passed"] = not reasons
     res["reasons"] = reasons
+    if rtt:
+        res["latency_ms"] = response_times(rtt_dir)
     if reasons and errf.exists():
         res["first_error"] = errf.read_text(errors="replace")[:600]
         shutil.copy(errf, OUT / f"calls-{tag}-errors.log")
@@ -136,13 +148,6 @@ def search(name: str, target: str, port: int, pid: int, work: Path, start: int,
     return {"steps": steps, "best": best, "first_fail": fail}
 
 
-def metrics(api: int, token: str) -> str:
-    req = urllib.request.Request(f"http://127.0.0.1:{api}/metrics",
-                                 headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.read().decode()
-
-
 def api_get(api: int, token: str, path: str):
     req = urllib.request.Request(f"http://127.0.0.1:{api}{path}",
                                  headers={"Authorization": f"Bearer {token}"})
@@ -150,24 +155,34 @@ def api_get(api: int, token: str, path: str):
         return json.loads(r.read().decode())
 
 
-def histogram(text: str) -> list[tuple[float, int]]:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("switchboard_call_setup_seconds_bucket"):
-            le = line.split('le="')[1].split('"')[0]
-            out.append((float("inf") if le == "+Inf" else float(le), int(line.split()[-1])))
+def response_times(rtt_dir: Path) -> dict:
+    """p50/p99/max per sipp response-time name from its -trace_rtt files
+    (`Date_ms;response_time_ms;rtd_no`, one line per call and name)."""
+    samples: dict[str, list[float]] = {}
+    for f in rtt_dir.glob("*_rtt.csv"):
+        for line in f.read_text(errors="replace").splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 3:
+                try:
+                    samples.setdefault(parts[2].strip(), []).append(float(parts[1]))
+                except ValueError:
+                    pass
+    out = {}
+    for name, v in samples.items():
+        v.sort()
+        pick = lambda q: v[min(len(v) - 1, int(q * len(v)))]  # noqa: E731
+        key = {"ring": "invite_to_180", "1": "invite_to_200"}.get(name, name)
+        out[key] = {"calls": len(v), "p50": pick(0.50), "p99": pick(0.99), "max": v[-1]}
     return out
 
 
-def p99(before: list, after: list) -> float | None:
-    d = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
-    total = d[-1][1] if d else 0
-    if not total:
-        return None
-    for le, n in d:
-        if n >= 0.99 * total:
-            return le
-    return None
+def latency(target: str, port: int, pid: int, work: Path, rate: int, duration: int,
+            tag: str) -> dict:
+    r = sipp_uac(target, port, rate, rate * duration, work, tag, pid, rtt=True)
+    lat = r.get("latency_ms", {})
+    log(f"  end-to-end at {rate}/s: " + ", ".join(
+        f"{k} p50 {v['p50']:.0f} ms p99 {v['p99']:.0f} ms" for k, v in lat.items()))
+    return {"rate": rate, "passed": r["passed"], **lat}
 
 
 def wait_port(port: int, seconds: float = 20) -> bool:
@@ -219,7 +234,9 @@ def run_kamailio(a, work: Path) -> dict:
         log(f"kamailio proxy on udp:127.0.0.1:{port} → sipp uas :{uas}")
         s = search("kamailio", f"127.0.0.1:{port}", uac_port, kam.pid, work, a.start,
                    a.duration, a.max_seconds)
-        return {"status": "ok", "version": version, **s}
+        lat = latency(f"127.0.0.1:{port}", uac_port, kam.pid, work, a.latency_rate,
+                      a.duration, "kam-latency")
+        return {"status": "ok", "version": version, **s, "latency": lat}
     finally:
         stop(kam)
         stop(uas_p)
@@ -281,13 +298,8 @@ def run_switchboard(a, work: Path) -> dict:
         s = search("switchboard", target, uac_port, sb.pid, work, a.start, a.duration,
                    a.max_seconds)
         res.update(s)
-        if s["best"]:
-            half = max(1, s["best"]["rate"] // 2)
-            h0 = histogram(metrics(api, "bench"))
-            r = sipp_uac(target, uac_port, half, half * a.duration, work, "sb-latency", sb.pid)
-            h1 = histogram(metrics(api, "bench"))
-            res["latency"] = {"rate": half, "passed": r["passed"], "setup_p99_s": p99(h0, h1)}
-            log(f"  setup p99 at {half}/s: ≤ {res['latency']['setup_p99_s']} s")
+        res["latency"] = latency(target, uac_port, sb.pid, work, a.latency_rate, a.duration,
+                                 "sb-latency")
         return res
     finally:
         stop(sb)
@@ -302,6 +314,7 @@ def main() -> None:
     p.add_argument("--start", type=int, default=1000)
     p.add_argument("--memory-calls", type=int, default=10000)
     p.add_argument("--memory-rate", type=int, default=500)
+    p.add_argument("--latency-rate", type=int, default=500)
     p.add_argument("--quiet", type=float, default=40)
     p.add_argument("--switchboard-bin", default=str(ROOT / "target/release/switchboard-signaling"))
     a = p.parse_args()
@@ -328,11 +341,14 @@ def main() -> None:
     print(f"{'server CPU per call at best (µs)':<48}{kb.get('server_cpu_us_per_call', '-'):>14}"
           f"{sb.get('server_cpu_us_per_call', '-'):>14}"
           f"{ratio(sb.get('server_cpu_us_per_call'), kb.get('server_cpu_us_per_call')):>8}")
-    lat = s.get("latency") or {}
-    if lat:
-        p = lat.get("setup_p99_s")
-        print(f"  switchboard call setup p99 at {lat['rate']}/s: "
-              f"{'≤ %.1f ms' % (p * 1000) if p is not None else '-'} (INVITE in → B-leg INVITE out)")
+    kl, sl = k.get("latency") or {}, s.get("latency") or {}
+    for key, label in (("invite_to_180", "INVITE → 180"), ("invite_to_200", "INVITE → 200")):
+        for q in ("p50", "p99"):
+            kv, sv = (kl.get(key) or {}).get(q), (sl.get(key) or {}).get(q)
+            if kv is None and sv is None:
+                continue
+            print(f"{f'{label} {q} at {a.latency_rate}/s, sipp (ms)':<48}{kv if kv is not None else '-':>14}"
+                  f"{sv if sv is not None else '-':>14}{ratio(sv, kv):>8}")
     mem = s.get("memory") or {}
     if mem:
         print(f"  switchboard after {mem['calls']} calls: RSS {mem['rss_before_kb']} kB → "
