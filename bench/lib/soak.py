@@ -85,8 +85,8 @@ def start_signaling(binary: Path, env: dict, logf: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT)
 
 
-def sipp_caller(scenario: Path, target: str, port: int, rate: float, seconds: int,
-                work: Path, tag: str) -> subprocess.Popen:
+def sipp_caller(scenario: Path, target: str, port: int, media_port: int, rate: float,
+                seconds: int, work: Path, tag: str) -> subprocess.Popen:
     """A caller at `rate` calls/s for `seconds` (`-m` bounds it), logging
     the Call-ID of every answered call."""
     calls = max(1, int(rate * seconds))
@@ -97,16 +97,19 @@ def sipp_caller(scenario: Path, target: str, port: int, rate: float, seconds: in
         r *= 10
         rp *= 10
     cmd = ["sipp", target, "-sf", str(scenario), "-s", "1002", "-i", "127.0.0.1",
-           "-p", str(port), "-mp", str(B.free_port("", port + 2000)),
+           "-p", str(port), "-mp", str(media_port),
            "-r", str(max(1, int(r))), "-rp", str(rp), "-m", str(calls),
            "-l", "100000", "-d", str(HOLD_MS), "-buff_size", str(4 << 20), "-nostdin",
            "-trace_stat", "-stf", str(work / f"{tag}-stat.csv"), "-fd", "5",
            "-trace_logs", "-log_file", str(work / f"{tag}-answered.log"),
-           "-default_behaviors", "all,-abortunexp",
+           # a call the restart cut (a 503, a 481 to its BYE, no answer)
+           # is aborted and counted failed, never left waiting
+           "-default_behaviors", "all", "-recv_timeout", "20000",
            "-watchdog_major_maxtriggers", "1000000",
            "-watchdog_minor_maxtriggers", "1000000",
            "-timeout", f"{seconds + 120}s"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                            stderr=open(work / f"{tag}-stderr.log", "w"),
                             stdin=subprocess.DEVNULL, cwd=work)
 
 
@@ -203,8 +206,10 @@ def main() -> None:
         # 2. the soak, the restart in the middle
         scen = {"plain": BENCH / "sipp" / "soak_uac.xml", "media": media_xml,
                 "vanish": BENCH / "sipp" / "soak_uac_vanish.xml"}
-        callers = {k: sipp_caller(scen[k], target, ports[k], rate * v, seconds, work, k)
-                   for k, v in shares.items()}
+        # sipp takes RTP port, +1 and +2 from -mp: 10 apart per caller
+        callers = {k: sipp_caller(scen[k], target, ports[k], 17000 + 10 * i, rate * v, seconds,
+                                  work, k)
+                   for i, (k, v) in enumerate(shares.items())}
         t0 = time.monotonic()
         warm = min(60, seconds // 5)
         time.sleep(warm)
@@ -224,7 +229,11 @@ def main() -> None:
         sig_base = B.memory_kb(sig.pid)["rss_kb"]
         log(f"after the restart and {warm} s: signaling RSS {sig_base} kB")
         for k, p in callers.items():
-            p.wait(timeout=seconds + 300)
+            try:
+                p.wait(timeout=max(30, seconds + 150 - (time.monotonic() - t0)))
+            except subprocess.TimeoutExpired:
+                failures.append(f"the {k} caller did not finish")
+                p.kill()
         log(f"load over after {time.monotonic() - t0:.0f} s; quiet for {4 * RTP_TIMEOUT} s")
         time.sleep(4 * RTP_TIMEOUT)
         # 3. the checks
@@ -243,6 +252,8 @@ def main() -> None:
         sig.wait(timeout=60)
         db = sqlite3.connect(str(data / "switchboard.db"))
         rows = db.execute("SELECT sip_call_id, hangup_reason FROM cdrs").fetchall()
+        with_media = db.execute(
+            "SELECT COUNT(*) FROM cdrs WHERE rtp_received > 0").fetchone()[0]
         db.close()
         per_id: dict[str, int] = {}
         reasons: dict[str, int] = {}
@@ -254,7 +265,7 @@ def main() -> None:
         doubled = [i for i, n in per_id.items() if n > 1]
         result["cdrs"] = {"rows": len(rows), "answered_calls": len(answered),
                           "answered_without_cdr": len(missing), "call_ids_with_two": len(doubled),
-                          "by_reason": reasons}
+                          "with_rtp_received": with_media, "by_reason": reasons}
         result["memory"] = {"signaling_rss_kb": [sig_base, sig_end],
                             "rtpmanager_rss_kb": [mgr_base, mgr_end]}
         result["checks"] = {
@@ -287,8 +298,8 @@ def main() -> None:
         print(f"  {k:<7} {st['created']:>8} calls, {st['successful']:>8} completed, {st['failed']:>6} failed")
     cd = result.get("cdrs") or {}
     print(f"  CDRs {cd.get('rows', '-')} for {cd.get('answered_calls', '-')} answered calls: "
-          f"{cd.get('answered_without_cdr', '-')} missing, {cd.get('call_ids_with_two', '-')} doubled; "
-          f"by reason {cd.get('by_reason', {})}")
+          f"{cd.get('answered_without_cdr', '-')} missing, {cd.get('call_ids_with_two', '-')} doubled, "
+          f"{cd.get('with_rtp_received', '-')} with RTP received; by reason {cd.get('by_reason', {})}")
     print(f"  after: {c.get('live_calls', '-')} live calls, {c.get('manager_sessions', '-')} manager sessions")
     if m:
         print(f"  RSS signaling {m['signaling_rss_kb'][0]} → {m['signaling_rss_kb'][1]} kB "
@@ -296,7 +307,14 @@ def main() -> None:
               f"{m['rtpmanager_rss_kb'][1]} kB ({c['rtpmanager_rss_change']:+.1%})")
     print(f"  {'PASS' if not failures else 'FAIL: ' + '; '.join(failures)}")
     print(f"  JSON: {OUT / 'soak.json'}; logs: {slog}")
-    shutil.rmtree(work, ignore_errors=True)
+    for k in ("plain", "media", "vanish"):
+        f = work / f"{k}-stderr.log"
+        if f.exists() and f.stat().st_size and not (work / f"{k}-stat.csv").exists():
+            print(f"  {k} caller: {f.read_text(errors='replace')[:400]}")
+    if os.environ.get("SOAK_KEEP"):
+        print(f"  work directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failures else 0)
 
 
