@@ -10,7 +10,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod endpoint;
+pub mod flood;
 mod merge;
+pub mod source;
 pub mod target;
 pub mod transaction;
 pub mod transport;
