@@ -7,8 +7,9 @@
 //! dropped without a word. So a source sending at up to the rate is served,
 //! up to twice the rate it hears 503 for the excess, and beyond that it
 //! hears nothing more: our answers to one source never exceed twice its
-//! allowed rate, whatever it sends, and a spoofed source cannot turn us into
-//! an amplifier (a 503 is no larger than the request it answers).
+//! allowed rate (after two bursts), whatever it sends, and a spoofed source
+//! cannot turn us into an amplifier (a 503 is no larger than the request it
+//! answers).
 //!
 //! The table is sharded and bounded: a source whose buckets are full again
 //! carries no information and is forgotten on the next sweep; when a shard
