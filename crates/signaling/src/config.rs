@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use switchboard_sip::digest::Algorithm;
+use switchboard_sip_stack::endpoint::Limits;
+use switchboard_sip_stack::flood::Rate;
+use switchboard_sip_stack::transport::TransportConfig;
 
 /// `switchboard-signaling`: SIP registrar and call server.
 #[derive(Debug, Clone, Parser)]
@@ -360,6 +363,84 @@ pub struct Config {
     )]
     pub rtp_learn_from: switchboard_media::learning::Policy,
 
+    /// Requests per second one source (an IPv4 address, an IPv6 /64) may
+    /// start (ACKs and responses are never limited); over it: 503 with
+    /// Retry-After, over twice it: silence. 0: no limit.
+    #[arg(
+        long,
+        env = "SIP_RATE_PER_IP",
+        value_name = "SIP_RATE_PER_IP",
+        default_value_t = 100
+    )]
+    pub sip_rate_per_ip: u32,
+
+    /// Requests one source may start at once before SIP_RATE_PER_IP applies.
+    #[arg(
+        long,
+        env = "SIP_RATE_BURST",
+        value_name = "SIP_RATE_BURST",
+        default_value_t = 400
+    )]
+    pub sip_rate_burst: u32,
+
+    /// Most live SIP server transactions (answered ones kept for
+    /// retransmissions included); beyond it new requests get 503. 0: no cap.
+    #[arg(
+        long,
+        env = "MAX_TRANSACTIONS",
+        value_name = "MAX_TRANSACTIONS",
+        default_value_t = 200_000
+    )]
+    pub max_transactions: usize,
+
+    /// Most simultaneous SIP TCP connections.
+    #[arg(
+        long,
+        env = "TCP_MAX_CONNECTIONS",
+        value_name = "TCP_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub tcp_max_connections: usize,
+
+    /// Most simultaneous inbound TCP connections from one source (an IPv4
+    /// address, an IPv6 /64). 0: no per-source cap.
+    #[arg(
+        long,
+        env = "TCP_MAX_PER_IP",
+        value_name = "TCP_MAX_PER_IP",
+        default_value_t = 256
+    )]
+    pub tcp_max_per_ip: usize,
+
+    /// Seconds an accepted TCP connection may stay without sending a
+    /// well-formed SIP message. 0: such connections get the long idle timeout.
+    #[arg(
+        long,
+        env = "TCP_IDLE_NEW",
+        value_name = "TCP_IDLE_NEW",
+        default_value_t = 20
+    )]
+    pub tcp_idle_new: u64,
+
+    /// Seconds a SIP message may take to arrive over TCP once its first
+    /// byte has. 0: no deadline.
+    #[arg(
+        long,
+        env = "TCP_MESSAGE_TIMEOUT",
+        value_name = "TCP_MESSAGE_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub tcp_message_timeout: u64,
+
+    /// Seconds an outbound TCP connect may take.
+    #[arg(
+        long,
+        env = "TCP_CONNECT_TIMEOUT",
+        value_name = "TCP_CONNECT_TIMEOUT",
+        default_value_t = 5
+    )]
+    pub tcp_connect_timeout: u64,
+
     /// What a blocked source gets: `403` (a response) or `drop` (silence).
     #[arg(long, env = "AUTH_BLOCK_ACTION", value_name = "AUTH_BLOCK_ACTION", default_value = "403", value_parser = ["403", "drop"])]
     pub auth_block_action: String,
@@ -428,6 +509,15 @@ impl Config {
             }
             _ => {}
         }
+        if self.sip_rate_per_ip > 0 && self.sip_rate_burst == 0 {
+            return Err("SIP_RATE_BURST: must be at least 1 when SIP_RATE_PER_IP is set".into());
+        }
+        if self.tcp_max_connections == 0 {
+            return Err("TCP_MAX_CONNECTIONS: must be at least 1".into());
+        }
+        if self.tcp_connect_timeout == 0 {
+            return Err("TCP_CONNECT_TIMEOUT: must be at least 1 second".into());
+        }
         if self.realm.is_empty() || self.realm.contains('"') {
             return Err("REALM: must be non-empty and contain no quote".into());
         }
@@ -463,6 +553,32 @@ impl Config {
     pub fn nonce_ttl(&self) -> Duration {
         Duration::from_secs(self.nonce_ttl)
     }
+
+    /// What requests may start: SIP_RATE_PER_IP, SIP_RATE_BURST,
+    /// MAX_TRANSACTIONS.
+    pub fn sip_limits(&self) -> Limits {
+        Limits {
+            rate: (self.sip_rate_per_ip > 0).then_some(Rate {
+                per_second: self.sip_rate_per_ip,
+                burst: self.sip_rate_burst,
+            }),
+            max_transactions: self.max_transactions,
+        }
+    }
+
+    /// The SIP transports: BIND, PORT and the TCP_* bounds.
+    pub fn transport(&self) -> TransportConfig {
+        TransportConfig {
+            addrs: self.bind.clone(),
+            port: self.port,
+            max_connections: self.tcp_max_connections,
+            max_per_source: self.tcp_max_per_ip,
+            idle_new: Duration::from_secs(self.tcp_idle_new),
+            message_timeout: Duration::from_secs(self.tcp_message_timeout),
+            connect_timeout: Duration::from_secs(self.tcp_connect_timeout),
+            ..TransportConfig::default()
+        }
+    }
 }
 
 fn parse_session_expires(s: &str) -> Result<u32, String> {
@@ -478,5 +594,51 @@ fn parse_limit_response(s: &str) -> Result<u16, String> {
         "503" => Ok(503),
         "486" => Ok(486),
         _ => Err("must be 503 or 486".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let c = Config::try_parse_from([&["switchboard-signaling"], args].concat())
+            .map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn limit_settings() {
+        let c = parse(&[]).expect("defaults are valid");
+        let limits = c.sip_limits();
+        assert_eq!(
+            limits.rate,
+            Some(Rate {
+                per_second: 100,
+                burst: 400
+            })
+        );
+        assert_eq!(limits.max_transactions, 200_000);
+        let t = c.transport();
+        assert_eq!(t.max_per_source, 256);
+        assert_eq!(t.idle_new, Duration::from_secs(20));
+        assert_eq!(t.message_timeout, Duration::from_secs(10));
+        assert_eq!(t.connect_timeout, Duration::from_secs(5));
+
+        let off = parse(&["--sip-rate-per-ip", "0", "--max-transactions", "0"]).unwrap();
+        assert_eq!(off.sip_limits().rate, None);
+        assert_eq!(off.sip_limits().max_transactions, 0);
+
+        for (args, names) in [
+            (&["--sip-rate-burst", "0"][..], "SIP_RATE_BURST"),
+            (&["--tcp-connect-timeout", "0"], "TCP_CONNECT_TIMEOUT"),
+            (&["--tcp-max-connections", "0"], "TCP_MAX_CONNECTIONS"),
+            (&["--tcp-max-per-ip=-1"], "TCP_MAX_PER_IP"),
+            (&["--sip-rate-per-ip", "fast"], "SIP_RATE_PER_IP"),
+        ] {
+            let err = parse(args).expect_err("refused");
+            assert!(err.contains(names), "{args:?}: {err}");
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod registrar;
 pub mod secrets;
 pub mod service;
+mod stack_metrics;
 pub mod trunks;
 
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use switchboard_sip_stack::endpoint::Endpoint;
 use switchboard_sip_stack::transaction::TimerConfig;
-use switchboard_sip_stack::transport::{TransportConfig, Transports};
+use switchboard_sip_stack::transport::Transports;
 use switchboard_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -273,6 +274,9 @@ impl Node {
                     t.stats.send_errors.load(Ordering::Relaxed),
                 );
             }
+        }
+        if let Some(ep) = self.endpoint() {
+            stack_metrics::render(&mut out, ep);
         }
         self.metrics.render(&mut out);
         self.calls.render_metrics(&mut out);
@@ -521,27 +525,19 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         metrics,
         calls: calls.clone(),
     });
-    let endpoint = Endpoint::new(service, TimerConfig::default());
+    let endpoint = Endpoint::with_limits(service, TimerConfig::default(), config.sip_limits());
     calls.set_endpoint(&endpoint);
     for t in trunks.list() {
         calls.start_trunk_registration(t, shutdown.clone());
     }
-    let transports = Transports::bind(
-        TransportConfig {
-            addrs: config.bind.clone(),
-            port: config.port,
-            ..TransportConfig::default()
-        },
-        endpoint.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "PORT/BIND: cannot bind SIP on port {} of {:?}",
-            config.port, config.bind
-        )
-    })?;
+    let transports = Transports::bind(config.transport(), endpoint.clone(), shutdown.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "PORT/BIND: cannot bind SIP on port {} of {:?}",
+                config.port, config.bind
+            )
+        })?;
     endpoint.wire.set(transports.clone());
     let _ = node.endpoint.set(endpoint);
     let sip_addrs = transports.local_addrs();

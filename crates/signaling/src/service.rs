@@ -132,6 +132,10 @@ impl Core for SipService {
         self.calls.on_stray_response(resp);
     }
 
+    fn on_stateless_reply(&self, code: u16) {
+        self.metrics.responses_out.inc(code);
+    }
+
     fn on_malformed(&self, _from: Target, answered: bool) {
         let c = if answered {
             &self.metrics.malformed_answered

@@ -11,26 +11,54 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use switchboard_sip::message::{self, Message, Request, Response, Via};
 use switchboard_sip::request::ack_for_failure;
-use switchboard_sip::response::response;
+use switchboard_sip::response::{ResponseBuilder, response};
 use tracing::{debug, trace};
 
-use crate::merge::MergeGuard;
+use crate::flood::{Rate, RateLimiter, Verdict};
+use crate::merge::{MERGE_CAPACITY, MergeGuard};
 use crate::target::{Target, TransportKind};
 use crate::transaction::{
     ClientTx, Incoming, ServerTx, TimerConfig, TransactionKey, TransactionLayer, Transmit,
     has_magic_cookie,
 };
-use crate::transport::{Receive, Transports};
+use crate::transport::{Receive, Received, Transports};
+
+/// What [`Core::screen`] decided about a request before any transaction
+/// exists for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    /// Start the server transaction and call [`Core::on_request`].
+    Accept,
+    /// Send this response (status code, bytes) and create no transaction:
+    /// a retransmission of the request is screened again. Build it with
+    /// the endpoint's stateless To tag so the ACK for it is absorbed.
+    Reply(u16, Bytes),
+    /// Say nothing and create no transaction.
+    Drop,
+}
 
 /// The transaction user: what the application (registrar, B2BUA) implements.
 pub trait Core: Send + Sync + 'static {
     /// A new request inside its server transaction. Respond through `tx`;
     /// dropping `tx` without a final response leaves the peer to time out.
     fn on_request(&self, req: Request, tx: ServerTx, from: Target);
+
+    /// A request that would start a server transaction (not an ACK, not a
+    /// retransmission of a live transaction, within the limits) before the
+    /// transaction exists, and so before an INVITE's 100 Trying: the place
+    /// for stateless answers such as a digest challenge to a request
+    /// without credentials. `stateless_tag` is the To tag such a reply must
+    /// carry (`response(req, ..).to_tag(stateless_tag)`): the endpoint then
+    /// absorbs the ACK a client sends for a non-2xx reply to INVITE.
+    /// Runs on the receive task: must not block.
+    fn screen(&self, _req: &Request, _from: &Target, _stateless_tag: &str) -> Screen {
+        Screen::Accept
+    }
 
     /// An ACK for a 2xx: it belongs to the dialog, not to a transaction.
     fn on_ack(&self, _req: Request, _from: Target) {}
@@ -45,6 +73,10 @@ pub trait Core: Send + Sync + 'static {
 
     /// A retransmission the transaction layer absorbed. For metrics.
     fn on_retransmission(&self) {}
+
+    /// A response the endpoint sent on its own, outside any transaction
+    /// (503 at a limit, 482 for a merged request). For metrics.
+    fn on_stateless_reply(&self, _code: u16) {}
 }
 
 /// Sends through the transports once they exist. The transaction layer is
@@ -73,12 +105,45 @@ impl Transmit for Wire {
     }
 }
 
+/// Bounds on what requests may start; [`Limits::default`] has none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per source (IPv4 address, IPv6 /64) that may start a
+    /// transaction; `None`: unlimited.
+    pub rate: Option<Rate>,
+    /// Most live server transactions (retired ones included); 0: no cap.
+    pub max_transactions: usize,
+}
+
+/// Sources the rate limiter tracks at most (about 100 bytes each).
+const RATE_SOURCES: usize = 65_536;
+
+/// Retry-After of a 503 for a source over its rate: a token is back
+/// within a second at any rate of one per second or more.
+const RATE_RETRY_AFTER: &str = "1";
+
+/// Retry-After of a 503 at the transaction cap: transactions end within
+/// 64·T1 (32 s); most sooner.
+const OVERLOAD_RETRY_AFTER: &str = "5";
+
 /// Counters of the endpoint itself.
 #[derive(Debug, Default)]
 pub struct EndpointStats {
     pub malformed_answered: AtomicU64,
     pub malformed_dropped: AtomicU64,
     pub retransmissions_absorbed: AtomicU64,
+    /// INVITEs answered 482 as merged requests (RFC 3261 §8.2.2.2).
+    pub merged_rejected: AtomicU64,
+    /// Requests over their source's rate answered 503.
+    pub rate_refused: AtomicU64,
+    /// Requests over twice their source's rate, dropped unanswered.
+    pub rate_dropped: AtomicU64,
+    /// Requests answered 503 because the transaction cap was reached.
+    pub overload_refused: AtomicU64,
+    /// Requests the core answered or dropped in [`Core::screen`].
+    pub screened: AtomicU64,
+    /// ACKs for our stateless non-2xx replies, absorbed.
+    pub stateless_acks: AtomicU64,
 }
 
 pub struct Endpoint {
@@ -87,11 +152,19 @@ pub struct Endpoint {
     core: Arc<dyn Core>,
     pub stats: EndpointStats,
     merged: MergeGuard,
-    merged_rejected: AtomicU64,
+    limiter: Option<RateLimiter>,
+    max_transactions: usize,
+    stateless_tag: String,
 }
 
 impl Endpoint {
+    /// An endpoint without limits (a client, a test peer).
     pub fn new(core: Arc<dyn Core>, timers: TimerConfig) -> Arc<Self> {
+        Self::with_limits(core, timers, Limits::default())
+    }
+
+    /// An endpoint that refuses requests beyond `limits`.
+    pub fn with_limits(core: Arc<dyn Core>, timers: TimerConfig, limits: Limits) -> Arc<Self> {
         let wire = Arc::new(Wire::default());
         let layer = Arc::new(TransactionLayer::new(timers, wire.clone()));
         Arc::new(Self {
@@ -99,8 +172,10 @@ impl Endpoint {
             wire,
             core,
             stats: EndpointStats::default(),
-            merged: MergeGuard::new(timers.t1 * 64),
-            merged_rejected: AtomicU64::new(0),
+            merged: MergeGuard::new(timers.t1 * 64, MERGE_CAPACITY),
+            limiter: limits.rate.map(|r| RateLimiter::new(r, RATE_SOURCES)),
+            max_transactions: limits.max_transactions,
+            stateless_tag: format!("sl-{:016x}", rand::random::<u64>()),
         })
     }
 
@@ -120,36 +195,140 @@ impl Endpoint {
         self.wire.transmit(target, bytes);
     }
 
+    /// The To tag of every stateless reply of this endpoint; an ACK that
+    /// matches no transaction and carries it is absorbed.
+    pub fn stateless_tag(&self) -> &str {
+        &self.stateless_tag
+    }
+
+    /// A response to `req` carrying the stateless To tag, for a reply sent
+    /// outside any transaction with [`Endpoint::send_raw`].
+    pub fn stateless_response<'a>(
+        &'a self,
+        req: &'a Request,
+        code: u16,
+        reason: &'a str,
+    ) -> ResponseBuilder<'a> {
+        response(req, code, reason).to_tag(&self.stateless_tag)
+    }
+
+    /// The rate limiter's table: sources tracked and evicted at capacity.
+    pub fn rate_sources(&self) -> Option<(usize, u64)> {
+        self.limiter.as_ref().map(|l| (l.tracked(), l.evictions()))
+    }
+
+    /// The merged-request guard: INVITEs remembered, and evicted early at
+    /// its capacity.
+    pub fn merge_guard(&self) -> (usize, u64) {
+        (
+            self.merged.len(),
+            self.merged.evictions.load(Ordering::Relaxed),
+        )
+    }
+
+    fn reply(&self, req: &Request, from: &Target, code: u16, reason: &str, retry: Option<&str>) {
+        let mut b = self.stateless_response(req, code, reason);
+        if let Some(seconds) = retry {
+            b = b.header("Retry-After", seconds);
+        }
+        self.wire.transmit(from, Bytes::from(b.build()));
+        self.core.on_stateless_reply(code);
+    }
+
     fn on_request(&self, mut req: Request, from: Target) {
         stamp_via(&mut req.vias[0], &from.remote);
         let key = server_key(&req, from.transport);
         let method = req.method.to_string();
-        let is_ack = method == "ACK";
+        if method == "ACK" {
+            return self.on_ack(req, &key, from);
+        }
+        if let Some(incoming) = self.layer.match_request(&key, false) {
+            return self.absorbed(incoming);
+        }
+        // A request that would start a transaction: the limits, cheapest
+        // first, then the core's screen, then the merge guard.
+        if let Some(limiter) = &self.limiter {
+            match limiter.check(from.remote.ip(), Instant::now()) {
+                Verdict::Admit => {}
+                Verdict::Refuse => {
+                    self.stats.rate_refused.fetch_add(1, Ordering::Relaxed);
+                    return self.reply(
+                        &req,
+                        &from,
+                        503,
+                        "Service Unavailable",
+                        Some(RATE_RETRY_AFTER),
+                    );
+                }
+                Verdict::Drop => {
+                    self.stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        if self.max_transactions > 0 && self.layer.server_live() >= self.max_transactions {
+            self.stats.overload_refused.fetch_add(1, Ordering::Relaxed);
+            return self.reply(
+                &req,
+                &from,
+                503,
+                "Service Unavailable",
+                Some(OVERLOAD_RETRY_AFTER),
+            );
+        }
+        match self.core.screen(&req, &from, &self.stateless_tag) {
+            Screen::Accept => {}
+            Screen::Reply(_, bytes) => {
+                self.stats.screened.fetch_add(1, Ordering::Relaxed);
+                return self.wire.transmit(&from, bytes);
+            }
+            Screen::Drop => {
+                self.stats.screened.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
         let is_invite = method == "INVITE";
-        if is_invite
-            && req.to.tag().is_none()
-            && let Some(reply) = self.merged.check(&req, &key)
-        {
-            self.merged_rejected.fetch_add(1, Ordering::Relaxed);
-            self.wire.transmit(&from, reply);
-            return;
+        if is_invite && req.to.tag().is_none() && self.merged.is_merged(&req, &key) {
+            self.stats.merged_rejected.fetch_add(1, Ordering::Relaxed);
+            return self.reply(&req, &from, 482, "Loop Detected", None);
         }
         let trying = || is_invite.then(|| Bytes::from(response(&req, 100, "Trying").build()));
-        match self.layer.on_request(key, is_invite, is_ack, from, trying) {
+        match self.layer.create_server(key, is_invite, from, trying) {
             Incoming::New(tx) => self.core.on_request(req, tx, from),
-            Incoming::AckFor2xx => self.core.on_ack(req, from),
+            other => self.absorbed(other),
+        }
+    }
+
+    fn on_ack(&self, req: Request, key: &TransactionKey, from: Target) {
+        match self.layer.match_request(key, true) {
+            Some(Incoming::AckFor2xx) | None => {
+                if req.to.tag() == Some(self.stateless_tag.as_str()) {
+                    // the ACK for a stateless non-2xx reply to an INVITE
+                    self.stats.stateless_acks.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.core.on_ack(req, from);
+                }
+            }
+            Some(other) => self.absorbed(other),
+        }
+    }
+
+    fn absorbed(&self, incoming: Incoming) {
+        match incoming {
             Incoming::Retransmission | Incoming::AckForCompleted => {
                 self.stats
                     .retransmissions_absorbed
                     .fetch_add(1, Ordering::Relaxed);
                 self.core.on_retransmission();
             }
+            // not produced for these calls
+            Incoming::New(_) | Incoming::AckFor2xx => {}
         }
     }
 
     /// INVITEs answered 482 as merged requests (RFC 3261 §8.2.2.2).
     pub fn merged_rejected(&self) -> u64 {
-        self.merged_rejected.load(Ordering::Relaxed)
+        self.stats.merged_rejected.load(Ordering::Relaxed)
     }
 
     fn on_response(&self, resp: Response, bytes: Bytes, from: Target) {
@@ -173,18 +352,44 @@ impl Endpoint {
     }
 }
 
+/// Whether a message may start a transaction: a request other than ACK.
+/// Responses and ACKs never do and are never refused by a limit (an ACK
+/// for a 2xx belongs to a call that already passed them). Looks only at
+/// the first bytes of the start line, so it runs before parsing.
+fn may_start_transaction(bytes: &[u8]) -> bool {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let line = &bytes[start..];
+    !(line.starts_with(b"SIP/") || line.starts_with(b"ACK "))
+}
+
 impl Receive for Endpoint {
-    fn receive(&self, bytes: Bytes, from: Target) {
+    fn receive(&self, bytes: Bytes, from: Target) -> Received {
+        // A source far over its rate: its requests are dropped before the
+        // cost of parsing them.
+        if let Some(limiter) = &self.limiter
+            && limiter.is_flooding(from.remote.ip(), Instant::now())
+            && may_start_transaction(&bytes)
+        {
+            self.stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
+            return Received::NotSip;
+        }
         match message::parse(&bytes) {
             Ok(Message::Request(req)) => {
                 trace!(call_id = %req.call_id, method = %req.method, %from, "request");
                 if req.vias.is_empty() {
                     self.malformed(from, false);
-                    return;
+                    return Received::NotSip;
                 }
                 self.on_request(req, from);
+                Received::Sip
             }
-            Ok(Message::Response(resp)) => self.on_response(resp, bytes, from),
+            Ok(Message::Response(resp)) => {
+                self.on_response(resp, bytes, from);
+                Received::Sip
+            }
             Err(e) => {
                 debug!(%from, reason = %e.reason, "malformed message");
                 match e.bad_request {
@@ -194,6 +399,7 @@ impl Receive for Endpoint {
                     }
                     None => self.malformed(from, false),
                 }
+                Received::NotSip
             }
         }
     }
@@ -208,6 +414,21 @@ impl Endpoint {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.core.on_malformed(from, answered);
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn what_may_start_a_transaction() {
+    for (bytes, want) in [
+        (&b"INVITE sip:a SIP/2.0\r\n"[..], true),
+        (b"\r\nREGISTER sip:a SIP/2.0\r\n", true),
+        (b"ACK sip:a SIP/2.0\r\n", false),
+        (b"ACKX sip:a SIP/2.0\r\n", true),
+        (b"SIP/2.0 200 OK\r\n", false),
+        (b"", true),
+    ] {
+        assert_eq!(may_start_transaction(bytes), want, "{bytes:?}");
     }
 }
 

@@ -12,7 +12,9 @@
 
 pub mod dialog;
 pub mod endpoint;
+pub mod flood;
 mod merge;
+pub mod source;
 pub mod target;
 pub mod transaction;
 pub mod transport;

@@ -13,44 +13,57 @@
 //! call, and tracking every REGISTER would cost the registrar an entry per
 //! request for no benefit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use switchboard_sip::message::Request;
-use switchboard_sip::response::response;
 use tokio::time::Instant;
 
 use crate::transaction::TransactionKey;
 
 type Key = (String, String, u32);
 
+/// Most INVITEs remembered. Every INVITE without a To tag that passes the
+/// limits adds one for 64·T1, so a flood of INVITEs with fresh Call-IDs
+/// would otherwise grow the guard without end; at the cap the oldest entry
+/// is forgotten first (merged copies arrive within milliseconds of each
+/// other, so the oldest entries are the least useful). About 150 bytes each.
+pub(crate) const MERGE_CAPACITY: usize = 65_536;
+
 pub(crate) struct MergeGuard {
     ttl: Duration,
+    capacity: usize,
     seen: Mutex<Seen>,
+    /// Entries forgotten at the cap before their time.
+    pub(crate) evictions: AtomicU64,
 }
 
+/// The entries, and their keys in the order they were recorded (which is
+/// their expiry order: the TTL is the same for all).
 struct Seen {
     map: HashMap<Key, (TransactionKey, Instant)>,
-    swept: Instant,
+    order: VecDeque<(Instant, Key)>,
 }
 
 impl MergeGuard {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
+            capacity: capacity.max(1),
             seen: Mutex::new(Seen {
                 map: HashMap::new(),
-                swept: Instant::now(),
+                order: VecDeque::new(),
             }),
+            evictions: AtomicU64::new(0),
         }
     }
 
-    /// Records `req` (an INVITE without To tag) under transaction `tx`, or
-    /// returns the 482 to send when another live transaction already
-    /// carries the same request.
-    pub(crate) fn check(&self, req: &Request, tx: &TransactionKey) -> Option<Bytes> {
+    /// Records `req` (an INVITE without To tag) under transaction `tx`;
+    /// true when another live transaction already carries the same request
+    /// (answer 482).
+    pub(crate) fn is_merged(&self, req: &Request, tx: &TransactionKey) -> bool {
         let key = (
             req.call_id.clone(),
             req.from.tag().unwrap_or_default().to_owned(),
@@ -61,26 +74,48 @@ impl MergeGuard {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if now.duration_since(seen.swept) >= self.ttl {
-            let ttl = self.ttl;
-            seen.map.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-            seen.swept = now;
-        }
+        seen.expire(now, self.ttl);
         match seen.map.get(&key) {
-            Some((first, at)) if first != tx && now.duration_since(*at) < self.ttl => {
-                Some(Bytes::from(response(req, 482, "Loop Detected").build()))
-            }
-            Some(_) => None,
+            Some((first, _)) => first != tx,
             None => {
+                if seen.map.len() >= self.capacity {
+                    seen.evict_oldest();
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                seen.order.push_back((now, key.clone()));
                 seen.map.insert(key, (tx.clone(), now));
-                None
+                false
             }
         }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// INVITEs remembered now.
+    pub(crate) fn len(&self) -> usize {
         self.seen.lock().map(|s| s.map.len()).unwrap_or(0)
+    }
+}
+
+impl Seen {
+    /// Forgets the entries older than `ttl`, oldest first.
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < ttl {
+                break;
+            }
+            self.evict_oldest();
+        }
+        if self.order.is_empty() && self.order.capacity() > 1024 {
+            self.order.shrink_to_fit();
+            self.map.shrink_to_fit();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some((at, key)) = self.order.pop_front()
+            && self.map.get(&key).is_some_and(|(_, t)| *t == at)
+        {
+            self.map.remove(&key);
+        }
     }
 }
 
@@ -113,30 +148,48 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn second_path_of_the_same_invite_gets_482() {
-        let guard = MergeGuard::new(Duration::from_secs(32));
+        let guard = MergeGuard::new(Duration::from_secs(32), MERGE_CAPACITY);
         let first = invite("z9hG4bK-path1", 1);
-        assert!(guard.check(&first, &key(&first)).is_none());
+        assert!(!guard.is_merged(&first, &key(&first)));
         // the same transaction again (a retransmission) is not a merge
-        assert!(guard.check(&first, &key(&first)).is_none());
+        assert!(!guard.is_merged(&first, &key(&first)));
         let second = invite("z9hG4bK-path2", 1);
-        let reply = guard.check(&second, &key(&second)).expect("482");
-        let text = String::from_utf8_lossy(&reply);
-        assert!(text.starts_with("SIP/2.0 482 Loop Detected\r\n"), "{text}");
-        assert!(text.contains("branch=z9hG4bK-path2"), "{text}");
-        assert!(text.contains("To: <sip:bob@127.0.0.1>;tag="), "{text}");
+        assert!(guard.is_merged(&second, &key(&second)));
         // a new CSeq (e.g. the INVITE resent with credentials) is new
         let third = invite("z9hG4bK-path3", 2);
-        assert!(guard.check(&third, &key(&third)).is_none());
+        assert!(!guard.is_merged(&third, &key(&third)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_the_ttl() {
-        let guard = MergeGuard::new(Duration::from_secs(32));
+        let guard = MergeGuard::new(Duration::from_secs(32), MERGE_CAPACITY);
         let first = invite("z9hG4bK-old", 1);
-        assert!(guard.check(&first, &key(&first)).is_none());
+        assert!(!guard.is_merged(&first, &key(&first)));
         tokio::time::advance(Duration::from_secs(33)).await;
         let later = invite("z9hG4bK-new", 1);
-        assert!(guard.check(&later, &key(&later)).is_none());
+        assert!(!guard.is_merged(&later, &key(&later)));
         assert_eq!(guard.len(), 1, "the expired entry was swept");
+        // and the new transaction is the one remembered now
+        let again = invite("z9hG4bK-third", 1);
+        assert!(guard.is_merged(&again, &key(&again)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_fresh_call_ids_stays_within_the_capacity() {
+        let guard = MergeGuard::new(Duration::from_secs(32), 100);
+        for i in 0..1000 {
+            let mut req = invite(&format!("z9hG4bK-flood{i}"), 1);
+            req.call_id = format!("flood-{i}");
+            assert!(!guard.is_merged(&req, &key(&req)));
+        }
+        assert_eq!(guard.len(), 100);
+        assert_eq!(guard.evictions.load(Ordering::Relaxed), 900);
+        // the newest entries are the ones kept
+        let mut copy = invite("z9hG4bK-other-path", 1);
+        copy.call_id = "flood-999".into();
+        assert!(guard.is_merged(&copy, &key(&copy)));
+        let mut old = invite("z9hG4bK-other-path", 1);
+        old.call_id = "flood-0".into();
+        assert!(!guard.is_merged(&old, &key(&old)));
     }
 }

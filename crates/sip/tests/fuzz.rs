@@ -166,10 +166,31 @@ fn mutate(rng: &mut Rng, buf: &mut Vec<u8>) {
 
 fn check_framing(input: &[u8]) {
     for max in [64, 2048] {
-        match framing::check(input, max) {
+        let whole = framing::check(input, max);
+        match whole {
+            Ok(Some(Frame::Ping)) => assert!(input.starts_with(framing::PING)),
             Ok(Some(Frame::KeepAlive(n))) => assert!(n > 0 && n <= input.len()),
             Ok(Some(Frame::Message(n))) => assert!(n > 0 && n <= input.len() && n <= max),
             Ok(None) | Err(_) => {}
+        }
+        // The incremental framer fed the same bytes in pieces reaches the
+        // same verdict, on the whole or on an earlier prefix.
+        let mut framer = framing::Framer::default();
+        let mut verdict = Ok(None);
+        for end in (7..input.len()).step_by(7).chain([input.len()]) {
+            verdict = framer.check(&input[..end], max);
+            if !matches!(verdict, Ok(None)) {
+                break;
+            }
+        }
+        match (verdict, whole) {
+            (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (Ok(None), Ok(None)) => {}
+            (a, b) => panic!(
+                "incremental {a:?} vs whole {b:?} for {:?}",
+                String::from_utf8_lossy(input)
+            ),
         }
     }
 }

@@ -56,7 +56,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -235,6 +235,8 @@ struct Inner {
     /// the table, and their expiry order.
     retired: [Mutex<HashMap<TransactionKey, Retired>>; SHARDS],
     retired_order: Mutex<VecDeque<(Instant, TransactionKey)>>,
+    /// Entries in `retired`, kept beside it so counting them takes no lock.
+    retired_len: AtomicUsize,
     /// Wakes the driver when the earliest deadline moves earlier (and when
     /// the layer is dropped, so the driver exits).
     wake: Arc<Notify>,
@@ -469,6 +471,7 @@ impl TransactionLayer {
                 queue: Mutex::new(BinaryHeap::new()),
                 retired: std::array::from_fn(|_| Mutex::new(HashMap::new())),
                 retired_order: Mutex::new(VecDeque::new()),
+                retired_len: AtomicUsize::new(0),
                 wake: Arc::new(Notify::new()),
                 driver_started: AtomicBool::new(false),
             }),
@@ -481,7 +484,9 @@ impl TransactionLayer {
     }
 
     /// A request arrived from `target`, keyed by the caller
-    /// ([`TransactionKey::server`] or [`TransactionKey::legacy`]).
+    /// ([`TransactionKey::server`] or [`TransactionKey::legacy`]):
+    /// [`TransactionLayer::match_request`], then, for a request that
+    /// matched nothing, [`TransactionLayer::create_server`].
     ///
     /// `is_invite` says which machine a new transaction gets and must agree
     /// with the key; `is_ack` marks an ACK, which never creates a
@@ -495,44 +500,54 @@ impl TransactionLayer {
         target: Target,
         trying: impl FnOnce() -> Option<Bytes>,
     ) -> Incoming {
+        match self.match_request(&key, is_ack) {
+            Some(incoming) => incoming,
+            None => self.create_server(key, is_invite, target, trying),
+        }
+    }
+
+    /// Matches a request to a live server transaction (or a retired one
+    /// that still answers retransmissions): `Some` for a retransmission,
+    /// handled (the last response resent as the state requires), and for
+    /// every ACK; `None` when the request would start a new transaction.
+    pub fn match_request(&self, key: &TransactionKey, is_ack: bool) -> Option<Incoming> {
+        let inner = &self.inner;
+        let map = inner.lock(key);
+        if map.contains_key(key) {
+            return Some(inner.existing(map, key, is_ack));
+        }
+        if is_ack {
+            return Some(Incoming::AckFor2xx);
+        }
+        let shard = inner.shard_index(key);
+        let resend = inner.retired[shard]
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|r| (r.response.clone(), r.target)));
+        let (bytes, to) = resend?;
+        drop(map);
+        bump(&inner.metrics.retransmissions_absorbed);
+        bump(&inner.metrics.retransmissions_sent);
+        inner.transmit.transmit(&to, bytes);
+        Some(Incoming::Retransmission)
+    }
+
+    /// Starts a server transaction for a request (not an ACK) that
+    /// [`TransactionLayer::match_request`] found no transaction for. If one
+    /// was created meanwhile (the same request arriving twice at once), the
+    /// request is that transaction's retransmission.
+    pub fn create_server(
+        &self,
+        key: TransactionKey,
+        is_invite: bool,
+        target: Target,
+        trying: impl FnOnce() -> Option<Bytes>,
+    ) -> Incoming {
         let inner = &self.inner;
         let now = Instant::now();
         let mut map = inner.lock(&key);
-        if let Some(entry) = map.get_mut(&key) {
-            let outputs = match (&mut entry.machine, is_ack) {
-                (Machine::ServerInvite(m), true) => m.on_ack(),
-                (Machine::ServerInvite(m), false) => m.on_request(),
-                (Machine::ServerNonInvite(m), false) => m.on_request(),
-                // An ACK keyed onto a non-INVITE, or a request onto a
-                // client key: the caller's keys are inconsistent.
-                _ => Vec::new(),
-            };
-            let fx = inner.step(&mut map, &key, outputs, None, now);
-            drop(map);
-            let incoming = match (is_ack, fx.ack_to_tu) {
-                (false, _) => Incoming::Retransmission,
-                (true, true) => Incoming::AckFor2xx,
-                (true, false) => Incoming::AckForCompleted,
-            };
-            inner.flush(fx);
-            return incoming;
-        }
-        if is_ack {
-            return Incoming::AckFor2xx;
-        }
-        if !is_invite {
-            let shard = inner.shard_index(&key);
-            let resend = inner.retired[shard]
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&key).map(|r| (r.response.clone(), r.target)));
-            if let Some((bytes, to)) = resend {
-                drop(map);
-                bump(&inner.metrics.retransmissions_absorbed);
-                bump(&inner.metrics.retransmissions_sent);
-                inner.transmit.transmit(&to, bytes);
-                return Incoming::Retransmission;
-            }
+        if map.contains_key(&key) {
+            return inner.existing(map, &key, false);
         }
         let (machine, outputs, listener, events) = if is_invite {
             let (m, out) = ServerInvite::new(inner.config, target.transport, trying());
@@ -553,6 +568,19 @@ impl TransactionLayer {
             id,
             events: Some(events),
         })
+    }
+
+    /// Live server transactions: in the table, and retired ones still
+    /// answering retransmissions (what a cap on server state counts).
+    pub fn server_live(&self) -> usize {
+        let m = &self.inner.metrics;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let created = load(&m.created[TransactionKind::ServerInvite.index()])
+            + load(&m.created[TransactionKind::ServerNonInvite.index()]);
+        let terminated = load(&m.terminated[TransactionKind::ServerInvite.index()])
+            + load(&m.terminated[TransactionKind::ServerNonInvite.index()]);
+        let table = usize::try_from(created.saturating_sub(terminated)).unwrap_or(usize::MAX);
+        table.saturating_add(self.inner.retired_len.load(Ordering::Relaxed))
     }
 
     /// Start a client transaction: send `bytes` (the request) to `target`
@@ -699,6 +727,34 @@ impl Inner {
         lock(&self.shards[self.shard_index(key)])
     }
 
+    /// Steps the live server transaction `key` (present in the locked
+    /// `map`) for a retransmitted request or an ACK.
+    fn existing(
+        self: &Arc<Self>,
+        mut map: MutexGuard<'_, Table>,
+        key: &TransactionKey,
+        is_ack: bool,
+    ) -> Incoming {
+        let now = Instant::now();
+        let outputs = match map.get_mut(key).map(|e| (&mut e.machine, is_ack)) {
+            Some((Machine::ServerInvite(m), true)) => m.on_ack(),
+            Some((Machine::ServerInvite(m), false)) => m.on_request(),
+            Some((Machine::ServerNonInvite(m), false)) => m.on_request(),
+            // An ACK keyed onto a non-INVITE, or a request onto a
+            // client key: the caller's keys are inconsistent.
+            _ => Vec::new(),
+        };
+        let fx = self.step(&mut map, key, outputs, None, now);
+        drop(map);
+        let incoming = match (is_ack, fx.ack_to_tu) {
+            (false, _) => Incoming::Retransmission,
+            (true, true) => Incoming::AckFor2xx,
+            (true, false) => Incoming::AckForCompleted,
+        };
+        self.flush(fx);
+        incoming
+    }
+
     /// Moves a Completed non-INVITE server transaction over UDP out of the
     /// table into the retired cache; false when `entry` is not one.
     fn retire(self: &Arc<Self>, map: &mut Table, key: &TransactionKey) -> bool {
@@ -737,8 +793,10 @@ impl Inner {
             until,
         };
         let shard = self.shard_index(key);
-        if let Ok(mut r) = self.retired[shard].lock() {
-            r.insert(key.clone(), retired);
+        if let Ok(mut r) = self.retired[shard].lock()
+            && r.insert(key.clone(), retired).is_none()
+        {
+            self.retired_len.fetch_add(1, Ordering::Relaxed);
         }
         let was_empty = {
             let mut order = self
@@ -787,6 +845,7 @@ impl Inner {
                 && r.get(&key).is_some_and(|x| x.until == at)
             {
                 r.remove(&key);
+                self.retired_len.fetch_sub(1, Ordering::Relaxed);
             }
         }
         next
