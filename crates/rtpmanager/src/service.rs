@@ -233,9 +233,8 @@ impl pb::rtp_manager_server::RtpManager for Service {
         let r = request.into_inner();
         let id = required("session_id", &r.session_id)?;
         let (_, rx) = self.engine.play(id, &r.files, r.repeat).await?;
-        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |e| {
-            Ok(playback_event(&e))
-        });
+        let stream =
+            tokio_stream::StreamExt::map(ReceiverStream::new(rx), |e| Ok(playback_event(&e)));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -186,6 +186,26 @@ impl Authenticator {
             .collect()
     }
 
+    /// What can be answered without state, before any transaction exists:
+    /// a blocked source, or a request carrying no credentials for `realm`
+    /// (a challenge). `None`: credentials to verify with [`Self::authenticate`].
+    pub fn screen<T>(
+        &self,
+        req: &Request,
+        which: Realm,
+        realm: &str,
+        source: IpAddr,
+        now: Now,
+    ) -> Option<Outcome<T>> {
+        if self.limiter.is_blocked(source, now.instant) {
+            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+            return Some(self.blocked());
+        }
+        self.credentials(req, which, realm)
+            .is_none()
+            .then_some(Outcome::Challenge { stale: false })
+    }
+
     /// Checks the request's credentials as a user of `account`.
     pub fn authenticate(
         &self,

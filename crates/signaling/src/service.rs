@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use switchboard_sip::message::{Request, Response};
+use switchboard_sip::message::{Method, Request, Response};
 use switchboard_sip::response::response;
-use switchboard_sip_stack::endpoint::Core;
+use switchboard_sip_stack::endpoint::{Core, Screen};
 use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::ServerTx;
 use tracing::{debug, info_span};
@@ -117,6 +117,13 @@ impl Core for SipService {
             }
             _ => self.reply_allow(&tx, &req, 501, "Not Implemented"),
         }
+    }
+
+    fn screen(&self, req: &Request, from: &Target, stateless_tag: &str) -> Screen {
+        if req.method == Method::Invite && req.to.tag().is_none() {
+            return self.calls.screen_invite(req, from, stateless_tag);
+        }
+        Screen::Accept
     }
 
     fn on_ack(&self, req: Request, from: Target) {

@@ -232,3 +232,73 @@ async fn tcp_bounds_hold_against_the_real_server() {
     assert_eq!(sample(&m, "switchboard_tcp_connections_total "), 4);
     server.stop().await;
 }
+
+fn invite(call_id: &str, from_tag: &str) -> String {
+    let branch = format!("z9hG4bK-{}", rand::random::<u64>());
+    format!(
+        "INVITE sip:1002@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5999;branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:attacker@127.0.0.1>;tag={from_tag}\r\n\
+         To: <sip:1002@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:attacker@127.0.0.1:5999>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn an_unauthenticated_invite_costs_no_state() {
+    let server = common::start("stateless-407", |_| {}).await;
+    let attacker = udp_from([127, 0, 0, 1]).await;
+    // one INVITE: a 407 and nothing else — no 100 Trying, and no resend of
+    // the 407 at T1 (no Timer G: there is no transaction)
+    attacker
+        .send_to(invite("one@x", "t0").as_bytes(), server.sip)
+        .await
+        .unwrap();
+    let got = collect(&attacker, Duration::from_millis(1600)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(code(&got[0]), 407);
+    assert!(header(&got[0], "Proxy-Authenticate").is_some());
+    let to = header(&got[0], "To").unwrap().to_owned();
+    assert!(
+        to.contains(";tag=sl-"),
+        "the endpoint's stateless tag: {to}"
+    );
+    // its ACK is absorbed
+    let ack = format!(
+        "ACK sip:1002@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-ack;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:attacker@127.0.0.1>;tag=t0\r\n\
+         To: {to}\r\n\
+         Call-ID: one@x\r\n\
+         CSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    attacker.send_to(ack.as_bytes(), server.sip).await.unwrap();
+    // a burst of 300 INVITEs with fresh Call-IDs: 300 challenges, and not
+    // one transaction or merge-guard entry left behind
+    // (in rounds of 50, so the test's own socket buffer holds the answers)
+    let mut replies = Vec::new();
+    for round in 0..6 {
+        for i in round * 50..(round + 1) * 50 {
+            let req = invite(&format!("flood-{i}@x"), &format!("t{i}"));
+            attacker.send_to(req.as_bytes(), server.sip).await.unwrap();
+        }
+        replies.extend(collect(&attacker, Duration::from_millis(300)).await);
+    }
+    assert_eq!(replies.len(), 300, "one answer each");
+    assert!(replies.iter().all(|r| code(r) == 407));
+    let m = metrics(&server).await;
+    assert_eq!(sample(&m, "switchboard_transactions_server_live "), 0);
+    assert_eq!(sample(&m, "switchboard_sip_merge_guard_entries "), 0);
+    assert!(sample(&m, "switchboard_sip_stateless_acks_total ") >= 1);
+    assert_eq!(
+        sample(&m, "switchboard_sip_responses_sent_total{code=\"407\"}"),
+        301
+    );
+    server.stop().await;
+}

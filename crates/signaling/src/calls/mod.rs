@@ -34,7 +34,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use switchboard_sip::message::{Method, Request, Response};
 use switchboard_sip::response::response;
-use switchboard_sip_stack::endpoint::{Endpoint, server_key};
+use switchboard_sip_stack::endpoint::{Endpoint, Screen, server_key};
 use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::{ServerTx, TransactionKey};
 use switchboard_store::{Cdr, Store};
@@ -537,12 +537,6 @@ impl Calls {
         let Ok(to_uri) = req.to.parsed_uri() else {
             return self.respond(&tx, &req, 400, "Invalid To URI");
         };
-        if let Some(bad) = unsupported_required(&req) {
-            let b = response(&req, 420, "Bad Extension")
-                .header("Unsupported", &bad)
-                .build();
-            return self.respond_bytes(&tx, 420, b);
-        }
         let now = Now::current();
         // A call from a trunk is identified by its source address (over a
         // connection only, with inbound_transport tcp), proven by digest
@@ -582,6 +576,65 @@ impl Calls {
             None => Origin::User,
         };
         self.route_call(req, tx, from, account, caller, origin, received);
+    }
+
+    /// A new INVITE before its transaction exists: one requiring an
+    /// extension we lack gets 420 statelessly; one from a user without
+    /// credentials gets its 407 statelessly, like the registrar's 401 (no
+    /// 100 Trying, no Timer G resends, no table entry; a retransmission is
+    /// challenged again and the ACK is absorbed by the endpoint through
+    /// `tag`), and a blocked source its 403 or silence. Trunk calls and
+    /// INVITEs with credentials go on to [`Calls::on_invite`].
+    pub fn screen_invite(&self, req: &Request, from: &Target, tag: &str) -> Screen {
+        // §8.2.2.3: an extension we lack is refused before anything else
+        if let Some(bad) = unsupported_required(req) {
+            let b = response(req, 420, "Bad Extension")
+                .to_tag(tag)
+                .header("Unsupported", &bad)
+                .build();
+            self.metrics.responses_out.inc(420);
+            return Screen::Reply(420, Bytes::from(b));
+        }
+        if self
+            .trunks
+            .by_source(&from.remote, from.transport)
+            .is_some()
+        {
+            return Screen::Accept;
+        }
+        let Some(account) = req.to.parsed_uri().ok().and_then(|u| {
+            self.directory.account_for_domain(&u.host).or_else(|| {
+                self.directory
+                    .account(switchboard_store::DEFAULT_ACCOUNT_ID)
+            })
+        }) else {
+            return Screen::Accept;
+        };
+        let now = Now::current();
+        let source = from.remote.ip();
+        let (code, bytes) =
+            match self
+                .auth
+                .screen::<()>(req, Realm::Proxy, &account.realm, source, now)
+            {
+                None | Some(Outcome::Ok(())) => return Screen::Accept,
+                Some(Outcome::Drop) => return Screen::Drop,
+                Some(Outcome::Challenge { stale }) => {
+                    let mut b = response(req, 407, "Proxy Authentication Required").to_tag(tag);
+                    for c in self
+                        .auth
+                        .challenges(&account.realm, stale, now.unix_secs(), source)
+                    {
+                        b = b.header("Proxy-Authenticate", &c);
+                    }
+                    (407, b.build())
+                }
+                Some(Outcome::Forbidden(reason)) => {
+                    (403, response(req, 403, reason).to_tag(tag).build())
+                }
+            };
+        self.metrics.responses_out.inc(code);
+        Screen::Reply(code, Bytes::from(bytes))
     }
 
     /// The caller an INVITE's Proxy-Authorization proves — a local user of
