@@ -19,6 +19,7 @@
 
 mod actor;
 mod cdr;
+mod incoming;
 mod leg;
 mod originate;
 mod session_timer;
@@ -32,26 +33,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use switchboard_sip::message::{Method, Request, Response};
-use switchboard_sip::response::response;
-use switchboard_sip_stack::endpoint::{Endpoint, Screen, server_key};
+use switchboard_sip::message::{Request, Response};
+use switchboard_sip_stack::endpoint::Endpoint;
 use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::{ServerTx, TransactionKey};
 use switchboard_store::{Cdr, Store};
 use tokio::sync::mpsc;
-use tracing::debug;
 
-use crate::auth::{Authenticator, Outcome, Realm, Scope};
-use crate::dialplan::{Dialplan, Origin};
+use crate::auth::Authenticator;
+use crate::dialplan::Dialplan;
 use crate::directory::Directory;
 use crate::location::Location;
 use crate::media::MediaPool;
 use crate::metrics::SipMetrics;
-use crate::registrar::Now;
-use crate::trunks::{InboundAuth, Trunk, Trunks};
+use crate::trunks::Trunks;
 
 pub use actor::CallView;
-use actor::Caller;
 pub use cdr::CdrSink;
 pub use originate::{Originate, OriginateError};
 pub use stats::{CallStats, SETUP_BUCKETS_US};
@@ -120,13 +117,13 @@ struct DialogKey {
 }
 
 #[derive(Clone)]
-struct Route {
+pub(super) struct Route {
     mailbox: mpsc::Sender<Event>,
     leg: LegId,
 }
 
 /// A call in progress as the API reaches it.
-struct Live {
+pub(super) struct Live {
     view: Arc<Mutex<CallView>>,
     mailbox: mpsc::Sender<Event>,
     /// The RTP manager its media is on (for drain and failover).
@@ -405,81 +402,13 @@ impl Calls {
         self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
 
-    /// The B2BUA's part of `/metrics`: calls, the router, CDR delivery.
-    pub fn render_metrics(&self, out: &mut String) {
-        use crate::metrics::metric;
-        self.stats.render(out, self.live_count());
-        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let dialogs = self.dialogs.lock().map(|d| d.len()).unwrap_or(0);
-        let invites = self.invites.lock().map(|d| d.len()).unwrap_or(0);
-        let cdr = &self.cdrs.stats;
-        for (name, kind, help, v) in [
-            (
-                "switchboard_call_dialogs",
-                "gauge",
-                "Dialogs the B2BUA routes requests to.",
-                dialogs as u64,
-            ),
-            (
-                "switchboard_call_invites_pending",
-                "gauge",
-                "Callers' INVITEs a CANCEL can still reach.",
-                invites as u64,
-            ),
-            (
-                "switchboard_call_requests_no_dialog_total",
-                "counter",
-                "In-dialog requests that matched no dialog's tags (481).",
-                c(&self.router.no_dialog),
-            ),
-            (
-                "switchboard_call_mailbox_full_total",
-                "counter",
-                "Requests refused with 503 because their call's mailbox was full.",
-                c(&self.router.mailbox_full),
-            ),
-            (
-                "switchboard_calls_over_capacity_total",
-                "counter",
-                "New calls refused by MAX_CALLS.",
-                c(&self.router.over_capacity),
-            ),
-            (
-                "switchboard_cdrs_written_total",
-                "counter",
-                "CDRs stored.",
-                c(&cdr.written),
-            ),
-            (
-                "switchboard_cdr_write_failures_total",
-                "counter",
-                "CDR writes the store refused (spooled and retried).",
-                c(&cdr.write_failures),
-            ),
-            (
-                "switchboard_cdrs_spooled_total",
-                "counter",
-                "CDRs written to the spool while the store was down.",
-                c(&cdr.spooled),
-            ),
-            (
-                "switchboard_cdr_spool",
-                "gauge",
-                "CDRs waiting in the spool.",
-                c(&cdr.spool_len),
-            ),
-            (
-                "switchboard_cdrs_dropped_total",
-                "counter",
-                "CDRs lost: the spool was full, or an unrouted request's CDR met a full queue.",
-                c(&cdr.dropped),
-            ),
-        ] {
-            metric(out, name, kind, help, v);
-        }
-    }
-
-    fn add_dialog(&self, call_id: &str, tag: &str, mailbox: &mpsc::Sender<Event>, leg: LegId) {
+    pub(super) fn add_dialog(
+        &self,
+        call_id: &str,
+        tag: &str,
+        mailbox: &mpsc::Sender<Event>,
+        leg: LegId,
+    ) {
         if let Ok(mut r) = self.dialogs.lock() {
             r.insert(
                 DialogKey {
@@ -494,7 +423,7 @@ impl Calls {
         }
     }
 
-    fn remove_dialog(&self, call_id: &str, tag: &str) {
+    pub(super) fn remove_dialog(&self, call_id: &str, tag: &str) {
         if let Ok(mut r) = self.dialogs.lock() {
             r.remove(&DialogKey {
                 call_id: call_id.to_owned(),
@@ -503,7 +432,7 @@ impl Calls {
         }
     }
 
-    fn add_invite(&self, key: &TransactionKey, mailbox: &mpsc::Sender<Event>) {
+    pub(super) fn add_invite(&self, key: &TransactionKey, mailbox: &mpsc::Sender<Event>) {
         if let Ok(mut r) = self.invites.lock() {
             r.insert(
                 key.clone(),
@@ -515,13 +444,13 @@ impl Calls {
         }
     }
 
-    fn remove_invite(&self, key: &TransactionKey) {
+    pub(super) fn remove_invite(&self, key: &TransactionKey) {
         if let Ok(mut r) = self.invites.lock() {
             r.remove(key);
         }
     }
 
-    fn dialog_route(&self, call_id: &str, tag: &str) -> Option<Route> {
+    pub(super) fn dialog_route(&self, call_id: &str, tag: &str) -> Option<Route> {
         // a borrowed lookup would need a second key type; the allocation is
         // one per in-dialog request
         let key = DialogKey {
@@ -531,336 +460,8 @@ impl Calls {
         self.dialogs.lock().ok()?.get(&key).cloned()
     }
 
-    /// A new INVITE (no To tag).
-    pub fn on_invite(self: &Arc<Self>, req: Request, tx: ServerTx, from: Target) {
-        let received = tokio::time::Instant::now();
-        let Ok(to_uri) = req.to.parsed_uri() else {
-            return self.respond(&tx, &req, 400, "Invalid To URI");
-        };
-        let now = Now::current();
-        // A call from a trunk is identified by its source address (over a
-        // connection only, with inbound_transport tcp), proven by digest
-        // too with inbound_auth digest, and routed only by the routes for
-        // trunk calls: a forged source reaches no route a user has.
-        let (account, caller, trunk) = if let Some(trunk) =
-            self.trunks.by_source(&from.remote, from.transport)
-        {
-            let Some(account) = self.directory.account(trunk.config.account_id) else {
-                return self.respond(&tx, &req, 404, "Account Not Found");
-            };
-            let caller = match trunk.config.inbound_auth {
-                InboundAuth::None => trunk_caller(&req),
-                InboundAuth::Digest => {
-                    match self.authenticated_caller(&req, &tx, &from, &account, Some(&trunk), now) {
-                        Some(c) => c,
-                        None => return,
-                    }
-                }
-            };
-            debug!(trunk = %trunk.config.name, "call from a trunk");
-            (account, caller, Some(trunk))
-        } else {
-            let Some(account) = self.directory.account_for_domain(&to_uri.host).or_else(|| {
-                self.directory
-                    .account(switchboard_store::DEFAULT_ACCOUNT_ID)
-            }) else {
-                return self.respond(&tx, &req, 404, "Domain Not Served");
-            };
-            match self.authenticated_caller(&req, &tx, &from, &account, None, now) {
-                Some(c) => (account, c, None),
-                None => return,
-            }
-        };
-        let origin = match &trunk {
-            Some(t) => Origin::Trunk(&t.config.name),
-            None => Origin::User,
-        };
-        self.route_call(req, tx, from, account, caller, origin, received);
-    }
-
-    /// A new INVITE before its transaction exists: one requiring an
-    /// extension we lack gets 420 statelessly; one from a user without
-    /// credentials gets its 407 statelessly, like the registrar's 401 (no
-    /// 100 Trying, no Timer G resends, no table entry; a retransmission is
-    /// challenged again and the ACK is absorbed by the endpoint through
-    /// `tag`), and a blocked source its 403 or silence. Trunk calls and
-    /// INVITEs with credentials go on to [`Calls::on_invite`].
-    pub fn screen_invite(&self, req: &Request, from: &Target, tag: &str) -> Screen {
-        // §8.2.2.3: an extension we lack is refused before anything else
-        if let Some(bad) = unsupported_required(req) {
-            let b = response(req, 420, "Bad Extension")
-                .to_tag(tag)
-                .header("Unsupported", &bad)
-                .build();
-            self.metrics.responses_out.inc(420);
-            return Screen::Reply(420, Bytes::from(b));
-        }
-        if self
-            .trunks
-            .by_source(&from.remote, from.transport)
-            .is_some()
-        {
-            return Screen::Accept;
-        }
-        let Some(account) = req.to.parsed_uri().ok().and_then(|u| {
-            self.directory.account_for_domain(&u.host).or_else(|| {
-                self.directory
-                    .account(switchboard_store::DEFAULT_ACCOUNT_ID)
-            })
-        }) else {
-            return Screen::Accept;
-        };
-        let now = Now::current();
-        let source = from.remote.ip();
-        let (code, bytes) =
-            match self
-                .auth
-                .screen::<()>(req, Realm::Proxy, &account.realm, source, now)
-            {
-                None | Some(Outcome::Ok(())) => return Screen::Accept,
-                Some(Outcome::Drop) => return Screen::Drop,
-                Some(Outcome::Challenge { stale }) => {
-                    let mut b = response(req, 407, "Proxy Authentication Required").to_tag(tag);
-                    for c in self
-                        .auth
-                        .challenges(&account.realm, stale, now.unix_secs(), source)
-                    {
-                        b = b.header("Proxy-Authenticate", &c);
-                    }
-                    (407, b.build())
-                }
-                Some(Outcome::Forbidden(reason)) => {
-                    (403, response(req, 403, reason).to_tag(tag).build())
-                }
-            };
-        self.metrics.responses_out.inc(code);
-        Screen::Reply(code, Bytes::from(bytes))
-    }
-
-    /// The caller an INVITE's Proxy-Authorization proves — a local user of
-    /// `account`, or with `trunk` that trunk's inbound credentials — or
-    /// `None` once the request has been answered (407, 403) or dropped.
-    fn authenticated_caller(
-        &self,
-        req: &Request,
-        tx: &ServerTx,
-        from: &Target,
-        account: &crate::directory::AccountEntry,
-        trunk: Option<&Trunk>,
-        now: Now,
-    ) -> Option<Caller> {
-        let source = from.remote.ip();
-        let outcome = match trunk {
-            None => self
-                .auth
-                .authenticate(req, Realm::Proxy, account, &self.directory, source, now)
-                .map(|u| Caller::user(&u)),
-            Some(t) => self
-                .auth
-                .authenticate_with(
-                    req,
-                    Realm::Proxy,
-                    &account.realm,
-                    Scope::Trunk(&t.config.name),
-                    source,
-                    now,
-                    |username| t.inbound_secret(username, &account.realm),
-                )
-                .map(|_| trunk_caller(req)),
-        };
-        match outcome {
-            Outcome::Ok(c) => Some(c),
-            Outcome::Challenge { stale } => {
-                let mut b = response(req, 407, "Proxy Authentication Required");
-                for c in self
-                    .auth
-                    .challenges(&account.realm, stale, now.unix_secs(), source)
-                {
-                    b = b.header("Proxy-Authenticate", &c);
-                }
-                self.respond_bytes(tx, 407, b.build());
-                None
-            }
-            Outcome::Forbidden(reason) => {
-                self.respond(tx, req, 403, reason);
-                None
-            }
-            Outcome::Drop => None,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn route_call(
-        self: &Arc<Self>,
-        req: Request,
-        tx: ServerTx,
-        from: Target,
-        account: Arc<crate::directory::AccountEntry>,
-        caller: Caller,
-        origin: Origin<'_>,
-        received: tokio::time::Instant,
-    ) {
-        if self.draining.load(Ordering::SeqCst) {
-            let b = response(&req, 503, "Service Unavailable")
-                .header("Retry-After", "30")
-                .build();
-            return self.respond_bytes(&tx, 503, b);
-        }
-        let max = self.limits.max_calls;
-        if max > 0 && self.live_count() >= max {
-            self.router.over_capacity.fetch_add(1, Ordering::Relaxed);
-            let b = response(&req, 503, "Service Unavailable")
-                .header("Retry-After", "5")
-                .build();
-            return self.respond_bytes(&tx, 503, b);
-        }
-        let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
-        let dialplan = self.dialplan();
-        let Some(route) = dialplan
-            .route_for(&destination, account.id, origin)
-            .cloned()
-        else {
-            self.respond(&tx, &req, 404, "Not Found");
-            // an authenticated call that no route takes still leaves a CDR
-            self.stats.started.fetch_add(1, Ordering::Relaxed);
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            self.cdrs.send_or_drop(cdr::unrouted(
-                &req,
-                &from,
-                account.id,
-                &caller,
-                destination,
-                &self.node,
-            ));
-            return;
-        };
-        let Some(endpoint) = self.endpoint() else {
-            return self.respond(&tx, &req, 503, "Service Unavailable");
-        };
-        if !self.admit(account.id, account.max_concurrent_calls) {
-            let code = self.limit_code;
-            let reason = if code == 486 {
-                "Busy Here"
-            } else {
-                "Service Unavailable"
-            };
-            debug!(account = account.id, "max_concurrent_calls reached");
-            return self.respond(&tx, &req, code, reason);
-        }
-        self.stats.started.fetch_add(1, Ordering::Relaxed);
-        self.spawn_call(
-            endpoint,
-            actor::Setup {
-                id: None,
-                invite: req,
-                tx: Some(tx),
-                a_dialog: None,
-                from,
-                caller,
-                received,
-                account_id: account.id,
-                destination,
-                route,
-            },
-        );
-    }
-
-    /// Starts a call's actor: its mailbox, its routes, its live entry.
-    fn spawn_call(self: &Arc<Self>, endpoint: Arc<Endpoint>, setup: actor::Setup) {
-        let (mailbox, rx) = mpsc::channel(MAILBOX);
-        let call = actor::Call::new(Arc::clone(self), endpoint, setup, mailbox.clone());
-        let (call_id, tag) = call.a_dialog_key();
-        self.add_dialog(&call_id, &tag, &mailbox, LegId::A);
-        if let Some(key) = call.a_invite_key() {
-            self.add_invite(&key, &mailbox);
-        }
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(
-                call.id().to_owned(),
-                Live {
-                    view: call.view(),
-                    mailbox,
-                    manager: None,
-                },
-            );
-        }
-        tokio::spawn(call.run(rx));
-    }
-
-    fn respond(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
-        self.respond_bytes(tx, code, response(req, code, reason).build());
-    }
-
-    fn respond_bytes(&self, tx: &ServerTx, code: u16, bytes: Vec<u8>) {
-        self.metrics.responses_out.inc(code);
-        tx.respond(code, Bytes::from(bytes));
-    }
-
-    /// A request with a To tag, or a CANCEL: it belongs to a call's dialog
-    /// (by Call-ID and our tag) or to the INVITE it cancels (by branch).
-    /// Returns the request back when it belongs to no call (the caller
-    /// answers 481 or ignores an ACK).
-    pub fn on_dialog_request(
-        &self,
-        req: Request,
-        tx: Option<ServerTx>,
-        from: Target,
-    ) -> Option<(Request, Option<ServerTx>)> {
-        let route = match req.to.tag() {
-            Some(tag) => self.dialog_route(&req.call_id, tag),
-            None if req.method == Method::Cancel => {
-                let key = server_key(&req, from.transport).cancelled_invite();
-                key.and_then(|k| self.invites.lock().ok()?.get(&k).cloned())
-            }
-            None => None,
-        };
-        let Some(r) = route else {
-            self.router.no_dialog.fetch_add(1, Ordering::Relaxed);
-            return Some((req, tx));
-        };
-        let ev = Event::Request {
-            leg: r.leg,
-            req: Box::new(req),
-            tx,
-        };
-        match r.mailbox.try_send(ev) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(Event::Request { req, tx, .. })) => {
-                // a peer flooding one call: refuse, never queue without end
-                self.router.mailbox_full.fetch_add(1, Ordering::Relaxed);
-                if let Some(tx) = &tx {
-                    let b = response(&req, 503, "Service Unavailable")
-                        .header("Retry-After", "1")
-                        .build();
-                    self.respond_bytes(tx, 503, b);
-                }
-                None
-            }
-            Err(mpsc::error::TrySendError::Closed(Event::Request { req, tx, .. })) => {
-                Some((*req, tx))
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// A response no transaction wanted (a 2xx retransmitted because our
-    /// ACK was lost): it belongs to the dialog named by its From tag (ours,
-    /// as we sent the request).
-    pub fn on_stray_response(&self, resp: Response) {
-        let Some(tag) = resp.from.tag() else {
-            return;
-        };
-        if let Some(r) = self.dialog_route(&resp.call_id, tag) {
-            let leg = r.leg;
-            let _ = r.mailbox.try_send(Event::StrayResponse {
-                leg,
-                resp: Box::new(resp),
-            });
-        }
-    }
-
     /// Counts a new call of `account` unless it is at its limit (0: none).
-    fn admit(&self, account: i64, max: i64) -> bool {
+    pub(super) fn admit(&self, account: i64, max: i64) -> bool {
         let Ok(mut active) = self.active.lock() else {
             return true;
         };
@@ -873,7 +474,7 @@ impl Calls {
     }
 
     /// The call ended: its live entry and account slot go, its CDR is kept.
-    fn finished(&self, id: &str, cdr: Cdr) {
+    pub(super) fn finished(&self, id: &str, cdr: Cdr) {
         if let (Ok(mut active), Some(account)) = (self.active.lock(), cdr.account_id)
             && let Some(n) = active.get_mut(&account)
         {
@@ -948,21 +549,6 @@ pub(crate) fn new_call_uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// A caller coming in from a trunk: the number in its From.
-fn trunk_caller(req: &Request) -> Caller {
-    let number = req
-        .from
-        .parsed_uri()
-        .ok()
-        .and_then(|u| u.user)
-        .unwrap_or_else(|| "anonymous".into());
-    Caller {
-        id: number,
-        name: None,
-        user: None,
-    }
 }
 
 /// Formats a source for the CDR: `udp:127.0.0.1:5070`.

@@ -75,3 +75,79 @@ impl CallStats {
         let _ = writeln!(out, "{name}_count {cum}");
     }
 }
+
+impl super::Calls {
+    /// The B2BUA's part of `/metrics`: calls, the router, CDR delivery.
+    pub fn render_metrics(&self, out: &mut String) {
+        use crate::metrics::metric;
+        self.stats.render(out, self.live_count());
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let dialogs = self.dialogs.lock().map(|d| d.len()).unwrap_or(0);
+        let invites = self.invites.lock().map(|d| d.len()).unwrap_or(0);
+        let cdr = &self.cdrs.stats;
+        for (name, kind, help, v) in [
+            (
+                "switchboard_call_dialogs",
+                "gauge",
+                "Dialogs the B2BUA routes requests to.",
+                dialogs as u64,
+            ),
+            (
+                "switchboard_call_invites_pending",
+                "gauge",
+                "Callers' INVITEs a CANCEL can still reach.",
+                invites as u64,
+            ),
+            (
+                "switchboard_call_requests_no_dialog_total",
+                "counter",
+                "In-dialog requests that matched no dialog's tags (481).",
+                c(&self.router.no_dialog),
+            ),
+            (
+                "switchboard_call_mailbox_full_total",
+                "counter",
+                "Requests refused with 503 because their call's mailbox was full.",
+                c(&self.router.mailbox_full),
+            ),
+            (
+                "switchboard_calls_over_capacity_total",
+                "counter",
+                "New calls refused by MAX_CALLS.",
+                c(&self.router.over_capacity),
+            ),
+            (
+                "switchboard_cdrs_written_total",
+                "counter",
+                "CDRs stored.",
+                c(&cdr.written),
+            ),
+            (
+                "switchboard_cdr_write_failures_total",
+                "counter",
+                "CDR writes the store refused (spooled and retried).",
+                c(&cdr.write_failures),
+            ),
+            (
+                "switchboard_cdrs_spooled_total",
+                "counter",
+                "CDRs written to the spool while the store was down.",
+                c(&cdr.spooled),
+            ),
+            (
+                "switchboard_cdr_spool",
+                "gauge",
+                "CDRs waiting in the spool.",
+                c(&cdr.spool_len),
+            ),
+            (
+                "switchboard_cdrs_dropped_total",
+                "counter",
+                "CDRs lost: the spool was full, or an unrouted request's CDR met a full queue.",
+                c(&cdr.dropped),
+            ),
+        ] {
+            metric(out, name, kind, help, v);
+        }
+    }
+}
