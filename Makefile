@@ -4,7 +4,7 @@
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: run test deps build release lint fmt bench soak clean
+.PHONY: run test attacks deps build release lint fmt bench soak clean
 
 ## Run switchboard-signaling on its embedded defaults: SIP 5060 UDP+TCP,
 ## REST on 8080, SQLite under ./data.
@@ -14,6 +14,11 @@ run: deps
 ## Lint and every test: unit, RFC 4475 torture, fuzz run, sipp scenarios.
 test: deps lint
 	$(CARGO) test --workspace --all-targets
+
+## The attack suite alone (part of make test too): every test file named
+## attacks_*.rs, each attack over real sockets on loopback.
+attacks: deps
+	$(CARGO) test --workspace $(patsubst %.rs,--test %,$(notdir $(wildcard crates/*/tests/attacks_*.rs)))
 
 deps:
 	@scripts/ensure-deps.sh

@@ -512,13 +512,14 @@ impl Call {
             }
         }
         if self.phase != Phase::Over {
-            let (code, reason) = last_failure.unwrap_or((480, "Temporarily Unavailable".into()));
-            let side = if self.a.state.is_answered() {
-                Side::System
+            if self.a.state.is_answered() {
+                // the dialplan ran out on an answered call: we hang up
+                self.end_call(Side::System, "Dialplan Finished", 200, None);
             } else {
-                Side::Callee
-            };
-            self.end_call(side, &reason, code, None);
+                let (code, reason) =
+                    last_failure.unwrap_or((480, "Temporarily Unavailable".into()));
+                self.end_call(Side::Callee, &reason, code, None);
+            }
         }
         self.release_media().await;
         self.finish();

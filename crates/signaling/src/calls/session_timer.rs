@@ -38,9 +38,6 @@ pub(crate) struct SessionTimer {
     pub(crate) refresher: Refresher,
     /// When it is next due.
     pub(crate) at: Instant,
-    /// Whether the leg was told (`Require: timer` on its 2xx) and expects
-    /// `Session-Expires` on answers to its refreshes.
-    pub(crate) negotiated: bool,
 }
 
 impl SessionTimer {
@@ -49,7 +46,6 @@ impl SessionTimer {
             interval,
             refresher,
             at: now,
-            negotiated: true,
         };
         t.refreshed(now);
         t

@@ -337,7 +337,6 @@ impl Call {
         fork.peer.dialog.establish(resp);
         fork.peer.timer = uac_timer(resp, policy);
         fork.peer.allows_update = allows_update(resp.header_values("Allow"));
-        let first = self.forks.iter().position(|f| f.state.is_pending());
         if self.media.is_some() || !self.invite.body.is_empty() {
             self.ack_fork(i, None);
         }
@@ -346,7 +345,6 @@ impl Call {
                 self.cancel_fork(j);
             }
         }
-        let _ = first;
         if self.media.is_some() {
             if !self.fork_answered_media(i, &resp.body).await {
                 // an answer the manager cannot use: no media between the

@@ -100,11 +100,10 @@ impl Call {
         if self.end.reason.is_none() {
             self.end.side = side;
             self.end.reason = Some(reason.to_owned());
+            // an answered call ends with a BYE, which has no status code
             if !answered {
                 self.end.code = Some(code);
                 self.end.disposition = Disposition::of_failure(code);
-            } else if by.is_none() && side == Side::System && reason != "BYE" {
-                self.end.code = None;
             }
         }
         // the caller
