@@ -60,6 +60,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     serve_secured(engine, listener, security).await
 }
 
+/// HTTP/2 flow-control windows of the gRPC server (see [`serve_secured`]).
+const CONNECTION_WINDOW: u32 = 16 << 20;
+const STREAM_WINDOW: u32 = 1 << 20;
+
 /// Serves `engine` over gRPC on an already bound listener, without token
 /// or TLS (for a loopback listener).
 pub async fn serve(engine: Engine, listener: TcpListener) -> anyhow::Result<Running> {
@@ -82,9 +86,19 @@ pub async fn serve_secured(
     // a peer that vanished without closing its connection (a crashed
     // host) is found within a minute, so its event streams end and its
     // sessions become subject to expiry
+    //
+    // Signaling multiplexes every call's small requests over one HTTP/2
+    // connection. h2 bounds the framing overhead of small DATA frames a
+    // peer may have buffered at half the connection window and answers
+    // more with GOAWAY (ENHANCE_YOUR_CALM): with the 64 KB default, a
+    // thousand calls a second on a busy machine tripped it and every
+    // request in flight failed. A 16 MB window (8 MB of budget) is far
+    // above what one signaling node sends in flight.
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .initial_stream_window_size(Some(STREAM_WINDOW));
     if let Some(tls) = security.tls {
         builder = builder
             .tls_config(tls)

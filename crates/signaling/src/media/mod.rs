@@ -443,9 +443,15 @@ impl MediaPool {
         for m in &config.rtpmanager_addrs {
             let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
+            // every call's requests and event streams share this one
+            // HTTP/2 connection: windows large enough that h2's budget for
+            // small DATA frames never cuts it under load (the manager's
+            // server sets the same, see switchboard_rtpmanager::serve_secured)
             let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
                 .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                .initial_connection_window_size(16 << 20)
+                .initial_stream_window_size(1 << 20);
             if let Some(tls) = &tls {
                 endpoint = endpoint
                     .tls_config(tls.clone())
