@@ -211,7 +211,7 @@ impl Node {
             ),
             (
                 "switchboard_auth_trusted_users",
-                "Users with sources remembered as trusted after a success (bounded at 262144, 8 sources each).",
+                "User–source pairs remembered as trusted after a success (bounded at 262144).",
                 trusted,
             ),
         ] {

@@ -37,12 +37,8 @@ use switchboard_sip::digest::source_prefix;
 const SHARDS: usize = 16;
 
 /// Most keys tracked per shard, per table (16 × 16,384 = 262,144 sources,
-/// as many usernames, and as many users with trusted sources).
+/// as many usernames, and as many trusted user–source pairs).
 const MAX_PER_SHARD: usize = 16_384;
-
-/// Most sources remembered per user as trusted; a new one replaces the one
-/// that authenticated longest ago.
-const TRUSTED_PER_USER: usize = 8;
 
 /// How long a source that authenticated as a user stays exempt from that
 /// username's block. A phone in use re-registers at least every
@@ -199,64 +195,71 @@ impl<K: Hash + Eq + Copy> Table<K> {
     }
 }
 
-/// A user's trusted sources, with when each last authenticated.
-type TrustShard = HashMap<UserKey, Vec<(IpAddr, Instant)>>;
+/// Sources that authenticated successfully as a user: (user, a keyed hash
+/// of the source's address or /64) → when it last did, in seconds since
+/// `epoch`. 24 bytes an entry, because every registered phone has one: a
+/// registrar with a hundred thousand phones holds a hundred thousand. (A
+/// hash collision could only make a source trusted by mistake with odds of
+/// 2⁻⁶⁴.)
+type TrustShard = HashMap<(UserKey, u64), u32>;
 
-/// Sources that authenticated successfully, per user.
 #[derive(Debug)]
 struct Trusted {
     ttl: Duration,
+    epoch: Instant,
     shards: Vec<Mutex<TrustShard>>,
     hasher: RandomState,
 }
 
 impl Trusted {
-    fn shard(&self, k: &UserKey) -> &Mutex<TrustShard> {
-        &self.shards[(self.hasher.hash_one(k) as usize) % SHARDS]
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            epoch: Instant::now(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn key(&self, user: UserKey, source: IpAddr) -> (usize, (UserKey, u64)) {
+        let k = (user, self.hasher.hash_one(source));
+        ((self.hasher.hash_one(k) as usize) % SHARDS, k)
+    }
+
+    fn secs(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn fresh(&self, at: u32, now: u32) -> bool {
+        u64::from(now.saturating_sub(at)) < self.ttl.as_secs()
     }
 
     fn record(&self, user: UserKey, source: IpAddr, now: Instant) {
-        let Ok(mut shard) = self.shard(&user).lock() else {
+        let (i, k) = self.key(user, source);
+        let now = self.secs(now);
+        let Ok(mut shard) = self.shards[i].lock() else {
             return;
         };
-        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(&user) {
-            let ttl = self.ttl;
-            shard.retain(|_, list| list.iter().any(|(_, t)| now.duration_since(*t) < ttl));
+        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(&k) {
+            shard.retain(|_, at| self.fresh(*at, now));
             if shard.len() >= MAX_PER_SHARD {
-                let oldest = shard
-                    .iter()
-                    .min_by_key(|(_, list)| list.iter().map(|(_, t)| *t).max())
-                    .map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    shard.remove(&k);
+                let oldest = shard.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k);
+                if let Some(o) = oldest {
+                    shard.remove(&o);
                 }
             }
         }
-        let list = shard.entry(user).or_default();
-        if let Some(e) = list.iter_mut().find(|(ip, _)| *ip == source) {
-            e.1 = now;
-            return;
-        }
-        if list.len() >= TRUSTED_PER_USER
-            && let Some(i) = list
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(i, _)| i)
-        {
-            list.swap_remove(i);
-        }
-        list.push((source, now));
+        shard.insert(k, now);
     }
 
     fn contains(&self, user: UserKey, source: IpAddr, now: Instant) -> bool {
-        let Ok(shard) = self.shard(&user).lock() else {
-            return false;
-        };
-        shard.get(&user).is_some_and(|list| {
-            list.iter()
-                .any(|(ip, t)| *ip == source && now.duration_since(*t) < self.ttl)
-        })
+        let (i, k) = self.key(user, source);
+        let now = self.secs(now);
+        self.shards[i]
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&k).copied())
+            .is_some_and(|at| self.fresh(at, now))
     }
 
     fn len(&self) -> usize {
@@ -267,12 +270,10 @@ impl Trusted {
     }
 
     fn sweep(&self, now: Instant) {
+        let now = self.secs(now);
         for shard in &self.shards {
             if let Ok(mut s) = shard.lock() {
-                s.retain(|_, list| {
-                    list.retain(|(_, t)| now.duration_since(*t) < self.ttl);
-                    !list.is_empty()
-                });
+                s.retain(|_, at| self.fresh(*at, now));
             }
         }
     }
@@ -293,11 +294,7 @@ impl AuthLimiter {
             sources: Table::new(limits.source_limit, limits.window, limits.block),
             users: (limits.user_limit > 0)
                 .then(|| Table::new(limits.user_limit, limits.window, limits.block)),
-            trusted: Trusted {
-                ttl: limits.trust,
-                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-                hasher: RandomState::new(),
-            },
+            trusted: Trusted::new(limits.trust),
             hasher: RandomState::new(),
         }
     }
@@ -349,7 +346,7 @@ impl AuthLimiter {
         self.users.as_ref().map_or(0, |t| t.blocked_count(now))
     }
 
-    /// Entries held: (sources, usernames, users with trusted sources).
+    /// Entries held: (sources, usernames, trusted user–source pairs).
     pub fn sizes(&self) -> (usize, usize, usize) {
         (
             self.sources.len(),
@@ -516,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn trust_is_per_64_and_bounded_per_user() {
+    fn trust_is_per_64() {
         let l = limiter(100, 1);
         let t0 = Instant::now();
         let u = l.user_key("trunk", "provider");
@@ -525,18 +522,19 @@ mod tests {
         l.record_failure(ip("192.0.2.2"), Some(u), t0);
         assert!(!l.user_blocked_for(u, ip("2001:db8:5:6::abcd"), t0));
         assert!(l.user_blocked_for(u, ip("2001:db8:5:7::1"), t0));
-        // Nine more sources authenticate; the first one trusted is dropped.
-        for i in 1..=TRUSTED_PER_USER {
+        // more sources of that user are trusted beside the first
+        for i in 1..=9 {
             l.record_success(
                 u,
                 ip(&format!("198.51.100.{i}")),
-                t0 + Duration::from_secs(i as u64),
+                t0 + Duration::from_secs(i),
             );
         }
         let t1 = t0 + Duration::from_secs(10);
-        assert!(l.user_blocked_for(u, ip("2001:db8:5:6::1"), t1));
-        assert!(!l.user_blocked_for(u, ip("198.51.100.1"), t1));
-        assert_eq!(l.sizes().2, 1);
+        assert!(!l.user_blocked_for(u, ip("2001:db8:5:6::1"), t1));
+        assert!(!l.user_blocked_for(u, ip("198.51.100.9"), t1));
+        assert!(l.user_blocked_for(u, ip("198.51.100.10"), t1));
+        assert_eq!(l.sizes().2, 10);
     }
 
     #[test]

@@ -572,16 +572,7 @@ async fn two_managers(slot: u16) -> Vec<switchboard_rtpmanager::Running> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggressive_drain_moves_a_live_call_and_audio_keeps_flowing() {
     let managers = two_managers(0).await;
-    let addrs: Vec<String> = managers
-        .iter()
-        .enumerate()
-        .map(|(i, m)| format!("m{i}={}", m.grpc_addr))
-        .collect();
-    let s = media_server("media-drain", |c| {
-        c.rtpmanager_addrs = addrs;
-        c.rtpmanager_token = Some(MANAGER_TOKEN.into());
-    })
-    .await;
+    let s = pooled_server("media-drain", &managers).await;
     let (status, list) = s.http("GET", "/api/v1/rtpmanagers", None).await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");

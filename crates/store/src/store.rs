@@ -96,6 +96,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Inserts a CDR unless its call_id exists; returns whether it did.
     fn insert_cdr<'a>(&'a self, cdr: &'a Cdr) -> BoxFuture<'a, Result<bool>>;
+    /// Inserts CDRs (each unless its call_id exists) atomically; returns
+    /// how many were new.
+    fn insert_cdrs<'a>(&'a self, cdrs: &'a [Cdr]) -> BoxFuture<'a, Result<u64>>;
     /// A CDR by call_id.
     fn get_cdr<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<Cdr>>;
     /// CDRs matching a filter, newest (largest id) first.
@@ -371,6 +374,15 @@ impl Store {
     pub async fn insert_cdr(&self, cdr: &Cdr) -> Result<bool> {
         validate::call_id(&cdr.call_id)?;
         self.0.insert_cdr(cdr).await
+    }
+
+    /// Stores CDRs in one transaction, each idempotent on `call_id` as in
+    /// [`Store::insert_cdr`]; all or none. Returns how many were new.
+    pub async fn insert_cdrs(&self, cdrs: &[Cdr]) -> Result<u64> {
+        for cdr in cdrs {
+            validate::call_id(&cdr.call_id)?;
+        }
+        self.0.insert_cdrs(cdrs).await
     }
 
     /// The CDR of a call, or [`Error::NotFound`].

@@ -790,6 +790,32 @@ async fn a_reused_sip_call_id_neither_hides_nor_overwrites_a_cdr() {
 }
 
 #[tokio::test]
+async fn cdrs_are_stored_in_batches_idempotently() {
+    let store = memory().await;
+    assert!(store.insert_cdr(&cdr("b-0", 0)).await.unwrap());
+    let batch: Vec<Cdr> = (0..200).map(|n| cdr(&format!("b-{n}"), n)).collect();
+    // b-0 was there: 199 new, none doubled
+    assert_eq!(store.insert_cdrs(&batch).await.unwrap(), 199);
+    assert_eq!(
+        store.insert_cdrs(&batch).await.unwrap(),
+        0,
+        "delivered again"
+    );
+    let all = store
+        .list_cdrs(&CdrFilter {
+            limit: Some(1000),
+            ..CdrFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 200);
+    // a batch with an invalid CDR is refused whole
+    let bad = vec![cdr("b-new", 1), cdr("", 2)];
+    assert!(store.insert_cdrs(&bad).await.is_err());
+    assert!(matches!(store.get_cdr("b-new").await, Err(Error::NotFound)));
+}
+
+#[tokio::test]
 async fn cdr_filters_and_cursor_paging() {
     let store = memory().await;
     for n in 0..50 {

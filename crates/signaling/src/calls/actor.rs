@@ -522,7 +522,7 @@ impl Call {
             }
         }
         self.release_media().await;
-        self.finish();
+        self.finish().await;
         self.drain(&mut rx).await;
     }
 

@@ -33,27 +33,33 @@ use crate::registrar::Now;
 /// CDRs the spool holds at most (about 1 KB each).
 pub(crate) const SPOOL_MAX: usize = 100_000;
 
-/// CDRs waiting for the writer before senders wait.
-const QUEUE: usize = 1024;
+/// CDRs waiting for the writer before calls wait for room.
+const QUEUE: usize = 4096;
+
+/// CDRs written per store transaction at most: under load the writer
+/// takes what has queued up, so a thousand calls ending each second cost
+/// a few transactions, not a thousand.
+const BATCH: usize = 512;
 
 /// How long one store write may take before it counts as a failure.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where CDRs are written: the store, or a stand-in in tests.
+/// Where CDRs are written: the store, or a stand-in in tests. A batch is
+/// written whole or not at all.
 pub(crate) trait CdrStore: Send + Sync + 'static {
     fn insert<'a>(
         &'a self,
-        cdr: &'a Cdr,
+        cdrs: &'a [Cdr],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 impl CdrStore for Store {
     fn insert<'a>(
         &'a self,
-        cdr: &'a Cdr,
+        cdrs: &'a [Cdr],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            self.insert_cdr(cdr)
+            self.insert_cdrs(cdrs)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
@@ -97,20 +103,13 @@ impl CdrSink {
         Self { tx, stats }
     }
 
-    /// Hands a call's CDR to the writer; when a burst of calls ended faster
-    /// than the writer takes them, it waits for room (at most one waiting
-    /// CDR per call, and calls are bounded by `MAX_CALLS`).
-    pub(crate) fn send(&self, cdr: Cdr) {
-        match self.tx.try_send(Msg::Cdr(Box::new(cdr))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move { tx.send(m).await });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                error!("CDR writer is gone; a CDR was lost");
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Hands a call's CDR to the writer; when calls end faster than the
+    /// store takes their CDRs, the call waits here for room (its slot in
+    /// `MAX_CALLS` with it), so the backlog is bounded by the queue.
+    pub(crate) async fn send(&self, cdr: Cdr) {
+        if self.tx.send(Msg::Cdr(Box::new(cdr))).await.is_err() {
+            error!("CDR writer is gone; a CDR was lost");
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -237,34 +236,42 @@ fn open_private(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-async fn write_one(store: &dyn CdrStore, cdr: &Cdr, stats: &CdrStats) -> bool {
-    match tokio::time::timeout(WRITE_TIMEOUT, store.insert(cdr)).await {
+async fn write_batch(store: &dyn CdrStore, cdrs: &[Cdr], stats: &CdrStats) -> bool {
+    match tokio::time::timeout(WRITE_TIMEOUT, store.insert(cdrs)).await {
         Ok(Ok(())) => {
-            stats.written.fetch_add(1, Ordering::Relaxed);
+            stats
+                .written
+                .fetch_add(cdrs.len() as u64, Ordering::Relaxed);
             true
         }
         Ok(Err(e)) => {
             stats.write_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(call_id = %cdr.call_id, cause = %e, "CDR not stored; spooled until the store returns");
+            warn!(cdrs = cdrs.len(), cause = %e, "CDRs not stored; spooled until the store returns");
             false
         }
         Err(_) => {
             stats.write_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(call_id = %cdr.call_id, "CDR write timed out; spooled until the store returns");
+            warn!(
+                cdrs = cdrs.len(),
+                "CDR write timed out; spooled until the store returns"
+            );
             false
         }
     }
 }
 
-/// Stores the spool's head in order; stops at the first failure.
+/// Stores the spool's head in order, a batch at a time; stops at the
+/// first failure.
 async fn drain(store: &dyn CdrStore, spool: &mut Spool, stats: &CdrStats) -> bool {
     let mut stored = 0;
-    while let Some(cdr) = spool.pending.front() {
-        if !write_one(store, cdr, stats).await {
+    while !spool.pending.is_empty() {
+        let n = spool.pending.len().min(BATCH);
+        let head: Vec<Cdr> = spool.pending.iter().take(n).cloned().collect();
+        if !write_batch(store, &head, stats).await {
             break;
         }
-        spool.pending.pop_front();
-        stored += 1;
+        spool.pending.drain(..n);
+        stored += n;
     }
     if stored > 0 {
         info!(stored, left = spool.pending.len(), "spooled CDRs stored");
@@ -298,20 +305,35 @@ async fn writer(
                 }
             }
         };
-        match msg {
-            None => return,
-            Some(Msg::Flush(done)) => {
-                let _ = done.send(());
+        let Some(first) = msg else {
+            return;
+        };
+        // whatever else has queued up goes in the same transaction
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Cdr(cdr) => batch.push(*cdr),
+                Msg::Flush(done) => flushes.push(done),
             }
-            Some(Msg::Cdr(cdr)) => {
-                // behind a non-empty spool a CDR waits its turn there
-                if !spool.pending.is_empty() || !write_one(store.as_ref(), &cdr, &stats).await {
-                    if spool.pending.is_empty() {
-                        retry_at = tokio::time::Instant::now() + backoff;
-                    }
-                    spool.push(*cdr);
-                }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
             }
+        }
+        // behind a non-empty spool CDRs wait their turn there
+        if !batch.is_empty()
+            && (!spool.pending.is_empty() || !write_batch(store.as_ref(), &batch, &stats).await)
+        {
+            if spool.pending.is_empty() {
+                retry_at = tokio::time::Instant::now() + backoff;
+            }
+            for cdr in batch {
+                spool.push(cdr);
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
     }
 }
@@ -380,15 +402,17 @@ mod tests {
     impl CdrStore for Flaky {
         fn insert<'a>(
             &'a self,
-            cdr: &'a Cdr,
+            cdrs: &'a [Cdr],
         ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
             Box::pin(async move {
                 if self.down.load(Ordering::SeqCst) {
                     return Err("database down".into());
                 }
                 let mut rows = self.rows.lock().unwrap();
-                if !rows.contains(&cdr.call_id) {
-                    rows.push(cdr.call_id.clone());
+                for cdr in cdrs {
+                    if !rows.contains(&cdr.call_id) {
+                        rows.push(cdr.call_id.clone());
+                    }
                 }
                 Ok(())
             })
@@ -436,11 +460,11 @@ mod tests {
         let store = Arc::new(Flaky::default());
         let d = dir("outage");
         let sink = CdrSink::start_with(store.clone(), d.clone());
-        sink.send(cdr("c1"));
+        sink.send(cdr("c1")).await;
         sink.flush().await;
         store.down.store(true, Ordering::SeqCst);
         for id in ["c2", "c3", "c4"] {
-            sink.send(cdr(id));
+            sink.send(cdr(id)).await;
         }
         sink.flush().await;
         assert_eq!(sink.stats.spool_len.load(Ordering::Relaxed), 3);
@@ -457,7 +481,7 @@ mod tests {
         }
         store.down.store(false, Ordering::SeqCst);
         // c5 arrives while c2..c4 still wait: it queues behind them
-        sink.send(cdr("c5"));
+        sink.send(cdr("c5")).await;
         for _ in 0..100 {
             if sink.stats.spool_len.load(Ordering::Relaxed) == 0 {
                 break;

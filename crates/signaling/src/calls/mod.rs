@@ -37,7 +37,7 @@ use switchboard_sip::message::{Request, Response};
 use switchboard_sip_stack::endpoint::Endpoint;
 use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::{ServerTx, TransactionKey};
-use switchboard_store::{Cdr, Store};
+use switchboard_store::Store;
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
@@ -473,9 +473,10 @@ impl Calls {
         true
     }
 
-    /// The call ended: its live entry and account slot go, its CDR is kept.
-    pub(super) fn finished(&self, id: &str, cdr: Cdr) {
-        if let (Ok(mut active), Some(account)) = (self.active.lock(), cdr.account_id)
+    /// The call ended and its CDR is with the writer: its live entry and
+    /// account slot go.
+    pub(super) fn finished(&self, id: &str, account: Option<i64>, answered: bool) {
+        if let (Ok(mut active), Some(account)) = (self.active.lock(), account)
             && let Some(n) = active.get_mut(&account)
         {
             *n -= 1;
@@ -486,12 +487,12 @@ impl Calls {
         if let Ok(mut live) = self.live.lock() {
             live.remove(id);
         }
-        if cdr.disposition == "answered" {
-            self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        let counter = if answered {
+            &self.stats.answered
         } else {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        self.cdrs.send(cdr);
+            &self.stats.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn node(&self) -> &str {

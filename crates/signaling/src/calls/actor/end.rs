@@ -163,8 +163,10 @@ impl Call {
         self.update_view(|v| v.state = "ending".into());
     }
 
-    /// Writes the CDR and leaves the list of live calls.
-    pub(super) fn finish(&mut self) {
+    /// Hands the CDR to the writer (waiting for room when calls end faster
+    /// than the store takes CDRs), then leaves the list of live calls: once
+    /// a call is gone from it, its CDR is queued.
+    pub(super) async fn finish(&mut self) {
         let end = now_ms();
         let ring_ms = self
             .ring_at
@@ -226,7 +228,12 @@ impl Call {
             route = %self.route.id,
             "call ended"
         );
-        self.calls.finished(&self.id, cdr);
+        let (account, answered) = (
+            cdr.account_id,
+            self.end.disposition == Disposition::Answered,
+        );
+        self.calls.cdrs.send(cdr).await;
+        self.calls.finished(&self.id, account, answered);
         // the caller's INVITE transaction is answered by now; dropping the
         // handle lets the layer finish it
         self.a.tx = None;
