@@ -15,6 +15,9 @@ use switchboard_sip_stack::endpoint::Limits;
 use switchboard_sip_stack::flood::Rate;
 use switchboard_sip_stack::transport::TransportConfig;
 
+mod cluster;
+pub use cluster::{ClusterConfig, MIN_SECRET};
+
 /// `switchboard-signaling`: SIP registrar and call server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "switchboard-signaling", version, about)]
@@ -444,6 +447,10 @@ pub struct Config {
     /// What a blocked source gets: `403` (a response) or `drop` (silence).
     #[arg(long, env = "AUTH_BLOCK_ACTION", value_name = "AUTH_BLOCK_ACTION", default_value = "403", value_parser = ["403", "drop"])]
     pub auth_block_action: String,
+
+    /// Postgres, Redis, NATS and CLUSTER_SECRET (`config/cluster.rs`).
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -521,7 +528,7 @@ impl Config {
         if self.realm.is_empty() || self.realm.contains('"') {
             return Err("REALM: must be non-empty and contain no quote".into());
         }
-        Ok(())
+        self.cluster.validate()
     }
 
     /// Test and embedding defaults: loopback, ephemeral ports, a given data dir.

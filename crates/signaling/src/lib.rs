@@ -442,8 +442,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         block: Duration::from_secs(config.auth_block_seconds),
         trust: ratelimit::DEFAULT_TRUST,
     });
+    // With CLUSTER_SECRET every replica mints and checks the same nonces,
+    // so a challenge from one is answered to another.
     let auth = Arc::new(Authenticator::new(
-        rand::random(),
+        config
+            .cluster
+            .derived_key("digest-nonce")
+            .unwrap_or_else(rand::random),
         config.nonce_ttl,
         config.auth_algorithms.clone(),
         limiter,

@@ -19,6 +19,7 @@ use switchboard_sip::request::ack_for_failure;
 use switchboard_sip::response::{ResponseBuilder, response};
 use tracing::{debug, trace};
 
+use crate::edge::{Edge, Relay};
 use crate::flood::{Rate, RateLimiter, Verdict};
 use crate::merge::{MERGE_CAPACITY, MergeGuard};
 use crate::target::{Target, TransportKind};
@@ -144,6 +145,10 @@ pub struct EndpointStats {
     pub screened: AtomicU64,
     /// ACKs for our stateless non-2xx replies, absorbed.
     pub stateless_acks: AtomicU64,
+    /// Messages relayed for another replica (see [`crate::edge`]).
+    pub edge_forwarded: AtomicU64,
+    /// Messages for the edge dropped: a forged token or branch.
+    pub edge_dropped: AtomicU64,
 }
 
 pub struct Endpoint {
@@ -155,6 +160,7 @@ pub struct Endpoint {
     limiter: Option<RateLimiter>,
     max_transactions: usize,
     stateless_tag: String,
+    edge: OnceLock<Edge>,
 }
 
 impl Endpoint {
@@ -176,7 +182,39 @@ impl Endpoint {
             limiter: limits.rate.map(|r| RateLimiter::new(r, RATE_SOURCES)),
             max_transactions: limits.max_transactions,
             stateless_tag: format!("sl-{:016x}", rand::random::<u64>()),
+            edge: OnceLock::new(),
         })
+    }
+
+    /// Makes this endpoint the edge for other replicas' requests to the
+    /// phones it holds flows of (once; later calls are ignored).
+    pub fn set_edge(&self, edge: Edge) {
+        let _ = self.edge.set(edge);
+    }
+
+    /// The edge, when this endpoint is one.
+    pub fn edge(&self) -> Option<&Edge> {
+        self.edge.get()
+    }
+
+    /// Applies the edge's decision; whether the message was the edge's.
+    fn relayed(&self, relay: Relay, from: &Target) -> bool {
+        match relay {
+            Relay::Pass => return false,
+            Relay::Forward(to, bytes) => {
+                self.stats.edge_forwarded.fetch_add(1, Ordering::Relaxed);
+                self.wire.transmit(&to, bytes);
+            }
+            Relay::Reply(bytes) => {
+                self.stats.edge_forwarded.fetch_add(1, Ordering::Relaxed);
+                self.wire.transmit(from, bytes);
+            }
+            Relay::Drop(why) => {
+                self.stats.edge_dropped.fetch_add(1, Ordering::Relaxed);
+                debug!(%from, why, "edge message dropped");
+            }
+        }
+        true
     }
 
     /// Sends a request in a new client transaction.
@@ -383,10 +421,20 @@ impl Receive for Endpoint {
                     self.malformed(from, false);
                     return Received::NotSip;
                 }
+                if let Some(edge) = self.edge.get()
+                    && self.relayed(edge.request(&req, &from), &from)
+                {
+                    return Received::Sip;
+                }
                 self.on_request(req, from);
                 Received::Sip
             }
             Ok(Message::Response(resp)) => {
+                if let Some(edge) = self.edge.get()
+                    && self.relayed(edge.response(&resp), &from)
+                {
+                    return Received::Sip;
+                }
                 self.on_response(resp, bytes, from);
                 Received::Sip
             }

@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod dialog;
+pub mod edge;
 pub mod endpoint;
 pub mod flood;
 mod merge;
