@@ -122,6 +122,13 @@ pub enum Change {
     Set(Vec<NewBinding>),
 }
 
+/// What an update left: the AOR's bindings, and the contacts it removed.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub bindings: Vec<Binding>,
+    pub removed: Vec<String>,
+}
+
 /// Why the update was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateError {
@@ -245,8 +252,17 @@ impl Location {
     /// # Errors
     /// [`UpdateError::OutOfOrder`] leaves the table untouched.
     pub fn update(&self, u: &Update, now_ms: i64) -> Result<Vec<Binding>, UpdateError> {
+        self.apply(u, now_ms).map(|a| a.bindings)
+    }
+
+    /// [`Location::update`], also naming the contacts it removed (for the
+    /// copy other replicas read).
+    ///
+    /// # Errors
+    /// [`UpdateError::OutOfOrder`] leaves the table untouched.
+    pub fn apply(&self, u: &Update, now_ms: i64) -> Result<Applied, UpdateError> {
         let Ok(mut shard) = self.shard(&u.aor).lock() else {
-            return Ok(Vec::new());
+            return Ok(Applied::default());
         };
         let record = shard.entry(u.aor.as_str().into()).or_default();
         record.user_id = u.user_id;
@@ -367,15 +383,19 @@ impl Location {
                 }
             }
         }
-        let result = record.bindings.clone();
+        let bindings = record.bindings.clone();
         if record.bindings.is_empty() {
             shard.remove(u.aor.as_str());
         }
         drop(shard);
+        let mut removed = Vec::new();
         for op in ops {
+            if let PersistOp::Delete { contact, .. } = &op {
+                removed.push(contact.clone());
+            }
             self.queue(op);
         }
-        Ok(result)
+        Ok(Applied { bindings, removed })
     }
 
     /// The live bindings of an AOR.
@@ -467,10 +487,50 @@ impl Location {
         out
     }
 
+    /// Every AOR with its live bindings (for re-publishing them).
+    pub fn records(&self, now_ms: i64) -> Vec<(String, i64, i64, Vec<Binding>)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            if let Ok(s) = shard.lock() {
+                for (aor, r) in s.iter() {
+                    let live: Vec<Binding> = r
+                        .bindings
+                        .iter()
+                        .filter(|b| b.expires_at_ms > now_ms)
+                        .cloned()
+                        .collect();
+                    if !live.is_empty() {
+                        out.push((aor.to_string(), r.user_id, r.account_id, live));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// One AOR for the API.
     pub fn view(&self, aor: &str, now_ms: i64) -> Option<AorView> {
         let shard = self.shard(aor).lock().ok()?;
         shard.get(aor).map(|r| view(aor, r, now_ms))
+    }
+
+    /// A binding as a stored (or shared) registration describes it; `None`
+    /// when its `received` names no flow.
+    pub fn binding_from(&self, r: &Registration) -> Option<Binding> {
+        Some(Binding {
+            contact: r.contact.as_str().into(),
+            expires_at_ms: r.expires_at,
+            call_id: r.call_id.as_str().into(),
+            cseq: u32::try_from(r.cseq).unwrap_or(0),
+            q: r.q.map(|q| q as f32),
+            received: parse_received(&r.received)?,
+            user_agent: r.user_agent.as_deref().map(|ua| self.intern_user_agent(ua)),
+            instance: r.instance_id.as_deref().map(Box::from),
+            reg_id: r.reg_id.and_then(|v| u32::try_from(v).ok()),
+            path: r.path.as_deref().map(Box::from),
+            updated_ms: r.updated_at,
+            stored_until_ms: r.expires_at,
+        })
     }
 
     /// Restores bindings loaded from the store (start-up), without queueing
@@ -481,23 +541,9 @@ impl Location {
             if r.expires_at <= now_ms {
                 continue;
             }
-            let Some(received) = parse_received(&r.received) else {
+            let Some(binding) = self.binding_from(&r) else {
                 warn!(aor = %r.aor, received = %r.received, "stored registration has an unreadable source; skipped");
                 continue;
-            };
-            let binding = Binding {
-                contact: r.contact.as_str().into(),
-                expires_at_ms: r.expires_at,
-                call_id: r.call_id.as_str().into(),
-                cseq: u32::try_from(r.cseq).unwrap_or(0),
-                q: r.q.map(|q| q as f32),
-                received,
-                user_agent: r.user_agent.as_deref().map(|ua| self.intern_user_agent(ua)),
-                instance: r.instance_id.as_deref().map(Box::from),
-                reg_id: r.reg_id.and_then(|v| u32::try_from(v).ok()),
-                path: r.path.as_deref().map(Box::from),
-                updated_ms: r.updated_at,
-                stored_until_ms: r.expires_at,
             };
             let Ok(mut shard) = self.shard(&r.aor).lock() else {
                 continue;
@@ -570,7 +616,12 @@ pub fn parse_received(s: &str) -> Option<Target> {
     })
 }
 
-fn to_registration(aor: &str, user_id: i64, account_id: i64, b: &Binding) -> Registration {
+pub(crate) fn to_registration(
+    aor: &str,
+    user_id: i64,
+    account_id: i64,
+    b: &Binding,
+) -> Registration {
     Registration {
         aor: aor.to_string(),
         contact: b.contact.to_string(),

@@ -29,8 +29,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use switchboard_sip::digest::source_prefix;
 
@@ -149,6 +151,22 @@ impl<K: Hash + Eq + Copy> Table<K> {
             return true;
         }
         false
+    }
+
+    /// Blocks `k` until `until` (a block decided elsewhere: another replica).
+    fn block(&self, k: K, until: Instant) {
+        let Ok(mut shard) = self.shard(&k).lock() else {
+            return;
+        };
+        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(&k) {
+            self.evict_oldest(&mut shard, until);
+        }
+        let entry = shard.entry(k).or_insert(Entry {
+            window_start: until,
+            failures: 0,
+            blocked_until: None,
+        });
+        entry.blocked_until = Some(entry.blocked_until.map_or(until, |u| u.max(until)));
     }
 
     fn keep(&self, e: &Entry, now: Instant) -> bool {
@@ -286,6 +304,10 @@ pub struct AuthLimiter {
     users: Option<Table<UserKey>>,
     trusted: Trusted,
     hasher: RandomState,
+    limits: Limits,
+    /// Where each failing source (its /64 for IPv6) is also reported: the
+    /// count the replicas share (see `cluster`). Full: not reported.
+    feed: OnceLock<mpsc::Sender<IpAddr>>,
 }
 
 impl AuthLimiter {
@@ -296,7 +318,24 @@ impl AuthLimiter {
                 .then(|| Table::new(limits.user_limit, limits.window, limits.block)),
             trusted: Trusted::new(limits.trust),
             hasher: RandomState::new(),
+            limits,
+            feed: OnceLock::new(),
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Reports every failing source to `feed` as well (once).
+    pub fn set_feed(&self, feed: mpsc::Sender<IpAddr>) {
+        let _ = self.feed.set(feed);
+    }
+
+    /// Blocks a source (its /64 for IPv6) for `block`: a block decided by
+    /// the count all replicas share.
+    pub fn block_source(&self, ip: IpAddr, block: Duration, now: Instant) {
+        self.sources.block(source_prefix(ip), now + block);
     }
 
     /// The key of `username` within `scope` (an account, a trunk).
@@ -319,7 +358,11 @@ impl AuthLimiter {
     /// Counts one failure of `ip` (as `user`, when the username is known to
     /// the caller) and says which limit it reached.
     pub fn record_failure(&self, ip: IpAddr, user: Option<UserKey>, now: Instant) -> Blocked {
-        let by_source = self.sources.record_failure(source_prefix(ip), now);
+        let prefix = source_prefix(ip);
+        if let Some(feed) = self.feed.get() {
+            let _ = feed.try_send(prefix);
+        }
+        let by_source = self.sources.record_failure(prefix, now);
         let by_user = match (&self.users, user) {
             (Some(t), Some(u)) => t.record_failure(u, now),
             _ => false,

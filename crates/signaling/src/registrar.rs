@@ -38,6 +38,21 @@ pub enum Reply {
     Respond(u16, Vec<u8>),
     /// Send nothing (blocked source with silent policy).
     Drop,
+    /// Bindings changed: send this 200 once the change is where the other
+    /// replicas look (at once on a node of its own).
+    Changed(u16, Vec<u8>, BindingChange),
+}
+
+/// A REGISTER's change to an AOR, as the other replicas must see it.
+#[derive(Debug, Clone)]
+pub struct BindingChange {
+    pub aor: String,
+    pub user_id: i64,
+    pub account_id: i64,
+    /// The AOR's bindings on this node after the change.
+    pub bindings: Vec<crate::location::Binding>,
+    /// Contacts the change removed.
+    pub removed: Vec<String>,
 }
 
 pub struct Registrar {
@@ -165,12 +180,14 @@ impl Registrar {
             path: path.clone(),
             change,
         };
-        let bindings = match self.location.update(&update, now.unix_ms) {
-            Ok(b) => b,
+        let fetch = matches!(update.change, Change::Fetch);
+        let applied = match self.location.apply(&update, now.unix_ms) {
+            Ok(a) => a,
             Err(UpdateError::OutOfOrder) => return simple(req, 400, "Out Of Order CSeq"),
         };
+        let bindings = &applied.bindings;
         let mut b = response(req, 200, "OK");
-        for binding in &bindings {
+        for binding in bindings {
             let mut value = format!(
                 "<{}>;expires={}",
                 binding.contact,
@@ -199,7 +216,21 @@ impl Registrar {
         b = b
             .header("Date", &httpdate(now.unix_ms))
             .header("Supported", &SUPPORTED.join(", "));
-        Reply::Respond(200, b.build())
+        if fetch {
+            return Reply::Respond(200, b.build());
+        }
+        let bytes = b.build();
+        Reply::Changed(
+            200,
+            bytes,
+            BindingChange {
+                aor: update.aor,
+                user_id: user.id,
+                account_id: account.id,
+                bindings: applied.bindings,
+                removed: applied.removed,
+            },
+        )
     }
 
     /// One Contact of a REGISTER → the binding asked for, with its interval

@@ -14,7 +14,7 @@ use tracing::{debug, info_span};
 
 use crate::calls::Calls;
 use crate::metrics::SipMetrics;
-use crate::registrar::{Now, Registrar, Reply, SUPPORTED, unsupported_required};
+use crate::registrar::{BindingChange, Now, Registrar, Reply, SUPPORTED, unsupported_required};
 
 /// Methods this node handles, for `Allow`.
 pub const ALLOW: &str = crate::calls::ALLOW;
@@ -43,6 +43,13 @@ impl SipService {
     fn send(&self, tx: &ServerTx, code: u16, bytes: Vec<u8>) {
         self.metrics.responses_out.inc(code);
         tx.respond(code, Bytes::from(bytes));
+    }
+
+    /// A REGISTER that changed bindings: answered once the other replicas
+    /// can see the change (at once on a node of its own).
+    fn registered(&self, tx: ServerTx, code: u16, bytes: Vec<u8>, change: BindingChange) {
+        let _ = change;
+        self.send(&tx, code, bytes);
     }
 
     fn reply(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
@@ -85,6 +92,7 @@ impl Core for SipService {
         match method.as_str() {
             "REGISTER" => match self.registrar.handle(&req, &from, Now::current()) {
                 Reply::Respond(code, bytes) => self.send(&tx, code, bytes),
+                Reply::Changed(code, bytes, change) => self.registered(tx, code, bytes, change),
                 Reply::Drop => {
                     self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
                 }

@@ -36,7 +36,7 @@ use tracing::info;
 
 use super::leg::{Inbound, OfferSlots, Outbound};
 use super::session_timer::{Policy, SessionTimer, allows_update};
-use super::{Calls, Event, LegId, LegView, new_call_uuid, source_text};
+use super::{CallNote, Calls, Event, LegId, LegView, new_call_uuid, source_text};
 use crate::dialplan::{Action, Route, expand};
 use crate::directory::UserEntry;
 use crate::registrar::Now;
@@ -87,7 +87,7 @@ pub(crate) struct Setup {
 }
 
 /// A live call as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CallView {
     /// Our id of the call (a UUID): the API's and the CDR's key.
     pub id: String,
@@ -395,9 +395,14 @@ impl Call {
     }
 
     fn update_view(&self, f: impl FnOnce(&mut CallView)) {
-        if let Ok(mut v) = self.view.lock() {
-            f(&mut v);
-        }
+        let changed = match self.view.lock() {
+            Ok(mut v) => {
+                f(&mut v);
+                v.clone()
+            }
+            Err(_) => return,
+        };
+        self.calls.note(CallNote::Changed(changed));
     }
 
     pub(super) fn is_originated(&self) -> bool {

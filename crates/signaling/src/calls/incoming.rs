@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::actor::{self, Caller};
-use super::{Calls, Event, LegId, Live, MAILBOX, cdr, unsupported_required};
+use super::{CallNote, Calls, Event, LegId, Live, MAILBOX, cdr, unsupported_required};
 use crate::auth::{Outcome, Realm, Scope};
 use crate::dialplan::Origin;
 use crate::registrar::Now;
@@ -264,6 +264,9 @@ impl Calls {
         self.add_dialog(&call_id, &tag, &mailbox, LegId::A);
         if let Some(key) = call.a_invite_key() {
             self.add_invite(&key, &mailbox);
+        }
+        if let Ok(v) = call.view().lock() {
+            self.note(CallNote::Changed(v.clone()));
         }
         if let Ok(mut live) = self.live.lock() {
             live.insert(

@@ -169,7 +169,20 @@ pub struct Calls {
     /// The RTP managers media is anchored on.
     pub(crate) media: Arc<MediaPool>,
     pub(crate) limits: CallLimits,
+    notes: std::sync::OnceLock<mpsc::Sender<CallNote>>,
 }
+
+/// A live call's change, for the replicas' shared list and for events.
+#[derive(Debug, Clone)]
+pub enum CallNote {
+    /// Started, or its state changed: the whole view as it is now.
+    Changed(CallView),
+    /// Over (its CDR is with the writer): the view as it last was.
+    Ended(CallView),
+}
+
+/// Changes waiting for the watcher (a few seconds of a busy node's calls).
+pub const NOTE_QUEUE: usize = 65_536;
 
 /// Time limits every call is held to.
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +263,7 @@ impl Calls {
             cdrs: CdrSink::start(store, spool_dir),
             media,
             limits,
+            notes: std::sync::OnceLock::new(),
         })
     }
 
@@ -473,9 +487,33 @@ impl Calls {
         true
     }
 
+    /// Where live calls' changes go beyond this node (Redis, events), once.
+    pub fn watch(&self, notes: mpsc::Sender<CallNote>) {
+        let _ = self.notes.set(notes);
+    }
+
+    /// Tells the watcher, if any; a full queue loses the note (counted):
+    /// the next change of the call carries its whole state again.
+    pub(crate) fn note(&self, note: CallNote) {
+        if let Some(tx) = self.notes.get()
+            && tx.try_send(note).is_err()
+        {
+            self.stats.notes_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The call ended and its CDR is with the writer: its live entry and
     /// account slot go.
     pub(super) fn finished(&self, id: &str, account: Option<i64>, answered: bool) {
+        let last = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(id).map(|c| Arc::clone(&c.view)))
+            .and_then(|v| v.lock().ok().map(|v| v.clone()));
+        if let Some(view) = last {
+            self.note(CallNote::Ended(view));
+        }
         if let (Ok(mut active), Some(account)) = (self.active.lock(), account)
             && let Some(n) = active.get_mut(&account)
         {
@@ -557,8 +595,8 @@ pub(crate) fn source_text(t: &Target) -> String {
     crate::location::format_received(t)
 }
 
-/// A call as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One leg of a call as the API shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LegView {
     pub leg: String,
     pub call_id: String,

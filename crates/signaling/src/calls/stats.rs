@@ -17,6 +17,8 @@ pub struct CallStats {
     /// [`SETUP_BUCKETS_US`], then the overflow bucket.
     pub setup: [AtomicU64; SETUP_BUCKETS_US.len() + 1],
     pub setup_sum_us: AtomicU64,
+    /// Call changes the watcher's queue had no room for.
+    pub notes_dropped: AtomicU64,
 }
 
 impl CallStats {
