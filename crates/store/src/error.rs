@@ -29,6 +29,11 @@ pub enum Error {
     /// The data directory could not be created.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The database cannot be reached or is not ready yet (Postgres still
+    /// being migrated, connection refused, pool exhausted, a statement
+    /// timed out); the message says why. Retrying later may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),
@@ -41,10 +46,20 @@ const UNIQUE_FIELDS: &[&str] = &["username", "extension", "call_id", "domain", "
 impl From<sqlx::Error> for Error {
     /// Classifies database errors: missing rows become [`Error::NotFound`],
     /// unique violations [`Error::Conflict`] naming the field, foreign key
-    /// violations (only `users.account_id` has one) [`Error::Invalid`].
+    /// violations (only `users.account_id` has one) [`Error::Invalid`], and
+    /// failures of the connection rather than of the statement
+    /// [`Error::Unavailable`].
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::RowNotFound => Error::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
+                Error::Unavailable(db.message().to_owned())
+            }
             sqlx::Error::Database(db) => match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation => {
                     // SQLite: "UNIQUE constraint failed: users.account_id, users.username";
@@ -63,4 +78,13 @@ impl From<sqlx::Error> for Error {
             _ => Error::Backend(err),
         }
     }
+}
+
+/// Postgres SQLSTATEs that say the server, not the statement, is at fault:
+/// class 08 (connection exception), 53 (insufficient resources: disk full,
+/// too many connections), 57 (operator intervention: shutdown, a statement
+/// cancelled by `statement_timeout`) and 40P01 (deadlock: retry). SQLite
+/// codes are numbers and never match.
+fn unavailable_sqlstate(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "53" | "57")) || code == "40P01"
 }

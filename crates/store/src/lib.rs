@@ -1,13 +1,25 @@
 //! Persistent data of the Switchboard signaling server: accounts (tenants
 //! and their SIP domains), users with their digest credentials, registrar
-//! bindings that must survive a restart, and call detail records.
+//! bindings that must survive a restart, call detail records, and the
+//! configuration the signaling replicas share (SIP trunks, saved dialplan
+//! versions, and a change counter to notice each other's writes).
 //!
 //! Everything goes through [`Store`], a cheap `Clone` handle over a
-//! [`Backend`]. Today the backend is embedded SQLite
-//! ([`Store::open_sqlite`]); a Postgres backend implementing the same trait
-//! is planned, which is why no SQLite type appears in the API and the SQL is
-//! kept portable. The schema lives in `migrations/sqlite/` at the workspace
-//! root and is applied on open.
+//! [`Backend`]. Two backends implement it with the same behaviour (one test
+//! suite runs against both), and no database type appears in the API:
+//!
+//! * embedded SQLite ([`Store::open_sqlite`]), the single-node default; the
+//!   schema (`migrations/sqlite/` at the workspace root) is applied on open;
+//! * Postgres ([`Store::open_postgres`], from `DATABASE_URL`), shared by
+//!   several replicas; tables live in the schema `switchboard`
+//!   (`migrations/postgres/`). Opening needs no server: migrations run in
+//!   the background, retried with back-off, and calls fail with
+//!   [`Error::Unavailable`] until they are applied ([`Store::health`] says
+//!   why, [`Store::wait_ready`] waits). Replicas starting together migrate
+//!   one at a time under an advisory lock.
+//!
+//! Replicas poll [`Store::config_version`] (one primary-key read) and reload
+//! accounts, users, trunks and the dialplan when it moves.
 //!
 //! ```no_run
 //! # async fn demo() -> switchboard_store::Result<()> {
@@ -26,8 +38,10 @@
 //! # }
 //! ```
 
+mod columns;
 mod error;
 mod model;
+mod postgres;
 mod sqlite;
 mod store;
 mod validate;

@@ -22,13 +22,14 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use tracing::{debug, info};
 
+use crate::columns::{account_cols, cdr_cols, registration_cols, user_cols};
 use crate::error::{Error, Result};
 use crate::model::{
     Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
     User, UserPatch,
 };
 use crate::now_ms;
-use crate::store::{Backend, BoxFuture};
+use crate::store::{Backend, BoxFuture, Store};
 
 /// File name of the database inside the data directory.
 const DB_FILE: &str = "switchboard.db";
@@ -38,32 +39,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 4;
 /// Statement that opens write transactions.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-macro_rules! account_cols {
-    () => {
-        "id, name, domain, max_concurrent_calls, created_at"
-    };
-}
-macro_rules! user_cols {
-    () => {
-        "id, account_id, username, extension, display_name, ha1_md5, ha1_sha256, enabled, \
-         created_at, updated_at"
-    };
-}
-macro_rules! registration_cols {
-    () => {
-        "aor, contact, account_id, user_id, received, path, instance_id, reg_id, user_agent, \
-         call_id, cseq, q, expires_at, updated_at"
-    };
-}
-macro_rules! cdr_cols {
-    () => {
-        "id, call_id, account_id, caller, callee, caller_name, source, invite_at, ring_at, \
-         answer_at, end_at, ring_ms, talk_ms, disposition, hangup_code, hangup_reason, \
-         hangup_side, route_id, node, rtp_sent, rtp_received, rtp_lost, jitter_ms, mos, \
-         rtpmanager, created_at, route, caller_user, callee_user, sip_call_id"
-    };
-}
 
 /// Rows per multi-row upsert statement (14 parameters each, far below
 /// SQLite's limit of 32766 parameters).
@@ -541,6 +516,75 @@ impl SqliteBackend {
             .push_bind(i64::from(filter.effective_limit()));
         Ok(qb.build_query_as::<Cdr>().fetch_all(&self.pool).await?)
     }
+
+    // ----- configuration shared by the replicas -----
+
+    async fn list_trunks(&self) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT name, config FROM trunks ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_trunk(&self, name: &str, config: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO trunks (name, config, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET config = excluded.config, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(config)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_trunk(&self, name: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM trunks WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn save_dialplan(&self, config: &str) -> Result<i64> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO dialplans (config, created_at) VALUES (?, ?) RETURNING id",
+        )
+        .bind(config)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM dialplans WHERE id NOT IN \
+             (SELECT id FROM dialplans ORDER BY id DESC LIMIT ?)",
+        )
+        .bind(Store::DIALPLAN_VERSIONS_KEPT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn latest_dialplan(&self) -> Result<Option<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, config FROM dialplans ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn config_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM config_version WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
 }
 
 /// The idempotent INSERT of one CDR.
@@ -667,6 +711,24 @@ impl Backend for SqliteBackend {
     }
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>> {
         Box::pin(self.list_cdrs(filter))
+    }
+    fn list_trunks(&self) -> BoxFuture<'_, Result<Vec<(String, String)>>> {
+        Box::pin(self.list_trunks())
+    }
+    fn put_trunk<'a>(&'a self, name: &'a str, config: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.put_trunk(name, config))
+    }
+    fn delete_trunk<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.delete_trunk(name))
+    }
+    fn save_dialplan<'a>(&'a self, config: &'a str) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(self.save_dialplan(config))
+    }
+    fn latest_dialplan(&self) -> BoxFuture<'_, Result<Option<(i64, String)>>> {
+        Box::pin(self.latest_dialplan())
+    }
+    fn config_version(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(self.config_version())
     }
 }
 

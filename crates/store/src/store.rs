@@ -5,8 +5,8 @@
 //! an enum:
 //! * callers (registrar, API, CDR writer) name one concrete type, `Store`,
 //!   with no type parameter leaking through the whole server;
-//! * the SQLite backend exists now and a Postgres one will follow; the trait
-//!   makes the compiler check that every backend covers every operation;
+//! * there are two backends, SQLite and Postgres; the trait makes the
+//!   compiler check that every backend covers every operation;
 //! * tests of other crates can plug in their own [`Backend`] (e.g. to inject
 //!   failures) through [`Store::from_backend`].
 //!
@@ -20,12 +20,14 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::{
     Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
     User, UserPatch,
 };
+use crate::postgres::PgBackend;
 use crate::sqlite::SqliteBackend;
 use crate::validate;
 
@@ -43,6 +45,12 @@ pub trait Backend: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// A cheap query proving the database answers.
     fn health(&self) -> BoxFuture<'_, Result<()>>;
+    /// Waits at most `timeout` until the backend serves calls. The default
+    /// suits backends that are ready once constructed.
+    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<()>> {
+        let _ = timeout;
+        Box::pin(async { Ok(()) })
+    }
     /// Closes connections; later calls fail.
     fn close(&self) -> BoxFuture<'_, ()>;
 
@@ -103,10 +111,24 @@ pub trait Backend: Send + Sync + 'static {
     fn get_cdr<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<Cdr>>;
     /// CDRs matching a filter, newest (largest id) first.
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>>;
+
+    /// Every trunk as `(name, config)`, by name.
+    fn list_trunks(&self) -> BoxFuture<'_, Result<Vec<(String, String)>>>;
+    /// Inserts or replaces a trunk.
+    fn put_trunk<'a>(&'a self, name: &'a str, config: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Deletes a trunk; returns whether it existed.
+    fn delete_trunk<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Inserts a dialplan version and prunes all but the newest
+    /// [`Store::DIALPLAN_VERSIONS_KEPT`]; returns its id.
+    fn save_dialplan<'a>(&'a self, config: &'a str) -> BoxFuture<'a, Result<i64>>;
+    /// The dialplan version with the largest id.
+    fn latest_dialplan(&self) -> BoxFuture<'_, Result<Option<(i64, String)>>>;
+    /// The change counter of accounts, users, trunks and dialplans.
+    fn config_version(&self) -> BoxFuture<'_, Result<i64>>;
 }
 
 /// Handle to Switchboard's persistent data: accounts, users, registrar
-/// bindings and CDRs.
+/// bindings, CDRs, trunks and dialplans.
 ///
 /// Cheap to clone (one `Arc`); share it freely between tasks. Validates all
 /// input before it reaches the database.
@@ -133,6 +155,20 @@ impl Store {
         Ok(Store(Arc::new(SqliteBackend::open_memory().await?)))
     }
 
+    /// A Postgres store shared by every replica, from a `postgres://` URL
+    /// (the value of `DATABASE_URL`).
+    ///
+    /// Does not need the server: the URL is only parsed (a malformed one is
+    /// [`Error::Invalid`] naming `DATABASE_URL`), connections are opened on
+    /// demand, and the schema `switchboard` is migrated by a background task
+    /// that retries with back-off (1 s doubling to 30 s) until it succeeds.
+    /// Until then every call fails with [`Error::Unavailable`] and
+    /// [`Store::health`] says why; see [`Store::wait_ready`]. Must be called
+    /// within a Tokio runtime.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        Ok(Store(Arc::new(PgBackend::open(url)?)))
+    }
+
     /// Wraps a custom backend (another database, or a test double). Input is
     /// still validated by `Store` before reaching it.
     pub fn from_backend(backend: Arc<dyn Backend>) -> Store {
@@ -145,8 +181,17 @@ impl Store {
     }
 
     /// A cheap query proving the database answers (for health endpoints).
+    /// [`Error::Unavailable`] carries the reason a server should report as
+    /// degraded.
     pub async fn health(&self) -> Result<()> {
         self.0.health().await
+    }
+
+    /// Waits at most `timeout` until the store serves calls: immediately
+    /// for SQLite, once the schema is migrated for Postgres. On timeout,
+    /// [`Error::Unavailable`] with the last reason.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.0.wait_ready(timeout).await
     }
 
     /// Closes the database connections, waiting for running queries; call
@@ -395,5 +440,53 @@ impl Store {
     /// `filter.cursor` to the id of the last row returned.
     pub async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>> {
         self.0.list_cdrs(filter).await
+    }
+
+    // ----- configuration shared by the replicas -----
+
+    /// Dialplan versions kept by [`Store::save_dialplan`]; older ones are
+    /// deleted.
+    pub const DIALPLAN_VERSIONS_KEPT: i64 = 100;
+
+    /// Every trunk as `(name, JSON config)`, ordered by name.
+    pub async fn list_trunks(&self) -> Result<Vec<(String, String)>> {
+        self.0.list_trunks().await
+    }
+
+    /// Creates or replaces the trunk `name` (1 to 64 of `[A-Za-z0-9_-]`).
+    /// `config` must be a JSON object of at most 64 KiB; it is stored as
+    /// given and returned byte for byte.
+    pub async fn put_trunk(&self, name: &str, config: &str) -> Result<()> {
+        validate::trunk_name(name)?;
+        validate::json_object("config", config, validate::MAX_TRUNK_CONFIG)?;
+        self.0.put_trunk(name, config).await
+    }
+
+    /// Deletes a trunk; returns whether it existed.
+    pub async fn delete_trunk(&self, name: &str) -> Result<bool> {
+        self.0.delete_trunk(name).await
+    }
+
+    /// Saves a new dialplan version (a JSON object of at most 4 MiB, stored
+    /// as given) and returns its id, larger than every earlier version's.
+    /// Only the newest [`Store::DIALPLAN_VERSIONS_KEPT`] are kept.
+    pub async fn save_dialplan(&self, config: &str) -> Result<i64> {
+        validate::json_object("dialplan", config, validate::MAX_DIALPLAN)?;
+        self.0.save_dialplan(config).await
+    }
+
+    /// The newest saved dialplan as `(id, JSON)`, or `None` if none was
+    /// saved.
+    pub async fn latest_dialplan(&self) -> Result<Option<(i64, String)>> {
+        self.0.latest_dialplan().await
+    }
+
+    /// A number that grows whenever accounts, users, trunks or the dialplan
+    /// change, in the same transaction as the change (it may also grow
+    /// without a visible change). One primary-key read, cheap enough for
+    /// every replica to poll twice a second and reload its configuration
+    /// when it moved.
+    pub async fn config_version(&self) -> Result<i64> {
+        self.0.config_version().await
     }
 }

@@ -186,6 +186,47 @@ pub(crate) fn call_id(value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest trunk name.
+const MAX_TRUNK_NAME: usize = 64;
+/// Largest trunk configuration, in bytes.
+pub(crate) const MAX_TRUNK_CONFIG: usize = 64 * 1024;
+/// Largest dialplan, in bytes.
+pub(crate) const MAX_DIALPLAN: usize = 4 * 1024 * 1024;
+
+/// Trunk name: 1 to 64 of `[A-Za-z0-9_-]` (what the signaling crate accepts
+/// in a trunk's `name`).
+pub(crate) fn trunk_name(value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(invalid("name", "must not be empty"));
+    }
+    if value.len() > MAX_TRUNK_NAME {
+        return Err(invalid("name", "must be at most 64 characters"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "name",
+            "only letters, digits, '-' and '_' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// JSON text of at most `max` bytes whose top level is an object. The text
+/// is stored as given (not re-serialized).
+pub(crate) fn json_object(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(invalid(field, &format!("must be at most {max} bytes")));
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(invalid(field, "must be a JSON object")),
+        Err(e) => Err(invalid(field, &format!("not valid JSON: {e}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +288,24 @@ mod tests {
         assert!(ha1_sha256(&"0f".repeat(32)).is_ok());
         assert!(msg(ha1_sha256(&"0f".repeat(16))).starts_with("ha1_sha256: "));
         assert!(msg(ha1_sha256(&"zz".repeat(32))).starts_with("ha1_sha256: "));
+    }
+
+    #[test]
+    fn trunk_names_and_json() {
+        assert!(trunk_name("carrier-1_a").is_ok());
+        assert_eq!(msg(trunk_name("")), "name: must not be empty");
+        assert!(msg(trunk_name("a b")).starts_with("name: "));
+        assert!(trunk_name(&"t".repeat(64)).is_ok());
+        assert!(msg(trunk_name(&"t".repeat(65))).starts_with("name: "));
+        assert!(json_object("config", r#"{"a": 1}"#, 100).is_ok());
+        assert_eq!(
+            msg(json_object("config", "[1]", 100)),
+            "config: must be a JSON object"
+        );
+        assert!(msg(json_object("config", "{", 100)).starts_with("config: not valid JSON"));
+        assert!(
+            msg(json_object("config", r#"{"a": 1}"#, 4)).starts_with("config: must be at most")
+        );
     }
 
     #[test]
