@@ -1,0 +1,207 @@
+//! Fault test with a PRIVATE nats-server (own port, own store directory;
+//! the shared one is never touched): NATS stops, events are spooled, the
+//! replica restarts with its spool, NATS returns, the spool is published in
+//! order; CDR publishes fail fast while NATS is down and CDRs flow again
+//! when it returns.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchboard_events::{
+    CallEvent, CallVerb, CdrStream, CdrStreamOptions, Event, EventBus, EventBusOptions, Health,
+    spawn_cdr_consumer,
+};
+use switchboard_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use common::*;
+
+fn call(i: usize) -> Event {
+    Event::call(
+        CallVerb::Received,
+        CallEvent {
+            call_uuid: format!("call-{i:03}"),
+            ..Default::default()
+        },
+    )
+}
+
+async fn wait_rows(store: &Store, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while all_cdrs(store).await.len() < n {
+        assert!(Instant::now() < deadline, "CDRs not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_spooled_while_nats_is_down_are_published_in_order_when_it_returns() {
+    let mut server = PrivateNats::start();
+    let url = server.url();
+    let spool = TempDir::new("fault");
+    let spool_file = spool.path().join("events-spool.jsonl");
+    let o = EventBusOptions {
+        prefix: "fault.switchboard".into(),
+        stream_name: "FAULT_EVENTS".into(),
+        max_bytes: 16 << 20,
+        ack_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+
+    let bus_a = EventBus::jetstream("sig-a", &url, spool.path(), o.clone())
+        .await
+        .unwrap();
+    let a = bus_a.clone();
+    wait_for("bus connected", Duration::from_secs(5), move || {
+        a.stats().connected
+    })
+    .await;
+    for i in 0..5 {
+        bus_a.publish(call(i));
+    }
+    bus_a.flush().await;
+    assert_eq!(bus_a.stats().published, 5);
+
+    let cdrs = CdrStream::connect(
+        &url,
+        "sig-a",
+        CdrStreamOptions {
+            prefix: "fault.switchboard".into(),
+            stream_name: "FAULT_CDR".into(),
+            max_bytes: 16 << 20,
+            ack_timeout: Duration::from_secs(2),
+            fetch_expiry: Duration::from_millis(200),
+            ack_wait: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let n = cdrs.nats().clone();
+    wait_for("CDR connection", Duration::from_secs(5), move || {
+        n.is_connected()
+    })
+    .await;
+    let store = Store::open_sqlite_memory().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let consumer = spawn_cdr_consumer(&cdrs, store.clone(), "cdr-writer", shutdown.clone());
+    cdrs.publish_batch(&[cdr("before")]).await.unwrap();
+    wait_rows(&store, 1).await;
+
+    // NATS goes away
+    server.stop();
+    let a = bus_a.clone();
+    wait_for(
+        "the bus to see NATS down",
+        Duration::from_secs(5),
+        move || !a.stats().connected,
+    )
+    .await;
+    for i in 5..30 {
+        bus_a.publish(call(i));
+    }
+    bus_a.flush().await;
+    let s = bus_a.stats();
+    assert_eq!((s.published, s.spooled, s.spool_len), (5, 25, 25), "{s:?}");
+    assert!(matches!(bus_a.health(), Health::Degraded(_)));
+
+    // a CDR batch fails at once, so signaling's writer can spool it
+    let started = Instant::now();
+    let err = cdrs.publish_batch(&[cdr("during")]).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("NATS"), "{err}");
+    assert_eq!(cdrs.stats().publish_failures, 1);
+
+    // the replica restarts while NATS is still down: the spool survives it
+    bus_a.close().await;
+    assert_eq!(
+        std::fs::read_to_string(&spool_file)
+            .unwrap()
+            .lines()
+            .count(),
+        25
+    );
+    let bus_b = EventBus::jetstream("sig-b", &url, spool.path(), o.clone())
+        .await
+        .unwrap();
+    assert_eq!(bus_b.stats().spool_len, 25, "the old spool was loaded");
+    for i in 30..55 {
+        bus_b.publish(call(i));
+    }
+    bus_b.flush().await;
+    assert_eq!(bus_b.stats().spool_len, 50);
+    assert_eq!(bus_b.stats().published, 0);
+
+    // NATS returns on the same port with its store: spool first, in order
+    server.restart();
+    let b = bus_b.clone();
+    wait_for("the spool to drain", Duration::from_secs(20), move || {
+        let s = b.stats();
+        s.spool_len == 0 && s.published == 50
+    })
+    .await;
+    assert!(!spool_file.exists(), "a drained spool leaves no file");
+    let b = bus_b.clone();
+    wait_for("health ok", Duration::from_secs(5), move || {
+        b.health().is_ok()
+    })
+    .await;
+    // live events follow the spooled ones
+    bus_b.publish(call(55));
+    bus_b.flush().await;
+    assert_eq!(bus_b.stats().published, 51);
+
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream("FAULT_EVENTS").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        56,
+        "each event once"
+    );
+    for seq in 1..=56u64 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let json: Value = serde_json::from_slice(&m.payload).unwrap();
+        let i = (seq - 1) as usize;
+        assert_eq!(
+            json["call_uuid"],
+            format!("call-{i:03}"),
+            "order at seq {seq}"
+        );
+        assert_eq!(json["node"], if i < 30 { "sig-a" } else { "sig-b" });
+        assert_eq!(
+            m.subject.as_str(),
+            format!("fault.switchboard.calls.call-{i:03}.received")
+        );
+    }
+
+    // CDRs flow again through the consumer that lived through the outage
+    let n = cdrs.nats().clone();
+    wait_for("CDR reconnection", Duration::from_secs(20), move || {
+        n.is_connected()
+    })
+    .await;
+    cdrs.publish_batch(&[cdr("during"), cdr("after")])
+        .await
+        .unwrap();
+    wait_rows(&store, 3).await;
+    let mut ids: Vec<String> = all_cdrs(&store)
+        .await
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["after", "before", "during"]);
+
+    shutdown.cancel();
+    consumer.await.unwrap();
+    bus_b.close().await;
+}
