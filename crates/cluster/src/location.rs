@@ -1,0 +1,469 @@
+//! The location service: bindings per AOR, shared by every replica.
+//!
+//! One hash per AOR (contact → binding) keeps a lookup to one `HGETALL`.
+//! The sorted set `locidx` scores each AOR by its earliest expiry, so
+//! expiry is a range query on the set — never a scan of all keys — and the
+//! same set is the AOR index that [`Shared::list`] walks. Bindings are
+//! stored as compact JSON arrays with the expiry first, which the scripts
+//! read with one pattern match.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use switchboard_store::Registration;
+use tracing::warn;
+
+use crate::Shared;
+use crate::error::{Error, Result};
+
+/// Most bindings [`Shared::list`] returns per call.
+pub const MAX_LIST: usize = 10_000;
+
+/// One binding as the replicas share it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedBinding {
+    /// The replica the REGISTER came through, which holds the flow to the
+    /// phone (requests go through it while it is alive).
+    pub replica: String,
+    /// The binding itself.
+    pub reg: Registration,
+}
+
+/// Stored form of a binding, without the AOR and contact (they are the hash
+/// key and field). The expiry must stay first: the scripts read it.
+type WireOut<'a> = (
+    i64,
+    &'a str,
+    i64,
+    Option<i64>,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a str>,
+    &'a str,
+    i64,
+    Option<f64>,
+    i64,
+);
+type WireIn = (
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    String,
+    i64,
+    Option<f64>,
+    i64,
+);
+
+impl SharedBinding {
+    fn encode(&self) -> Result<String> {
+        let r = &self.reg;
+        let w: WireOut<'_> = (
+            r.expires_at,
+            &self.replica,
+            r.account_id,
+            r.user_id,
+            &r.received,
+            r.path.as_deref(),
+            r.instance_id.as_deref(),
+            r.reg_id,
+            r.user_agent.as_deref(),
+            &r.call_id,
+            r.cseq,
+            r.q,
+            r.updated_at,
+        );
+        serde_json::to_string(&w).map_err(|e| Error::Invalid(format!("binding: {e}")))
+    }
+
+    fn decode(aor: &str, contact: &str, v: &str) -> Result<Self> {
+        let w: WireIn = serde_json::from_str(v)
+            .map_err(|e| Error::Decode(format!("binding {aor} {contact}: {e}")))?;
+        let (expires_at, replica, account_id, user_id, received, path, instance_id, reg_id) =
+            (w.0, w.1, w.2, w.3, w.4, w.5, w.6, w.7);
+        let (user_agent, call_id, cseq, q, updated_at) = (w.8, w.9, w.10, w.11, w.12);
+        Ok(Self {
+            replica,
+            reg: Registration {
+                aor: aor.to_owned(),
+                contact: contact.to_owned(),
+                account_id,
+                user_id,
+                received,
+                path,
+                instance_id,
+                reg_id,
+                user_agent,
+                call_id,
+                cseq,
+                q,
+                expires_at,
+                updated_at,
+            },
+        })
+    }
+}
+
+/// Lua shared by the location scripts: a binding's expiry, and re-scoring
+/// an AOR in the index by its earliest expiry (or dropping it when empty).
+const LUA_COMMON: &str = r"
+local function expiry(v)
+  return tonumber(string.match(v, '^%[(%-?%d+)')) or 0
+end
+local function reindex(key, idx, aor)
+  local vals = redis.call('HVALS', key)
+  if #vals == 0 then
+    redis.call('ZREM', idx, aor)
+    return
+  end
+  local min
+  for _, v in ipairs(vals) do
+    local e = expiry(v)
+    if min == nil or e < min then min = e end
+  end
+  redis.call('ZADD', idx, min, aor)
+end
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{LUA_COMMON}{body}"))
+}
+
+/// KEYS: loc:{aor}, locidx, locn. ARGV: aor, max contacts (0 = none), then
+/// contact, binding pairs. Returns the number of new contacts, or -1 when
+/// the ceiling would be exceeded (nothing written).
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key = KEYS[1]
+local seen, new = {}, 0
+for i = 3, #ARGV, 2 do
+  local c = ARGV[i]
+  if not seen[c] then
+    seen[c] = true
+    if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
+  end
+end
+local max = tonumber(ARGV[2])
+if max > 0 and redis.call('HLEN', key) + new > max then return -1 end
+for i = 3, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+if new > 0 then redis.call('INCRBY', KEYS[3], new) end
+reindex(key, KEYS[2], ARGV[1])
+return new
+",
+    )
+});
+
+/// KEYS: loc:{aor}, locidx, locn. ARGV: aor, contacts… Returns how many
+/// were removed.
+static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local n = 0
+for i = 2, #ARGV do n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+if n > 0 then
+  redis.call('DECRBY', KEYS[3], n)
+  reindex(KEYS[1], KEYS[2], ARGV[1])
+end
+return n
+",
+    )
+});
+
+/// KEYS: loc:{aor}, locidx, locn. ARGV: aor. Returns how many bindings the
+/// AOR had.
+static REMOVE_AOR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = redis.call('HLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if n > 0 then redis.call('DECRBY', KEYS[3], n) end
+return n
+",
+    )
+});
+
+/// KEYS: locidx, locn. ARGV: the `loc:` key prefix, now (ms), max. Removes
+/// and returns up to max expired bindings as flat (aor, contact, binding)
+/// triples. The hashes are named from the prefix, not passed as KEYS: the
+/// AORs due are only known inside the script.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local now, max = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out, n = {}, 0
+local aors = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
+for _, aor in ipairs(aors) do
+  if n >= max then break end
+  local key = ARGV[1] .. aor
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if n < max and expiry(all[i + 1]) <= now then
+      redis.call('HDEL', key, all[i])
+      out[#out + 1] = aor
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
+      n = n + 1
+    end
+  end
+  reindex(key, KEYS[1], aor)
+end
+if n > 0 then redis.call('DECRBY', KEYS[2], n) end
+return out
+",
+    )
+});
+
+impl Shared {
+    /// Upserts bindings of `aor`, keyed by contact (`reg.aor` is ignored:
+    /// the binding is stored under `aor`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyContacts`] when the AOR would pass
+    /// [`crate::Options::max_contacts_per_aor`] (nothing is written), and
+    /// the connection errors of every operation.
+    pub async fn put_bindings(&self, aor: &str, bindings: &[SharedBinding]) -> Result<()> {
+        self.part("aor", aor)?;
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(bindings.len() * 2);
+        for b in bindings {
+            self.part("contact", &b.reg.contact)?;
+            args.push(b.reg.contact.clone());
+            args.push(b.encode().map_err(|e| self.stats().failed(e))?);
+        }
+        let k = self.keys();
+        let (key, idx, cnt) = (k.loc(aor), k.loc_idx(), k.loc_count());
+        let max = self.inner.opts.max_contacts_per_aor;
+        let new: i64 = self
+            .conn()
+            .run(PUT.key(key).key(idx).key(cnt).arg(aor).arg(max).arg(args))
+            .await?;
+        if new < 0 {
+            return Err(self.stats().failed(Error::TooManyContacts {
+                aor: aor.to_owned(),
+                max,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Removes the given contacts of `aor`; returns how many existed.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn remove_bindings(&self, aor: &str, contacts: &[&str]) -> Result<u64> {
+        self.part("aor", aor)?;
+        if contacts.is_empty() {
+            return Ok(0);
+        }
+        let k = self.keys();
+        let (key, idx, cnt) = (k.loc(aor), k.loc_idx(), k.loc_count());
+        self.conn()
+            .run(REMOVE.key(key).key(idx).key(cnt).arg(aor).arg(contacts))
+            .await
+    }
+
+    /// Removes every binding of `aor`; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn remove_aor(&self, aor: &str) -> Result<u64> {
+        self.part("aor", aor)?;
+        let k = self.keys();
+        let (key, idx, cnt) = (k.loc(aor), k.loc_idx(), k.loc_count());
+        self.conn()
+            .run(REMOVE_AOR.key(key).key(idx).key(cnt).arg(aor))
+            .await
+    }
+
+    /// The unexpired bindings of `aor` (`expires_at > now_ms`), in no
+    /// particular order. Undecodable entries are skipped and counted.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn lookup(&self, aor: &str, now_ms: i64) -> Result<Vec<SharedBinding>> {
+        self.part("aor", aor)?;
+        let key = self.keys().loc(aor);
+        let all: Vec<(String, String)> = self.conn().run(redis::cmd("HGETALL").arg(key)).await?;
+        Ok(self.decode_live(aor, all, now_ms))
+    }
+
+    fn decode_live(
+        &self,
+        aor: &str,
+        fields: Vec<(String, String)>,
+        now_ms: i64,
+    ) -> Vec<SharedBinding> {
+        fields
+            .into_iter()
+            .filter_map(|(contact, v)| self.decode_logged(aor, &contact, &v))
+            .filter(|b| b.reg.expires_at > now_ms)
+            .collect()
+    }
+
+    fn decode_logged(&self, aor: &str, contact: &str, v: &str) -> Option<SharedBinding> {
+        match SharedBinding::decode(aor, contact, v) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warn!(cause = %e, "skipping a shared binding");
+                self.stats().failed(e);
+                None
+            }
+        }
+    }
+
+    /// Up to `limit` (at most [`MAX_LIST`]) unexpired bindings, AORs taken
+    /// in order of their earliest expiry; for the API. Walks the AOR index
+    /// in pages, skipping bindings that expired but were not claimed yet,
+    /// and reads at most `4 × MAX_LIST` AORs per call.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn list(&self, now_ms: i64, limit: usize) -> Result<Vec<SharedBinding>> {
+        const PAGE: usize = 500;
+        let limit = limit.min(MAX_LIST);
+        let mut out = Vec::with_capacity(limit.min(PAGE));
+        let mut start = 0usize;
+        while out.len() < limit && start < 4 * MAX_LIST {
+            let k = self.keys();
+            let idx = k.loc_idx();
+            let (first, last) = (start, start + PAGE - 1);
+            let aors: Vec<String> = self
+                .conn()
+                .run(redis::cmd("ZRANGE").arg(idx).arg(first).arg(last))
+                .await?;
+            if aors.is_empty() {
+                break;
+            }
+            start += aors.len();
+            let mut pipe = redis::pipe();
+            for aor in &aors {
+                pipe.cmd("HGETALL").arg(k.loc(aor));
+            }
+            let hashes: Vec<Vec<(String, String)>> = self.conn().run(&pipe).await?;
+            for (aor, fields) in aors.iter().zip(hashes) {
+                out.extend(self.decode_live(aor, fields, now_ms));
+            }
+            if aors.len() < PAGE {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Removes and returns up to `max` bindings that expired at or before
+    /// `now_ms`. Each expired binding goes to exactly one caller, however
+    /// many replicas sweep at once; the work is a range query on the expiry
+    /// index, not a scan.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn claim_expired(&self, now_ms: i64, max: usize) -> Result<Vec<SharedBinding>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let (idx, cnt, prefix) = (k.loc_idx(), k.loc_count(), k.loc_prefix());
+        let triples: Vec<(String, String, String)> = self
+            .conn()
+            .run(CLAIM.key(idx).key(cnt).arg(prefix).arg(now_ms).arg(max))
+            .await?;
+        Ok(triples
+            .into_iter()
+            .filter_map(|(aor, contact, v)| self.decode_logged(&aor, &contact, &v))
+            .collect())
+    }
+
+    /// `(AORs, contacts)` in the location service. Bindings that expired
+    /// but were not claimed yet still count.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn count(&self) -> Result<(u64, u64)> {
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD")
+            .arg(k.loc_idx())
+            .cmd("GET")
+            .arg(k.loc_count());
+        let (aors, contacts): (u64, Option<i64>) = self.conn().run(&pipe).await?;
+        Ok((aors, contacts.map_or(0, |n| u64::try_from(n).unwrap_or(0))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding() -> SharedBinding {
+        SharedBinding {
+            replica: "sig-0".into(),
+            reg: Registration {
+                aor: "sip:100001@example.com".into(),
+                contact: "sip:100001@192.0.2.10:5060;transport=udp;ob".into(),
+                account_id: 1,
+                user_id: Some(7),
+                received: "udp:203.0.113.5:40000".into(),
+                path: Some("<sip:edge.example.com;lr>".into()),
+                instance_id: Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>".into()),
+                reg_id: Some(1),
+                user_agent: Some("Yealink SIP-T46S 66.86.0.15 \"quoted\"".into()),
+                call_id: "a84b4c76e66710@pc33".into(),
+                cseq: 314159,
+                q: Some(0.7),
+                expires_at: 1_712_345_678_901,
+                updated_at: 1_712_345_378_901,
+            },
+        }
+    }
+
+    #[test]
+    fn wire_round_trip_and_expiry_first() {
+        let b = binding();
+        let v = b.encode().unwrap();
+        assert!(v.starts_with("[1712345678901,\"sig-0\","), "{v}");
+        let back = SharedBinding::decode(&b.reg.aor, &b.reg.contact, &v).unwrap();
+        assert_eq!(back, b);
+
+        let mut bare = binding();
+        bare.reg.user_id = None;
+        bare.reg.path = None;
+        bare.reg.instance_id = None;
+        bare.reg.reg_id = None;
+        bare.reg.user_agent = None;
+        bare.reg.q = None;
+        let v = bare.encode().unwrap();
+        assert_eq!(
+            SharedBinding::decode(&bare.reg.aor, &bare.reg.contact, &v).unwrap(),
+            bare
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        for v in ["", "{}", "[1,2]", "not json", "[\"x\"]"] {
+            assert!(matches!(
+                SharedBinding::decode("a", "c", v),
+                Err(Error::Decode(_))
+            ));
+        }
+    }
+}
