@@ -72,6 +72,9 @@ pub struct LiveCall {
     pub started_ms: i64,
     /// When it was answered, unix ms.
     pub answered_ms: Option<i64>,
+    /// The owner's whole view of the call (what its API shows), opaque here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<serde_json::Value>,
 }
 
 /// Lua removing every call and call slot of replica `r`, given the key

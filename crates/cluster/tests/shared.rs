@@ -301,6 +301,7 @@ fn call(id: &str, owner: &str, account: i64) -> LiveCall {
         ],
         started_ms: 1_712_345_678_901,
         answered_ms: None,
+        view: Some(serde_json::json!({ "id": id, "state": "ringing" })),
     }
 }
 

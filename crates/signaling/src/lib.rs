@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod calls;
+pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod directory;
@@ -61,6 +62,13 @@ pub struct Node {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<SipMetrics>,
     pub calls: Arc<Calls>,
+    /// The platform this node is part of (a node of its own without Redis).
+    pub cluster: Arc<cluster::Cluster>,
+    /// Calls, registrations, sessions and RTP managers as events.
+    pub events: switchboard_events::EventBus,
+    /// Told when another replica changed accounts, users, trunks or the
+    /// dialplan (the shared database is read again at once).
+    pub config_changed: tokio::sync::Notify,
     pub started: Instant,
     /// Cancelled at shutdown; tasks the API starts (trunk registrations)
     /// watch it.
@@ -416,24 +424,36 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
     secrets::create_private_dir(&config.data_dir)
         .with_context(|| format!("DATA_DIR: cannot create {}", config.data_dir.display()))?;
-    let store = Store::open_sqlite(&config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "DATA_DIR: cannot open the database in {}",
-                config.data_dir.display()
-            )
-        })?;
+    let replica = cluster::start::replica_id(&config);
+    let parts = cluster::start::open(&config, &replica).await?;
+    let store = parts.store.clone();
+    let shared_db = config.cluster.database_url.is_some();
     let token = api_token(&config)?;
     let shutdown = CancellationToken::new();
 
     let directory = Arc::new(Directory::new(config.realm.clone()));
-    let (accounts, users) = directory.load(&store).await?;
-    info!(accounts, users, "directory loaded");
+    match directory.load(&store).await {
+        Ok((accounts, users)) => info!(accounts, users, "directory loaded"),
+        // a shared database that does not answer yet: the sync task loads
+        // the directory as soon as it does
+        Err(e) if shared_db => warn!(cause = %e, "directory not loaded yet"),
+        Err(e) => return Err(e.into()),
+    }
 
     let (persist_tx, persist_rx) = mpsc::channel(location::PERSIST_QUEUE);
     let location = Arc::new(Location::new(config.max_contacts, Some(persist_tx)));
-    location::restore_from(&store, &location, Now::current().unix_ms).await?;
+    // With Redis the bindings other replicas made are there, and this
+    // node's own come back with its phones; restoring the shared table's
+    // rows here would claim flows other replicas hold.
+    if parts.shared.is_none() {
+        if let Err(e) = location::restore_from(&store, &location, Now::current().unix_ms).await {
+            if shared_db {
+                warn!(cause = %e, "registrations not restored");
+            } else {
+                return Err(e);
+            }
+        }
+    }
 
     let limiter = AuthLimiter::new(ratelimit::Limits {
         source_limit: config.auth_fail_limit,
@@ -444,6 +464,11 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     });
     // With CLUSTER_SECRET every replica mints and checks the same nonces,
     // so a challenge from one is answered to another.
+    let cluster = Arc::new(cluster::Cluster::new(
+        replica.clone(),
+        parts.shared.clone(),
+        config.cluster.derived_key("edge-flow"),
+    ));
     let auth = Arc::new(Authenticator::new(
         config
             .cluster
@@ -455,7 +480,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         config.auth_block_action == "drop",
     ));
     let metrics = Arc::new(SipMetrics::default());
-    let dialplan = load_dialplan(&config.dialplan_path)?;
+    let mut dialplan = load_dialplan(&config.dialplan_path)?;
+    if shared_db {
+        dialplan = cluster::dialplan_from_store(&store, dialplan).await;
+    }
     let trunks = Arc::new(
         trunks::Trunks::load(&config.trunks_path, |id| {
             directory.account(id).map(|a| a.realm.clone())
@@ -482,9 +510,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             max_calls: config.max_calls,
         },
         spool_dir: config.data_dir.clone(),
+        cdr_stream: parts.cdrs.clone(),
     });
     let node = Arc::new(Node {
         calls: calls.clone(),
+        cluster: cluster.clone(),
+        events: parts.events.clone(),
+        config_changed: tokio::sync::Notify::new(),
         shutdown: shutdown.clone(),
         store: store.clone(),
         directory: directory.clone(),
@@ -504,6 +536,32 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     tasks.push(spawn_sweeper(node.clone(), shutdown.clone()));
+    tasks.push(cluster::calls::spawn(
+        &calls,
+        parts.shared.clone(),
+        parts.events.clone(),
+        replica.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(cdrs) = &parts.cdrs {
+        // every replica takes part in storing the stream's CDRs; each is
+        // stored once whichever replica fetches it
+        tasks.push(switchboard_events::spawn_cdr_consumer(
+            cdrs,
+            store.clone(),
+            "cdr-writer",
+            shutdown.clone(),
+        ));
+    }
+    if shared_db {
+        if let Err(e) = cluster::trunks::seed(&node).await {
+            warn!(cause = %e, "trunks not seeded into the database");
+        }
+        if let Err(e) = cluster::trunks::reload(&node).await {
+            warn!(cause = %e, "trunks not loaded from the database yet");
+        }
+    }
+    tasks.extend(cluster::sync::spawn(node.clone(), shutdown.clone()));
     let lost_calls = Arc::downgrade(&calls);
     tasks.push(media.spawn_health_checks(shutdown.clone(), move |name| {
         if let Some(calls) = lost_calls.upgrade() {
@@ -529,8 +587,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         },
         metrics,
         calls: calls.clone(),
+        cluster: cluster.clone(),
+        events: parts.events.clone(),
     });
     let endpoint = Endpoint::with_limits(service, TimerConfig::default(), config.sip_limits());
+    if let Some(key) = cluster.edge_key() {
+        endpoint.set_edge(switchboard_sip_stack::edge::Edge::new(key.clone()));
+    }
     calls.set_endpoint(&endpoint);
     for t in trunks.list() {
         calls.start_trunk_registration(t, shutdown.clone());
@@ -546,6 +609,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     endpoint.wire.set(transports.clone());
     let _ = node.endpoint.set(endpoint);
     let sip_addrs = transports.local_addrs();
+    if let Some(addr) = config
+        .cluster
+        .cluster_addr
+        .or_else(|| sip_addrs.iter().find(|a| !a.ip().is_unspecified()).copied())
+    {
+        cluster.set_addr(addr);
+    }
 
     let listener = tokio::net::TcpListener::bind((config.api_bind, config.api_port))
         .await
@@ -557,6 +627,11 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         })?;
     let api_addr = listener.local_addr()?;
     info!(%api_addr, "REST API listening");
+    tasks.extend(cluster::tasks::spawn(
+        node.clone(),
+        api_addr,
+        shutdown.clone(),
+    ));
     let app = api::router(node.clone(), token.clone());
     let api_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -127,6 +127,8 @@ pub enum Change {
 pub struct Applied {
     pub bindings: Vec<Binding>,
     pub removed: Vec<String>,
+    /// Contacts the REGISTER bound, and whether each is new (not a refresh).
+    pub bound: Vec<(Box<str>, bool)>,
 }
 
 /// Why the update was refused.
@@ -269,6 +271,7 @@ impl Location {
         record.account_id = u.account_id;
         record.bindings.retain(|b| b.expires_at_ms > now_ms);
         let mut ops = Vec::new();
+        let mut bound = Vec::new();
         match &u.change {
             Change::Fetch => {}
             Change::RemoveAll => {
@@ -310,6 +313,7 @@ impl Location {
                         }
                         continue;
                     }
+                    bound.push((n.contact.clone(), pos.is_none()));
                     let expires_at_ms = now_ms + i64::from(n.expires) * 1000;
                     let mut write = true;
                     let binding = Binding {
@@ -395,7 +399,11 @@ impl Location {
             }
             self.queue(op);
         }
-        Ok(Applied { bindings, removed })
+        Ok(Applied {
+            bindings,
+            removed,
+            bound,
+        })
     }
 
     /// The live bindings of an AOR.

@@ -53,6 +53,8 @@ pub struct BindingChange {
     pub bindings: Vec<crate::location::Binding>,
     /// Contacts the change removed.
     pub removed: Vec<String>,
+    /// Contacts the REGISTER bound, and whether each is new.
+    pub bound: Vec<(Box<str>, bool)>,
 }
 
 pub struct Registrar {
@@ -229,6 +231,7 @@ impl Registrar {
                 account_id: account.id,
                 bindings: applied.bindings,
                 removed: applied.removed,
+                bound: applied.bound,
             },
         )
     }

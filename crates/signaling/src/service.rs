@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use switchboard_events::{Event, EventBus, RegistrationEvent, RegistrationVerb};
 use switchboard_sip::message::{Method, Request, Response};
 use switchboard_sip::response::response;
 use switchboard_sip_stack::endpoint::{Core, Screen};
@@ -13,6 +14,7 @@ use switchboard_sip_stack::transaction::ServerTx;
 use tracing::{debug, info_span};
 
 use crate::calls::Calls;
+use crate::cluster::Cluster;
 use crate::metrics::SipMetrics;
 use crate::registrar::{BindingChange, Now, Registrar, Reply, SUPPORTED, unsupported_required};
 
@@ -37,6 +39,8 @@ pub struct SipService {
     pub registrar: Registrar,
     pub metrics: Arc<SipMetrics>,
     pub calls: Arc<Calls>,
+    pub cluster: Arc<Cluster>,
+    pub events: EventBus,
 }
 
 impl SipService {
@@ -48,8 +52,17 @@ impl SipService {
     /// A REGISTER that changed bindings: answered once the other replicas
     /// can see the change (at once on a node of its own).
     fn registered(&self, tx: ServerTx, code: u16, bytes: Vec<u8>, change: BindingChange) {
-        let _ = change;
-        self.send(&tx, code, bytes);
+        publish_events(&self.events, &change);
+        if self.cluster.shared.is_none() {
+            return self.send(&tx, code, bytes);
+        }
+        let cluster = Arc::clone(&self.cluster);
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move {
+            cluster.publish(&change).await;
+            metrics.responses_out.inc(code);
+            tx.respond(code, Bytes::from(bytes));
+        });
     }
 
     fn reply(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
@@ -161,5 +174,42 @@ impl Core for SipService {
         if answered {
             self.metrics.responses_out.inc(400);
         }
+    }
+}
+
+/// `registered`, `refreshed` and `unregistered` for a REGISTER's change
+/// (`expired` comes from the sweep that removes the binding).
+fn publish_events(events: &EventBus, change: &BindingChange) {
+    let now = Now::current().unix_ms;
+    for (contact, new) in &change.bound {
+        let Some(b) = change.bindings.iter().find(|b| b.contact == *contact) else {
+            continue;
+        };
+        let verb = if *new {
+            RegistrationVerb::Registered
+        } else {
+            RegistrationVerb::Refreshed
+        };
+        events.publish(Event::registration(
+            verb,
+            RegistrationEvent {
+                aor: change.aor.clone(),
+                contact: b.contact.to_string(),
+                expires: b.expires_in(now),
+                source: Some(crate::location::format_received(&b.received)),
+                user_agent: b.user_agent.as_deref().map(str::to_owned),
+            },
+        ));
+    }
+    for contact in &change.removed {
+        events.publish(Event::registration(
+            RegistrationVerb::Unregistered,
+            RegistrationEvent {
+                aor: change.aor.clone(),
+                contact: contact.clone(),
+                expires: 0,
+                ..RegistrationEvent::default()
+            },
+        ));
     }
 }

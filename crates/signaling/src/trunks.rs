@@ -316,6 +316,27 @@ pub struct Trunks {
     by_name: RwLock<HashMap<String, Arc<Trunk>>>,
 }
 
+/// A trunk with the secrets its API view leaves out.
+#[derive(Serialize)]
+struct Full<'a> {
+    #[serde(flatten)]
+    c: &'a TrunkConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbound_ha1: Option<&'a InboundHa1>,
+}
+
+impl<'a> Full<'a> {
+    fn of(c: &'a TrunkConfig) -> Self {
+        Full {
+            c,
+            password: c.password.as_deref(),
+            inbound_ha1: c.inbound_ha1.as_ref(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrunksFile {
@@ -350,27 +371,17 @@ impl Trunks {
     /// Writes every trunk (with passwords and inbound HA1s) to `path`,
     /// atomically, readable by the owner only.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        #[derive(Serialize)]
-        struct Full<'a> {
-            #[serde(flatten)]
-            c: &'a TrunkConfig,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            password: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            inbound_ha1: Option<&'a InboundHa1>,
-        }
         let list = self.list();
-        let full: Vec<Full<'_>> = list
-            .iter()
-            .map(|t| Full {
-                c: &t.config,
-                password: t.config.password.as_deref(),
-                inbound_ha1: t.config.inbound_ha1.as_ref(),
-            })
-            .collect();
+        let full: Vec<Full<'_>> = list.iter().map(|t| Full::of(&t.config)).collect();
         let text = serde_json::to_string_pretty(&serde_json::json!({ "trunks": full }))
             .map_err(std::io::Error::other)?;
         crate::secrets::write_private_atomic(path, &(text + "\n"))
+    }
+
+    /// A trunk's whole configuration, secrets included, as the file and the
+    /// shared database hold it.
+    pub fn stored(config: &TrunkConfig) -> serde_json::Value {
+        serde_json::to_value(Full::of(config)).unwrap_or_default()
     }
 
     /// Adds or replaces a trunk; returns it (and the one it replaced).

@@ -103,6 +103,9 @@ pub struct CallView {
     pub ring_at: Option<i64>,
     pub answer_at: Option<i64>,
     pub legs: Vec<LegView>,
+    /// The replica handling the call (in a cluster's shared list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where the call is.
@@ -329,6 +332,7 @@ impl Call {
                 target: source_text(&s.from),
                 state: "early".into(),
             }],
+            node: None,
         };
         let mut peer = Peer::new(dialog);
         peer.allows_update = allows_update(s.invite.header_values("Allow"));

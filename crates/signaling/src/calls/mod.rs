@@ -225,6 +225,8 @@ pub struct CallsSetup {
     pub limits: CallLimits,
     /// Where CDRs wait while the store is down.
     pub spool_dir: std::path::PathBuf,
+    /// With NATS: the stream CDRs are published to instead of the store.
+    pub cdr_stream: Option<switchboard_events::CdrStream>,
 }
 
 impl Calls {
@@ -242,6 +244,7 @@ impl Calls {
             media,
             limits,
             spool_dir,
+            cdr_stream,
         } = setup;
         Arc::new(Self {
             directory,
@@ -260,7 +263,10 @@ impl Calls {
             draining: AtomicBool::new(false),
             stats: CallStats::default(),
             router: RouterStats::default(),
-            cdrs: CdrSink::start(store, spool_dir),
+            cdrs: match cdr_stream {
+                Some(stream) => CdrSink::start_with(Arc::new(stream), spool_dir),
+                None => CdrSink::start(store, spool_dir),
+            },
             media,
             limits,
             notes: std::sync::OnceLock::new(),
