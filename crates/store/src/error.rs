@@ -57,7 +57,11 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::Unavailable(err.to_string()),
-            sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| unavailable_sqlstate(pg.code())) =>
+            {
                 Error::Unavailable(db.message().to_owned())
             }
             sqlx::Error::Database(db) => match db.kind() {
@@ -83,8 +87,7 @@ impl From<sqlx::Error> for Error {
 /// Postgres SQLSTATEs that say the server, not the statement, is at fault:
 /// class 08 (connection exception), 53 (insufficient resources: disk full,
 /// too many connections), 57 (operator intervention: shutdown, a statement
-/// cancelled by `statement_timeout`) and 40P01 (deadlock: retry). SQLite
-/// codes are numbers and never match.
+/// cancelled by `statement_timeout`) and 40P01 (deadlock: retry).
 fn unavailable_sqlstate(code: &str) -> bool {
     matches!(code.get(..2), Some("08" | "53" | "57")) || code == "40P01"
 }

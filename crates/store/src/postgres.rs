@@ -8,9 +8,9 @@
 //! Start-up never waits for the server. [`PgBackend::open`] only parses the
 //! URL and builds a lazy pool; a background task connects, takes an
 //! advisory lock ([`MIGRATION_LOCK`]) so replicas starting together migrate
-//! one after the other (`CREATE SCHEMA IF NOT EXISTS` and the creation of
-//! the history table race otherwise), and retries with back-off until the
-//! migrations are applied. Until then every call fails fast with
+//! one after the other (two concurrent `CREATE SCHEMA IF NOT EXISTS` can
+//! fail with a unique violation, and sqlx's own lock comes after that), and
+//! retries with back-off until the migrations are applied. Until then every call fails fast with
 //! [`Error::Unavailable`] carrying the last reason; a replica reports itself
 //! degraded instead of crash-looping while Postgres is down.
 //!
