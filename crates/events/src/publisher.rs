@@ -271,22 +271,25 @@ impl Publisher {
         if !self.stream_ready && !self.ensure_stream().await {
             return 0;
         }
-        let js = &self.js;
-        let prefix = &self.prefix;
-        let work = async {
-            let mut acks = Vec::with_capacity(records.len());
-            for r in records {
-                let publish = PublishMessage::build()
-                    .payload(Bytes::from(r.event.to_json()))
-                    .message_id(&r.id);
-                match js.send_publish(r.event.subject(prefix), publish).await {
-                    Ok(ack) => acks.push(ack),
-                    Err(e) => return (acks, Some(e)),
+        // send them all, then collect the acks (which arrive meanwhile)
+        let mut acks = Vec::with_capacity(records.len());
+        let mut send_error = None;
+        for r in records {
+            let publish = PublishMessage::build()
+                .payload(Bytes::from(r.event.to_json()))
+                .message_id(&r.id);
+            match self
+                .js
+                .send_publish(r.event.subject(&self.prefix), publish)
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    send_error = Some(e);
+                    break;
                 }
             }
-            (acks, None)
-        };
-        let (acks, send_error) = work.await;
+        }
         let mut acked = 0;
         let mut error = send_error;
         if error.is_none() {

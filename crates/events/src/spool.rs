@@ -12,6 +12,9 @@
 //!
 //! Bounded in records and bytes: an event that does not fit is dropped,
 //! counted and logged as an error, never a crash or a full disk.
+//!
+//! File writes are plain blocking calls on the publisher task: an append is
+//! one small write to a local disk, and only happens while NATS is away.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

@@ -205,3 +205,98 @@ async fn events_spooled_while_nats_is_down_are_published_in_order_when_it_return
     consumer.await.unwrap();
     bus_b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_costs_at_most_the_ack_timeout_and_loses_or_doubles_nothing() {
+    let server = PrivateNats::start();
+    let url = server.url();
+    let spool = TempDir::new("hung");
+    let bus = EventBus::jetstream(
+        "sig-h",
+        &url,
+        spool.path(),
+        EventBusOptions {
+            prefix: "hung.switchboard".into(),
+            stream_name: "HUNG_EVENTS".into(),
+            max_bytes: 16 << 20,
+            ack_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cdrs = CdrStream::connect(
+        &url,
+        "sig-h",
+        CdrStreamOptions {
+            prefix: "hung.switchboard".into(),
+            stream_name: "HUNG_CDR".into(),
+            max_bytes: 16 << 20,
+            ack_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let n = cdrs.nats().clone();
+    wait_for("connected", Duration::from_secs(5), move || {
+        n.is_connected()
+    })
+    .await;
+    cdrs.publish_batch(&[cdr("h-0")]).await.unwrap();
+    bus.publish(call(0));
+    bus.flush().await;
+    assert_eq!(bus.stats().published, 1);
+
+    // the server hangs: the connection looks fine, nothing is acked
+    server.signal("-STOP");
+    let started = Instant::now();
+    let err = cdrs
+        .publish_batch(&[cdr("h-1"), cdr("h-2")])
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "publish_batch took {took:?}");
+    assert!(err.contains("ack"), "{err}");
+    for i in 1..20 {
+        bus.publish(call(i));
+    }
+    bus.flush().await;
+    let s = bus.stats();
+    assert_eq!(s.published, 1, "{s:?}");
+    assert_eq!(s.spool_len, 19, "unacked events were spooled: {s:?}");
+
+    // it wakes up: the publishes it had received arrive too, the spool is
+    // sent again and JetStream drops those it has as duplicates
+    server.signal("-CONT");
+    let b = bus.clone();
+    wait_for("the spool to drain", Duration::from_secs(20), move || {
+        b.stats().spool_len == 0
+    })
+    .await;
+    cdrs.publish_batch(&[cdr("h-1"), cdr("h-2")]).await.unwrap();
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("HUNG_EVENTS").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        20,
+        "each event once"
+    );
+    for seq in 1..=20u64 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let json: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            json["call_uuid"],
+            format!("call-{:03}", seq - 1),
+            "order at seq {seq}"
+        );
+    }
+    let mut cdr_stream = js.get_stream("HUNG_CDR").await.unwrap();
+    assert_eq!(
+        cdr_stream.info().await.unwrap().state.messages,
+        3,
+        "each CDR once"
+    );
+    bus.close().await;
+}

@@ -184,6 +184,17 @@ impl PrivateNats {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: its connections
+    /// stay open but nothing answers, as with a hung server.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
     /// Kills the server and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
