@@ -171,7 +171,6 @@ impl Shared {
             k.replica_calls(&call.owner),
             k.replica_calls_prefix(),
         );
-        let (id, owner) = (call.id.clone(), call.owner.clone());
         let _: i64 = self
             .conn()
             .run(
@@ -179,9 +178,9 @@ impl Shared {
                     .key(key)
                     .key(set)
                     .arg(json)
-                    .arg(id)
+                    .arg(&call.id)
                     .arg(prefix)
-                    .arg(owner),
+                    .arg(&call.owner),
             )
             .await?;
         Ok(())

@@ -126,7 +126,7 @@ impl fmt::Display for ReplicaId {
 }
 
 /// Settings of a [`Shared`] handle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// A Redis URL, e.g. from [`parse_redis_addr`].
     pub url: String,
@@ -162,6 +162,26 @@ impl Options {
             max_contacts_per_aor: 64,
             command_queue: 1024,
         }
+    }
+}
+
+impl fmt::Debug for Options {
+    /// Leaves out the URL's user and password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = match (self.url.split_once("://"), self.url.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+            _ => self.url.clone(),
+        };
+        f.debug_struct("Options")
+            .field("url", &url)
+            .field("prefix", &self.prefix)
+            .field("replica", &self.replica)
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat_ttl", &self.heartbeat_ttl)
+            .field("max_contacts_per_aor", &self.max_contacts_per_aor)
+            .field("command_queue", &self.command_queue)
+            .finish()
     }
 }
 
@@ -279,8 +299,9 @@ impl Shared {
     }
 
     /// The connection generation: 0 until the first connection, then +1 on
-    /// every (re)connection. A replica re-publishes its bindings, calls and
-    /// heartbeat when it changes, since the server may have restarted empty.
+    /// every new connection and every recovery from an outage. A replica
+    /// re-publishes its bindings, calls and heartbeat when it changes: the
+    /// server may have restarted empty, and writes failed meanwhile.
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.inner.conn.generation()
     }
@@ -396,6 +417,28 @@ impl Shared {
             Ok(s)
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn options_debug_hides_the_password() {
+    let o = Options::new(
+        "rediss://app:s3cret@redis.example:6380/1",
+        DEFAULT_PREFIX,
+        ReplicaId::new("sig-0").unwrap(),
+    );
+    let d = format!("{o:?}");
+    assert!(
+        d.contains("rediss://***@redis.example:6380/1") && !d.contains("s3cret"),
+        "{d}"
+    );
+    assert!(ReplicaId::new("").is_err() && ReplicaId::new("a b").is_err());
+    assert!(ReplicaId::new(&"x".repeat(65)).is_err());
+    let r = ReplicaId::random();
+    assert!(
+        ReplicaId::new(r.as_str()).is_ok() && r.as_str().len() == 14,
+        "{r}"
+    );
 }
 
 /// Compile-time check: the operations' futures can be spawned.

@@ -392,7 +392,8 @@ impl Shared {
     }
 
     /// `(AORs, contacts)` in the location service. Bindings that expired
-    /// but were not claimed yet still count.
+    /// but were not claimed yet still count. The contact count is a counter
+    /// the scripts keep; keys deleted by hand make it drift.
     ///
     /// # Errors
     ///

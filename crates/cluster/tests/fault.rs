@@ -187,6 +187,10 @@ async fn outages_degrade_fail_fast_and_recover() {
         a.wait_ready(Duration::from_secs(10)).await,
         "never recovered from the freeze"
     );
+    println!(
+        "generation: {gen_before} before the kill, {gen_after} after the restart, {} after the freeze",
+        *a.generation().borrow()
+    );
     assert_eq!(a.lookup(aor, now_ms()).await.unwrap(), vec![reg]);
     deliver(
         &b,

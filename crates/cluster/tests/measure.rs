@@ -32,6 +32,18 @@ async fn used_memory(c: &mut redis::aio::MultiplexedConnection) -> i64 {
         .unwrap()
 }
 
+/// Seconds of CPU the server has used (user + system).
+async fn server_cpu(c: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(c).await.unwrap();
+    info.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// Runs `op(n)` for n in 0..CONTACTS on WORKERS tasks; returns ops per second.
 async fn rate<F, Fut>(label: &str, op: F) -> f64
 where
@@ -106,6 +118,7 @@ async fn memory_and_throughput_at_100k_contacts() {
         .to_owned();
 
     let before = used_memory(&mut raw).await;
+    let cpu0 = server_cpu(&mut raw).await;
     let exp = now_ms() + 3_600_000;
     let put = {
         let s = s.clone();
@@ -118,6 +131,7 @@ async fn memory_and_throughput_at_100k_contacts() {
         })
         .await
     };
+    let cpu_put = server_cpu(&mut raw).await - cpu0;
     let after = used_memory(&mut raw).await;
     assert_eq!(
         s.count().await.unwrap(),
@@ -149,6 +163,7 @@ async fn memory_and_throughput_at_100k_contacts() {
         .await
         .unwrap();
 
+    let cpu0 = server_cpu(&mut raw).await;
     let refresh = {
         let s = s.clone();
         rate("put_bindings (refresh)", move |n| {
@@ -160,7 +175,9 @@ async fn memory_and_throughput_at_100k_contacts() {
         })
         .await
     };
+    let cpu_refresh = server_cpu(&mut raw).await - cpu0;
     let now = now_ms();
+    let cpu0 = server_cpu(&mut raw).await;
     let lookup = {
         let s = s.clone();
         rate("lookup", move |n| {
@@ -172,6 +189,7 @@ async fn memory_and_throughput_at_100k_contacts() {
         })
         .await
     };
+    let cpu_lookup = server_cpu(&mut raw).await - cpu0;
     let t = Instant::now();
     for n in 0..2_000 {
         let aor = format!("sip:{}@example.com", 100_000 + n);
@@ -197,6 +215,13 @@ async fn memory_and_throughput_at_100k_contacts() {
          (one AOR hash {hash_usage} B incl. a {value_len} B binding value; expiry index {:.0} B per AOR); \
          after sweeping all: {end}",
         idx_usage as f64 / f64::from(CONTACTS)
+    );
+    let us = |cpu: f64| cpu * 1e6 / f64::from(CONTACTS);
+    println!(
+        "server CPU per op: put {:.1} µs, refresh {:.1} µs, lookup {:.1} µs",
+        us(cpu_put),
+        us(cpu_refresh),
+        us(cpu_lookup)
     );
     println!(
         "put {put:.0}/s, refresh {refresh:.0}/s, lookup {lookup:.0}/s ({WORKERS} concurrent on one connection); \
