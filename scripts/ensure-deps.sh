@@ -27,4 +27,7 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# Postgres, Redis and NATS for the cluster tests (started when missing).
+"$(dirname "$0")/ensure-services.sh"
+
 echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(cargo --version)"

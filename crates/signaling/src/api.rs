@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use switchboard_sip::digest::{Algorithm, ha1};
 use switchboard_store::{AccountPatch, NewAccount, NewUser, User, UserPatch};
 
+mod cluster;
+
 use crate::Node;
 use crate::registrar::Now;
 
@@ -161,6 +163,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
     let token = Arc::new(token);
     let guarded = Router::new()
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/cluster", get(cluster::cluster))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route(
             "/api/v1/accounts/{id}",
@@ -238,17 +241,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 // === health, stats, metrics ===
 
+/// Always 200: SIP keeps working on memory while a server is down, so an
+/// orchestrator must not restart us; the body says what is degraded.
 async fn health(State(node): State<Arc<Node>>) -> Response {
-    match node.store.health().await {
-        Ok(()) => Json(json!({ "status": "ok", "store": "ok" })).into_response(),
-        // SIP keeps working on memory while the store is down: report
-        // degraded, not dead, so an orchestrator does not restart us.
-        Err(e) => (
-            StatusCode::OK,
-            Json(json!({ "status": "degraded", "store": e.to_string() })),
-        )
-            .into_response(),
-    }
+    let (_, body) = cluster::health(&node).await;
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 async fn stats(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -594,6 +591,9 @@ fn aor_key(raw: &str) -> String {
 }
 
 async fn list_registrations(State(node): State<Arc<Node>>) -> Json<Value> {
+    if let Some(all) = cluster::registrations(&node).await {
+        return Json(all);
+    }
     Json(json!(node.location.snapshot(Now::current().unix_ms)))
 }
 
@@ -601,8 +601,14 @@ async fn get_registration(
     State(node): State<Arc<Node>>,
     ApiPath(aor): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
+    let aor = aor_key(&aor);
+    if let Some(found) = cluster::registration(&node, &aor).await {
+        return found
+            .map(Json)
+            .ok_or_else(|| ApiError::not_found("registration"));
+    }
     node.location
-        .view(&aor_key(&aor), Now::current().unix_ms)
+        .view(&aor, Now::current().unix_ms)
         .map(|v| Json(json!(v)))
         .ok_or_else(|| ApiError::not_found("registration"))
 }
@@ -611,7 +617,10 @@ async fn delete_registration(
     State(node): State<Arc<Node>>,
     ApiPath(aor): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    if node.location.remove_aor(&aor_key(&aor)) {
+    let aor = aor_key(&aor);
+    let here = node.location.remove_aor(&aor);
+    let shared = cluster::remove_registration(&node, &aor).await;
+    if here || shared {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("registration"))
@@ -765,6 +774,9 @@ async fn list_sessions(State(node): State<Arc<Node>>) -> Json<Value> {
 // === calls, CDRs, dialplan ===
 
 async fn list_calls(State(node): State<Arc<Node>>) -> Json<Value> {
+    if let Some(all) = cluster::calls(&node).await {
+        return Json(json!(all));
+    }
     Json(json!(node.calls.list()))
 }
 
@@ -786,6 +798,11 @@ async fn get_call(
     State(node): State<Arc<Node>>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(found) = cluster::call(&node, &id).await {
+        return found
+            .map(|c| Json(json!(c)))
+            .ok_or_else(|| ApiError::not_found("call"));
+    }
     node.calls
         .get(&id)
         .map(|c| Json(json!(c)))
@@ -796,7 +813,7 @@ async fn hangup_call(
     State(node): State<Arc<Node>>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    if node.calls.hangup(&id) {
+    if node.calls.hangup(&id) || cluster::hangup_elsewhere(&node, &id).await {
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(ApiError::not_found("call"))
@@ -915,13 +932,26 @@ async fn validate_dialplan(body: String) -> ApiResult<Json<Value>> {
 async fn put_dialplan(State(node): State<Arc<Node>>, body: String) -> ApiResult<Json<Value>> {
     let d = parse_dialplan(&body)?;
     let routes = d.len();
-    node.save_dialplan(&d).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "dialplan_not_saved",
-            format!("DIALPLAN_PATH: {e}"),
-        )
-    })?;
+    if node.config.cluster.database_url.is_some() {
+        // the database is the truth: every replica loads this version
+        let text = serde_json::to_string(&d.file).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dialplan_not_saved",
+                e.to_string(),
+            )
+        })?;
+        node.store.save_dialplan(&text).await?;
+        node.config_changed.notify_one();
+    } else {
+        node.save_dialplan(&d).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dialplan_not_saved",
+                format!("DIALPLAN_PATH: {e}"),
+            )
+        })?;
+    }
     node.calls.set_dialplan(d);
     Ok(Json(json!({"valid": true, "routes": routes})))
 }
@@ -988,6 +1018,9 @@ async fn put_trunk(
             .ok_or_else(|| ApiError::invalid("account_id: no such account"))?;
         config.seal(&account.realm);
     }
+    if node.config.cluster.database_url.is_some() {
+        crate::cluster::trunks::save(&node, &config).await?;
+    }
     let (trunk, old) = node.calls.trunks.put(config).map_err(ApiError::invalid)?;
     node.calls
         .start_trunk_registration(Arc::clone(&trunk), node.shutdown.clone());
@@ -1000,7 +1033,12 @@ async fn put_trunk(
     Ok((status, Json(trunk_view(&trunk))))
 }
 
+/// Writes TRUNKS_PATH (without a shared database: with one, the database
+/// holds the trunks).
 fn save_trunks(node: &Node) -> ApiResult<()> {
+    if node.config.cluster.database_url.is_some() {
+        return Ok(());
+    }
     node.calls
         .trunks
         .save(&node.config.trunks_path)
@@ -1017,6 +1055,9 @@ async fn delete_trunk(
     State(node): State<Arc<Node>>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
+    if node.config.cluster.database_url.is_some() {
+        node.store.delete_trunk(&name).await?;
+    }
     if node.calls.trunks.remove(&name).is_none() {
         return Err(ApiError::not_found("trunk"));
     }

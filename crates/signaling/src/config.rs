@@ -528,7 +528,18 @@ impl Config {
         if self.realm.is_empty() || self.realm.contains('"') {
             return Err("REALM: must be non-empty and contain no quote".into());
         }
-        self.cluster.validate()
+        self.cluster.validate()?;
+        if self.cluster.redis_addr.is_some()
+            && self.cluster.cluster_addr.is_none()
+            && self.bind.iter().all(IpAddr::is_unspecified)
+        {
+            return Err(
+                "CLUSTER_ADDR: required with REDIS_ADDR when BIND is a wildcard \
+                 (the ip:port other replicas reach this one's SIP on)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Test and embedding defaults: loopback, ephemeral ports, a given data dir.

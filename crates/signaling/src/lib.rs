@@ -445,14 +445,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     // With Redis the bindings other replicas made are there, and this
     // node's own come back with its phones; restoring the shared table's
     // rows here would claim flows other replicas hold.
-    if parts.shared.is_none() {
-        if let Err(e) = location::restore_from(&store, &location, Now::current().unix_ms).await {
-            if shared_db {
-                warn!(cause = %e, "registrations not restored");
-            } else {
-                return Err(e);
-            }
+    if parts.shared.is_none()
+        && let Err(e) = location::restore_from(&store, &location, Now::current().unix_ms).await
+    {
+        if !shared_db {
+            return Err(e);
         }
+        warn!(cause = %e, "registrations not restored");
     }
 
     let limiter = AuthLimiter::new(ratelimit::Limits {
@@ -511,6 +510,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         },
         spool_dir: config.data_dir.clone(),
         cdr_stream: parts.cdrs.clone(),
+        cluster: cluster.clone(),
     });
     let node = Arc::new(Node {
         calls: calls.clone(),
@@ -589,6 +589,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         calls: calls.clone(),
         cluster: cluster.clone(),
         events: parts.events.clone(),
+        nonce_ttl: config.nonce_ttl,
     });
     let endpoint = Endpoint::with_limits(service, TimerConfig::default(), config.sip_limits());
     if let Some(key) = cluster.edge_key() {
@@ -665,6 +666,19 @@ fn spawn_sweeper(node: Arc<Node>, shutdown: CancellationToken) -> tokio::task::J
             let gone = node.location.expire(Now::current().unix_ms);
             for (aor, contact) in gone {
                 info!(%aor, %contact, "registration expired");
+                // with Redis the replica that claims the shared binding's
+                // expiry says so, once for the whole platform
+                if node.cluster.shared.is_none() {
+                    node.events.publish(switchboard_events::Event::registration(
+                        switchboard_events::RegistrationVerb::Expired,
+                        switchboard_events::RegistrationEvent {
+                            aor,
+                            contact,
+                            expires: 0,
+                            ..Default::default()
+                        },
+                    ));
+                }
             }
             node.auth.limiter.sweep(Instant::now());
         }

@@ -40,7 +40,7 @@ pub enum Reply {
     Drop,
     /// Bindings changed: send this 200 once the change is where the other
     /// replicas look (at once on a node of its own).
-    Changed(u16, Vec<u8>, BindingChange),
+    Changed(u16, Vec<u8>, Box<BindingChange>),
 }
 
 /// A REGISTER's change to an AOR, as the other replicas must see it.
@@ -57,6 +57,7 @@ pub struct BindingChange {
     pub bound: Vec<(Box<str>, bool)>,
 }
 
+#[derive(Clone)]
 pub struct Registrar {
     pub directory: Arc<Directory>,
     pub location: Arc<Location>,
@@ -92,23 +93,53 @@ fn simple(req: &Request, code: u16, reason: &str) -> Reply {
     Reply::Respond(code, response(req, code, reason).build())
 }
 
+/// A REGISTER whose credentials checked out: who sent it, for which account.
+pub struct Authorized {
+    pub user: Arc<crate::directory::UserEntry>,
+    pub account: Arc<crate::directory::AccountEntry>,
+}
+
 impl Registrar {
     /// Handles one REGISTER.
     pub fn handle(&self, req: &Request, source: &Target, now: Now) -> Reply {
+        match self.authorize(req, source, now) {
+            Ok(who) => self.apply(req, source, now, &who),
+            Err(reply) => reply,
+        }
+    }
+
+    /// A `401` with a fresh (`stale=true`) challenge: the answer to a
+    /// nonce count another replica already saw.
+    pub fn stale(&self, req: &Request, source: &Target, now: Now, who: &Authorized) -> Reply {
+        let mut b = response(req, 401, "Unauthorized");
+        for c in self.auth.challenges(
+            &who.account.realm,
+            true,
+            now.unix_secs(),
+            source.remote.ip(),
+        ) {
+            b = b.header("WWW-Authenticate", &c);
+        }
+        Reply::Respond(401, b.build())
+    }
+
+    /// The first half of [`Registrar::handle`]: extensions, domain and
+    /// digest; `Err` is the reply that ends the request.
+    pub fn authorize(&self, req: &Request, source: &Target, now: Now) -> Result<Authorized, Reply> {
         if let Some(bad) = unsupported_required(req) {
-            return Reply::Respond(
+            return Err(Reply::Respond(
                 420,
                 response(req, 420, "Bad Extension")
                     .header("Unsupported", &bad)
                     .build(),
-            );
+            ));
         }
         let to_uri = match Uri::parse(&req.to.uri) {
             Ok(u) if u.scheme == "sip" || u.scheme == "sips" => u,
-            _ => return simple(req, 400, "Invalid To URI"),
+            _ => return Err(simple(req, 400, "Invalid To URI")),
         };
         let Some(account) = self.directory.account_for_domain(&to_uri.host) else {
-            return simple(req, 404, "Domain Not Served");
+            return Err(simple(req, 404, "Domain Not Served"));
         };
         let user = match self.auth.authenticate(
             req,
@@ -127,11 +158,22 @@ impl Registrar {
                 {
                     b = b.header("WWW-Authenticate", &c);
                 }
-                return Reply::Respond(401, b.build());
+                return Err(Reply::Respond(401, b.build()));
             }
-            Outcome::Forbidden(reason) => return simple(req, 403, reason),
-            Outcome::Drop => return Reply::Drop,
+            Outcome::Forbidden(reason) => return Err(simple(req, 403, reason)),
+            Outcome::Drop => return Err(Reply::Drop),
         };
+        Ok(Authorized { user, account })
+    }
+
+    /// The second half of [`Registrar::handle`]: the bindings (§10.3 steps
+    /// 5–8) for an authorized REGISTER.
+    pub fn apply(&self, req: &Request, source: &Target, now: Now, who: &Authorized) -> Reply {
+        let (user, account) = (&who.user, &who.account);
+        let Ok(to_uri) = Uri::parse(&req.to.uri) else {
+            return simple(req, 400, "Invalid To URI");
+        };
+
         // §10.3 step 5: the authenticated user may register only its own
         // AOR, named by username or by extension.
         let to_user = to_uri.user.as_deref().unwrap_or("");
@@ -225,14 +267,14 @@ impl Registrar {
         Reply::Changed(
             200,
             bytes,
-            BindingChange {
+            Box::new(BindingChange {
                 aor: update.aor,
                 user_id: user.id,
                 account_id: account.id,
                 bindings: applied.bindings,
                 removed: applied.removed,
                 bound: applied.bound,
-            },
+            }),
         )
     }
 

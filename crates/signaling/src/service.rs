@@ -41,6 +41,15 @@ pub struct SipService {
     pub calls: Arc<Calls>,
     pub cluster: Arc<Cluster>,
     pub events: EventBus,
+    /// NONCE_TTL, how long the shared nonce-count guard remembers a nonce.
+    pub nonce_ttl: u64,
+}
+
+/// The nonce and nonce count of a REGISTER's credentials (a nonce used
+/// without qop counts as 1: it may be used once).
+fn nonce_count(req: &Request) -> Option<(String, u32)> {
+    let creds = switchboard_sip::digest::Credentials::parse(req.header("Authorization")?).ok()?;
+    Some((creds.nonce, creds.nc.unwrap_or(1)))
 }
 
 impl SipService {
@@ -49,20 +58,84 @@ impl SipService {
         tx.respond(code, Bytes::from(bytes));
     }
 
-    /// A REGISTER that changed bindings: answered once the other replicas
-    /// can see the change (at once on a node of its own).
-    fn registered(&self, tx: ServerTx, code: u16, bytes: Vec<u8>, change: BindingChange) {
-        publish_events(&self.events, &change);
-        if self.cluster.shared.is_none() {
-            return self.send(&tx, code, bytes);
-        }
-        let cluster = Arc::clone(&self.cluster);
-        let metrics = Arc::clone(&self.metrics);
+    /// A REGISTER. In a cluster a nonce count is checked against every
+    /// replica's before the bindings change (a captured `Authorization`
+    /// replayed to another replica gets a new challenge), and the 200 goes
+    /// out once the change is in Redis.
+    fn register(&self, req: Request, tx: ServerTx, from: Target) {
+        let now = Now::current();
+        let who = match self.registrar.authorize(&req, &from, now) {
+            Ok(who) => who,
+            Err(reply) => return self.finish(tx, reply),
+        };
+        let shared = self
+            .cluster
+            .shared
+            .clone()
+            .filter(|s| s.health() == switchboard_cluster::Health::Ok);
+        let (Some(shared), Some((nonce, nc))) = (shared, nonce_count(&req)) else {
+            let reply = self.registrar.apply(&req, &from, now, &who);
+            return self.finish(tx, reply);
+        };
+        let registrar = self.registrar.clone();
+        let (cluster, events, metrics) = (
+            Arc::clone(&self.cluster),
+            self.events.clone(),
+            Arc::clone(&self.metrics),
+        );
+        let ttl = self.nonce_ttl;
         tokio::spawn(async move {
-            cluster.publish(&change).await;
-            metrics.responses_out.inc(code);
-            tx.respond(code, Bytes::from(bytes));
+            // Redis failing is not the phone's fault: the local guard
+            // still refused replays to this replica
+            let fresh = shared
+                .nonce_count_advance(&nonce, nc, ttl)
+                .await
+                .unwrap_or(true);
+            let reply = if fresh {
+                registrar.apply(&req, &from, Now::current(), &who)
+            } else {
+                registrar.stale(&req, &from, Now::current(), &who)
+            };
+            match reply {
+                Reply::Respond(code, bytes) => {
+                    metrics.responses_out.inc(code);
+                    tx.respond(code, Bytes::from(bytes));
+                }
+                Reply::Changed(code, bytes, change) => {
+                    publish_events(&events, &change);
+                    cluster.publish(&change).await;
+                    metrics.responses_out.inc(code);
+                    tx.respond(code, Bytes::from(bytes));
+                }
+                Reply::Drop => {
+                    metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         });
+    }
+
+    /// Sends the registrar's reply; a change waits for Redis when there is
+    /// one (at once on a node of its own).
+    fn finish(&self, tx: ServerTx, reply: Reply) {
+        match reply {
+            Reply::Respond(code, bytes) => self.send(&tx, code, bytes),
+            Reply::Drop => {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Reply::Changed(code, bytes, change) => {
+                publish_events(&self.events, &change);
+                if self.cluster.shared.is_none() {
+                    return self.send(&tx, code, bytes);
+                }
+                let cluster = Arc::clone(&self.cluster);
+                let metrics = Arc::clone(&self.metrics);
+                tokio::spawn(async move {
+                    cluster.publish(&change).await;
+                    metrics.responses_out.inc(code);
+                    tx.respond(code, Bytes::from(bytes));
+                });
+            }
+        }
     }
 
     fn reply(&self, tx: &ServerTx, req: &Request, code: u16, reason: &str) {
@@ -103,13 +176,7 @@ impl Core for SipService {
             return self.reply(&tx, &req, 416, "Unsupported URI Scheme");
         }
         match method.as_str() {
-            "REGISTER" => match self.registrar.handle(&req, &from, Now::current()) {
-                Reply::Respond(code, bytes) => self.send(&tx, code, bytes),
-                Reply::Changed(code, bytes, change) => self.registered(tx, code, bytes, change),
-                Reply::Drop => {
-                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            },
+            "REGISTER" => self.register(req, tx, from),
             "OPTIONS" => {
                 if let Some(bad) = unsupported_required(&req) {
                     let b = response(&req, 420, "Bad Extension")

@@ -391,4 +391,22 @@ impl Backend for FlakyStore {
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, StoreResult<Vec<Cdr>>> {
         Box::pin(self.inner.list_cdrs(filter))
     }
+    fn list_trunks(&self) -> BoxFuture<'_, StoreResult<Vec<(String, String)>>> {
+        Box::pin(self.inner.list_trunks())
+    }
+    fn put_trunk<'a>(&'a self, name: &'a str, config: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.inner.put_trunk(name, config))
+    }
+    fn delete_trunk<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(self.inner.delete_trunk(name))
+    }
+    fn save_dialplan<'a>(&'a self, config: &'a str) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(self.inner.save_dialplan(config))
+    }
+    fn latest_dialplan(&self) -> BoxFuture<'_, StoreResult<Option<(i64, String)>>> {
+        Box::pin(self.inner.latest_dialplan())
+    }
+    fn config_version(&self) -> BoxFuture<'_, StoreResult<i64>> {
+        Box::pin(self.inner.config_version())
+    }
 }

@@ -170,6 +170,7 @@ pub struct Calls {
     pub(crate) media: Arc<MediaPool>,
     pub(crate) limits: CallLimits,
     notes: std::sync::OnceLock<mpsc::Sender<CallNote>>,
+    pub(crate) cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// A live call's change, for the replicas' shared list and for events.
@@ -227,6 +228,8 @@ pub struct CallsSetup {
     pub spool_dir: std::path::PathBuf,
     /// With NATS: the stream CDRs are published to instead of the store.
     pub cdr_stream: Option<switchboard_events::CdrStream>,
+    /// The platform: where phones registered on other replicas are.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Calls {
@@ -245,6 +248,7 @@ impl Calls {
             limits,
             spool_dir,
             cdr_stream,
+            cluster,
         } = setup;
         Arc::new(Self {
             directory,
@@ -270,6 +274,7 @@ impl Calls {
             media,
             limits,
             notes: std::sync::OnceLock::new(),
+            cluster,
         })
     }
 

@@ -203,11 +203,11 @@ impl Cluster {
         let mut out = Vec::with_capacity(shared_bindings.len());
         for sb in shared_bindings {
             // Our own: the local binding knows the live connection.
-            if sb.replica == self.replica {
-                if let Some(b) = local.iter().find(|b| *b.contact == sb.reg.contact) {
-                    out.push(direct(b.clone()));
-                    continue;
-                }
+            if sb.replica == self.replica
+                && let Some(b) = local.iter().find(|b| *b.contact == sb.reg.contact)
+            {
+                out.push(direct(b.clone()));
+                continue;
             }
             let Some(binding) = location.binding_from(&sb.reg) else {
                 continue;

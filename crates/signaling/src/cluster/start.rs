@@ -108,6 +108,7 @@ pub async fn open(config: &Config, replica: &str) -> anyhow::Result<Parts> {
                 EventBusOptions {
                     prefix: c.nats_prefix.clone(),
                     stream_name: stream_name(&c.nats_prefix, "EVENTS"),
+                    max_bytes: c.nats_stream_max_bytes,
                     ..EventBusOptions::default()
                 },
             )
@@ -117,6 +118,7 @@ pub async fn open(config: &Config, replica: &str) -> anyhow::Result<Parts> {
                 CdrStreamOptions {
                     prefix: c.nats_prefix.clone(),
                     stream_name: stream_name(&c.nats_prefix, "CDR"),
+                    max_bytes: c.nats_stream_max_bytes,
                     ..CdrStreamOptions::default()
                 },
             )

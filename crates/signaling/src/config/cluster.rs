@@ -85,6 +85,18 @@ pub struct ClusterConfig {
         default_value = "switchboard"
     )]
     pub nats_prefix: String,
+
+    /// Size bound of each JetStream stream (events, CDRs), in bytes; the
+    /// server reserves it at creation, so it must fit its storage. Past it
+    /// the oldest events go, and new CDRs wait in the spool.
+    #[arg(
+        long,
+        env = "NATS_STREAM_MAX_BYTES",
+        value_name = "NATS_STREAM_MAX_BYTES",
+        default_value_t = 1 << 30,
+        value_parser = clap::value_parser!(i64).range(1 << 20..)
+    )]
+    pub nats_stream_max_bytes: i64,
 }
 
 impl ClusterConfig {

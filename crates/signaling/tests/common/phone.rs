@@ -74,6 +74,24 @@ impl SipPhone {
         }
     }
 
+    /// The next request of `method` and the address it came from (other
+    /// messages in between are dropped); panics after 5 s.
+    pub async fn request_from(&self, method: Method) -> (Request, SocketAddr) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("no {method} within 5 s"))
+                    .expect("receive");
+            if let Ok(Message::Request(r)) = parse(&buf[..n])
+                && r.method == method
+            {
+                return (r, from);
+            }
+        }
+    }
+
     /// The next request of `method` (other messages in between are
     /// dropped); panics after 5 s.
     pub async fn request(&self, method: Method) -> Request {
@@ -106,6 +124,13 @@ impl SipPhone {
         if let Some(t) = tag {
             b = b.to_tag(t);
         }
+        // RFC 3261 §12.1.1: a UAS copies Record-Route into its dialog's
+        // responses, as every phone does
+        if (101..300).contains(&code) {
+            for rr in req.header_values("Record-Route") {
+                b = b.header("Record-Route", rr);
+            }
+        }
         if (200..300).contains(&code) {
             b = b.header("Contact", &format!("<sip:phone@{}>", self.addr()));
             b = b.header("Allow", "INVITE, ACK, BYE, CANCEL, INFO, UPDATE");
@@ -127,6 +152,20 @@ impl SipPhone {
         offer: &str,
         extra: &[(&str, &str)],
     ) -> (Response, u32) {
+        let cseq = self.start_invite(d, user, password, offer, extra).await;
+        (self.final_response(Method::Invite).await, cseq)
+    }
+
+    /// [`SipPhone::invite`] up to sending the INVITE with credentials, not
+    /// waiting for its answer; returns its CSeq.
+    pub async fn start_invite(
+        &self,
+        d: &mut Dialog,
+        user: &str,
+        password: &str,
+        offer: &str,
+        extra: &[(&str, &str)],
+    ) -> u32 {
         let body = Some(("application/sdp", offer.as_bytes()));
         let first = d.invite(body, extra);
         self.send(&first.bytes).await;
@@ -148,7 +187,7 @@ impl SipPhone {
         with_auth.push(("Proxy-Authorization", &auth));
         let second = d.invite(body, &with_auth);
         self.send(&second.bytes).await;
-        (self.final_response(Method::Invite).await, second.cseq)
+        second.cseq
     }
 
     /// A dialog of ours calling `to` (as `user`).

@@ -57,18 +57,24 @@ impl Call {
                     if self.dialled_user.is_none() {
                         self.dialled_user = Some(user.username.to_string());
                     }
-                    let bindings = self.calls.location.lookup(&aor, super::now_ms());
-                    if bindings.is_empty() {
+                    // every replica's bindings, each reached through the
+                    // replica holding its flow while that one lives
+                    let found = self
+                        .calls
+                        .cluster
+                        .locate(&self.calls.location, &aor, super::now_ms())
+                        .await;
+                    if found.is_empty() {
                         unavailable += 1;
                     }
-                    for b in bindings {
+                    for l in found {
                         starts.push(ForkTarget {
-                            uri: b.contact.to_string(),
-                            flow: b.received,
+                            uri: l.binding.contact.to_string(),
+                            flow: l.flow,
                             to: format!("<sip:{who}@{realm}>"),
                             label: aor.clone(),
                             user: Some(user.username.to_string()),
-                            path: b.path.as_deref().map(split_path).unwrap_or_default(),
+                            path: l.path,
                             credentials: None,
                         });
                     }
@@ -482,10 +488,6 @@ fn body_of(resp: &Response) -> Option<(&str, &[u8])> {
 }
 
 /// A binding's Path value (comma-joined Path headers) as Route entries.
-fn split_path(path: &str) -> Vec<String> {
-    switchboard_sip::message::split_header_values(path)
-}
-
 /// Where a `sip:` URI target is sent: its host must be an IP literal (no
 /// DNS yet), on the caller's address family.
 fn uri_target(uri: &str, like: &Target) -> Option<Target> {

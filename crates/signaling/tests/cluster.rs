@@ -1,0 +1,788 @@
+//! Several replicas as one platform, over real sockets, in front of the
+//! real Postgres, Redis and NATS running on loopback (each test with its
+//! own database, key prefix and streams): a phone registered through one
+//! replica is called from another and reached through the first; a digest
+//! challenge from one is answered to another; failed passwords spread over
+//! replicas block the source on all; a dialplan PUT on one routes calls on
+//! another within a second; the API answers the same everywhere.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::phone::{SipPhone, sdp};
+use common::{TestServer, start};
+use serde_json::{Value, json};
+use switchboard_sip::digest::{Challenge, respond};
+use switchboard_sip::message::{Message, Method};
+use switchboard_sip::request::{RequestBuilder, new_branch};
+use tokio::net::UdpSocket;
+
+const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+
+/// The shared servers of one test: its own database, prefix and streams.
+struct Platform {
+    db: String,
+    redis_prefix: String,
+    nats_prefix: String,
+}
+
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qAtc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs (make test installs it)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Platform {
+    fn new() -> Self {
+        forget_old_test_streams();
+        let id = format!("{:08x}", rand::random::<u32>());
+        let db = format!("switchboard_cluster_{id}");
+        psql(&format!("CREATE DATABASE {db}"));
+        Self {
+            db,
+            redis_prefix: format!("t{id}:"),
+            nats_prefix: format!("t{id}.switchboard"),
+        }
+    }
+
+    fn configure(&self, c: &mut switchboard_signaling::Config, node: &str) {
+        c.node_name = Some(node.into());
+        c.cluster.database_url = Some(format!("postgres://postgres@127.0.0.1:5432/{}", self.db));
+        c.cluster.redis_addr = Some("127.0.0.1:6379".into());
+        c.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
+        c.cluster.cluster_secret = Some(SECRET.into());
+        c.cluster.redis_prefix = self.redis_prefix.clone();
+        c.cluster.nats_prefix = self.nats_prefix.clone();
+        c.cluster.nats_stream_max_bytes = TEST_STREAM_BYTES;
+    }
+
+    async fn replica(
+        &self,
+        node: &str,
+        tweak: impl FnOnce(&mut switchboard_signaling::Config),
+    ) -> TestServer {
+        start(&format!("cluster-{node}"), |c| {
+            self.configure(c, node);
+            tweak(c);
+        })
+        .await
+    }
+
+    async fn cleanup(self) {
+        // Drop does it, also when a test fails
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db));
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli -h 127.0.0.1 --scan --pattern '{}*' | xargs -r redis-cli -h 127.0.0.1 del >/dev/null",
+                self.redis_prefix
+            ))
+            .status();
+        let base = self.nats_prefix.replace('.', "_").to_ascii_uppercase();
+        on_nats(move |js| async move {
+            for s in ["EVENTS", "CDR"] {
+                let _ = js.delete_stream(format!("{base}_{s}")).await;
+            }
+        });
+    }
+}
+
+/// Bytes each test stream may hold (the server reserves it).
+const TEST_STREAM_BYTES: i64 = 8 << 20;
+
+/// Runs `f` against the shared NATS on a thread of its own (from Drop, and
+/// inside or outside a runtime).
+fn on_nats<F, Fut>(f: F)
+where
+    F: FnOnce(async_nats::jetstream::Context) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
+                f(async_nats::jetstream::new(client)).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// Streams of earlier runs of these tests that died before cleaning up
+/// (a killed `cargo test`), older than ten minutes: deleted, so the shared
+/// server's storage does not fill up.
+fn forget_old_test_streams() {
+    use futures_util::StreamExt;
+    on_nats(|js| async move {
+        let mut streams = js.streams();
+        let mut old = Vec::new();
+        while let Some(Ok(info)) = streams.next().await {
+            let name = &info.config.name;
+            let ours = name.len() > 10
+                && name.starts_with('T')
+                && name[1..9].bytes().all(|b| b.is_ascii_hexdigit())
+                && name[9..].starts_with("_SWITCHBOARD_");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if ours && now - info.created.unix_timestamp() > 600 {
+                old.push(name.clone());
+            }
+        }
+        for name in old {
+            let _ = js.delete_stream(&name).await;
+        }
+    });
+}
+
+/// Polls `f` until it is true, for at most `max`.
+async fn eventually<F, Fut>(max: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + max;
+    while Instant::now() < until {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {max:?}");
+}
+
+/// Waits until `s` sees every replica in `ids` alive.
+async fn sees_alive(s: &TestServer, ids: &[&str]) {
+    eventually(Duration::from_secs(8), "replicas alive", || async {
+        let (_, body) = s.http("GET", "/api/v1/cluster", None).await;
+        ids.iter().all(|id| {
+            body["replicas"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|r| r["id"] == *id && r["alive"] == true))
+        })
+    })
+    .await;
+}
+
+fn users_plan() -> Value {
+    json!({"version": "1.0", "routes": [
+        {"id": "users", "pattern": "*", "priority": 50,
+         "actions": [{"type": "dial", "params": {"target": "user/${destination}", "timeout": 10}}]}]})
+}
+
+/// Both replicas up, users alice and carol, the users dialplan on both.
+async fn two_replicas(
+    p: &Platform,
+    tweak: fn(&mut switchboard_signaling::Config),
+) -> (TestServer, TestServer) {
+    let a = p.replica("a", tweak).await;
+    let b = p.replica("b", tweak).await;
+    a.create_user("alice", "alice-secret").await;
+    a.create_user("carol", "carol-secret").await;
+    let (status, body) = a.http("PUT", "/api/v1/dialplan", Some(&users_plan())).await;
+    assert_eq!(status, 200, "{body}");
+    // B's directory (what its SIP side authenticates with) has them
+    eventually(Duration::from_secs(3), "users reach B", || async {
+        let (_, stats) = b.http("GET", "/api/v1/stats", None).await;
+        stats["users"] == 2
+    })
+    .await;
+    for (s, other) in [(&a, "b"), (&b, "a")] {
+        eventually(Duration::from_secs(8), "peers known", || async {
+            s.http("GET", "/api/v1/cluster", None).await.1["peers"][other].is_string()
+        })
+        .await;
+    }
+    (a, b)
+}
+
+fn media_addr(body: &[u8]) -> SocketAddr {
+    let text = String::from_utf8_lossy(body);
+    let ip = text
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim()
+        .to_owned();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().next())
+        .expect("m= line")
+        .to_owned();
+    format!("{ip}:{port}").parse().expect("media address")
+}
+
+/// Sends `n` PCMU packets from `sock` to `to`.
+async fn rtp_to(sock: &UdpSocket, to: SocketAddr, n: u16) {
+    for seq in 0..n {
+        let mut pkt = vec![0x80, 0x00];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        pkt.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        pkt.extend_from_slice(&[0xff; 160]);
+        let _ = sock.send_to(&pkt, to).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn rtp_count(sock: &UdpSocket, wait: Duration) -> usize {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(_)) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_on_a_is_called_from_b_through_a() {
+    let p = Platform::new();
+    let (a, b) = two_replicas(&p, |_| {}).await;
+
+    // carol registers through A
+    let carol = SipPhone::bind(LO, a.sip).await;
+    assert_eq!(carol.register("carol", "carol-secret", &[]).await.code, 200);
+    // ... and B lists her at once, held by A
+    let (_, regs) = b.http("GET", "/api/v1/registrations", None).await;
+    let carol_aor = regs
+        .as_array()
+        .and_then(|l| {
+            l.iter().find(|r| {
+                r["aor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("sip:carol@"))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("carol on B: {regs}"));
+    assert_eq!(carol_aor["contacts"][0]["replica"], "a");
+    assert_eq!(
+        a.http("GET", "/api/v1/registrations", None).await.1,
+        regs,
+        "same answer on A"
+    );
+
+    // alice, on B, calls carol
+    let alice = SipPhone::bind(LO, b.sip).await;
+    let alice_rtp = UdpSocket::bind((LO, 0)).await.expect("rtp");
+    let carol_rtp = UdpSocket::bind((LO, 0)).await.expect("rtp");
+    let offer = sdp(LO, alice_rtp.local_addr().expect("addr").port(), "sendrecv");
+    let answer = sdp(LO, carol_rtp.local_addr().expect("addr").port(), "sendrecv");
+    let callee = async {
+        let (inv, from) = carol.request_from(Method::Invite).await;
+        carol.answer(&inv, 180, Some("caroltag"), None).await;
+        carol
+            .answer(&inv, 200, Some("caroltag"), Some(&answer))
+            .await;
+        let (_, ack_from) = carol.request_from(Method::Ack).await;
+        (inv, from, ack_from)
+    };
+    let ((dialog, ok), (inv, from, ack_from)) = tokio::join!(
+        alice.call("alice", "alice-secret", "carol", &offer, &[]),
+        callee
+    );
+    assert_eq!(
+        from, a.sip,
+        "the INVITE comes from A, the replica carol registered on"
+    );
+    assert_eq!(ack_from, a.sip, "and so does the ACK");
+    assert!(
+        inv.header("Record-Route")
+            .is_some_and(|rr| rr.contains("sb-flow=")),
+        "A stays on the path: {inv:?}"
+    );
+
+    // audio both ways through B's media
+    let to_alice_side = media_addr(&ok.body);
+    let to_carol_side = media_addr(&inv.body);
+    let (_, _, got_alice, got_carol) = tokio::join!(
+        rtp_to(&alice_rtp, to_alice_side, 25),
+        rtp_to(&carol_rtp, to_carol_side, 25),
+        rtp_count(&alice_rtp, Duration::from_millis(1200)),
+        rtp_count(&carol_rtp, Duration::from_millis(1200)),
+    );
+    assert!(got_carol >= 15, "carol heard alice: {got_carol} packets");
+    assert!(got_alice >= 15, "alice heard carol: {got_alice} packets");
+
+    // the call is listed the same on both replicas, owned by B
+    let (_, calls_b) = b.http("GET", "/api/v1/calls", None).await;
+    let (_, calls_a) = a.http("GET", "/api/v1/calls", None).await;
+    assert_eq!(calls_a, calls_b, "same calls on A and B");
+    let call = &calls_b[0];
+    assert_eq!(call["node"], "b", "{calls_b}");
+    let id = call["id"].as_str().expect("call id").to_owned();
+
+    // hung up from A, the replica that does not own it
+    let (status, body) = a
+        .http("POST", &format!("/api/v1/calls/{id}/hangup"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (bye, bye_from) = carol.request_from(Method::Bye).await;
+    assert_eq!(bye_from, a.sip, "the BYE reaches carol through A too");
+    carol.answer(&bye, 200, None, None).await;
+    let alice_bye = alice.request(Method::Bye).await;
+    alice.answer(&alice_bye, 200, None, None).await;
+    drop(dialog);
+
+    // one CDR, stored once through JetStream into Postgres, seen by both
+    eventually(Duration::from_secs(10), "the CDR in Postgres", || async {
+        let (_, cdrs) = a.http("GET", "/api/v1/cdrs", None).await;
+        cdrs["cdrs"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["call_id"] == id.as_str())
+    })
+    .await;
+    assert_eq!(
+        a.http("GET", "/api/v1/cdrs", None).await.1,
+        b.http("GET", "/api/v1/cdrs", None).await.1,
+        "same CDRs on A and B"
+    );
+    eventually(Duration::from_secs(5), "no live calls", || async {
+        b.http("GET", "/api/v1/calls", None).await.1 == json!([])
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    p.cleanup().await;
+}
+
+/// A REGISTER with Authorization answering `ch`, sent from `phone` to `to`.
+fn register_bytes(
+    phone: &SipPhone,
+    call_id: &str,
+    cseq: u32,
+    auth: Option<&str>,
+    host: SocketAddr,
+) -> Vec<u8> {
+    let mut b = RequestBuilder::new("REGISTER", &format!("sip:{}", host.ip()))
+        .via("UDP", &phone.addr().to_string(), &new_branch())
+        .header("Max-Forwards", "70")
+        .header("From", "<sip:carol@switchboard>;tag=r1")
+        .header("To", "<sip:carol@switchboard>")
+        .header("Call-ID", call_id)
+        .header("CSeq", &format!("{cseq} REGISTER"))
+        .header("Contact", &format!("<sip:carol@{}>", phone.addr()))
+        .header("Expires", "300");
+    if let Some(a) = auth {
+        b = b.header("Authorization", a);
+    }
+    b.build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_from_a_is_answered_to_b_and_a_dialplan_put_on_a_routes_on_b() {
+    let p = Platform::new();
+    let (a, b) = two_replicas(&p, |_| {}).await;
+
+    let mut phone = SipPhone::bind(LO, a.sip).await;
+    phone
+        .send(&register_bytes(&phone, "xreg@test", 1, None, a.sip))
+        .await;
+    let challenge = phone.final_response(Method::Register).await;
+    assert_eq!(challenge.code, 401);
+    let ch = challenge
+        .header_lines("WWW-Authenticate")
+        .into_iter()
+        .find_map(|v| Challenge::parse(v).ok())
+        .expect("challenge");
+    let uri = format!("sip:{}", LO);
+    let auth =
+        respond(&ch, "REGISTER", &uri, "carol", "carol-secret", "c0ffee", 1).to_header_value();
+    phone.server = b.sip;
+    phone
+        .send(&register_bytes(&phone, "xreg@test", 2, Some(&auth), b.sip))
+        .await;
+    let ok = phone.final_response(Method::Register).await;
+    assert_eq!(ok.code, 200, "A's nonce accepted by B: {ok:?}");
+    // the same credentials again (nc not advanced) are a replay
+    phone.server = a.sip;
+    phone
+        .send(&register_bytes(&phone, "xreg@test", 3, Some(&auth), a.sip))
+        .await;
+    let replay = phone.final_response(Method::Register).await;
+    assert_eq!(
+        replay.code, 401,
+        "a replayed nonce count is challenged again on A"
+    );
+
+    // a new plan on A: 7xx goes to a route that answers 404 by having no
+    // user; B must route with it within a second
+    let plan = json!({"version": "1.0", "routes": [
+        {"id": "sevens", "pattern": "7*", "priority": 5,
+         "actions": [{"type": "dial", "params": {"target": "user/carol", "timeout": 5}}]}]});
+    let t0 = Instant::now();
+    assert_eq!(a.http("PUT", "/api/v1/dialplan", Some(&plan)).await.0, 200);
+    eventually(Duration::from_secs(1), "B uses A's dialplan", || async {
+        b.http("GET", "/api/v1/dialplan", None).await.1["routes"][0]["id"] == "sevens"
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // a call on B to 700 now reaches carol (registered through B above)
+    phone.server = b.sip;
+    let alice = SipPhone::bind(LO, b.sip).await;
+    let callee = async {
+        let inv = phone.request(Method::Invite).await;
+        phone.answer(&inv, 486, Some("busy"), None).await;
+    };
+    let caller = async {
+        let mut d = alice.dialog_to("alice", "700");
+        alice
+            .invite(
+                &mut d,
+                "alice",
+                "alice-secret",
+                &sdp(LO, 4000, "sendrecv"),
+                &[],
+            )
+            .await
+            .0
+            .code
+    };
+    let (code, ()) = tokio::join!(caller, callee);
+    assert_eq!(code, 486, "routed by the new plan on B");
+    a.stop().await;
+    b.stop().await;
+    p.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_spread_over_two_replicas_block_the_source_on_both() {
+    let p = Platform::new();
+    let (a, b) = two_replicas(&p, |c| c.auth_fail_limit = 9).await;
+    let guesser_ip: IpAddr = "127.0.0.77".parse().expect("ip");
+    for i in 0..10 {
+        let target = if i % 2 == 0 { a.sip } else { b.sip };
+        let phone = SipPhone::bind(guesser_ip, target).await;
+        let r = phone.register("carol", "wrong-password", &[]).await;
+        assert_eq!(r.code, 401, "failure {i}: {r:?}");
+    }
+    // ten failures, five on each: over the limit of nine on both replicas
+    for s in [&a, &b] {
+        let sip = s.sip;
+        eventually(Duration::from_secs(3), "blocked", || async move {
+            let phone = SipPhone::bind(guesser_ip, sip).await;
+            phone.register("carol", "carol-secret", &[]).await.code == 403
+        })
+        .await;
+    }
+    // another source is not blocked
+    let honest = SipPhone::bind(LO, a.sip).await;
+    assert_eq!(
+        honest.register("carol", "carol-secret", &[]).await.code,
+        200
+    );
+    a.stop().await;
+    b.stop().await;
+    p.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_each_shared_server() {
+    let p = Platform::new();
+    let a = p.replica("a", |_| {}).await;
+    // the NATS client connects in the background
+    eventually(Duration::from_secs(5), "healthy", || async {
+        a.http("GET", "/api/v1/health", None).await.1["status"] == "ok"
+    })
+    .await;
+    let (status, body) = a.http("GET", "/api/v1/health", None).await;
+    assert_eq!(status, 200);
+    for k in ["postgres", "redis", "nats"] {
+        assert_eq!(body[k], "ok", "{k}: {body}");
+    }
+    a.stop().await;
+    // a node of its own: the three are off
+    let solo = start("cluster-solo", |_| {}).await;
+    let (_, body) = solo.http("GET", "/api/v1/health", None).await;
+    for k in ["postgres", "redis", "nats"] {
+        assert_eq!(body[k], "off", "{k}: {body}");
+    }
+    solo.stop().await;
+    p.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_at_start_are_degraded_not_fatal() {
+    let dead = common::free_port(LO);
+    let s = start("cluster-dead", |c| {
+        c.node_name = Some("lonely".into());
+        c.cluster.database_url = Some(format!("postgres://postgres@127.0.0.1:{dead}/x"));
+        c.cluster.redis_addr = Some(format!("127.0.0.1:{dead}"));
+        c.cluster.nats_url = Some(format!("nats://127.0.0.1:{dead}"));
+        c.cluster.cluster_secret = Some(SECRET.into());
+    })
+    .await;
+    let (status, body) = s.http("GET", "/api/v1/health", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "degraded", "{body}");
+    for k in ["postgres", "redis", "nats"] {
+        assert!(
+            body[k].as_str().is_some_and(|v| v.starts_with("degraded")),
+            "{k}: {body}"
+        );
+    }
+    // SIP still answers
+    let phone = SipPhone::bind(LO, s.sip).await;
+    let opts = RequestBuilder::new("OPTIONS", &format!("sip:{}", s.sip))
+        .via("UDP", &phone.addr().to_string(), &new_branch())
+        .header("Max-Forwards", "70")
+        .header("From", "<sip:x@test>;tag=1")
+        .header("To", "<sip:y@test>")
+        .header("Call-ID", "opts@test")
+        .header("CSeq", "1 OPTIONS")
+        .build();
+    phone.send(&opts).await;
+    match phone.recv(Duration::from_secs(3)).await {
+        Some(Message::Response(r)) => assert_eq!(r.code, 200),
+        other => panic!("no answer: {other:?}"),
+    }
+    s.stop().await;
+}
+
+#[test]
+fn malformed_settings_stop_start_up_naming_the_variable() {
+    use clap::Parser;
+    for (var, value) in [
+        ("DATABASE_URL", "mysql://db/x"),
+        ("REDIS_ADDR", "redis://x:99999"),
+        ("NATS_URL", "http://x:4222"),
+    ] {
+        let c = switchboard_signaling::Config::try_parse_from([
+            "switchboard-signaling",
+            &format!("--{}", var.to_ascii_lowercase().replace('_', "-")),
+            value,
+            "--cluster-secret",
+            SECRET,
+            "--bind",
+            "127.0.0.1",
+        ])
+        .expect("parses");
+        let err = c.validate().expect_err("refused");
+        assert!(err.contains(var), "{var}: {err}");
+    }
+}
+
+/// A replica as its own process (the binary the images ship), so it can be
+/// killed with SIGKILL; started with the environment a deployment gives it.
+struct Process {
+    child: std::process::Child,
+    sip: SocketAddr,
+    api: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Process {
+    async fn start(p: &Platform, node: &str) -> Self {
+        let dir = common::temp_dir(&format!("cluster-proc-{node}"));
+        let sip = SocketAddr::new(LO, common::free_port(LO));
+        let api = SocketAddr::new(LO, common::free_port(LO));
+        let log = std::fs::File::create(dir.join("log")).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-signaling"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "LOGLEVEL",
+                std::env::var("CLUSTER_TEST_LOGLEVEL").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("NODE_NAME", node)
+            .env("BIND", "127.0.0.1")
+            .env("PORT", sip.port().to_string())
+            .env("API_BIND", "127.0.0.1")
+            .env("API_PORT", api.port().to_string())
+            .env("API_TOKEN", "test-token")
+            .env("DATA_DIR", &dir)
+            .env("DIALPLAN_PATH", dir.join("dialplan.json"))
+            .env("TRUNKS_PATH", dir.join("trunks.json"))
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5432/{}", p.db),
+            )
+            .env("REDIS_ADDR", "127.0.0.1:6379")
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("CLUSTER_SECRET", SECRET)
+            .env("REDIS_PREFIX", &p.redis_prefix)
+            .env("NATS_PREFIX", &p.nats_prefix)
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start switchboard-signaling");
+        // killed on drop, also when the wait below fails
+        let process = Self {
+            child,
+            sip,
+            api,
+            dir,
+        };
+        eventually(Duration::from_secs(15), "the process answers", || async {
+            tokio::net::TcpStream::connect(api).await.is_ok()
+                && common::http(api, "GET", "/api/v1/health", None, None)
+                    .await
+                    .0
+                    == 200
+        })
+        .await;
+        process
+    }
+
+    fn kill9(self) {
+        drop(self); // SIGKILL: no shutdown, no goodbye
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("CLUSTER_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_with_sigkill_leaves_its_phones_reachable_and_its_calls_unlisted() {
+    if let Ok(level) = std::env::var("CLUSTER_TEST_LOGLEVEL") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .try_init();
+    }
+    let p = Platform::new();
+    let a = Process::start(&p, "a").await;
+    let b = p.replica("b", |_| {}).await;
+    b.create_user("alice", "alice-secret").await;
+    b.create_user("carol", "carol-secret").await;
+    b.create_user("dave", "dave-secret").await;
+    assert_eq!(
+        b.http("PUT", "/api/v1/dialplan", Some(&users_plan()))
+            .await
+            .0,
+        200
+    );
+    sees_alive(&b, &["a", "b"]).await;
+    let a_api = a.api;
+    eventually(
+        Duration::from_secs(5),
+        "A routes through B",
+        || async move {
+            let (_, c) =
+                common::http(a_api, "GET", "/api/v1/cluster", Some("test-token"), None).await;
+            c["peers"]["b"].is_string()
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(3), "users reach A", || async move {
+        let (_, s) = common::http(a_api, "GET", "/api/v1/stats", Some("test-token"), None).await;
+        s["users"] == 3
+    })
+    .await;
+
+    // carol registers through A; dave (on A) calls alice (through B)
+    let mut carol = SipPhone::bind(LO, a.sip).await;
+    assert_eq!(carol.register("carol", "carol-secret", &[]).await.code, 200);
+    let alice = SipPhone::bind(LO, b.sip).await;
+    assert_eq!(alice.register("alice", "alice-secret", &[]).await.code, 200);
+    let dave = SipPhone::bind(LO, a.sip).await;
+    // never answered: A dies first
+    let mut d = dave.dialog_to("dave", "alice");
+    dave.start_invite(
+        &mut d,
+        "dave",
+        "dave-secret",
+        &sdp(LO, 4002, "sendrecv"),
+        &[],
+    )
+    .await;
+    let (inv, from) = alice.request_from(Method::Invite).await;
+    assert_eq!(from, b.sip, "dave's call reaches alice through B");
+    alice.answer(&inv, 180, Some("alicetag"), None).await;
+    eventually(Duration::from_secs(3), "A's call listed on B", || async {
+        let (_, calls) = b.http("GET", "/api/v1/calls", None).await;
+        calls
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["node"] == "a"))
+    })
+    .await;
+
+    a.kill9();
+
+    // within 10 s B stops listing the dead replica's call
+    let t0 = Instant::now();
+    eventually(
+        Duration::from_secs(14),
+        "A's call leaves B's list",
+        || async {
+            let (_, calls) = b.http("GET", "/api/v1/calls", None).await;
+            calls
+                .as_array()
+                .is_some_and(|l| !l.iter().any(|c| c["node"] == "a"))
+        },
+    )
+    .await;
+    assert!(t0.elapsed() <= Duration::from_secs(14));
+    // and a call from B to carol goes to her own address directly
+    sees_dead(&b, "a").await;
+    let caller = SipPhone::bind(LO, b.sip).await;
+    let call = tokio::spawn(async move {
+        let mut d = caller.dialog_to("alice", "carol");
+        caller
+            .invite(
+                &mut d,
+                "alice",
+                "alice-secret",
+                &sdp(LO, 4004, "sendrecv"),
+                &[],
+            )
+            .await
+            .0
+            .code
+    });
+    let (inv, from) = carol.request_from(Method::Invite).await;
+    assert_eq!(from, b.sip, "A is gone: B reaches carol directly");
+    carol.server = b.sip;
+    carol.answer(&inv, 486, Some("c"), None).await;
+    assert_eq!(call.await.expect("caller"), 486);
+    b.stop().await;
+    p.cleanup().await;
+}
+
+/// Waits until `s` no longer routes through replica `id`.
+async fn sees_dead(s: &TestServer, id: &str) {
+    eventually(Duration::from_secs(14), "replica dead", || async {
+        let (_, body) = s.http("GET", "/api/v1/cluster", None).await;
+        body["peers"].get(id).is_none()
+            && body["replicas"]
+                .as_array()
+                .is_some_and(|l| !l.iter().any(|r| r["id"] == id && r["alive"] == true))
+    })
+    .await;
+}
