@@ -786,3 +786,194 @@ async fn sees_dead(s: &TestServer, id: &str) {
     })
     .await;
 }
+
+/// A phone on one TCP connection: what it sends and receives travels on
+/// that connection only.
+struct TcpPhone {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TcpPhone {
+    async fn connect(server: SocketAddr) -> Self {
+        Self {
+            stream: tokio::net::TcpStream::connect(server)
+                .await
+                .expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// The next message on the connection; panics after 5 s.
+    async fn recv(&mut self) -> Message {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Ok(Some(frame)) = switchboard_sip::framing::check(&self.buf, 65_536) {
+                let bytes: Vec<u8> = self.buf.drain(..frame.len()).collect();
+                if let Ok(m) = switchboard_sip::message::parse(&bytes) {
+                    return m;
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+                .await
+                .expect("a message within 5 s")
+                .expect("read");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn register(&mut self, user: &str, password: &str, server: SocketAddr) -> u16 {
+        let mut auth: Option<String> = None;
+        for cseq in 1..=2 {
+            let mut b =
+                RequestBuilder::new("REGISTER", &format!("sip:{};transport=tcp", server.ip()))
+                    .via("TCP", &self.addr().to_string(), &new_branch())
+                    .header("Max-Forwards", "70")
+                    .header("From", &format!("<sip:{user}@switchboard>;tag=t1"))
+                    .header("To", &format!("<sip:{user}@switchboard>"))
+                    .header("Call-ID", "tcp-reg@test")
+                    .header("CSeq", &format!("{cseq} REGISTER"))
+                    .header(
+                        "Contact",
+                        &format!("<sip:{user}@{};transport=tcp>", self.addr()),
+                    )
+                    .header("Expires", "300");
+            if let Some(a) = &auth {
+                b = b.header("Authorization", a);
+            }
+            self.send(&b.build()).await;
+            let Message::Response(r) = self.recv().await else {
+                panic!("a response");
+            };
+            if r.code != 401 {
+                return r.code;
+            }
+            let ch = r
+                .header_lines("WWW-Authenticate")
+                .into_iter()
+                .find_map(|v| Challenge::parse(v).ok())
+                .expect("challenge");
+            let uri = format!("sip:{};transport=tcp", server.ip());
+            auth = Some(respond(&ch, "REGISTER", &uri, user, password, "7cp", 1).to_header_value());
+        }
+        401
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_on_tcp_through_a_gets_b_calls_on_its_own_connection() {
+    let p = Platform::new();
+    let (a, b) = two_replicas(&p, |_| {}).await;
+    let mut carol = TcpPhone::connect(a.sip).await;
+    assert_eq!(carol.register("carol", "carol-secret", a.sip).await, 200);
+
+    let alice = SipPhone::bind(LO, b.sip).await;
+    let caller = tokio::spawn(async move {
+        let mut d = alice.dialog_to("alice", "carol");
+        alice
+            .invite(
+                &mut d,
+                "alice",
+                "alice-secret",
+                &sdp(LO, 4006, "sendrecv"),
+                &[],
+            )
+            .await
+            .0
+            .code
+    });
+    // the INVITE arrives on carol's own connection to A
+    let inv = loop {
+        match carol.recv().await {
+            Message::Request(r) if r.method == Method::Invite => break r,
+            _ => {}
+        }
+    };
+    assert_eq!(
+        inv.vias[0].transport, "TCP",
+        "A's hop to carol is on TCP: {inv:?}"
+    );
+    assert!(
+        inv.header("Record-Route")
+            .is_some_and(|rr| rr.contains("sb-flow="))
+    );
+    let busy = switchboard_sip::response::response(&inv, 486, "Busy Here")
+        .to_tag("c1")
+        .build();
+    carol.send(&busy).await;
+    assert_eq!(
+        caller.await.expect("caller"),
+        486,
+        "carol's answer reaches alice on B"
+    );
+    a.stop().await;
+    b.stop().await;
+    p.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_limit_counts_calls_on_every_replica() {
+    let p = Platform::new();
+    let (a, b) = two_replicas(&p, |_| {}).await;
+    let (status, body) = a
+        .http(
+            "PATCH",
+            "/api/v1/accounts/1",
+            Some(&json!({"max_concurrent_calls": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(3), "B knows the limit", || async {
+        b.http("GET", "/api/v1/accounts/1", None).await.1["max_concurrent_calls"] == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // B's directory poll
+    let carol = SipPhone::bind(LO, a.sip).await;
+    assert_eq!(carol.register("carol", "carol-secret", &[]).await.code, 200);
+
+    // one call on A, ringing
+    let first = SipPhone::bind(LO, a.sip).await;
+    let mut d = first.dialog_to("alice", "carol");
+    first
+        .start_invite(
+            &mut d,
+            "alice",
+            "alice-secret",
+            &sdp(LO, 4008, "sendrecv"),
+            &[],
+        )
+        .await;
+    let inv = carol.request(Method::Invite).await;
+    carol.answer(&inv, 180, Some("c1"), None).await;
+    // a second call of the same account on B is over the limit
+    let second = SipPhone::bind(LO, b.sip).await;
+    let mut d2 = second.dialog_to("alice", "carol");
+    let (resp, _) = second
+        .invite(
+            &mut d2,
+            "alice",
+            "alice-secret",
+            &sdp(LO, 4010, "sendrecv"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        resp.code, 503,
+        "the platform-wide limit refuses it: {resp:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+    p.cleanup().await;
+}

@@ -32,7 +32,7 @@ use switchboard_sip_stack::target::Target;
 use switchboard_sip_stack::transaction::{ServerTx, TransactionKey};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::leg::{Inbound, OfferSlots, Outbound};
 use super::session_timer::{Policy, SessionTimer, allows_update};
@@ -448,6 +448,16 @@ impl Call {
         let mut last_failure: Option<(u16, String)> = None;
         if let Some(code) = self.check_session_timer() {
             self.end_call(Side::System, "Session Interval Too Small", code, None);
+        }
+        if self.phase != Phase::Over && !self.calls.cluster_slot(&self.id, self.account_id).await {
+            let code = self.calls.limit_code;
+            let reason = if code == 486 {
+                "Busy Here"
+            } else {
+                "Service Unavailable"
+            };
+            debug!(call = %self.id, account = self.account_id, "max_concurrent_calls reached on the platform");
+            self.end_call(Side::System, reason, code, None);
         }
         let anchor = !self.route.direct_media && !self.calls.media.members().is_empty();
         if anchor

@@ -485,6 +485,36 @@ impl Calls {
         self.dialogs.lock().ok()?.get(&key).cloned()
     }
 
+    /// The account's `max_concurrent_calls` counted over every replica
+    /// (Redis holds one slot per call); true when this call may go on.
+    /// Without Redis, or while it is down, the local count alone applies.
+    pub(super) async fn cluster_slot(&self, call: &str, account: i64) -> bool {
+        let Some(shared) = self.shared_live() else {
+            return true;
+        };
+        let max = self
+            .directory
+            .account(account)
+            .map_or(0, |a| a.max_concurrent_calls);
+        let Ok(max) = u32::try_from(max) else {
+            return true;
+        };
+        if max == 0 {
+            return true;
+        }
+        shared
+            .acquire_call_slot(account, call, max)
+            .await
+            .unwrap_or(true)
+    }
+
+    fn shared_live(&self) -> Option<&switchboard_cluster::Shared> {
+        self.cluster
+            .shared
+            .as_ref()
+            .filter(|s| s.health() == switchboard_cluster::Health::Ok)
+    }
+
     /// Counts a new call of `account` unless it is at its limit (0: none).
     pub(super) fn admit(&self, account: i64, max: i64) -> bool {
         let Ok(mut active) = self.active.lock() else {
@@ -524,6 +554,17 @@ impl Calls {
             .and_then(|v| v.lock().ok().map(|v| v.clone()));
         if let Some(view) = last {
             self.note(CallNote::Ended(view));
+        }
+        if let (Some(shared), Some(account)) = (self.shared_live(), account)
+            && self
+                .directory
+                .account(account)
+                .is_some_and(|a| a.max_concurrent_calls > 0)
+        {
+            let (shared, id) = (shared.clone(), id.to_owned());
+            tokio::spawn(async move {
+                let _ = shared.release_call_slot(account, &id).await;
+            });
         }
         if let (Ok(mut active), Some(account)) = (self.active.lock(), account)
             && let Some(n) = active.get_mut(&account)
