@@ -511,6 +511,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         spool_dir: config.data_dir.clone(),
         cdr_stream: parts.cdrs.clone(),
         cluster: cluster.clone(),
+        events: parts.events.clone(),
     });
     let node = Arc::new(Node {
         calls: calls.clone(),
@@ -563,16 +564,26 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     }
     tasks.extend(cluster::sync::spawn(node.clone(), shutdown.clone()));
     let lost_calls = Arc::downgrade(&calls);
-    tasks.push(media.spawn_health_checks(shutdown.clone(), move |name| {
-        if let Some(calls) = lost_calls.upgrade() {
-            let n = calls.manager_lost(name);
-            info!(
-                manager = name,
-                calls = n,
-                "calls on a lost RTP manager move or end"
-            );
-        }
-    }));
+    let (events, watcher) = (parts.events.clone(), Arc::clone(&cluster));
+    tasks.push(media.spawn_health_checks(
+        shutdown.clone(),
+        move |name| {
+            if let Some(calls) = lost_calls.upgrade() {
+                let n = calls.manager_lost(name);
+                info!(
+                    manager = name,
+                    calls = n,
+                    "calls on a lost RTP manager move or end"
+                );
+            }
+        },
+        move |m, change| {
+            // every replica checks the managers; one speaks for them all
+            if watcher.speaks_for_all() {
+                media::publish_change(&events, m, change);
+            }
+        },
+    ));
 
     let service = Arc::new(SipService {
         registrar: Registrar {

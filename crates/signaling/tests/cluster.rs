@@ -86,6 +86,30 @@ impl Platform {
         .await
     }
 
+    /// Every event published under this test's subject root from now on.
+    async fn watch_events(&self) -> Events {
+        use futures_util::StreamExt;
+        let client = async_nats::connect("nats://127.0.0.1:4222")
+            .await
+            .expect("NATS on 4222 (make test starts it)");
+        let mut sub = client
+            .subscribe(format!("{}.>", self.nats_prefix))
+            .await
+            .expect("subscribe");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let _client = client;
+            while let Some(m) = sub.next().await {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+                sink.lock()
+                    .expect("events")
+                    .push((m.subject.to_string(), v));
+            }
+        });
+        Events(seen)
+    }
+
     async fn cleanup(self) {
         // Drop does it, also when a test fails
     }
@@ -161,6 +185,26 @@ fn forget_old_test_streams() {
             let _ = js.delete_stream(&name).await;
         }
     });
+}
+
+/// Events seen on NATS: (subject, payload).
+struct Events(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl Events {
+    /// Everything seen once `subject` has been (at most 10 s).
+    async fn wait_for(&self, subject: &str) -> Vec<(String, Value)> {
+        let list = &self.0;
+        eventually(Duration::from_secs(10), subject, || async {
+            list.lock()
+                .expect("events")
+                .iter()
+                .any(|(s, _)| s == subject)
+        })
+        .await;
+        // a moment for anything published after it (nothing should be)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        list.lock().expect("events").clone()
+    }
 }
 
 /// Polls `f` until it is true, for at most `max`.
@@ -268,6 +312,7 @@ async fn rtp_count(sock: &UdpSocket, wait: Duration) -> usize {
 async fn a_phone_registered_on_a_is_called_from_b_through_a() {
     let p = Platform::new();
     let (a, b) = two_replicas(&p, |_| {}).await;
+    let events = p.watch_events().await;
 
     // carol registers through A
     let carol = SipPhone::bind(LO, a.sip).await;
@@ -371,6 +416,50 @@ async fn a_phone_registered_on_a_is_called_from_b_through_a() {
         b.http("GET", "/api/v1/calls", None).await.1 == json!([])
     })
     .await;
+
+    // each fact once, by the replica where it happened
+    let root = &p.nats_prefix;
+    let seen = events.wait_for(&format!("{root}.calls.{id}.ended")).await;
+    let of = |subject: String| {
+        seen.iter()
+            .filter(|(s, _)| *s == subject)
+            .collect::<Vec<_>>()
+    };
+    for verb in ["received", "ringing", "answered", "ended"] {
+        let got = of(format!("{root}.calls.{id}.{verb}"));
+        assert_eq!(got.len(), 1, "{verb} once: {seen:?}");
+        let e = &got[0].1;
+        assert_eq!(e["version"], 1);
+        assert_eq!(e["type"], format!("call.{verb}"));
+        assert_eq!(e["node"], "b");
+        assert_eq!(e["call_uuid"], id.as_str());
+        assert_eq!(e["legs"][0]["side"], "a");
+        assert!(e["ts"].as_i64().is_some_and(|t| t > 0));
+    }
+    let aor = carol_aor["aor"].as_str().expect("aor").replace('.', "%2E");
+    let registered = of(format!("{root}.registrations.{aor}.registered"));
+    assert_eq!(registered.len(), 1, "carol registered once: {seen:?}");
+    assert_eq!(
+        registered[0].1["node"], "a",
+        "published by the replica she registered on"
+    );
+    let sessions: Vec<_> = seen
+        .iter()
+        .filter(|(s, e)| {
+            s.starts_with(&format!("{root}.sessions.")) && e["call_uuid"] == id.as_str()
+        })
+        .map(|(s, _)| s.rsplit('.').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        sessions.iter().filter(|v| *v == "created").count(),
+        2,
+        "{sessions:?}"
+    );
+    assert_eq!(
+        sessions.iter().filter(|v| *v == "destroyed").count(),
+        2,
+        "{sessions:?}"
+    );
     a.stop().await;
     b.stop().await;
     p.cleanup().await;

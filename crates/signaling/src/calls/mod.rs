@@ -171,6 +171,7 @@ pub struct Calls {
     pub(crate) limits: CallLimits,
     notes: std::sync::OnceLock<mpsc::Sender<CallNote>>,
     pub(crate) cluster: Arc<crate::cluster::Cluster>,
+    pub(crate) events: switchboard_events::EventBus,
 }
 
 /// A live call's change, for the replicas' shared list and for events.
@@ -230,6 +231,8 @@ pub struct CallsSetup {
     pub cdr_stream: Option<switchboard_events::CdrStream>,
     /// The platform: where phones registered on other replicas are.
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// Where media session events go.
+    pub events: switchboard_events::EventBus,
 }
 
 impl Calls {
@@ -249,6 +252,7 @@ impl Calls {
             spool_dir,
             cdr_stream,
             cluster,
+            events,
         } = setup;
         Arc::new(Self {
             directory,
@@ -275,6 +279,7 @@ impl Calls {
             limits,
             notes: std::sync::OnceLock::new(),
             cluster,
+            events,
         })
     }
 

@@ -144,6 +144,17 @@ impl Cluster {
         self.peers.read().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Whether this replica publishes the facts every replica observes
+    /// alike (an RTP manager going down): the live replica with the
+    /// smallest id does, so each is published once (twice at most while
+    /// the replicas' views of each other differ, for one heartbeat).
+    pub fn speaks_for_all(&self) -> bool {
+        self.peers
+            .read()
+            .map(|p| p.keys().all(|id| *id > self.replica))
+            .unwrap_or(true)
+    }
+
     fn peer(&self, replica: &str) -> Option<SocketAddr> {
         self.peers.read().ok()?.get(replica).copied()
     }

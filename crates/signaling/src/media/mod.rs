@@ -391,6 +391,14 @@ impl Manager {
     }
 }
 
+/// What happened to an RTP manager, as the health checks saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerChange {
+    Up,
+    Down,
+    Draining,
+}
+
 /// The RTP managers of this node.
 pub struct MediaPool {
     members: Vec<Arc<Manager>>,
@@ -524,23 +532,46 @@ impl MediaPool {
     }
 
     /// Health checks every [`HEALTH_EVERY`] until `stop`; `lost` hears the
-    /// name of each member that just became lost.
+    /// name of each member that just became lost, `changed` each member
+    /// that came up (its first passed check, or back after failing), went
+    /// down (a failed check) or started draining.
     pub fn spawn_health_checks(
         self: &Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
         lost: impl Fn(&str) + Send + 'static,
+        changed: impl Fn(&Manager, ManagerChange) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEALTH_EVERY);
+            // (healthy, draining) as last told; None before the first check
+            let mut told: Vec<Option<(bool, bool)>> = vec![None; pool.members.len()];
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.cancelled() => return,
                 }
-                for m in &pool.members {
-                    if !m.is_local() && m.check().await {
+                for (m, told) in pool.members.iter().zip(told.iter_mut()) {
+                    if m.is_local() {
+                        continue;
+                    }
+                    if m.check().await {
                         lost(&m.name);
+                    }
+                    let now = (m.is_healthy(), m.is_draining());
+                    let before = told.replace(now);
+                    if before.map(|b| b.0) != Some(now.0) && (now.0 || before.is_some()) {
+                        changed(
+                            m,
+                            if now.0 {
+                                ManagerChange::Up
+                            } else {
+                                ManagerChange::Down
+                            },
+                        );
+                    }
+                    if now.1 && before.is_none_or(|b| !b.1) {
+                        changed(m, ManagerChange::Draining);
                     }
                 }
             }
@@ -598,6 +629,23 @@ fn embedded_engine(config: &Config) -> anyhow::Result<Engine> {
         source_policy: config.rtp_learn_from,
     })?;
     Ok(engine)
+}
+
+/// `switchboard.rtpmanagers.{name}.{up,down,draining}`.
+pub fn publish_change(events: &switchboard_events::EventBus, m: &Manager, change: ManagerChange) {
+    use switchboard_events::{Event, RtpManagerEvent, RtpManagerVerb};
+    let verb = match change {
+        ManagerChange::Up => RtpManagerVerb::Up,
+        ManagerChange::Down => RtpManagerVerb::Down,
+        ManagerChange::Draining => RtpManagerVerb::Draining,
+    };
+    events.publish(Event::rtpmanager(
+        verb,
+        RtpManagerEvent {
+            name: m.name.clone(),
+            address: m.addr.clone(),
+        },
+    ));
 }
 
 #[cfg(test)]

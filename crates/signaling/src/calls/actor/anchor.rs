@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use switchboard_events::{SessionEvent, SessionVerb};
 use switchboard_rtpmanager_api::v1 as pb;
 use switchboard_rtpmanager_api::v1::session_event;
 use switchboard_sip::message::{Method, Request};
@@ -134,6 +135,7 @@ impl Call {
             match mgr.create_session(req).await {
                 Ok(r) => {
                     self.watch_session(&mgr, &r.session_id);
+                    self.session_event(SessionVerb::Created, &r.session_id, &mgr.name, None);
                     debug!(call = %self.id, manager = %mgr.name, session = %r.session_id, "caller's media anchored");
                     if !a_late {
                         self.a.peer.remote_sdp = Some(self.invite.body.clone());
@@ -214,6 +216,7 @@ impl Call {
         match mgr.create_session(req).await {
             Ok(r) => {
                 self.watch_session(&mgr, &r.session_id);
+                self.session_event(SessionVerb::Created, &r.session_id, &mgr.name, None);
                 let media = self.media.as_mut()?;
                 if media.b.len() <= index {
                     media.b.resize(index + 1, None);
@@ -379,10 +382,12 @@ impl Call {
         let mgr = Arc::clone(&media.mgr);
         let bridged = media.bridged;
         let a = mgr.destroy(&media.a).await.ok();
+        self.session_event(SessionVerb::Destroyed, &media.a, &mgr.name, None);
         let mut b_info = None;
         for (i, s) in media.b.iter().enumerate() {
             if let Some(s) = s {
                 let info = mgr.destroy(s).await.ok();
+                self.session_event(SessionVerb::Destroyed, s, &mgr.name, None);
                 if Some(i) == bridged {
                     b_info = info;
                 }
@@ -467,6 +472,14 @@ impl Call {
     /// DTMF and RTP timeouts.
     pub(super) fn media_event(&mut self, session: &str, event: MediaEvent) {
         let is_a = self.media.as_ref().is_some_and(|m| m.a == session);
+        let manager = self.media.as_ref().map(|m| m.mgr.name.clone());
+        let manager = manager.as_deref().unwrap_or_default();
+        match event {
+            MediaEvent::Dtmf(d) => self.session_event(SessionVerb::Dtmf, session, manager, Some(d)),
+            MediaEvent::RtpTimeout => {
+                self.session_event(SessionVerb::Timeout, session, manager, None);
+            }
+        }
         match event {
             MediaEvent::Dtmf(d) => {
                 if is_a {
@@ -490,6 +503,23 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// `switchboard.sessions.{id}.{verb}`, published by the replica whose
+    /// call owns the session (once).
+    fn session_event(&self, verb: SessionVerb, session: &str, manager: &str, digit: Option<char>) {
+        self.calls
+            .events
+            .publish(switchboard_events::Event::session(
+                verb,
+                SessionEvent {
+                    session_id: session.to_owned(),
+                    call_uuid: Some(self.id.clone()),
+                    rtpmanager: Some(manager.to_owned()),
+                    digit: digit.map(String::from),
+                    duration_ms: None,
+                },
+            ));
     }
 
     /// A re-INVITE/UPDATE answered here instead of relayed: the manager
