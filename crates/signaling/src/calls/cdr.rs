@@ -132,7 +132,9 @@ impl CdrSink {
     /// The CDR stream's counters (publishes, and what this replica's
     /// consumer stored or refused), with NATS.
     pub(crate) fn stream_stats(&self) -> Option<switchboard_events::CdrStreamStats> {
-        self.stream.as_ref().map(switchboard_events::CdrStream::stats)
+        self.stream
+            .as_ref()
+            .map(switchboard_events::CdrStream::stats)
     }
 
     /// Hands a call's CDR to the writer; when calls end faster than the
