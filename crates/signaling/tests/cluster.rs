@@ -11,262 +11,16 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use common::cluster::{
+    LO, Platform, SECRET, eventually, sees_alive, sees_dead, two_replicas, users_plan,
+};
 use common::phone::{SipPhone, sdp};
-use common::{TestServer, start};
+use common::start;
 use serde_json::{Value, json};
 use switchboard_sip::digest::{Challenge, respond};
 use switchboard_sip::message::{Message, Method};
 use switchboard_sip::request::{RequestBuilder, new_branch};
 use tokio::net::UdpSocket;
-
-const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-const SECRET: &str = "cluster-test-secret-0123456789abcdef";
-
-/// The shared servers of one test: its own database, prefix and streams.
-struct Platform {
-    db: String,
-    redis_prefix: String,
-    nats_prefix: String,
-}
-
-fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-qAtc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs (make test installs it)");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Platform {
-    fn new() -> Self {
-        forget_old_test_streams();
-        let id = format!("{:08x}", rand::random::<u32>());
-        let db = format!("switchboard_cluster_{id}");
-        psql(&format!("CREATE DATABASE {db}"));
-        Self {
-            db,
-            redis_prefix: format!("t{id}:"),
-            nats_prefix: format!("t{id}.switchboard"),
-        }
-    }
-
-    fn configure(&self, c: &mut switchboard_signaling::Config, node: &str) {
-        c.node_name = Some(node.into());
-        c.cluster.database_url = Some(format!("postgres://postgres@127.0.0.1:5432/{}", self.db));
-        c.cluster.redis_addr = Some("127.0.0.1:6379".into());
-        c.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
-        c.cluster.cluster_secret = Some(SECRET.into());
-        c.cluster.redis_prefix = self.redis_prefix.clone();
-        c.cluster.nats_prefix = self.nats_prefix.clone();
-        c.cluster.nats_stream_max_bytes = TEST_STREAM_BYTES;
-    }
-
-    async fn replica(
-        &self,
-        node: &str,
-        tweak: impl FnOnce(&mut switchboard_signaling::Config),
-    ) -> TestServer {
-        start(&format!("cluster-{node}"), |c| {
-            self.configure(c, node);
-            tweak(c);
-        })
-        .await
-    }
-
-    /// Every event published under this test's subject root from now on.
-    async fn watch_events(&self) -> Events {
-        use futures_util::StreamExt;
-        let client = async_nats::connect("nats://127.0.0.1:4222")
-            .await
-            .expect("NATS on 4222 (make test starts it)");
-        let mut sub = client
-            .subscribe(format!("{}.>", self.nats_prefix))
-            .await
-            .expect("subscribe");
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        tokio::spawn(async move {
-            let _client = client;
-            while let Some(m) = sub.next().await {
-                let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-                sink.lock()
-                    .expect("events")
-                    .push((m.subject.to_string(), v));
-            }
-        });
-        Events(seen)
-    }
-
-    async fn cleanup(self) {
-        // Drop does it, also when a test fails
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db));
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "redis-cli -h 127.0.0.1 --scan --pattern '{}*' | xargs -r redis-cli -h 127.0.0.1 del >/dev/null",
-                self.redis_prefix
-            ))
-            .status();
-        let base = self.nats_prefix.replace('.', "_").to_ascii_uppercase();
-        on_nats(move |js| async move {
-            for s in ["EVENTS", "CDR"] {
-                let _ = js.delete_stream(format!("{base}_{s}")).await;
-            }
-        });
-    }
-}
-
-/// Bytes each test stream may hold (the server reserves it).
-const TEST_STREAM_BYTES: i64 = 8 << 20;
-
-/// Runs `f` against the shared NATS on a thread of its own (from Drop, and
-/// inside or outside a runtime).
-fn on_nats<F, Fut>(f: F)
-where
-    F: FnOnce(async_nats::jetstream::Context) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
-                f(async_nats::jetstream::new(client)).await;
-            }
-        });
-    })
-    .join();
-}
-
-/// Streams of earlier runs of these tests that died before cleaning up
-/// (a killed `cargo test`), older than ten minutes: deleted, so the shared
-/// server's storage does not fill up.
-fn forget_old_test_streams() {
-    use futures_util::StreamExt;
-    on_nats(|js| async move {
-        let mut streams = js.streams();
-        let mut old = Vec::new();
-        while let Some(Ok(info)) = streams.next().await {
-            let name = &info.config.name;
-            let ours = name.len() > 10
-                && name.starts_with('T')
-                && name[1..9].bytes().all(|b| b.is_ascii_hexdigit())
-                && name[9..].starts_with("_SWITCHBOARD_");
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            if ours && now - info.created.unix_timestamp() > 600 {
-                old.push(name.clone());
-            }
-        }
-        for name in old {
-            let _ = js.delete_stream(&name).await;
-        }
-    });
-}
-
-/// Events seen on NATS: (subject, payload).
-struct Events(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
-
-impl Events {
-    /// Everything seen once `subject` has been (at most 10 s).
-    async fn wait_for(&self, subject: &str) -> Vec<(String, Value)> {
-        let list = &self.0;
-        eventually(Duration::from_secs(10), subject, || async {
-            list.lock()
-                .expect("events")
-                .iter()
-                .any(|(s, _)| s == subject)
-        })
-        .await;
-        // a moment for anything published after it (nothing should be)
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        list.lock().expect("events").clone()
-    }
-}
-
-/// Polls `f` until it is true, for at most `max`.
-async fn eventually<F, Fut>(max: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + max;
-    while Instant::now() < until {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within {max:?}");
-}
-
-/// Waits until `s` sees every replica in `ids` alive.
-async fn sees_alive(s: &TestServer, ids: &[&str]) {
-    eventually(Duration::from_secs(8), "replicas alive", || async {
-        let (_, body) = s.http("GET", "/api/v1/cluster", None).await;
-        ids.iter().all(|id| {
-            body["replicas"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|r| r["id"] == *id && r["alive"] == true))
-        })
-    })
-    .await;
-}
-
-fn users_plan() -> Value {
-    json!({"version": "1.0", "routes": [
-        {"id": "users", "pattern": "*", "priority": 50,
-         "actions": [{"type": "dial", "params": {"target": "user/${destination}", "timeout": 10}}]}]})
-}
-
-/// Both replicas up, users alice and carol, the users dialplan on both.
-async fn two_replicas(
-    p: &Platform,
-    tweak: fn(&mut switchboard_signaling::Config),
-) -> (TestServer, TestServer) {
-    let a = p.replica("a", tweak).await;
-    let b = p.replica("b", tweak).await;
-    a.create_user("alice", "alice-secret").await;
-    a.create_user("carol", "carol-secret").await;
-    let (status, body) = a.http("PUT", "/api/v1/dialplan", Some(&users_plan())).await;
-    assert_eq!(status, 200, "{body}");
-    // B's directory (what its SIP side authenticates with) has them
-    eventually(Duration::from_secs(3), "users reach B", || async {
-        let (_, stats) = b.http("GET", "/api/v1/stats", None).await;
-        stats["users"] == 2
-    })
-    .await;
-    for (s, other) in [(&a, "b"), (&b, "a")] {
-        eventually(Duration::from_secs(8), "peers known", || async {
-            s.http("GET", "/api/v1/cluster", None).await.1["peers"][other].is_string()
-        })
-        .await;
-    }
-    (a, b)
-}
 
 fn media_addr(body: &[u8]) -> SocketAddr {
     let text = String::from_utf8_lossy(body);
@@ -312,7 +66,7 @@ async fn rtp_count(sock: &UdpSocket, wait: Duration) -> usize {
 async fn a_phone_registered_on_a_is_called_from_b_through_a() {
     let p = Platform::new();
     let (a, b) = two_replicas(&p, |_| {}).await;
-    let events = p.watch_events().await;
+    let events = watch_events(&p).await;
 
     // carol registers through A
     let carol = SipPhone::bind(LO, a.sip).await;
@@ -416,7 +170,6 @@ async fn a_phone_registered_on_a_is_called_from_b_through_a() {
         b.http("GET", "/api/v1/calls", None).await.1 == json!([])
     })
     .await;
-
     // each fact once, by the replica where it happened
     let root = &p.nats_prefix;
     let seen = events.wait_for(&format!("{root}.calls.{id}.ended")).await;
@@ -712,12 +465,9 @@ impl Process {
             .env("DATA_DIR", &dir)
             .env("DIALPLAN_PATH", dir.join("dialplan.json"))
             .env("TRUNKS_PATH", dir.join("trunks.json"))
-            .env(
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{}", p.db),
-            )
-            .env("REDIS_ADDR", "127.0.0.1:6379")
-            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("DATABASE_URL", p.database_url())
+            .env("REDIS_ADDR", &p.servers.redis_addr)
+            .env("NATS_URL", &p.servers.nats_url)
             .env("CLUSTER_SECRET", SECRET)
             .env("REDIS_PREFIX", &p.redis_prefix)
             .env("NATS_PREFIX", &p.nats_prefix)
@@ -864,16 +614,48 @@ async fn a_replica_killed_with_sigkill_leaves_its_phones_reachable_and_its_calls
     p.cleanup().await;
 }
 
-/// Waits until `s` no longer routes through replica `id`.
-async fn sees_dead(s: &TestServer, id: &str) {
-    eventually(Duration::from_secs(14), "replica dead", || async {
-        let (_, body) = s.http("GET", "/api/v1/cluster", None).await;
-        body["peers"].get(id).is_none()
-            && body["replicas"]
-                .as_array()
-                .is_some_and(|l| !l.iter().any(|r| r["id"] == id && r["alive"] == true))
-    })
-    .await;
+/// Events seen on NATS: (subject, payload).
+struct Events(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl Events {
+    /// Everything seen once `subject` has been (at most 10 s).
+    async fn wait_for(&self, subject: &str) -> Vec<(String, Value)> {
+        let list = &self.0;
+        eventually(Duration::from_secs(10), subject, || async {
+            list.lock()
+                .expect("events")
+                .iter()
+                .any(|(s, _)| s == subject)
+        })
+        .await;
+        // a moment for anything published after it (nothing should be)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        list.lock().expect("events").clone()
+    }
+}
+
+/// Every event published under this test's subject root from now on.
+async fn watch_events(p: &Platform) -> Events {
+    use futures_util::StreamExt;
+    let client = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("NATS on 4222 (make test starts it)");
+    let mut sub = client
+        .subscribe(format!("{}.>", p.nats_prefix))
+        .await
+        .expect("subscribe");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Some(m) = sub.next().await {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            sink.lock()
+                .expect("events")
+                .push((m.subject.to_string(), v));
+        }
+    });
+    Events(seen)
 }
 
 /// A phone on one TCP connection: what it sends and receives travels on

@@ -100,6 +100,8 @@ enum Msg {
 pub struct CdrSink {
     tx: mpsc::Sender<Msg>,
     pub stats: Arc<CdrStats>,
+    /// With NATS: the stream written to, for its counters.
+    stream: Option<switchboard_events::CdrStream>,
 }
 
 impl CdrSink {
@@ -107,12 +109,32 @@ impl CdrSink {
         Self::start_with(Arc::new(store), spool_dir)
     }
 
+    /// CDRs to the JetStream stream (the replicas' consumer stores them).
+    pub(crate) fn start_stream(stream: switchboard_events::CdrStream, spool_dir: PathBuf) -> Self {
+        Self {
+            stream: Some(stream.clone()),
+            ..Self::start_with(Arc::new(stream), spool_dir)
+        }
+    }
+
     pub(crate) fn start_with(store: Arc<dyn CdrStore>, spool_dir: PathBuf) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(CdrStats::default());
         let spool = Spool::open(spool_dir.join("cdr-spool.jsonl"), Arc::clone(&stats));
         tokio::spawn(writer(store, rx, spool, Arc::clone(&stats)));
-        Self { tx, stats }
+        Self {
+            tx,
+            stats,
+            stream: None,
+        }
+    }
+
+    /// The CDR stream's counters (publishes, and what this replica's
+    /// consumer stored or refused), with NATS.
+    pub(crate) fn stream_stats(&self) -> Option<switchboard_events::CdrStreamStats> {
+        self.stream
+            .as_ref()
+            .map(switchboard_events::CdrStream::stats)
     }
 
     /// Hands a call's CDR to the writer; when calls end faster than the

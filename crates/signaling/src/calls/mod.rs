@@ -272,7 +272,7 @@ impl Calls {
             stats: CallStats::default(),
             router: RouterStats::default(),
             cdrs: match cdr_stream {
-                Some(stream) => CdrSink::start_with(Arc::new(stream), spool_dir),
+                Some(stream) => CdrSink::start_stream(stream, spool_dir),
                 None => CdrSink::start(store, spool_dir),
             },
             media,

@@ -151,5 +151,41 @@ impl super::Calls {
         ] {
             metric(out, name, kind, help, v);
         }
+        if let Some(s) = self.cdrs.stream_stats() {
+            for (name, help, v) in [
+                (
+                    "switchboard_cdr_stream_published_total",
+                    "CDRs JetStream acked from this replica (new ones).",
+                    s.published,
+                ),
+                (
+                    "switchboard_cdr_stream_publish_failures_total",
+                    "CDR publishes to JetStream that failed (spooled and retried).",
+                    s.publish_failures,
+                ),
+                (
+                    "switchboard_cdr_stream_stored_total",
+                    "CDRs this replica's consumer stored in the database.",
+                    s.stored,
+                ),
+                (
+                    "switchboard_cdr_stream_store_duplicates_total",
+                    "CDRs delivered again that the database already had.",
+                    s.store_duplicates,
+                ),
+                (
+                    "switchboard_cdr_stream_store_failures_total",
+                    "Database writes of CDR batches that failed (delivered again later).",
+                    s.store_failures,
+                ),
+                (
+                    "switchboard_cdr_stream_malformed_total",
+                    "Messages on the CDR subject that are not a CDR (terminated).",
+                    s.malformed,
+                ),
+            ] {
+                metric(out, name, "counter", help, v);
+            }
+        }
     }
 }

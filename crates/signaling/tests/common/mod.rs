@@ -4,7 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
 pub mod phone;
+pub mod servers;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
