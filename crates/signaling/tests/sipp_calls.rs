@@ -284,10 +284,10 @@ async fn account_limit_refuses_the_next_call_with_503() {
         .status
         .success()
     });
-    // wait until the first call rings
+    // wait until the first call rings (its forks started)
     for _ in 0..100 {
         let (_, calls) = s.http("GET", "/api/v1/calls", None).await;
-        if calls.as_array().is_some_and(|c| !c.is_empty()) {
+        if calls[0]["state"] == "ringing" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
