@@ -4,9 +4,10 @@
 //! shares the CDRs among them. A consumer fetches a batch (up to
 //! `fetch_batch`, waiting at most `fetch_expiry`), writes it with one
 //! [`Store::insert_cdrs`] transaction and acks each message only after the
-//! commit. If the store fails, nothing is acked: JetStream delivers the
-//! batch again after `ack_wait`, to whichever replica asks first, and the
-//! consumer backs off. A CDR stored but whose ack was lost comes again and
+//! commit. If the store fails, the batch is nak'd with the consumer's
+//! back-off as delay (never acked): JetStream delivers it again after that
+//! delay (or after `ack_wait` if the nak is lost), to whichever replica
+//! asks first, and the consumer backs off. A CDR stored but whose ack was lost comes again and
 //! is kept once (the insert is idempotent on `call_id`).
 //!
 //! A message that is not a CDR (bad JSON, empty `call_id`) is logged,
@@ -209,8 +210,25 @@ impl Worker {
                 warn!(cause = %why, "CDR batch rejected; storing one by one");
                 self.one_by_one(cdrs, delivered).await
             }
-            Ok(Err(e)) => self.store_failed(cdrs.len(), &e.to_string()),
-            Err(_) => self.store_failed(cdrs.len(), &format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => {
+                self.nak_all(&delivered).await;
+                self.store_failed(cdrs.len(), &e.to_string())
+            }
+            Err(_) => {
+                self.nak_all(&delivered).await;
+                self.store_failed(cdrs.len(), &format!("no answer within {timeout:?}"))
+            }
+        }
+    }
+
+    /// Asks JetStream to deliver these again after the current back-off
+    /// rather than after `ack_wait`: once the store answers again, the CDRs
+    /// land within one back-off step.
+    async fn nak_all(&self, messages: &[Message]) {
+        for m in messages {
+            if let Err(e) = m.ack_with(AckKind::Nak(Some(self.backoff))).await {
+                debug!(cause = %e, "CDR nak not sent; it comes again after ack_wait");
+            }
         }
     }
 
@@ -247,7 +265,7 @@ impl Worker {
             cdrs,
             cause,
             retry_in = ?self.backoff,
-            "CDRs not stored; not acked, JetStream delivers them again"
+            "CDRs not stored; not acked, JetStream delivers them again after the back-off"
         );
         false
     }
