@@ -289,6 +289,48 @@ impl Node {
         self.metrics.render(&mut out);
         self.calls.render_metrics(&mut out);
         self.calls.media.render_metrics(&mut out);
+        self.cluster.render_metrics(&mut out);
+        let ev = self.events.stats();
+        for (name, kind, help, v) in [
+            (
+                "switchboard_events_published_total",
+                "counter",
+                "Events published (acked by JetStream, or handed to local subscribers).",
+                ev.published,
+            ),
+            (
+                "switchboard_events_spooled_total",
+                "counter",
+                "Events written to the spool while NATS was unreachable.",
+                ev.spooled,
+            ),
+            (
+                "switchboard_events_spool",
+                "gauge",
+                "Events in the spool now.",
+                ev.spool_len,
+            ),
+            (
+                "switchboard_events_queue",
+                "gauge",
+                "Events waiting for the publisher.",
+                ev.queue_len,
+            ),
+            (
+                "switchboard_events_dropped_total",
+                "counter",
+                "Events dropped: the publisher's queue was full.",
+                ev.dropped,
+            ),
+            (
+                "switchboard_events_spool_dropped_total",
+                "counter",
+                "Events dropped: the spool was full (an alarm).",
+                ev.spool_dropped,
+            ),
+        ] {
+            metric(&mut out, name, kind, help, v);
+        }
         out
     }
 }

@@ -170,6 +170,12 @@ async fn a_phone_registered_on_a_is_called_from_b_through_a() {
         b.http("GET", "/api/v1/calls", None).await.1 == json!([])
     })
     .await;
+    assert!(
+        common::metric(&b, "switchboard_cluster_via_edge_total").await >= Some(1),
+        "B counted its call through A's edge"
+    );
+    assert!(common::metric(&a, "switchboard_cluster_bindings_published_total").await >= Some(1));
+
     // each fact once, by the replica where it happened
     let root = &p.nats_prefix;
     let seen = events.wait_for(&format!("{root}.calls.{id}.ended")).await;

@@ -155,6 +155,49 @@ impl Cluster {
             .unwrap_or(true)
     }
 
+    /// The cluster's part of `/metrics` (nothing without Redis).
+    pub fn render_metrics(&self, out: &mut String) {
+        let Some(shared) = &self.shared else { return };
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, v) in [
+            (
+                "switchboard_cluster_bindings_published_total",
+                "Binding changes written to Redis.",
+                c(&self.stats.published),
+            ),
+            (
+                "switchboard_cluster_bindings_publish_failures_total",
+                "Binding changes Redis did not take in time.",
+                c(&self.stats.publish_failures),
+            ),
+            (
+                "switchboard_cluster_lookup_fallbacks_total",
+                "Lookups answered from this node's table because Redis failed.",
+                c(&self.stats.lookup_fallbacks),
+            ),
+            (
+                "switchboard_cluster_via_edge_total",
+                "Calls sent through another replica's edge.",
+                c(&self.stats.via_edge),
+            ),
+            (
+                "switchboard_cluster_republished_total",
+                "Bindings re-published after Redis came back.",
+                c(&self.stats.republished),
+            ),
+        ] {
+            crate::metrics::metric(out, name, "counter", help, v);
+        }
+        crate::metrics::metric(
+            out,
+            "switchboard_cluster_peers",
+            "gauge",
+            "Live replicas this one routes through.",
+            self.peers().len(),
+        );
+        shared.stats().render(out);
+    }
+
     fn peer(&self, replica: &str) -> Option<SocketAddr> {
         self.peers.read().ok()?.get(replica).copied()
     }
