@@ -53,7 +53,7 @@ def log(msg: str) -> None:
 
 
 def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: str,
-             server_pid: int, rtt: bool = False) -> dict:
+             server_pid: int, rtt: bool = False, counters=None) -> dict:
     stf = workdir / f"{tag}-stat.csv"
     errf = workdir / f"{tag}-errors.log"
     stf.unlink(missing_ok=True)
@@ -80,6 +80,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
         shutil.rmtree(rtt_dir, ignore_errors=True)
         rtt_dir.mkdir()
         cmd += ["-trace_rtt", "-rtt_freq", "1"]
+    c0 = counters() if counters else {}  # see B.sipp_run
     busy0, tot0 = B.machine_cpu()
     srv0 = B.cpu_ticks(server_pid)
     t0 = time.monotonic()
@@ -89,6 +90,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
     wall = time.monotonic() - t0
     srv1 = B.cpu_ticks(server_pid)
     busy1, tot1 = B.machine_cpu()
+    c1 = counters() if counters else {}
     st = B.parse_stat(stf) if stf.exists() else {}
     ok = B._int(st, "SuccessfulCall(C)")
     failed = B._int(st, "FailedCall(C)")
@@ -104,6 +106,8 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
         "sipp_cpu_frac": round(sipp_cpu / wall, 3) if wall else 0,
         "machine_busy_frac": round((busy1 - busy0) / max(1, tot1 - tot0), 3),
     }
+    if counters:
+        res["counters"] = {k: c1[k] - c0[k] for k in c1 if k in c0}
     reasons = []
     if ok != calls:
         reasons.append(f"{ok}/{calls} calls completed")
