@@ -53,7 +53,8 @@ def log(msg: str) -> None:
 
 
 def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: str,
-             server_pid: int, rtt: bool = False, counters=None) -> dict:
+             server_pid: int, rtt: bool = False, counters=None,
+             extra_args: list[str] | None = None) -> dict:
     stf = workdir / f"{tag}-stat.csv"
     errf = workdir / f"{tag}-errors.log"
     stf.unlink(missing_ok=True)
@@ -72,7 +73,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
            "-default_behaviors", "all,-abortunexp",
            "-watchdog_major_maxtriggers", "1000000",
            "-watchdog_minor_maxtriggers", "1000000",
-           "-timeout", f"{timeout}s", "-timeout_error"]
+           "-timeout", f"{timeout}s", "-timeout_error", *(extra_args or [])]
     rtt_dir = workdir / f"{tag}-rtt"
     if rtt:
         # every call's response times (INVITE → 180 as "ring", INVITE → 200

@@ -91,9 +91,10 @@ class Servers:
     def database_url(self) -> str:
         return f"postgres://postgres@{self.pg_host}:{self.pg_port}/{self.db}"
 
-    def cdr_count(self) -> int | None:
+    def cdr_count(self, call_id_prefix: str = "") -> int | None:
         try:
-            return int(self.psql("SELECT count(*) FROM switchboard.cdrs", self.db))
+            return int(self.psql("SELECT count(*) FROM switchboard.cdrs WHERE "
+                                 f"coalesce(sip_call_id, '') LIKE '{call_id_prefix}%'", self.db))
         except (RuntimeError, ValueError):
             return None
 
@@ -494,21 +495,24 @@ def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
         res["calls"]["sipp_total"] = dict(sipp_calls)
 
         # 5. CDRs: drain, then a check step on its own
-        count = srv.cdr_count if srv else (lambda: sqlite_cdrs(data))
+        def count(prefix: str = "") -> int | None:
+            return srv.cdr_count(prefix) if srv else sqlite_cdrs(data, prefix)
         res["cdr_search_total"] = drain(srv, count, a.drain_seconds)
         best = (res["calls"].get("best") or {}).get("rate") or 100
         # half the best rate: the check is of durability, not of the
         # ceiling, and a step that overloads makes sipp give up on calls
         # the server did complete (and store)
         rate = max(20, int(best * a.cdr_share))
-        c0 = res["cdr_search_total"]["cdrs"]
-        r = C.sipp_uac(target, uac_port, rate, rate * a.cdr_duration, work, "cdr-check", sb.pid)
-        d = drain(srv, count, a.drain_seconds)
-        res["cdr_check"] = {"rate": rate, "calls": rate * a.cdr_duration,
+        # the check step's calls carry a Call-ID of their own, so late CDRs
+        # of calls an earlier (failed) step left behind are not counted
+        cid = f"cdrcheck{secrets.token_hex(3)}-"
+        r = C.sipp_uac(target, uac_port, rate, rate * a.cdr_duration, work, "cdr-check", sb.pid,
+                       extra_args=["-cid_str", cid + "%u-%p@%s"])
+        d = drain(srv, lambda: count(cid), a.drain_seconds, want=r["successful"])
+        res["cdr_check"] = {"rate": rate, "calls": rate * a.cdr_duration, "call_id_prefix": cid,
                             "sipp_completed": r["successful"], "sipp_failed": r["failed"],
-                            "cdrs_before": c0, "cdrs_after": d["cdrs"],
-                            "cdrs_stored": (d["cdrs"] - c0) if d["cdrs"] is not None and c0 is not None else None,
-                            "drain_seconds": d["seconds"], "stream_pending": d.get("pending")}
+                            "cdrs_stored": d["cdrs"], "drain_seconds": d["seconds"],
+                            "stream_pending": d.get("pending")}
         cc = res["cdr_check"]
         # a CDR for each call sipp completed; more CDRs than that are calls
         # the server completed after sipp gave up on them (failed steps)
@@ -534,20 +538,22 @@ def wait_tcp(port: int, seconds: float) -> bool:
     return False
 
 
-def sqlite_cdrs(data: Path) -> int | None:
+def sqlite_cdrs(data: Path, call_id_prefix: str = "") -> int | None:
     try:
         con = sqlite3.connect(f"file:{data / 'switchboard.db'}?mode=ro", uri=True, timeout=10)
         try:
-            return con.execute("SELECT count(*) FROM cdrs").fetchone()[0]
+            return con.execute("SELECT count(*) FROM cdrs WHERE coalesce(sip_call_id, '') LIKE ?",
+                               (call_id_prefix + "%",)).fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error:
         return None
 
 
-def drain(srv: Servers | None, count, seconds: float) -> dict:
+def drain(srv: Servers | None, count, seconds: float, want: int | None = None) -> dict:
     """Wait until the CDR stream is empty (clustered) and the stored count
-    has stopped moving for 3 s; return the count and how long it took."""
+    has reached `want` or stopped moving for 5 s; return the count and how
+    long it took."""
     t0 = time.monotonic()
     last, since = None, time.monotonic()
     pending = None
@@ -556,7 +562,7 @@ def drain(srv: Servers | None, count, seconds: float) -> dict:
         pending = srv.cdr_pending() if srv else 0
         if n != last:
             last, since = n, time.monotonic()
-        elif pending == 0 and time.monotonic() - since >= 3:
+        if pending == 0 and (n == want or time.monotonic() - since >= 5):
             break
         time.sleep(0.5)
     return {"cdrs": last, "pending": pending, "seconds": round(time.monotonic() - t0, 1)}
