@@ -241,7 +241,8 @@ def _int(st: dict, key: str) -> int:
 
 def sipp_run(target: str, rate: int, calls: int, csv: str, workdir: Path,
              server_pid: int, expires: int, local_port: int,
-             duration_hint: float, tag: str, strict: bool = True) -> dict:
+             duration_hint: float, tag: str, strict: bool = True,
+             counters=None) -> dict:
     """Run sipp once at `rate` calls/s for `calls` calls; return counters,
     the pass verdict and CPU figures.
 
@@ -249,7 +250,10 @@ def sipp_run(target: str, rate: int, calls: int, csv: str, workdir: Path,
     before sipp starts and right after it exits (all responses are in by
     then), so the delta is the CPU the server spent on exactly these calls
     (plus its idle timers, which are negligible over ~10 s).
-    sipp CPU: its rusage from wait4(); CPU/wall near 1.0 = sipp saturated."""
+    sipp CPU: its rusage from wait4(); CPU/wall near 1.0 = sipp saturated.
+    `counters`, when given, is called before and after the run and returns
+    named numbers (other servers' CPU ticks, their request counters); the
+    deltas land in res["counters"]."""
     workdir.mkdir(parents=True, exist_ok=True)
     stf = workdir / f"{tag}-stat.csv"
     errf = workdir / f"{tag}-errors.log"
@@ -278,6 +282,7 @@ def sipp_run(target: str, rate: int, calls: int, csv: str, workdir: Path,
         "-watchdog_minor_maxtriggers", "1000000",
         "-timeout", f"{timeout}s", "-timeout_error",
     ]
+    c0 = counters() if counters else {}
     busy0, tot0 = machine_cpu()
     srv0 = cpu_ticks(server_pid)
     t0 = time.monotonic()
@@ -288,6 +293,7 @@ def sipp_run(target: str, rate: int, calls: int, csv: str, workdir: Path,
     wall = time.monotonic() - t0
     srv1 = cpu_ticks(server_pid)
     busy1, tot1 = machine_cpu()
+    c1 = counters() if counters else {}
     rc = os.waitstatus_to_exitcode(status)
     proc.returncode = rc
 
@@ -314,6 +320,8 @@ def sipp_run(target: str, rate: int, calls: int, csv: str, workdir: Path,
         "server_cpu_us_per_reg": round(srv_s * 1e6 / ok_calls, 1) if ok_calls else None,
         "machine_busy_frac": round((busy1 - busy0) / max(1, tot1 - tot0), 3),
     }
+    if counters:
+        res["counters"] = {k: c1[k] - c0[k] for k in c1 if k in c0}
     # CPU (in cores) used by everything else on the machine during the run —
     # e.g. colleagues compiling: the two cores are shared, so this says how
     # much the figures may be depressed.

@@ -53,7 +53,8 @@ def log(msg: str) -> None:
 
 
 def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: str,
-             server_pid: int, rtt: bool = False) -> dict:
+             server_pid: int, rtt: bool = False, counters=None,
+             extra_args: list[str] | None = None) -> dict:
     stf = workdir / f"{tag}-stat.csv"
     errf = workdir / f"{tag}-errors.log"
     stf.unlink(missing_ok=True)
@@ -72,7 +73,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
            "-default_behaviors", "all,-abortunexp",
            "-watchdog_major_maxtriggers", "1000000",
            "-watchdog_minor_maxtriggers", "1000000",
-           "-timeout", f"{timeout}s", "-timeout_error"]
+           "-timeout", f"{timeout}s", "-timeout_error", *(extra_args or [])]
     rtt_dir = workdir / f"{tag}-rtt"
     if rtt:
         # every call's response times (INVITE → 180 as "ring", INVITE → 200
@@ -80,6 +81,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
         shutil.rmtree(rtt_dir, ignore_errors=True)
         rtt_dir.mkdir()
         cmd += ["-trace_rtt", "-rtt_freq", "1"]
+    c0 = counters() if counters else {}  # see B.sipp_run
     busy0, tot0 = B.machine_cpu()
     srv0 = B.cpu_ticks(server_pid)
     t0 = time.monotonic()
@@ -89,6 +91,7 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
     wall = time.monotonic() - t0
     srv1 = B.cpu_ticks(server_pid)
     busy1, tot1 = B.machine_cpu()
+    c1 = counters() if counters else {}
     st = B.parse_stat(stf) if stf.exists() else {}
     ok = B._int(st, "SuccessfulCall(C)")
     failed = B._int(st, "FailedCall(C)")
@@ -104,6 +107,8 @@ def sipp_uac(target: str, port: int, rate: int, calls: int, workdir: Path, tag: 
         "sipp_cpu_frac": round(sipp_cpu / wall, 3) if wall else 0,
         "machine_busy_frac": round((busy1 - busy0) / max(1, tot1 - tot0), 3),
     }
+    if counters:
+        res["counters"] = {k: c1[k] - c0[k] for k in c1 if k in c0}
     reasons = []
     if ok != calls:
         reasons.append(f"{ok}/{calls} calls completed")
