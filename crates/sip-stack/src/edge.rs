@@ -24,7 +24,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use switchboard_sip::digest::hmac_sha256;
 use switchboard_sip::message::{self, NameAddr, Request, Response, Via};
 
 use crate::dialog::advertised;
@@ -67,24 +67,9 @@ impl EdgeKey {
 
     /// HMAC-SHA-256 (RFC 2104) of `parts`, truncated.
     fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        let mut ipad = [0x36u8; 64];
-        let mut opad = [0x5cu8; 64];
-        for (i, k) in self.0.iter().enumerate() {
-            ipad[i] ^= k;
-            opad[i] ^= k;
-        }
-        let mut inner = Sha256::new();
-        inner.update(ipad);
-        for p in parts {
-            inner.update(p);
-        }
-        let inner = inner.finalize();
-        let outer = Sha256::new()
-            .chain_update(opad)
-            .chain_update(inner)
-            .finalize();
+        let full = hmac_sha256(&self.0, &parts.concat());
         let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&outer[..MAC_LEN]);
+        out.copy_from_slice(&full[..MAC_LEN]);
         out
     }
 
@@ -183,29 +168,16 @@ fn decode(raw: &[u8]) -> Option<FlowToken> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    hex::encode(bytes)
 }
 
+/// Hex text back to bytes; `None` for odd lengths, other characters, or
+/// more than a token can hold.
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 {
+    if s.len() > 256 {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    hex::decode(s).ok()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

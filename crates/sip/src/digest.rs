@@ -574,8 +574,9 @@ impl NonceIssuer {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) over the sha2 crate, to avoid one more dependency.
-fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 (RFC 2104) over the sha2 crate, to avoid one more dependency
+/// (the replicas' flow tokens in `sip-stack`'s edge use it too).
+pub fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
     let mut ipad = [0x36u8; 64];
     let mut opad = [0x5cu8; 64];
     for (i, k) in key.iter().enumerate() {
