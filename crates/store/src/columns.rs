@@ -29,4 +29,43 @@ macro_rules! cdr_cols {
     };
 }
 
-pub(crate) use {account_cols, cdr_cols, registration_cols, user_cols};
+/// Appends a [`CdrFilter`](crate::CdrFilter)'s conditions, newest first,
+/// and its limit to a `QueryBuilder` whose SQL ends in a `WHERE` clause
+/// (the same SQL and binds on both backends; a macro because sqlx's bind
+/// bounds differ per database).
+macro_rules! push_cdr_filter {
+    ($qb:ident, $filter:expr) => {{
+        let filter = $filter;
+        let qb = &mut $qb;
+        if let Some(account_id) = filter.account_id {
+            qb.push(" AND account_id = ").push_bind(account_id);
+        }
+        if let Some(from) = filter.from_ms {
+            qb.push(" AND invite_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to_ms {
+            qb.push(" AND invite_at < ").push_bind(to);
+        }
+        if let Some(caller) = &filter.caller {
+            qb.push(" AND caller = ").push_bind(caller.clone());
+        }
+        if let Some(callee) = &filter.callee {
+            qb.push(" AND callee = ").push_bind(callee.clone());
+        }
+        if let Some(disposition) = &filter.disposition {
+            qb.push(" AND disposition = ")
+                .push_bind(disposition.clone());
+        }
+        if let Some(sip_call_id) = &filter.sip_call_id {
+            qb.push(" AND sip_call_id = ")
+                .push_bind(sip_call_id.clone());
+        }
+        if let Some(cursor) = filter.cursor {
+            qb.push(" AND id < ").push_bind(cursor);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.effective_limit()));
+    }};
+}
+
+pub(crate) use {account_cols, cdr_cols, push_cdr_filter, registration_cols, user_cols};

@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use tracing::{debug, info};
 
-use crate::columns::{account_cols, cdr_cols, registration_cols, user_cols};
+use crate::columns::{account_cols, cdr_cols, push_cdr_filter, registration_cols, user_cols};
 use crate::error::{Error, Result};
 use crate::model::{
     Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
@@ -486,34 +486,7 @@ impl SqliteBackend {
     async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>> {
         let mut qb =
             QueryBuilder::<Sqlite>::new(concat!("SELECT ", cdr_cols!(), " FROM cdrs WHERE 1 = 1"));
-        if let Some(account_id) = filter.account_id {
-            qb.push(" AND account_id = ").push_bind(account_id);
-        }
-        if let Some(from) = filter.from_ms {
-            qb.push(" AND invite_at >= ").push_bind(from);
-        }
-        if let Some(to) = filter.to_ms {
-            qb.push(" AND invite_at < ").push_bind(to);
-        }
-        if let Some(caller) = &filter.caller {
-            qb.push(" AND caller = ").push_bind(caller.clone());
-        }
-        if let Some(callee) = &filter.callee {
-            qb.push(" AND callee = ").push_bind(callee.clone());
-        }
-        if let Some(disposition) = &filter.disposition {
-            qb.push(" AND disposition = ")
-                .push_bind(disposition.clone());
-        }
-        if let Some(sip_call_id) = &filter.sip_call_id {
-            qb.push(" AND sip_call_id = ")
-                .push_bind(sip_call_id.clone());
-        }
-        if let Some(cursor) = filter.cursor {
-            qb.push(" AND id < ").push_bind(cursor);
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(filter.effective_limit()));
+        push_cdr_filter!(qb, filter);
         Ok(qb.build_query_as::<Cdr>().fetch_all(&self.pool).await?)
     }
 
