@@ -6,6 +6,13 @@
 //! (hostNetwork), so each derives its own ports from its ordinal:
 //! gRPC on 9090+N and RTP on 10000+100N … 10000+100N+99. Explicit
 //! `GRPC_PORT` / `RTP_PORT_MIN` / `RTP_PORT_MAX` win over the derivation.
+//!
+//! The ordinal is read from the pod's name: `POD_NAME` (the Downward API's
+//! `metadata.name`) when set, else `HOSTNAME`. Under hostNetwork a pod's
+//! host name is the node's, so the manifests must set `POD_NAME`: without
+//! it a node named like `k3s-node-1` would give every manager on it
+//! ordinal 1. The start-up log says which variable the ordinal came from
+//! ([`Config::identity`]).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -145,9 +152,51 @@ pub struct Config {
     )]
     pub rtp_learn_from: Policy,
 
-    /// Pod name; its `-N` suffix is the StatefulSet ordinal.
+    /// Pod name (Kubernetes: the Downward API's `metadata.name`); its `-N`
+    /// suffix is the StatefulSet ordinal. Wins over HOSTNAME, which under
+    /// hostNetwork is the node's name.
+    #[arg(long, env = "POD_NAME", value_name = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Host name; its `-N` suffix is the StatefulSet ordinal when POD_NAME
+    /// is not set.
     #[arg(long, env = "HOSTNAME", value_name = "HOSTNAME", default_value = "")]
     pub hostname: String,
+
+    /// Seconds the manager waits after SIGTERM for its live sessions to end
+    /// (it takes no new ones meanwhile) before it ends the rest and exits;
+    /// the default matches a terminationGracePeriodSeconds of one hour.
+    #[arg(
+        long,
+        env = "SHUTDOWN_GRACE",
+        value_name = "SHUTDOWN_GRACE",
+        default_value_t = 3600
+    )]
+    pub shutdown_grace: u64,
+}
+
+/// Where the ordinal of a manager came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// `POD_NAME` or `HOSTNAME`: the variable whose value was used.
+    pub source: &'static str,
+    /// That variable's value.
+    pub name: &'a str,
+    /// The StatefulSet ordinal at the end of `name`, if any.
+    pub ordinal: Option<u16>,
+}
+
+/// `POD_NAME` when set and not empty, else `HOSTNAME`.
+pub fn identity<'a>(pod_name: Option<&'a str>, hostname: &'a str) -> Identity<'a> {
+    let (source, name) = match pod_name.map(str::trim) {
+        Some(p) if !p.is_empty() => ("POD_NAME", p),
+        _ => ("HOSTNAME", hostname.trim()),
+    };
+    Identity {
+        source,
+        name,
+        ordinal: ordinal(name),
+    }
 }
 
 /// `RTP_LEARN_FROM`: `sdp-ip` or `any`.
@@ -201,9 +250,14 @@ pub fn derive_ports(
 }
 
 impl Config {
+    /// The name the StatefulSet ordinal is read from, and the ordinal.
+    pub fn identity(&self) -> Identity<'_> {
+        identity(self.pod_name.as_deref(), &self.hostname)
+    }
+
     pub fn ports(&self) -> Ports {
         derive_ports(
-            &self.hostname,
+            self.identity().name,
             self.grpc_port,
             self.rtp_port_min,
             self.rtp_port_max,
@@ -335,6 +389,88 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(ordinal(host), want, "{host}");
         }
+    }
+
+    #[test]
+    fn the_pod_name_wins_over_the_host_name() {
+        // (POD_NAME, HOSTNAME) → (variable used, ordinal, gRPC port)
+        let cases = [
+            // hostNetwork: the host name is the node's, POD_NAME the pod's
+            (
+                Some("rtpmanager-3"),
+                "k3s-node-1",
+                ("POD_NAME", Some(3), 9093),
+            ),
+            (
+                Some("rtpmanager-0"),
+                "k3s-node-1",
+                ("POD_NAME", Some(0), 9090),
+            ),
+            // a pod network: both are the pod's name
+            (
+                Some("rtpmanager-2"),
+                "rtpmanager-2",
+                ("POD_NAME", Some(2), 9092),
+            ),
+            (None, "rtpmanager-2", ("HOSTNAME", Some(2), 9092)),
+            // POD_NAME missing under hostNetwork: the node's `-1` is taken
+            // for an ordinal (the start-up log names HOSTNAME as its source)
+            (None, "k3s-node-1", ("HOSTNAME", Some(1), 9091)),
+            (None, "k3s-server", ("HOSTNAME", None, 9090)),
+            // an empty POD_NAME counts as unset
+            (Some(""), "rtpmanager-4", ("HOSTNAME", Some(4), 9094)),
+            (Some("  "), "rtpmanager-4", ("HOSTNAME", Some(4), 9094)),
+            // a POD_NAME without an ordinal (a Deployment's pod) still wins:
+            // the single-manager defaults, not the node's suffix
+            (
+                Some("rtpmanager-7f9c-abc12"),
+                "k3s-node-1",
+                ("POD_NAME", None, 9090),
+            ),
+            (Some("rtpmanager"), "k3s-node-1", ("POD_NAME", None, 9090)),
+            (None, "", ("HOSTNAME", None, 9090)),
+        ];
+        for (pod, host, (source, ord, grpc)) in cases {
+            let id = identity(pod, host);
+            assert_eq!((id.source, id.ordinal), (source, ord), "{pod:?} {host}");
+            let p = derive_ports(id.name, None, None, None);
+            assert_eq!(p.grpc, grpc, "{pod:?} {host}");
+        }
+    }
+
+    #[test]
+    fn the_flags_carry_the_pod_name() {
+        let c = Config::parse_from([
+            "switchboard-rtpmanager",
+            "--pod-name",
+            "rtpmanager-5",
+            "--hostname",
+            "k3s-node-1",
+        ]);
+        assert_eq!(
+            c.identity(),
+            Identity {
+                source: "POD_NAME",
+                name: "rtpmanager-5",
+                ordinal: Some(5)
+            }
+        );
+        assert_eq!(
+            c.ports(),
+            Ports {
+                grpc: 9095,
+                rtp_min: 10500,
+                rtp_max: 10599
+            }
+        );
+        let c = Config::parse_from([
+            "switchboard-rtpmanager",
+            "--pod-name",
+            "rtpmanager-5",
+            "--grpc-port",
+            "7000",
+        ]);
+        assert_eq!(c.ports().grpc, 7000, "an explicit GRPC_PORT wins");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`engine`] holds the sessions and moves the packets; [`service`] is its
 //! gRPC face (`proto/switchboard/rtpmanager/v1`), guarded by [`security`];
-//! [`run`] serves both. The signaling server embeds the same engine and
+//! [`run`] serves both, and [`Running::drain_and_shutdown`] stops them
+//! gracefully (SIGTERM). The signaling server embeds the same engine and
 //! service when no external RTP manager is configured.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -15,12 +16,14 @@ pub mod security;
 pub mod service;
 pub mod stream;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use switchboard_rtpmanager_api::RtpManagerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::{error, info, warn};
 
 pub use config::Config;
 pub use engine::{Engine, EngineConfig, EngineError, RtpAddress};
@@ -39,13 +42,90 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// How long a stopping gRPC server may wait for its calls to finish.
+const SERVER_STOP: Duration = Duration::from_secs(5);
+/// How often a drain logs how many sessions are left.
+const DRAIN_PROGRESS: Duration = Duration::from_secs(60);
+
+/// How [`Running::drain_and_shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// The last session ended.
+    Idle,
+    /// The grace period ran out; this many sessions were ended.
+    GraceExpired(usize),
+    /// Interrupted (a second signal); this many sessions were ended.
+    Interrupted(usize),
+}
+
 impl Running {
     /// Stops accepting gRPC calls, ends every session and waits for the
     /// server task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         self.engine.shutdown();
-        let _ = self.server.await;
+        // the server waits for its connections to finish their calls; a
+        // client that keeps a stream open is not waited for past this
+        if tokio::time::timeout(SERVER_STOP, &mut self.server)
+            .await
+            .is_err()
+        {
+            warn!("gRPC calls still open after {SERVER_STOP:?}: not waiting for them");
+            self.server.abort();
+        }
+    }
+
+    /// The graceful stop (SIGTERM): no new sessions from now on (Health
+    /// says `draining`, SetDraining cannot undo it), while gRPC keeps
+    /// serving (signaling updates, bridges, watches and destroys the live
+    /// sessions) and their RTP keeps flowing. Waits until the last session
+    /// ends, `grace` passes or `interrupt` resolves, whichever comes first,
+    /// then stops everything as [`Running::shutdown`] does.
+    pub async fn drain_and_shutdown(
+        self,
+        grace: Duration,
+        interrupt: impl Future<Output = ()>,
+    ) -> DrainEnd {
+        let health = self.engine.drain_for_shutdown();
+        info!(
+            sessions = health.sessions,
+            grace_seconds = grace.as_secs(),
+            "draining: no new sessions; waiting for the live ones to end (SHUTDOWN_GRACE)"
+        );
+        let start = tokio::time::Instant::now();
+        // a SHUTDOWN_GRACE beyond what an Instant holds waits "for ever"
+        let deadline = start
+            .checked_add(grace)
+            .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400));
+        let mut progress = tokio::time::interval_at(start + DRAIN_PROGRESS, DRAIN_PROGRESS);
+        tokio::pin!(interrupt);
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = self.engine.idle() => break DrainEnd::Idle,
+                _ = &mut interrupt => break DrainEnd::Interrupted(self.engine.health().sessions),
+                _ = tokio::time::sleep_until(deadline) => {
+                    break DrainEnd::GraceExpired(self.engine.health().sessions);
+                }
+                _ = progress.tick() => info!(
+                    sessions = self.engine.health().sessions,
+                    grace_left_seconds = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs(),
+                    "draining"
+                ),
+            }
+        };
+        match end {
+            DrainEnd::Idle => info!("drained: no session left"),
+            DrainEnd::GraceExpired(n) => {
+                warn!(
+                    sessions = n,
+                    "SHUTDOWN_GRACE passed: ending the remaining sessions"
+                )
+            }
+            DrainEnd::Interrupted(n) => warn!(sessions = n, "ending the remaining sessions now"),
+        }
+        self.shutdown().await;
+        end
     }
 }
 

@@ -1,10 +1,15 @@
 //! The `switchboard-rtpmanager` binary: configuration, logging, signals.
+//!
+//! The first SIGTERM (or SIGINT) drains: no new sessions, the live ones go
+//! on until the last ends or SHUTDOWN_GRACE passes; a second one ends them
+//! at once.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use switchboard_rtpmanager::{Config, run};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -28,13 +33,32 @@ async fn main() -> ExitCode {
         error!("{e}");
         return ExitCode::from(EX_USAGE);
     }
+    let id = config.identity();
+    match (id.ordinal, id.source) {
+        (Some(n), "HOSTNAME") => warn!(
+            ordinal = n,
+            hostname = id.name,
+            "StatefulSet ordinal taken from HOSTNAME; under hostNetwork that is the node's \
+             name: set POD_NAME (Downward API metadata.name)"
+        ),
+        (Some(n), source) => info!(
+            ordinal = n,
+            from = source,
+            name = id.name,
+            "StatefulSet ordinal"
+        ),
+        (None, source) => info!(from = source, name = id.name, "no StatefulSet ordinal"),
+    }
     let ports = config.ports();
+    let grace = Duration::from_secs(config.shutdown_grace);
     let config_token = config.rtpmanager_token.is_some();
     let config_tls = match (&config.grpc_tls_cert, &config.grpc_tls_client_ca) {
         (None, _) => "off",
         (Some(_), None) => "on",
         (Some(_), Some(_)) => "client certificates",
     };
+    // before serving, so a signal from then on drains
+    let mut signals = Signals::new();
     let running = match run(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -49,25 +73,54 @@ async fn main() -> ExitCode {
         tls = config_tls,
         rtp_ports = %format!("{}-{}", ports.rtp_min, ports.rtp_max),
         advertise = ?health.advertise,
+        shutdown_grace = grace.as_secs(),
         "switchboard-rtpmanager started"
     );
-    wait_for_signal().await;
-    info!("shutting down");
-    running.shutdown().await;
+    let first = signals.next().await;
+    info!(signal = first, "stopping: draining first");
+    let again = async {
+        let second = signals.next().await;
+        warn!(signal = second, "second signal");
+    };
+    running.drain_and_shutdown(grace, again).await;
+    info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, each received as often as it comes.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Signals { unix }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.unix {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }

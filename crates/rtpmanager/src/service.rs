@@ -309,11 +309,15 @@ impl pb::rtp_manager_server::RtpManager for Service {
         // events of a reader that is behind (reported as DATA_LOSS)
         let mut rx = self.engine.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(64);
+        let engine = self.engine.clone();
         tokio::spawn(async move {
             loop {
                 let ev = tokio::select! {
                     ev = rx.recv() => ev,
                     _ = tx.closed() => return,
+                    // the stream ends with the engine, so a stopping gRPC
+                    // server is not kept waiting for it
+                    _ = engine.stopped() => return,
                 };
                 let msg = match ev {
                     Ok(ev) => Ok(session_event(&ev)),

@@ -28,9 +28,9 @@ use switchboard_media::g711::Codec;
 use switchboard_media::learning::Policy;
 use switchboard_sip::sdp::{self, Description, Direction, LocalMedia};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::ports::PortPool;
 use crate::recording;
@@ -225,6 +225,11 @@ struct Inner {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     ports: Arc<Mutex<PortPool>>,
     draining: AtomicBool,
+    /// Set once the process is shutting down: draining stays on.
+    stopping: AtomicBool,
+    /// The number of sessions, sent on every change (under the sessions
+    /// lock), so a shutdown can wait for the last one to end.
+    live: watch::Sender<usize>,
     /// Events of every session, for watchers of all sessions (lossy).
     events: broadcast::Sender<Event>,
     next_id: AtomicU64,
@@ -265,6 +270,8 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             ports: Arc::new(Mutex::new(pool)),
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            live: watch::Sender::new(0),
             events,
             next_id: AtomicU64::new(1),
             audio_cache: Mutex::new(HashMap::new()),
@@ -296,8 +303,12 @@ impl Engine {
     /// housekeeping task.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let sessions: Vec<Arc<Session>> =
-            lock(&self.inner.sessions).drain().map(|(_, s)| s).collect();
+        let sessions: Vec<Arc<Session>> = {
+            let mut map = lock(&self.inner.sessions);
+            let all = map.drain().map(|(_, s)| s).collect();
+            self.inner.live.send_replace(0);
+            all
+        };
         for s in sessions {
             s.stop();
         }
@@ -323,10 +334,43 @@ impl Engine {
         self.inner.counters.snapshot()
     }
 
+    /// Turns drain mode on or off (SetDraining). While the process shuts
+    /// down ([`Engine::drain_for_shutdown`]) it stays on.
     pub fn set_draining(&self, draining: bool) -> Health {
-        self.inner.draining.store(draining, Ordering::Relaxed);
+        if !draining && self.inner.stopping.load(Ordering::Relaxed) {
+            warn!("SetDraining(false) refused: the RTP manager is shutting down");
+            return self.health();
+        }
+        self.store_draining(draining);
         info!(draining, "drain mode changed");
         self.health()
+    }
+
+    /// Drain mode for good: no new sessions from now on, SetDraining(false)
+    /// is refused; live sessions go on.
+    pub fn drain_for_shutdown(&self) -> Health {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.store_draining(true);
+        self.health()
+    }
+
+    /// Stored under the sessions lock, where `create_session` checks it
+    /// again before inserting: once this returns, no session is added.
+    fn store_draining(&self, draining: bool) {
+        let _sessions = lock(&self.inner.sessions);
+        self.inner.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// Resolves once [`Engine::shutdown`] has been called.
+    pub async fn stopped(&self) {
+        self.inner.shutdown.cancelled().await;
+    }
+
+    /// Resolves when no session is left (at once when there is none).
+    pub async fn idle(&self) {
+        let mut live = self.inner.live.subscribe();
+        // the sender lives in `inner`, which `self` holds: no error
+        let _ = live.wait_for(|n| *n == 0).await;
     }
 
     fn session(&self, id: &str) -> Result<Arc<Session>, EngineError> {
@@ -409,7 +453,17 @@ impl Engine {
                 pool: self.inner.ports.clone(),
             },
         });
-        lock(&self.inner.sessions).insert(id.clone(), session.clone());
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            // checked again under the lock drain mode is stored under, so
+            // a shutdown waiting for the last session never misses one
+            if self.inner.draining.load(Ordering::Relaxed) {
+                // dropped unstarted: its sockets close, its ports return
+                return Err(EngineError::Draining);
+            }
+            sessions.insert(id.clone(), session.clone());
+            self.inner.live.send_replace(sessions.len());
+        }
         tokio::spawn(packets::rtp_loop(session.clone()));
         tokio::spawn(packets::rtcp_loop(
             session.clone(),
@@ -667,9 +721,13 @@ impl Engine {
     /// Stops the session and returns its final counters; its ports are
     /// free once its receive tasks have ended (immediately after).
     pub fn destroy(&self, id: &str) -> Result<SessionInfo, EngineError> {
-        let session = lock(&self.inner.sessions)
-            .remove(id)
-            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        let session = {
+            let mut sessions = lock(&self.inner.sessions);
+            let removed = sessions.remove(id);
+            self.inner.live.send_replace(sessions.len());
+            removed
+        }
+        .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         let info = session.info();
         session.stop();
         debug!(session = id, "session destroyed");

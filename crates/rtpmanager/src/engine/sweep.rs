@@ -105,10 +105,12 @@ fn expire(inner: &Inner, s: &Arc<Session>) {
     // only if still there: a destroy may have come in meanwhile
     let removed = {
         let mut sessions = lock(&inner.sessions);
-        match sessions.get(&s.id) {
+        let removed = match sessions.get(&s.id) {
             Some(x) if Arc::ptr_eq(x, s) => sessions.remove(&s.id),
             _ => None,
-        }
+        };
+        inner.live.send_replace(sessions.len());
+        removed
     };
     if let Some(s) = removed {
         warn!(session = %s.id, call_id = %s.call_id, leg = %s.leg, "session ended by the RTP manager: no RTP and nobody ended it");
