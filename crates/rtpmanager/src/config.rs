@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use switchboard_media::learning::Policy;
 
@@ -26,6 +26,37 @@ use crate::engine::{EngineConfig, RtpAddress};
 use crate::security::GrpcSecurity;
 
 /// `switchboard-rtpmanager`: media anchor for Switchboard calls.
+///
+/// Without a subcommand it serves; `health` asks the manager these same
+/// settings describe (for probes). Flags go before the subcommand;
+/// environment variables serve both.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard-rtpmanager", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Calls Health on this configuration's gRPC port and prints the
+    /// answer as one line of JSON; exit 0 when the manager answers, 1 when
+    /// it does not (for Kubernetes exec probes and Docker's HEALTHCHECK).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Readiness: exit 1 also while the manager is draining (it takes no
+    /// new sessions, so it should leave the Service's ready endpoints).
+    #[arg(long)]
+    pub ready: bool,
+}
+
+/// The server's settings (the command line without a subcommand).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "switchboard-rtpmanager", version, about)]
 pub struct Config {

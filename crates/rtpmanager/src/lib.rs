@@ -2,15 +2,17 @@
 //!
 //! [`engine`] holds the sessions and moves the packets; [`service`] is its
 //! gRPC face (`proto/switchboard/rtpmanager/v1`), guarded by [`security`];
-//! [`run`] serves both, and [`Running::drain_and_shutdown`] stops them
-//! gracefully (SIGTERM). The signaling server embeds the same engine and
-//! service when no external RTP manager is configured.
+//! [`run`] serves both, [`Running::drain_and_shutdown`] stops them
+//! gracefully (SIGTERM), and [`probe`] is the `health` subcommand. The
+//! signaling server embeds the same engine and service when no external RTP
+//! manager is configured.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
 pub mod engine;
 pub mod ports;
+pub mod probe;
 pub mod recording;
 pub mod security;
 pub mod service;
@@ -25,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use config::Config;
+pub use config::{Cli, Command, Config};
 pub use engine::{Engine, EngineConfig, EngineError, RtpAddress};
 pub use security::GrpcSecurity;
 pub use service::Service;

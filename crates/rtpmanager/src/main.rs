@@ -2,13 +2,13 @@
 //!
 //! The first SIGTERM (or SIGINT) drains: no new sessions, the live ones go
 //! on until the last ends or SHUTDOWN_GRACE passes; a second one ends them
-//! at once.
+//! at once. `health [--ready]` is the probe ([`switchboard_rtpmanager::probe`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use switchboard_rtpmanager::{Config, run};
+use switchboard_rtpmanager::{Cli, Command, probe, run};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -20,7 +20,10 @@ const EX_USAGE: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Health(args)) = command {
+        return probe::main(&config, args.ready).await;
+    }
     let filter = match EnvFilter::try_new(&config.loglevel) {
         Ok(f) => f,
         Err(e) => {
