@@ -218,6 +218,14 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .with_state(node)
 }
 
+/// The METRICS_PORT router: `/metrics` without token, nothing else.
+pub fn metrics_router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(node)
+}
+
 async fn require_token(token: &str, req: Request, next: Next) -> Response {
     let given = req
         .headers()

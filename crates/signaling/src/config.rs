@@ -72,6 +72,21 @@ pub struct Config {
     )]
     pub api_token: Option<String>,
 
+    /// A second port serving `/metrics` alone, without token (Prometheus'
+    /// annotation-based scraping cannot send API_TOKEN); unset: `/metrics`
+    /// only on the API port, behind the token.
+    #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address of METRICS_PORT (default: API_BIND).
+    #[arg(
+        long,
+        env = "METRICS_BIND",
+        value_name = "METRICS_BIND",
+        requires = "metrics_port"
+    )]
+    pub metrics_bind: Option<IpAddr>,
+
     /// Where the embedded SQLite database and generated secrets live.
     #[arg(
         long,

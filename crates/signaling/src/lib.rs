@@ -341,6 +341,8 @@ pub struct Running {
     /// UDP (and TCP, same port) SIP addresses, one per BIND address.
     pub sip_addrs: Vec<SocketAddr>,
     pub api_addr: SocketAddr,
+    /// METRICS_PORT's address, when set.
+    pub metrics_addr: Option<SocketAddr>,
     pub api_token: String,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -681,6 +683,23 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         })?;
     let api_addr = listener.local_addr()?;
     info!(%api_addr, "REST API listening");
+    let metrics_listener = match config.metrics_port {
+        None => None,
+        Some(port) => {
+            let bind = config.metrics_bind.unwrap_or(config.api_bind);
+            let l = tokio::net::TcpListener::bind((bind, port))
+                .await
+                .with_context(|| format!("METRICS_PORT: cannot bind {bind}:{port}"))?;
+            Some(l)
+        }
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    if let Some(addr) = metrics_addr {
+        info!(%addr, "/metrics listening without token (METRICS_PORT)");
+    }
     tasks.extend(cluster::tasks::spawn(
         node.clone(),
         api_addr,
@@ -695,11 +714,23 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             warn!(cause = %e, "REST API server stopped");
         }
     }));
+    if let Some(listener) = metrics_listener {
+        let app = api::metrics_router(node.clone());
+        let metrics_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await });
+            if let Err(e) = serve.await {
+                warn!(cause = %e, "metrics server stopped");
+            }
+        }));
+    }
 
     Ok(Running {
         node,
         sip_addrs,
         api_addr,
+        metrics_addr,
         api_token: token,
         shutdown,
         tasks,
