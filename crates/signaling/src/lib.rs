@@ -7,7 +7,8 @@
 //! [`location`] (bindings, write-behind to the store), [`auth`] +
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
-//! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads).
+//! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads),
+//! [`probe`] (the `health` subcommand).
 
 pub mod api;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod directory;
 pub mod location;
 pub mod media;
 pub mod metrics;
+pub mod probe;
 pub mod ratelimit;
 pub mod registrar;
 pub mod secrets;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use switchboard_signaling::{Config, run};
+use switchboard_signaling::probe::{self, Cli, Command};
+use switchboard_signaling::run;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +23,10 @@ const EX_USAGE: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Health) = command {
+        return probe::main(&config).await;
+    }
     let filter = match EnvFilter::try_new(&config.loglevel) {
         Ok(f) => f,
         Err(e) => {
