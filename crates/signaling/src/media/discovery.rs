@@ -6,8 +6,10 @@
 //! namespace), then watches them from the list's `resourceVersion`,
 //! resuming each watch where the last one ended (the last event's or
 //! bookmark's version). A watch answered `410 Gone` makes it list again at
-//! once; any other failure lists again after a back-off
-//! ([`BACKOFF_MIN`] doubling up to [`BACKOFF_MAX`]). Every restart counts in
+//! once; any other failure lists again after a back-off ([`BACKOFF_MIN`]
+//! doubling up to [`BACKOFF_MAX`], reset by the next event), and so do a
+//! watch that ends without an event and a 410 on a version just listed
+//! (no tight loop against the API server). Every restart counts in
 //! `switchboard_rtpmanager_discovery_watch_restarts_total`.
 //!
 //! The only API calls are `list` and `watch` on `endpointslices` (group
@@ -99,8 +101,9 @@ const WATCH_SECONDS: u32 = 290;
 /// A watch silent for longer is taken as a dead connection (the server
 /// ends it at [`WATCH_SECONDS`] and sends bookmarks meanwhile).
 const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS as u64 + 30);
-/// A list that takes longer has failed.
-const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A list, or the answer to a watch request (its headers), that takes
+/// longer has failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a discovered manager's gRPC port is found (`RTPMANAGER_PORTS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -402,7 +405,8 @@ pub fn plan(current: &[(&str, &str)], desired: &Desired, cap: usize) -> Plan {
 pub struct Stats {
     /// Lists and watches started again after the first list.
     pub watch_restarts: AtomicU64,
-    /// Endpoints left out now, by [`Skip`] (in `Skip::ALL` order).
+    /// Endpoints left out now, by [`Skip`] (indexed `skip as usize`, the
+    /// order of `Skip::ALL`).
     pub skipped: [AtomicU64; 4],
 }
 
@@ -464,10 +468,8 @@ impl MediaPool {
         }
         next.sort_by(|a, b| {
             let key = |m: &Manager| {
-                (
-                    desired.members.get(&m.name).and_then(|w| w.ordinal),
-                    m.name.clone(),
-                )
+                let ordinal = desired.members.get(&m.name).and_then(|w| w.ordinal);
+                (ordinal.unwrap_or(u32::MAX), m.name.clone())
             };
             key(a).cmp(&key(b))
         });
@@ -588,7 +590,7 @@ enum End {
     /// The server closed it (its timeout), or it went silent: resume.
     Closed { any: bool },
     /// 410 Gone: the version is too old; list again.
-    Gone,
+    Gone { any: bool },
     /// Anything else: list again after a back-off.
     Failed(String),
 }
@@ -662,6 +664,8 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
         if stop.is_cancelled() {
             return;
         }
+        // whether `from` comes from a list just made (not a resumed watch)
+        let listed = version.is_none();
         let from = match version.take() {
             Some(v) => v,
             None => {
@@ -671,7 +675,7 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
                 first = false;
                 let lp = ListParams::default().labels(&watch.selector);
                 let listed = tokio::select! {
-                    r = tokio::time::timeout(LIST_TIMEOUT, watch.api.list(&lp)) => r,
+                    r = tokio::time::timeout(REQUEST_TIMEOUT, watch.api.list(&lp)) => r,
                     _ = stop.cancelled() => return,
                 };
                 match listed {
@@ -705,10 +709,15 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
         let wp = WatchParams::default()
             .labels(&watch.selector)
             .timeout(WATCH_SECONDS);
-        let end = match watch.api.watch(&wp, &from).await {
-            Err(e) if is_gone(&e) => End::Gone,
-            Err(e) => End::Failed(e.to_string()),
-            Ok(stream) => {
+        let opened = tokio::select! {
+            r = tokio::time::timeout(REQUEST_TIMEOUT, watch.api.watch(&wp, &from)) => r,
+            _ = stop.cancelled() => return,
+        };
+        let end = match opened {
+            Err(_) => End::Failed("no answer to the watch request".into()),
+            Ok(Err(e)) if is_gone(&e) => End::Gone { any: false },
+            Ok(Err(e)) => End::Failed(e.to_string()),
+            Ok(Ok(stream)) => {
                 let mut stream = std::pin::pin!(stream);
                 let mut at = from;
                 let mut any = false;
@@ -719,7 +728,7 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
                     };
                     let event = match next {
                         Err(_) | Ok(None) => break End::Closed { any },
-                        Ok(Some(Err(e))) if is_gone(&e) => break End::Gone,
+                        Ok(Some(Err(e))) if is_gone(&e) => break End::Gone { any },
                         Ok(Some(Err(e))) => break End::Failed(e.to_string()),
                         Ok(Some(Ok(event))) => event,
                     };
@@ -745,7 +754,7 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
                             }
                         }
                         WatchEvent::Bookmark(b) => at = b.metadata.resource_version,
-                        WatchEvent::Error(s) if s.code == 410 => break End::Gone,
+                        WatchEvent::Error(s) if s.code == 410 => break End::Gone { any },
                         WatchEvent::Error(s) => {
                             break End::Failed(format!("{} ({})", s.message, s.code));
                         }
@@ -767,8 +776,13 @@ async fn run(pool: &MediaPool, watch: &Watch, stop: &CancellationToken, hooks: &
                     return;
                 }
             }
-            End::Gone => {
+            End::Gone { any } => {
                 debug!("EndpointSlice watch expired (410 Gone); listing again");
+                // gone at once from a version just listed: the server is
+                // not asked again in a tight loop
+                if listed && !any && !backoff.wait(stop).await {
+                    return;
+                }
             }
             End::Failed(cause) => {
                 warn!(%cause, "EndpointSlice watch failed; listing again");
