@@ -3,13 +3,15 @@
 //!
 //! Signaling lists the Service's EndpointSlices (`discovery.k8s.io/v1`,
 //! label selector `kubernetes.io/service-name=<service>`, in that one
-//! namespace), then watches them from the list's `resourceVersion`,
-//! resuming each watch where the last one ended (the last event's or
-//! bookmark's version). A watch answered `410 Gone` makes it list again at
-//! once; any other failure lists again after a back-off ([`BACKOFF_MIN`]
-//! doubling up to [`BACKOFF_MAX`], reset by the next event), and so do a
-//! watch that ends without an event and a 410 on a version just listed
-//! (no tight loop against the API server). Every restart counts in
+//! namespace), then watches them from the list's `resourceVersion`. A
+//! watch that ends (the server's timeout, a closed connection, silence
+//! longer than the timeout) is resumed where it ended (the last event's or
+//! bookmark's version). A watch answered `410 Gone` makes it list again;
+//! any other failure lists again after a back-off ([`BACKOFF_MIN`]
+//! doubling up to [`BACKOFF_MAX`], reset by the next event). A watch that
+//! ended without an event, and a 410 on a version just listed, wait that
+//! back-off too, so a failing API server is not asked in a tight loop.
+//! Every restart counts in
 //! `switchboard_rtpmanager_discovery_watch_restarts_total`.
 //!
 //! The only API calls are `list` and `watch` on `endpointslices` (group
@@ -76,17 +78,19 @@ pub const MAX_MEMBERS: usize = 256;
 /// The Service label that makes the calls of a terminating manager move.
 ///
 /// A manager whose endpoint turns terminating takes no new calls and,
-/// by default, its calls finish where they are (the manager drains on
-/// SIGTERM and its pod's grace period should cover a call's length). With
+/// by default, its calls finish where they are (for as long as the
+/// manager keeps serving: its pod's termination grace period). With
 /// `switchboard.dev/terminating-calls: move` on the Service, signaling
-/// moves them to other managers (by re-INVITE on both legs, as an
-/// aggressive drain through the API does) the moment the endpoint turns
-/// terminating, or the moment the label appears on a manager already
-/// terminating. It is read from the EndpointSlices' labels: the
+/// moves its bridged calls to other managers (by re-INVITE on both legs,
+/// as an aggressive drain through the API does) the moment the endpoint
+/// turns terminating, or the moment the label appears on a manager
+/// already terminating. It is read from the EndpointSlices' labels: the
 /// EndpointSlice controller copies a Service's labels onto its slices
 /// (annotations are not copied), so signaling needs no access to
-/// Services. A call that cannot move at that moment (an offer in flight,
-/// nowhere to go) stays where it is.
+/// Services. Calls that are not bridged (a prompt, an IVR, a call still
+/// ringing) and a call that cannot move at that moment (an offer in
+/// flight, no other manager) stay where they are; the move is not asked
+/// again for the same termination.
 pub const MOVE_LABEL: &str = "switchboard.dev/terminating-calls";
 /// The value of [`MOVE_LABEL`] that moves calls.
 pub const MOVE_VALUE: &str = "move";

@@ -12,11 +12,10 @@
 //! (discovered ones) ready; both legs of a call stay on the member that
 //! took the first one. Calls hold their member's `Arc<Manager>` (and its
 //! name), so a member that leaves the pool stays reachable for the calls
-//! still on it. A
-//! member is checked every [`HEALTH_EVERY`]; one that fails a check or a
-//! call is skipped for new calls until a check succeeds again, and one that
-//! fails [`LOST_AFTER`] checks in a row is lost: the calls on it move to
-//! another member or end (with a CDR saying so).
+//! still on it. A member is checked every [`HEALTH_EVERY`]; one that fails
+//! a check or a call is skipped for new calls until a check succeeds
+//! again, and one that fails [`LOST_AFTER`] checks in a row is lost: the
+//! calls on it move to another member or end (with a CDR saying so).
 //!
 //! Remote members are reached with `RTPMANAGER_TOKEN` on every call and,
 //! with `RTPMANAGER_TLS_CA`, over TLS (a client certificate too with
@@ -33,7 +32,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-
 use switchboard_rtpmanager::{Engine, EngineConfig, RtpAddress, Service};
 use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager_api::v1 as pb;
