@@ -648,7 +648,10 @@ async fn openapi() -> impl IntoResponse {
 
 // === RTP managers ===
 
-/// One member of the RTP manager pool, with its own figures when it answers.
+/// One member of the RTP manager pool, with its own figures when it
+/// answers. `discovery` is its endpoint's state (`ready`, `not_ready`,
+/// `terminating`) for a member found through RTPMANAGER_SERVICE, null for
+/// the others; `accepting` whether new calls may go to it.
 async fn manager_view(m: &crate::media::Manager) -> Value {
     let health = m.health().await;
     let mut v = json!({
@@ -657,6 +660,7 @@ async fn manager_view(m: &crate::media::Manager) -> Value {
         "embedded": m.is_local(),
         "healthy": m.is_healthy() && health.is_ok(),
         "draining": m.is_draining(),
+        "discovery": m.is_discovered().then(|| m.endpoint_state().as_str()),
     });
     match health {
         Ok(h) => {
@@ -667,14 +671,15 @@ async fn manager_view(m: &crate::media::Manager) -> Value {
         }
         Err(e) => v["error"] = json!(e.message()),
     }
+    v["accepting"] = json!(m.takes_new_calls());
     v
 }
 
+/// The pool's members now, each asked for its figures (all at once: a
+/// discovered pool may be large).
 async fn list_rtpmanagers(State(node): State<Arc<Node>>) -> Json<Value> {
-    let mut out = Vec::new();
-    for m in node.calls.media.members() {
-        out.push(manager_view(m).await);
-    }
+    let members = node.calls.media.members();
+    let out = futures_util::future::join_all(members.iter().map(|m| manager_view(m))).await;
     Json(json!(out))
 }
 
@@ -753,7 +758,7 @@ async fn stop_drain(
 /// Every media session of every manager.
 async fn list_sessions(State(node): State<Arc<Node>>) -> Json<Value> {
     let mut out = Vec::new();
-    for m in node.calls.media.members() {
+    for m in node.calls.media.members().iter() {
         let Ok(sessions) = m.list_sessions().await else {
             continue;
         };

@@ -291,6 +291,41 @@ pub struct Config {
     )]
     pub rtpmanager_addrs: Vec<String>,
 
+    /// RTP managers discovered on Kubernetes: `<namespace>/<service>` (or
+    /// `<service>` in signaling's own namespace), whose EndpointSlices list
+    /// the managers. Exclusive with RTPMANAGER_ADDRS.
+    #[arg(long, env = "RTPMANAGER_SERVICE", value_name = "RTPMANAGER_SERVICE")]
+    pub rtpmanager_service: Option<String>,
+
+    /// With RTPMANAGER_SERVICE, a manager's gRPC port: `ordinal` (managers
+    /// on hostNetwork: the slice's port plus the pod's ordinal) or `slice`
+    /// (the slice's port as it is).
+    #[arg(
+        long,
+        env = "RTPMANAGER_PORTS",
+        value_name = "RTPMANAGER_PORTS",
+        value_enum,
+        default_value = "ordinal"
+    )]
+    pub rtpmanager_ports: crate::media::discovery::PortMode,
+
+    /// With RTPMANAGER_SERVICE, the managers' gRPC port when their
+    /// EndpointSlices list none (the base port with RTPMANAGER_PORTS=ordinal).
+    #[arg(
+        long,
+        env = "RTPMANAGER_GRPC_PORT",
+        value_name = "RTPMANAGER_GRPC_PORT",
+        default_value_t = 9090,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub rtpmanager_grpc_port: u16,
+
+    /// With RTPMANAGER_SERVICE, a kubeconfig file (one path; its current
+    /// context) to reach the Kubernetes API with; unset: the pod's service
+    /// account.
+    #[arg(long, env = "KUBECONFIG", value_name = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Token sent to the RTP managers (`authorization: Bearer <token>`),
     /// the same RTPMANAGER_TOKEN they are started with.
     #[arg(long, env = "RTPMANAGER_TOKEN", value_name = "RTPMANAGER_TOKEN")]
@@ -512,6 +547,18 @@ impl Config {
         for a in &self.rtpmanager_addrs {
             crate::media::parse_member(a).map_err(|e| format!("RTPMANAGER_ADDRS: {e}"))?;
         }
+        if let Some(s) = &self.rtpmanager_service {
+            if !self.rtpmanager_addrs.is_empty() {
+                return Err(
+                    "RTPMANAGER_SERVICE and RTPMANAGER_ADDRS are both set: the RTP \
+                     managers come either from a Kubernetes Service or from a fixed list; \
+                     unset one of them"
+                        .into(),
+                );
+            }
+            crate::media::discovery::parse_service(s)
+                .map_err(|e| format!("RTPMANAGER_SERVICE: {e}"))?;
+        }
         if let Some(t) = &self.rtpmanager_token {
             switchboard_rtpmanager::security::validate_token("RTPMANAGER_TOKEN", t)?;
         }
@@ -669,6 +716,47 @@ mod tests {
             (&["--tcp-max-connections", "0"], "TCP_MAX_CONNECTIONS"),
             (&["--tcp-max-per-ip=-1"], "TCP_MAX_PER_IP"),
             (&["--sip-rate-per-ip", "fast"], "SIP_RATE_PER_IP"),
+        ] {
+            let err = parse(args).expect_err("refused");
+            assert!(err.contains(names), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn rtpmanager_discovery_settings() {
+        use crate::media::discovery::PortMode;
+        let c = parse(&["--rtpmanager-service", "switchboard/rtpmanager"]).unwrap();
+        assert_eq!(c.rtpmanager_ports, PortMode::Ordinal);
+        assert_eq!(c.rtpmanager_grpc_port, 9090);
+        let c = parse(&[
+            "--rtpmanager-service",
+            "rtpmanager",
+            "--rtpmanager-ports",
+            "slice",
+            "--rtpmanager-grpc-port",
+            "7000",
+        ])
+        .unwrap();
+        assert_eq!(c.rtpmanager_ports, PortMode::Slice);
+        assert_eq!(c.rtpmanager_grpc_port, 7000);
+        for (args, names) in [
+            (
+                &[
+                    "--rtpmanager-service",
+                    "switchboard/rtpmanager",
+                    "--rtpmanager-addrs",
+                    "127.0.0.1:9090",
+                ][..],
+                "RTPMANAGER_SERVICE and RTPMANAGER_ADDRS",
+            ),
+            (&["--rtpmanager-service", "a/b/c"], "RTPMANAGER_SERVICE"),
+            (
+                &["--rtpmanager-service", "Switchboard/x"],
+                "RTPMANAGER_SERVICE",
+            ),
+            (&["--rtpmanager-service", "ns/"], "RTPMANAGER_SERVICE"),
+            (&["--rtpmanager-ports", "random"], "RTPMANAGER_PORTS"),
+            (&["--rtpmanager-grpc-port", "0"], "RTPMANAGER_GRPC_PORT"),
         ] {
             let err = parse(args).expect_err("refused");
             assert!(err.contains(names), "{args:?}: {err}");

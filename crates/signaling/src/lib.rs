@@ -537,6 +537,12 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     );
     info!(routes = dialplan.len(), path = %config.dialplan_path.display(), "dialplan loaded");
     let media = Arc::new(media::MediaPool::from_config(&config)?);
+    // the Kubernetes client is made before anything listens: a pod without
+    // a service account, or a bad KUBECONFIG, stops start-up
+    let discovery = match media.discovery() {
+        Some(settings) => Some(media::discovery::connect(settings).await?),
+        None => None,
+    };
     let calls = Calls::new(calls::CallsSetup {
         directory: directory.clone(),
         location: location.clone(),
@@ -609,11 +615,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         }
     }
     tasks.extend(cluster::sync::spawn(node.clone(), shutdown.clone()));
-    let lost_calls = Arc::downgrade(&calls);
+    let (lost_calls, moved_calls) = (Arc::downgrade(&calls), Arc::downgrade(&calls));
     let (events, watcher) = (parts.events.clone(), Arc::clone(&cluster));
-    tasks.push(media.spawn_health_checks(
-        shutdown.clone(),
-        move |name| {
+    let hooks = Arc::new(media::PoolHooks {
+        lost: Box::new(move |name| {
             if let Some(calls) = lost_calls.upgrade() {
                 let n = calls.manager_lost(name);
                 info!(
@@ -622,14 +627,33 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
                     "calls on a lost RTP manager move or end"
                 );
             }
-        },
-        move |m, change| {
+        }),
+        migrate: Box::new(move |name| {
+            if let Some(calls) = moved_calls.upgrade() {
+                let n = calls.migrate_from(name);
+                info!(
+                    manager = name,
+                    calls = n,
+                    "calls on a terminating RTP manager move"
+                );
+            }
+        }),
+        changed: Box::new(move |m, change| {
             // every replica checks the managers; one speaks for them all
             if watcher.speaks_for_all() {
                 media::publish_change(&events, m, change);
             }
-        },
-    ));
+        }),
+    });
+    tasks.push(media.spawn_health_checks(shutdown.clone(), Arc::clone(&hooks)));
+    if let Some(watch) = discovery {
+        tasks.push(media::discovery::spawn(
+            Arc::clone(&media),
+            watch,
+            shutdown.clone(),
+            hooks,
+        ));
+    }
 
     let service = Arc::new(SipService {
         registrar: Registrar {

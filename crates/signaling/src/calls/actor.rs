@@ -459,7 +459,7 @@ impl Call {
             debug!(call = %self.id, account = self.account_id, "max_concurrent_calls reached on the platform");
             self.end_call(Side::System, reason, code, None);
         }
-        let anchor = !self.route.direct_media && !self.calls.media.members().is_empty();
+        let anchor = !self.route.direct_media && self.calls.media.anchors();
         if anchor
             && self.phase != Phase::Over
             && let Err((code, reason)) = self.setup_media().await

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use switchboard_rtpmanager_api::v1 as pb;
 
-use super::{Client, MediaPool};
+use super::discovery::Skip;
+use super::{Client, EndpointState, MediaPool};
 use crate::metrics::metric;
 
 impl MediaPool {
@@ -43,8 +44,41 @@ impl MediaPool {
         ] {
             metric(out, name, kind, help, v);
         }
-        let figures: Vec<(&str, pb::HealthResponse)> = self
-            .members
+        let members = self.members();
+        let name = "switchboard_rtpmanager_members";
+        let _ = writeln!(
+            out,
+            "# HELP {name} RTP managers in the pool, by what their endpoint says (members not found through RTPMANAGER_SERVICE are ready).\n# TYPE {name} gauge"
+        );
+        for state in EndpointState::ALL {
+            let n = members
+                .iter()
+                .filter(|m| m.endpoint_state() == state)
+                .count();
+            let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", state.as_str());
+        }
+        let d = self.discovery_stats();
+        metric(
+            out,
+            "switchboard_rtpmanager_discovery_watch_restarts_total",
+            "counter",
+            "EndpointSlice lists and watches of RTP manager discovery started again (a watch that ended or failed, a 410 Gone).",
+            d.watch_restarts.load(l),
+        );
+        let name = "switchboard_rtpmanager_discovery_endpoints_skipped";
+        let _ = writeln!(
+            out,
+            "# HELP {name} RTP manager endpoints left out of the pool now, by reason (over_cap: the pool is full).\n# TYPE {name} gauge"
+        );
+        for why in Skip::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                why.as_str(),
+                d.skipped[why as usize].load(l)
+            );
+        }
+        let figures: Vec<(&str, pb::HealthResponse)> = members
             .iter()
             .filter_map(|m| {
                 let h = match &m.client {

@@ -1,17 +1,21 @@
 //! The RTP managers a call's media is anchored on.
 //!
-//! Without `RTPMANAGER_ADDRS` the pool holds one member, the engine of
-//! `switchboard-rtpmanager` running inside this process, reached through
-//! the same gRPC service implementation (no socket in between). With it,
-//! every member is a gRPC client. Both are driven through [`Manager`], so
-//! the call code has one path.
+//! Without `RTPMANAGER_ADDRS` or `RTPMANAGER_SERVICE` the pool holds one
+//! member, the engine of `switchboard-rtpmanager` running inside this
+//! process, reached through the same gRPC service implementation (no socket
+//! in between). With `RTPMANAGER_ADDRS`, every member is a gRPC client of a
+//! fixed list; with `RTPMANAGER_SERVICE` the members come and go with a
+//! Kubernetes Service's endpoints ([`discovery`]). All are driven through
+//! [`Manager`], so the call code has one path.
 //!
-//! New calls go round-robin to members that are healthy and not draining;
-//! both legs of a call stay on the member that took the first one. A
-//! member is checked every [`HEALTH_EVERY`]; one that fails a check or a
-//! call is skipped for new calls until a check succeeds again, and one that
-//! fails [`LOST_AFTER`] checks in a row is lost: the calls on it move to
-//! another member or end (with a CDR saying so).
+//! New calls go round-robin to members that are healthy, not draining and
+//! (discovered ones) ready; both legs of a call stay on the member that
+//! took the first one. Calls hold their member's `Arc<Manager>` (and its
+//! name), so a member that leaves the pool stays reachable for the calls
+//! still on it. A member is checked every [`HEALTH_EVERY`]; one that fails
+//! a check or a call is skipped for new calls until a check succeeds
+//! again, and one that fails [`LOST_AFTER`] checks in a row is lost: the
+//! calls on it move to another member or end (with a CDR saying so).
 //!
 //! Remote members are reached with `RTPMANAGER_TOKEN` on every call and,
 //! with `RTPMANAGER_TLS_CA`, over TLS (a client certificate too with
@@ -20,12 +24,14 @@
 //! ([`Manager::destroy`]), and a session's event stream is resumed after
 //! an error ([`watch_session_events`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use switchboard_rtpmanager::{Engine, EngineConfig, RtpAddress, Service};
 use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager_api::v1 as pb;
@@ -40,11 +46,15 @@ use crate::Config;
 pub use recovery::{WATCH_BACKOFF_MAX, WATCH_BACKOFF_MIN, watch_session_events};
 use recovery::{retry_until, worth_retrying};
 
+pub mod discovery;
 mod metrics;
 mod recovery;
 
 /// How often members are health-checked.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(2);
+/// Members health-checked at once (a pool of unreachable members must not
+/// make one round take a connect timeout per member).
+const HEALTH_CONCURRENCY: usize = 32;
 
 /// Failed health checks in a row after which a member's calls are moved
 /// or ended (a restart of the manager takes less).
@@ -84,6 +94,54 @@ pub struct MediaCounters {
     pub watch_resubscribes: AtomicU64,
 }
 
+/// What the Kubernetes endpoints say of a member: whether it takes new
+/// sessions. Members from `RTPMANAGER_ADDRS` and the embedded engine are
+/// always [`EndpointState::Ready`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointState {
+    /// `conditions.ready`: takes new sessions.
+    Ready,
+    /// Not ready (and not terminating): keeps its calls and its health
+    /// checks, takes no new sessions.
+    NotReady,
+    /// `conditions.terminating`: as not ready; its calls finish where they
+    /// are unless its Service asks for them to move ([`discovery`]).
+    Terminating,
+}
+
+impl EndpointState {
+    pub const ALL: [EndpointState; 3] = [
+        EndpointState::Ready,
+        EndpointState::NotReady,
+        EndpointState::Terminating,
+    ];
+
+    /// The name in the API and in /metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Ready => "ready",
+            EndpointState::NotReady => "not_ready",
+            EndpointState::Terminating => "terminating",
+        }
+    }
+
+    fn from_u8(v: u8) -> EndpointState {
+        match v {
+            0 => EndpointState::Ready,
+            1 => EndpointState::NotReady,
+            _ => EndpointState::Terminating,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            EndpointState::Ready => 0,
+            EndpointState::NotReady => 1,
+            EndpointState::Terminating => 2,
+        }
+    }
+}
+
 /// One RTP manager.
 pub struct Manager {
     pub name: String,
@@ -93,6 +151,13 @@ pub struct Manager {
     auth: Option<MetadataValue<Ascii>>,
     healthy: AtomicBool,
     draining: AtomicBool,
+    /// Found by [`discovery`] (else configured, or embedded).
+    discovered: bool,
+    /// The endpoint's [`EndpointState`] (`as_u8`); written by discovery only.
+    endpoint: AtomicU8,
+    /// Terminating with its Service asking for its calls to move, as last
+    /// applied by discovery (the move is asked once, when this turns true).
+    moving: AtomicBool,
     /// Health checks failed in a row.
     failed_checks: std::sync::atomic::AtomicU32,
     /// The member's last health answer (its own counters), for /metrics.
@@ -208,6 +273,54 @@ impl Manager {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Found by Kubernetes discovery (`RTPMANAGER_SERVICE`).
+    pub fn is_discovered(&self) -> bool {
+        self.discovered
+    }
+
+    /// What its endpoint says ([`EndpointState::Ready`] unless discovered).
+    pub fn endpoint_state(&self) -> EndpointState {
+        EndpointState::from_u8(self.endpoint.load(Ordering::Relaxed))
+    }
+
+    /// Whether new calls may go to it: healthy, not draining, ready.
+    pub fn takes_new_calls(&self) -> bool {
+        self.is_healthy() && !self.is_draining() && self.endpoint_state() == EndpointState::Ready
+    }
+
+    /// What the events tell of it now.
+    fn told(&self) -> Told {
+        Told {
+            healthy: self.is_healthy(),
+            open: !self.is_draining() && self.endpoint_state() == EndpointState::Ready,
+        }
+    }
+
+    fn new(
+        name: String,
+        addr: String,
+        client: Client,
+        auth: Option<MetadataValue<Ascii>>,
+        discovered: bool,
+        counters: &Arc<MediaCounters>,
+    ) -> Manager {
+        Manager {
+            name,
+            addr,
+            client,
+            auth,
+            // optimistic until the first check says otherwise
+            healthy: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            discovered,
+            endpoint: AtomicU8::new(EndpointState::Ready.as_u8()),
+            moving: AtomicBool::new(false),
+            failed_checks: std::sync::atomic::AtomicU32::new(0),
+            last_health: Mutex::new(None),
+            counters: Arc::clone(counters),
+        }
     }
 
     pub fn is_local(&self) -> bool {
@@ -391,19 +504,140 @@ impl Manager {
     }
 }
 
-/// What happened to an RTP manager, as the health checks saw it.
+/// What happened to an RTP manager, as the health checks and discovery
+/// saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManagerChange {
+    /// Reachable (its first passed check, or back after failing), or
+    /// taking new calls again after it drained or its endpoint was not
+    /// ready.
     Up,
+    /// It failed a check, or left the discovered pool.
     Down,
+    /// It takes no new calls: draining, or its endpoint is not ready or
+    /// terminating.
     Draining,
 }
 
+/// A member as the events last told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Told {
+    healthy: bool,
+    /// Not draining and (discovered members) ready.
+    open: bool,
+}
+
+/// The events that tell a member's move from `before` (`None`: nothing
+/// told yet) to `now`.
+fn changes(before: Option<Told>, now: Told) -> Vec<ManagerChange> {
+    let mut out = Vec::new();
+    if before.map(|b| b.healthy) != Some(now.healthy) && (now.healthy || before.is_some()) {
+        out.push(if now.healthy {
+            ManagerChange::Up
+        } else {
+            ManagerChange::Down
+        });
+    }
+    match before {
+        None | Some(Told { open: true, .. }) if !now.open => out.push(ManagerChange::Draining),
+        Some(Told { open: false, .. })
+            if now.open && now.healthy && !out.contains(&ManagerChange::Up) =>
+        {
+            out.push(ManagerChange::Up);
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Hears a member's [`ManagerChange`].
+pub type ChangeHook = Box<dyn Fn(&Manager, ManagerChange) + Send + Sync>;
+
+/// What the pool asks of the rest of signaling.
+pub struct PoolHooks {
+    /// A member is lost (it failed [`LOST_AFTER`] checks in a row, or left
+    /// the discovered pool): the calls on it move or end.
+    pub lost: Box<dyn Fn(&str) + Send + Sync>,
+    /// A terminating member's Service asks for its calls to move.
+    pub migrate: Box<dyn Fn(&str) + Send + Sync>,
+    /// A change to publish ([`publish_change`]).
+    pub changed: ChangeHook,
+}
+
+/// How remote members are reached: `RTPMANAGER_TOKEN` and the
+/// `RTPMANAGER_TLS_*` files, the same for a configured member and a
+/// discovered one.
+#[derive(Clone)]
+struct Remote {
+    tls: Option<ClientTlsConfig>,
+    auth: Option<MetadataValue<Ascii>>,
+}
+
+impl Remote {
+    fn from_config(config: &Config) -> anyhow::Result<Remote> {
+        let tls = client_tls(config)?;
+        let auth = match &config.rtpmanager_token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| anyhow::anyhow!("RTPMANAGER_TOKEN: not a valid header value"))?,
+            ),
+            None => None,
+        };
+        Ok(Remote { tls, auth })
+    }
+
+    /// A gRPC client of the manager at `addr` (`host:port`); it connects
+    /// on its first call.
+    fn member(
+        &self,
+        name: String,
+        addr: String,
+        discovered: bool,
+        counters: &Arc<MediaCounters>,
+    ) -> anyhow::Result<Manager> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // every call's requests and event streams share this one HTTP/2
+        // connection: windows large enough that h2's budget for small DATA
+        // frames never cuts it under load (the manager's server sets the
+        // same, see switchboard_rtpmanager::serve_secured)
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .initial_connection_window_size(16 << 20)
+            .initial_stream_window_size(1 << 20);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| anyhow::anyhow!("RTPMANAGER_TLS_*: {e}"))?;
+        }
+        Ok(Manager::new(
+            name,
+            addr,
+            Client::Remote(RtpManagerClient::new(endpoint.connect_lazy())),
+            self.auth.clone(),
+            discovered,
+            counters,
+        ))
+    }
+}
+
 /// The RTP managers of this node.
+///
+/// The member list is a snapshot replaced whole when discovery changes it
+/// (readers clone the `Arc` and never wait on the writer for long).
 pub struct MediaPool {
-    members: Vec<Arc<Manager>>,
+    members: RwLock<Arc<[Arc<Manager>]>>,
     next: AtomicUsize,
     counters: Arc<MediaCounters>,
+    /// How remote members are reached (`None` with the embedded engine).
+    remote: Option<Remote>,
+    /// `RTPMANAGER_SERVICE`: the members are discovered.
+    discovery: Option<discovery::Settings>,
+    /// Discovery's own figures, for /metrics.
+    discovery_stats: discovery::Stats,
+    /// Each member as the events last told it, by name.
+    told: Mutex<HashMap<String, Told>>,
 }
 
 /// The client side of the managers' TLS, from the RTPMANAGER_TLS_* files.
@@ -426,153 +660,175 @@ fn client_tls(config: &Config) -> anyhow::Result<Option<ClientTlsConfig>> {
 }
 
 impl MediaPool {
-    /// The pool `config` asks for: remote members, or the embedded engine.
-    pub fn from_config(config: &Config) -> anyhow::Result<MediaPool> {
-        if config.rtpmanager_addrs.is_empty() {
-            return Ok(MediaPool::embedded(embedded_engine(config)?));
-        }
-        let mut members = Vec::new();
-        let tls = client_tls(config)?;
-        let auth = match &config.rtpmanager_token {
-            Some(t) => Some(
-                format!("Bearer {t}")
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| anyhow::anyhow!("RTPMANAGER_TOKEN: not a valid header value"))?,
-            ),
-            None => None,
-        };
-        info!(
-            managers = ?config.rtpmanager_addrs,
-            token = auth.is_some(),
-            tls = tls.is_some(),
-            "media anchored by external RTP managers"
-        );
-        let counters = Arc::new(MediaCounters::default());
-        for m in &config.rtpmanager_addrs {
-            let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            // every call's requests and event streams share this one
-            // HTTP/2 connection: windows large enough that h2's budget for
-            // small DATA frames never cuts it under load (the manager's
-            // server sets the same, see switchboard_rtpmanager::serve_secured)
-            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .initial_connection_window_size(16 << 20)
-                .initial_stream_window_size(1 << 20);
-            if let Some(tls) = &tls {
-                endpoint = endpoint
-                    .tls_config(tls.clone())
-                    .map_err(|e| anyhow::anyhow!("RTPMANAGER_TLS_*: {e}"))?;
-            }
-            members.push(Arc::new(Manager {
-                name,
-                addr,
-                client: Client::Remote(RtpManagerClient::new(endpoint.connect_lazy())),
-                auth: auth.clone(),
-                // optimistic until the first check says otherwise
-                healthy: AtomicBool::new(true),
-                draining: AtomicBool::new(false),
-                failed_checks: std::sync::atomic::AtomicU32::new(0),
-                last_health: Mutex::new(None),
-                counters: Arc::clone(&counters),
-            }));
-        }
-        Ok(MediaPool {
-            members,
+    fn with_members(
+        members: Vec<Arc<Manager>>,
+        counters: Arc<MediaCounters>,
+        remote: Option<Remote>,
+        discovery: Option<discovery::Settings>,
+    ) -> MediaPool {
+        MediaPool {
+            members: RwLock::new(members.into()),
             next: AtomicUsize::new(0),
             counters,
-        })
+            remote,
+            discovery,
+            discovery_stats: discovery::Stats::default(),
+            told: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool `config` asks for: remote members (a fixed list, or
+    /// discovered: empty until discovery runs), or the embedded engine.
+    pub fn from_config(config: &Config) -> anyhow::Result<MediaPool> {
+        let discovery = discovery::Settings::from_config(config)?;
+        if config.rtpmanager_addrs.is_empty() && discovery.is_none() {
+            return Ok(MediaPool::embedded(embedded_engine(config)?));
+        }
+        let remote = Remote::from_config(config)?;
+        let counters = Arc::new(MediaCounters::default());
+        let mut members = Vec::new();
+        if let Some(d) = &discovery {
+            info!(
+                namespace = ?d.namespace,
+                service = %d.service,
+                ports = ?d.ports,
+                token = remote.auth.is_some(),
+                tls = remote.tls.is_some(),
+                "media anchored by the RTP managers of a Kubernetes Service"
+            );
+        } else {
+            info!(
+                managers = ?config.rtpmanager_addrs,
+                token = remote.auth.is_some(),
+                tls = remote.tls.is_some(),
+                "media anchored by external RTP managers"
+            );
+            for m in &config.rtpmanager_addrs {
+                let (name, addr) = parse_member(m).map_err(anyhow::Error::msg)?;
+                members.push(Arc::new(remote.member(name, addr, false, &counters)?));
+            }
+        }
+        Ok(MediaPool::with_members(
+            members,
+            counters,
+            Some(remote),
+            discovery,
+        ))
     }
 
     pub fn embedded(engine: Engine) -> MediaPool {
         let counters = Arc::new(MediaCounters::default());
-        MediaPool {
-            members: vec![Arc::new(Manager {
-                name: "embedded".into(),
-                addr: "in-process".into(),
-                client: Client::Local(Service::new(engine)),
-                auth: None,
-                healthy: AtomicBool::new(true),
-                draining: AtomicBool::new(false),
-                failed_checks: std::sync::atomic::AtomicU32::new(0),
-                last_health: Mutex::new(None),
-                counters: Arc::clone(&counters),
-            })],
-            next: AtomicUsize::new(0),
-            counters,
-        }
+        let member = Manager::new(
+            "embedded".into(),
+            "in-process".into(),
+            Client::Local(Service::new(engine)),
+            None,
+            false,
+            &counters,
+        );
+        MediaPool::with_members(vec![Arc::new(member)], counters, None, None)
     }
 
     pub fn counters(&self) -> &MediaCounters {
         &self.counters
     }
 
-    pub fn members(&self) -> &[Arc<Manager>] {
-        &self.members
+    /// The members now (a snapshot: discovery may change the pool after).
+    pub fn members(&self) -> Arc<[Arc<Manager>]> {
+        Arc::clone(&self.members.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Manager>> {
-        self.members.iter().find(|m| m.name == name).cloned()
+        self.members().iter().find(|m| m.name == name).cloned()
+    }
+
+    /// Whether calls have their media anchored: a discovered pool does
+    /// even while it is empty (calls then get 503 rather than going
+    /// unanchored).
+    pub fn anchors(&self) -> bool {
+        self.discovery.is_some() || !self.members().is_empty()
+    }
+
+    /// `RTPMANAGER_SERVICE`, when the members are discovered.
+    pub fn discovery(&self) -> Option<&discovery::Settings> {
+        self.discovery.as_ref()
     }
 
     /// Members to try for a new call, best first: round-robin over the
-    /// healthy, non-draining ones.
+    /// healthy, non-draining, ready ones.
     pub fn candidates(&self) -> Vec<Arc<Manager>> {
-        let n = self.members.len();
+        let members = self.members();
+        let n = members.len();
         if n == 0 {
             return Vec::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         (0..n)
-            .map(|i| &self.members[(start + i) % n])
-            .filter(|m| m.is_healthy() && !m.is_draining())
+            .map(|i| &members[(start + i) % n])
+            .filter(|m| m.takes_new_calls())
             .cloned()
             .collect()
     }
 
-    /// Health checks every [`HEALTH_EVERY`] until `stop`; `lost` hears the
-    /// name of each member that just became lost, `changed` each member
-    /// that came up (its first passed check, or back after failing), went
-    /// down (a failed check) or started draining.
+    /// Publishes what changed for `m` since it was last told. `first`:
+    /// also when nothing was told of it yet (the health checks say first,
+    /// so a new member is not announced up before a check). Members no
+    /// longer in the pool are not told (discovery said they went).
+    fn tell(&self, m: &Arc<Manager>, hooks: &PoolHooks, first: bool) {
+        if !self.members().iter().any(|x| Arc::ptr_eq(x, m)) {
+            return;
+        }
+        let now = m.told();
+        let news = {
+            let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+            let before = told.get(&m.name).copied();
+            if before.is_none() && !first {
+                return;
+            }
+            told.insert(m.name.clone(), now);
+            changes(before, now)
+        };
+        for c in news {
+            (hooks.changed)(m, c);
+        }
+    }
+
+    /// Health checks every [`HEALTH_EVERY`] until `stop` (the members of
+    /// the moment, [`HEALTH_CONCURRENCY`] at once); `hooks.lost` hears the
+    /// name of each member that just became lost, `hooks.changed` each
+    /// member that came up (its first passed check, or back after failing
+    /// or draining), went down (a failed check) or stopped taking calls.
     pub fn spawn_health_checks(
         self: &Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
-        lost: impl Fn(&str) + Send + 'static,
-        changed: impl Fn(&Manager, ManagerChange) + Send + 'static,
+        hooks: Arc<PoolHooks>,
     ) -> tokio::task::JoinHandle<()> {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEALTH_EVERY);
-            // (healthy, draining) as last told; None before the first check
-            let mut told: Vec<Option<(bool, bool)>> = vec![None; pool.members.len()];
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.cancelled() => return,
                 }
-                for (m, told) in pool.members.iter().zip(told.iter_mut()) {
-                    if m.is_local() {
-                        continue;
+                let remote: Vec<Arc<Manager>> = pool
+                    .members()
+                    .iter()
+                    .filter(|m| !m.is_local())
+                    .cloned()
+                    .collect();
+                let mut checks = futures_util::stream::iter(remote)
+                    .map(|m| async move {
+                        let lost = m.check().await;
+                        (m, lost)
+                    })
+                    .buffer_unordered(HEALTH_CONCURRENCY);
+                while let Some((m, lost)) = checks.next().await {
+                    if lost {
+                        (hooks.lost)(&m.name);
                     }
-                    if m.check().await {
-                        lost(&m.name);
-                    }
-                    let now = (m.is_healthy(), m.is_draining());
-                    let before = told.replace(now);
-                    if before.map(|b| b.0) != Some(now.0) && (now.0 || before.is_some()) {
-                        changed(
-                            m,
-                            if now.0 {
-                                ManagerChange::Up
-                            } else {
-                                ManagerChange::Down
-                            },
-                        );
-                    }
-                    if now.1 && before.is_none_or(|b| !b.1) {
-                        changed(m, ManagerChange::Draining);
-                    }
+                    pool.tell(&m, &hooks, true);
                 }
             }
         })
@@ -651,6 +907,32 @@ pub fn publish_change(events: &switchboard_events::EventBus, m: &Manager, change
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_events_tell() {
+        use ManagerChange::{Down, Draining, Up};
+        let t = |healthy, open| Told { healthy, open };
+        for (before, now, want) in [
+            // first word: up once checked; draining when it takes no calls
+            (None, t(true, true), vec![Up]),
+            (None, t(false, true), vec![]),
+            (None, t(true, false), vec![Up, Draining]),
+            (None, t(false, false), vec![Draining]),
+            (Some(t(true, true)), t(true, true), vec![]),
+            (Some(t(true, true)), t(false, true), vec![Down]),
+            (Some(t(false, true)), t(true, true), vec![Up]),
+            // drained, not ready or terminating: draining; back: up
+            (Some(t(true, true)), t(true, false), vec![Draining]),
+            (Some(t(true, false)), t(true, true), vec![Up]),
+            (Some(t(true, false)), t(true, false), vec![]),
+            (Some(t(true, true)), t(false, false), vec![Down, Draining]),
+            (Some(t(false, false)), t(true, true), vec![Up]),
+            // open again but unreachable: nothing until a check passes
+            (Some(t(false, false)), t(false, true), vec![]),
+        ] {
+            assert_eq!(changes(before, now), want, "{before:?} -> {now:?}");
+        }
+    }
 
     #[test]
     fn members_parse_with_or_without_a_name() {

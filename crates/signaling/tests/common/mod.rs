@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
+pub mod fake_k8s;
 pub mod phone;
 pub mod servers;
 
