@@ -285,9 +285,18 @@ def run_in_root(name, binary, rt, env, mounts, ports_hint):
         if c["from"] == "builder":
             src = c["local"]
             if src is None:
+                # a directory the builder made (mkdir -p under /out): what is
+                # below the COPY source lands below its destination, owned as
+                # --chown says; the destination itself is the base image's
                 setup.append(f"mkdir -p {sh(dest)}")
-            else:
-                setup.append(f"mkdir -p {sh(os.path.dirname(dest))} && cp {sh(src)} {sh(dest)}")
+                for made in c["made"]:
+                    setup.append(f"mkdir -p {sh(dest + made)}")
+                    if c.get("chown"):
+                        parts = made.strip("/").split("/")
+                        for i in range(1, len(parts) + 1):
+                            setup.append(f"chown {sh(c['chown'])} {sh(dest.rstrip('/') + '/' + '/'.join(parts[:i]))}")
+                continue
+            setup.append(f"mkdir -p {sh(os.path.dirname(dest))} && cp {sh(src)} {sh(dest)}")
         else:
             for s in c["srcs"]:
                 for f in sorted(glob.glob(s)):
@@ -489,6 +498,8 @@ for df in dockerfiles:
                     c["local"] = local
                 else:
                     c["local"] = None
+                    made = [m for m in re.findall(r"(/out/\S+)", builder_text) if m.startswith(src.rstrip("/") + "/")]
+                    c["made"] = sorted({m[len(src.rstrip("/")):] for m in made})
             rt["copies"].append(c)
         elif ins == "USER":
             rt["user"] = args
