@@ -17,7 +17,8 @@
 #      (emptyDir as tmpfs, the ConfigMap's files), makes it read-only and starts
 #      the binary there as PID 1 of its own PID and network namespaces, as uid
 #      and gid 1000 with the manifests' environment; then its `health`
-#      subcommand must answer (and `health --ready` for the RTP manager), and
+#      subcommand must answer (and `health --ready` for the RTP manager), the
+#      Prometheus annotations' port must serve /metrics without a token, and
 #      SIGTERM must stop it;
 #   3. prints an estimated compressed size per image.
 # The images themselves are not built here: there is no container engine.
@@ -398,6 +399,23 @@ def run_in_root(name, binary, rt, env, mounts, ports_hint):
                 fail(f"{name}: `{' '.join(cmd)}` failed ({last.returncode}): {text[-500:]}")
                 ok = False
                 break
+        # the Prometheus annotations' target answers without a token
+        ann = rt.get("annotations") or {}
+        if ann.get("prometheus.io/scrape") == "true":
+            url = f"http://127.0.0.1:{ann.get('prometheus.io/port')}{ann.get('prometheus.io/path', '/metrics')}"
+            code = ("import urllib.request,urllib.error\n"
+                    "try:\n"
+                    f"    r=urllib.request.urlopen('{url}',timeout=3); b=r.read().decode(); print(r.status, len(b.splitlines()))\n"
+                    "except urllib.error.HTTPError as e: print(e.code, 0)\n"
+                    "except OSError as e: print('refused', e)\n")
+            r = subprocess.run(["nsenter", "-t", str(pid), "-n", "python3", "-c", code], capture_output=True, text=True)
+            got = r.stdout.strip()
+            if got.startswith("200 "):
+                say(name, f"  {name}: {url} (prometheus.io annotations) answered 200 without a token, {got.split()[1]} lines")
+            elif got.startswith("refused"):
+                pending.append(f"{name}: nothing listens on {url} (this build has no METRICS_PORT yet?)")
+            else:
+                fail(f"{name}: {url} (prometheus.io annotations): {got or r.stderr.strip()[-200:]}")
         # SIGTERM to PID 1: the binary must handle it itself
         os.kill(pid, signal.SIGTERM)
         try:
@@ -582,6 +600,7 @@ for df in dockerfiles:
     # run it
     if root_ok and rt["entrypoint"] and rt["healthcheck"]:
         env, notes = manifest_env(spec, c, docs)
+        rt["annotations"] = ((d.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
         if notes:
             print("  env: the manifests' (" + "; ".join(notes) + "; Secrets random, node IP 127.0.0.1)")
         t = threading.Thread(target=run_in_root, args=(name, local_bin, rt, env, mounts_of(spec, c, docs), None))
