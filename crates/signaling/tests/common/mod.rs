@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod fake_k8s;
+pub mod manifests;
 pub mod phone;
 pub mod servers;
 
