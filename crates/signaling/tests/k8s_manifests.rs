@@ -408,6 +408,65 @@ async fn platform_comes_up(dir: &str) {
         m.alive();
     }
     signaling.alive();
+
+    // the Role allows exactly what signaling asked the API for
+    rbac_allows_what_was_asked(&objects, pod, &k8s);
+}
+
+/// The signaling pod's ServiceAccount is bound to a Role whose rules are
+/// exactly the (group, resource, verb)s of the requests the fake API saw,
+/// and the pod mounts the account's token.
+fn rbac_allows_what_was_asked(objects: &[Value], pod: &Value, k8s: &FakeK8s) {
+    let account = text(&pod["serviceAccountName"], "serviceAccountName");
+    let sa = find(objects, "ServiceAccount", account);
+    let mounted = pod["automountServiceAccountToken"]
+        .as_bool()
+        .or(sa["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    assert!(mounted, "signaling needs its service account token");
+    let binding = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "RoleBinding"
+                && o["subjects"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|s| s["kind"] == "ServiceAccount" && s["name"] == account)
+                })
+        })
+        .expect("a RoleBinding for signaling's ServiceAccount");
+    assert_eq!(
+        binding["roleRef"]["kind"], "Role",
+        "namespaced, not a ClusterRole"
+    );
+    let role = find(
+        objects,
+        "Role",
+        text(&binding["roleRef"]["name"], "roleRef"),
+    );
+    let mut allowed = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        for g in strings(&rule["apiGroups"]) {
+            for r in strings(&rule["resources"]) {
+                for v in strings(&rule["verbs"]) {
+                    allowed.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    let mut asked = std::collections::BTreeSet::new();
+    for r in k8s.seen() {
+        assert_eq!(r.method, "GET", "{r:?}");
+        let (group, resource) = match r.path.split('/').collect::<Vec<_>>()[..] {
+            ["", "apis", group, _version, "namespaces", _ns, resource] => (group, resource),
+            _ => panic!("unexpected API request {r:?}"),
+        };
+        let verb = if r.watch { "watch" } else { "list" };
+        asked.insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+    }
+    assert_eq!(
+        allowed, asked,
+        "the Role's rules against the requests signaling made"
+    );
 }
 
 #[test]
@@ -425,10 +484,7 @@ fn kubelet_expansion_and_host_rewrites() {
         "postgres://u:p@127.0.0.1:1/x"
     );
     assert_eq!(replace_host("redis:63790", "redis:6379", to), "redis:63790");
-    assert_eq!(
-        replace_host("myredis:6379", "redis:6379", to),
-        "myredis:6379"
-    );
+    assert_eq!(replace_host("myredis:6379", "redis:6379", to), "myredis:6379");
     assert_eq!(replace_host("redis:6379", "redis:6379", to), to);
     assert_eq!(
         replace_host("nats://nats:4222,nats://nats:4222", "nats:4222", to),
