@@ -484,7 +484,10 @@ fn kubelet_expansion_and_host_rewrites() {
         "postgres://u:p@127.0.0.1:1/x"
     );
     assert_eq!(replace_host("redis:63790", "redis:6379", to), "redis:63790");
-    assert_eq!(replace_host("myredis:6379", "redis:6379", to), "myredis:6379");
+    assert_eq!(
+        replace_host("myredis:6379", "redis:6379", to),
+        "myredis:6379"
+    );
     assert_eq!(replace_host("redis:6379", "redis:6379", to), to);
     assert_eq!(
         replace_host("nats://nats:4222,nats://nats:4222", "nats:4222", to),
