@@ -37,7 +37,7 @@ pub use event::{
     CallEvent, Event, EventKind, Leg, PAYLOAD_VERSION, RegistrationEvent, RtpManagerEvent,
     SessionEvent, Side,
 };
-pub use nats::{ENV_NATS_URL, Health, Nats, parse_nats_urls};
+pub use nats::{Credentials, ENV_NATS_URL, Health, Nats, credentials, parse_nats_urls};
 pub use subject::{
     CallVerb, Family, RegistrationVerb, RtpManagerVerb, SessionVerb, Verb, escape_token,
     unescape_token,

@@ -72,6 +72,50 @@ pub fn parse_nats_urls(value: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// How a client proves itself to the NATS servers, from the userinfo of
+/// the `NATS_URL` entries (`nats://user:password@host`, or
+/// `nats://token@host`), percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Token(String),
+    UserPassword(String, String),
+}
+
+/// The credentials of `urls` (from [`parse_nats_urls`]): every entry must
+/// carry the same ones, or none (the servers of one cluster share them).
+///
+/// # Errors
+/// Entries with different credentials, or userinfo that does not decode.
+pub fn credentials(urls: &[String]) -> Result<Credentials, String> {
+    let mut found: Option<Credentials> = None;
+    for (i, u) in urls.iter().enumerate() {
+        let url =
+            url::Url::parse(u).map_err(|e| format!("{ENV_NATS_URL}: entry {}: {e}", i + 1))?;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| format!("{ENV_NATS_URL}: entry {}: userinfo is not UTF-8", i + 1))
+        };
+        let user = decode(url.username())?;
+        let these = match url.password() {
+            Some(p) => Credentials::UserPassword(user, decode(p)?),
+            None if !user.is_empty() => Credentials::Token(user),
+            None => Credentials::None,
+        };
+        match &found {
+            Some(f) if *f != these => {
+                return Err(format!(
+                    "{ENV_NATS_URL}: the servers' entries carry different credentials"
+                ));
+            }
+            _ => found = Some(these),
+        }
+    }
+    Ok(found.unwrap_or(Credentials::None))
+}
+
 /// `entry` with the userinfo of a URL replaced, for error messages.
 fn redact(entry: &str) -> String {
     match (entry.find("://"), entry.rfind('@')) {
@@ -134,7 +178,14 @@ impl Nats {
             .collect::<Result<Vec<_>, _>>()?;
         let last_problem = Arc::new(Mutex::new(None));
         let problems = Arc::clone(&last_problem);
-        let client = ConnectOptions::new()
+        // async-nats keeps a URL's userinfo but does not send it: the
+        // credentials are given to the connection here
+        let options = match credentials(&urls)? {
+            Credentials::None => ConnectOptions::new(),
+            Credentials::Token(t) => ConnectOptions::with_token(t),
+            Credentials::UserPassword(u, p) => ConnectOptions::with_user_and_password(u, p),
+        };
+        let client = options
             .name(client_name)
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -256,6 +307,23 @@ mod tests {
         assert_eq!(reconnect_delay(3), Duration::from_millis(800));
         assert_eq!(reconnect_delay(10), MAX_RECONNECT_DELAY);
         assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
+    }
+
+    #[test]
+    fn credentials_come_from_the_urls_userinfo() {
+        let c = |v: &str| credentials(&parse_nats_urls(v).unwrap());
+        assert_eq!(c("nats://127.0.0.1:4222"), Ok(Credentials::None));
+        assert_eq!(c("127.0.0.1:4222"), Ok(Credentials::None));
+        assert_eq!(
+            c("nats://sb:p%40ss%3Aw@a:4222,nats://sb:p%40ss%3Aw@b:4222"),
+            Ok(Credentials::UserPassword("sb".into(), "p@ss:w".into()))
+        );
+        assert_eq!(
+            c("nats://s3cr3t@a:4222"),
+            Ok(Credentials::Token("s3cr3t".into()))
+        );
+        assert!(c("nats://u:p@a:4222,nats://b:4222").is_err());
+        assert!(c("nats://u:p@a:4222,nats://u:q@b:4222").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use common::cluster::{eventually, try_psql};
 use common::fake_k8s::{FakeK8s, endpoint, endpoint_slice, grpc_port};
 use common::manifests::{self, Cluster, Launch, find, pod_spec, text};
 use common::phone::{SipPhone, sdp};
-use common::servers::{PrivateNats, PrivatePg, PrivateRedis};
+use common::servers::PrivatePg;
 use serde_json::Value;
 use switchboard_sip::message::Method;
 
@@ -110,6 +110,39 @@ fn service_port(svc: &Value, name: &str) -> u16 {
     port(&p["port"])
 }
 
+/// The server of the StatefulSet `name` as its manifest runs it: `program`
+/// (the image's entrypoint; empty when the container's arguments start with
+/// the program) and the container's arguments and environment, then
+/// `extra` (a loopback address and port of its own).
+fn start_server(
+    cluster: &Cluster,
+    name: &str,
+    pod_name: &str,
+    program: &[&str],
+    port: u16,
+    extra: &[String],
+) -> Running {
+    let sts = find(&cluster.objects, "StatefulSet", name);
+    let mut launch = cluster.launch(pod_spec(sts), name, pod_name);
+    let mut argv: Vec<String> = program.iter().map(|p| (*p).to_owned()).collect();
+    argv.extend(launch.args.iter().cloned());
+    argv.extend(extra.iter().cloned());
+    launch.program = manifests::binary(&argv[0]);
+    launch.args = argv[1..].to_vec();
+    let mut server = Running::start(name, launch);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        server.alive();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} did not start:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
 /// Runs the manifests' Postgres set-up on the private server: the user and
 /// database its container's POSTGRES_USER / POSTGRES_DB create.
 fn create_database(pg: &PrivatePg, cluster: &Cluster) {
@@ -150,32 +183,21 @@ async fn platform_comes_up(dir: &str) {
     )
     .to_owned();
 
-    // --- the Services the platform depends on, on private servers ---
+    // --- the Services the platform depends on, on private servers: Redis
+    // and NATS run with the manifests' own arguments, configuration and
+    // Secret (their passwords), on a loopback port of their own ---
     let pg = PrivatePg::start();
-    let redis = PrivateRedis::start();
-    let nats = PrivateNats::start();
+    let redis_port = common::servers::free_tcp_port();
+    let nats_port = common::servers::free_tcp_port();
     let mut services = HashMap::new();
-    services.insert(
-        (
-            "postgres".to_owned(),
-            service_port(find(&objects, "Service", "postgres"), "postgres"),
-        ),
-        pg.port,
-    );
-    services.insert(
-        (
-            "redis".to_owned(),
-            service_port(find(&objects, "Service", "redis"), "redis"),
-        ),
-        redis.port,
-    );
-    services.insert(
-        (
-            "nats".to_owned(),
-            service_port(find(&objects, "Service", "nats"), "client"),
-        ),
-        nats.port,
-    );
+    for (svc, port_name, local) in [
+        ("postgres", "postgres", pg.port),
+        ("redis", "redis", redis_port),
+        ("nats", "client", nats_port),
+    ] {
+        let p = service_port(find(&objects, "Service", svc), port_name);
+        services.insert((svc.to_owned(), p), local);
+    }
     let cluster = Cluster {
         namespace: ns.clone(),
         node_name: "node-a".into(),
@@ -183,6 +205,35 @@ async fn platform_comes_up(dir: &str) {
         services,
         objects: objects.clone(),
     };
+    let _redis = start_server(
+        &cluster,
+        "redis",
+        "redis-0",
+        &[],
+        redis_port,
+        &[
+            "--port".into(),
+            redis_port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+        ],
+    );
+    let monitor = common::servers::free_tcp_port();
+    let _nats = start_server(
+        &cluster,
+        "nats",
+        "nats-0",
+        &["nats-server"],
+        nats_port,
+        &[
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            nats_port.to_string(),
+            "-m".into(),
+            monitor.to_string(),
+        ],
+    );
     create_database(&pg, &cluster);
 
     // --- the RTP managers: rtpmanager-0 and rtpmanager-1 on one node ---

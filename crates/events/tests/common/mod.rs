@@ -137,14 +137,21 @@ pub fn free_port() -> u16 {
 pub struct PrivateNats {
     pub port: u16,
     store: TempDir,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl PrivateNats {
     pub fn start() -> PrivateNats {
+        PrivateNats::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments too (e.g. `--user`).
+    pub fn start_with(extra: &[&str]) -> PrivateNats {
         let mut nats = PrivateNats {
             port: free_port(),
             store: TempDir::new("natsstore"),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         nats.restart();
@@ -169,6 +176,7 @@ impl PrivateNats {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

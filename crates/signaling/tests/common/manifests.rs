@@ -295,12 +295,13 @@ impl Cluster {
     pub fn launch(&self, pod: &Value, name: &str, pod_name: &str) -> Launch {
         let c = container(pod, name);
         let image = text(&c["image"], "image");
-        // our images' entrypoints come from their Dockerfiles; the test
-        // never starts another image's own entrypoint
+        // our images' entrypoints come from their Dockerfiles; another
+        // image's entrypoint is the test's to choose (`program` is then the
+        // image's name, `args` the container's)
         let (entry, workdir) = if image.contains("switchboard") {
             image_entrypoint(image)
         } else {
-            (vec![image.to_owned()], None)
+            (Vec::new(), None)
         };
         let root = temp_dir(&format!("pod-{pod_name}-{name}"));
         let cwd = root.join("workdir");
@@ -369,6 +370,7 @@ impl Cluster {
                 let argv: Vec<String> = cmd.iter().map(|a| text(a, "command").into()).collect();
                 (argv[0].clone(), argv[1..].to_vec())
             }
+            None if entry.is_empty() => (image.to_owned(), Vec::new()),
             None => (entry[0].clone(), entry[1..].to_vec()),
         };
         for a in c["args"].as_array().into_iter().flatten() {
