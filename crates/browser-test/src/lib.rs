@@ -285,6 +285,26 @@ impl Browser {
         }
     }
 
+    /// Waits until no element matches `css` (a row removed by a script, a page left). Fails
+    /// after `timeout` with the page's URL and the start of its HTML.
+    pub async fn wait_until_absent(&self, css: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(_) => {}
+                Err(e) if e.is_no_such_element() => return Ok(()),
+                Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?} to go"))),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{css:?} still matches after {timeout:?}\n{}",
+                    self.page_state().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits until the rendered text of the first element matching `css` contains `needle`, and
     /// returns that text. Fails after `timeout` with the text last seen, the page's URL and the
     /// start of its HTML.

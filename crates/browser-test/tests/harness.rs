@@ -143,6 +143,16 @@ async fn fill_and_click_change_the_text() {
         .wait_until_text("#late", "arrived late", WAIT)
         .await
         .expect("late text");
+    // and so is an element that a script removes
+    browser
+        .execute("setTimeout(() => document.getElementById('greet').remove(), 200)")
+        .await
+        .expect("schedule the removal");
+    browser.find("#greet").await.expect("still there");
+    browser
+        .wait_until_absent("#greet", WAIT)
+        .await
+        .expect("removed");
 }
 
 #[tokio::test]
@@ -167,6 +177,12 @@ async fn waiting_fails_clearly() {
         .expect_err("text never there");
     let err = format!("{err:#}");
     assert!(err.contains("its text was \"nobody greeted\""), "{err}");
+    let err = browser
+        .wait_until_absent("#title", Duration::from_millis(300))
+        .await
+        .expect_err("the title stays")
+        .to_string();
+    assert!(err.contains("\"#title\" still matches"), "{err}");
     let err = format!(
         "{:#}",
         browser.click("#nothing").await.expect_err("no element")
