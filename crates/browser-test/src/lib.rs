@@ -1,0 +1,793 @@
+//! A headless Chromium for tests, one per test.
+//!
+//! [`Browser::start`] spawns a `chromedriver` of its own on a free loopback port, in a process
+//! group of its own, and opens a WebDriver session on it with a fresh profile directory and a
+//! fresh download directory. Tests running in parallel (in one test binary or several) each get
+//! their own chromedriver, Chromium and directories, so none sees another's cookies, storage or
+//! downloads. Dropping the
+//! [`Browser`] kills chromedriver and the Chromium it started, and removes the directories —
+//! unless the test is panicking, then they are kept and their path is printed so that
+//! `chromedriver.log` (which also has Chromium's own output) can be read.
+//!
+//! Chromium and chromedriver come from Debian's packages `chromium` and `chromium-driver`,
+//! which `scripts/ensure-deps.sh` (run by `make test`) installs. `CHROMIUM` and `CHROMEDRIVER`
+//! name other binaries.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use switchboard_browser_test::Browser;
+//!
+//! let browser = Browser::start().await?;
+//! browser.goto("http://127.0.0.1:3000/login").await?;
+//! browser.fill("input[name=password]", "secret").await?;
+//! browser.click("button[type=submit]").await?;
+//! browser.wait_until_text("h1", "Overview", Duration::from_secs(5)).await?;
+//! browser.screenshot("docs/screenshots/overview.png").await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+pub use cookie::SameSite;
+pub use fantoccini;
+pub use fantoccini::cookies::Cookie;
+
+/// Debian's Chromium (a launcher script that adds Debian's default flags, then runs
+/// `/usr/lib/chromium/chromium`).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's chromedriver (package `chromium-driver`), of the same version as [`CHROMIUM`].
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The page's size (CSS pixels) in every browser: a laptop's window, also the size of the
+/// screenshots.
+pub const WINDOW_SIZE: (u32, u32) = (1280, 900);
+
+const MISSING: &str = "make test installs them: scripts/ensure-deps.sh (Debian packages chromium and chromium-driver)";
+
+/// How long chromedriver may take to listen, and Chromium to open a session, on a loaded machine.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Page loads and scripts: a dashboard page takes milliseconds, so a minute means it hangs.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Poll interval of the `wait_*` helpers.
+const POLL: Duration = Duration::from_millis(50);
+/// How much of a page's HTML a failure message shows.
+const SNIPPET_CHARS: usize = 1500;
+
+/// One headless Chromium under its own chromedriver. See the crate documentation.
+pub struct Browser {
+    client: Client,
+    driver: Child,
+    port: u16,
+    dir: PathBuf,
+    downloads: PathBuf,
+}
+
+/// Memory of the Chromium processes of one [`Browser`] (chromedriver not counted), in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChromiumMemory {
+    /// Chromium processes (browser, zygotes, GPU, utility, renderers; not the crash handler,
+    /// which puts itself in a process group of its own and exits with the browser).
+    pub processes: usize,
+    /// Sum of their resident set sizes now; pages shared between them count once per process.
+    pub rss_kib: u64,
+    /// Sum of their peak resident set sizes (VmHWM): an upper bound of the peak of the whole.
+    pub peak_rss_kib: u64,
+    /// Sum of their proportional set sizes now (shared pages split between the sharers): what
+    /// the browser as a whole occupies.
+    pub pss_kib: u64,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and opens a session in a new headless
+    /// Chromium with a fresh profile and download directory.
+    pub async fn start() -> Result<Browser> {
+        Browser::start_with(
+            &binary("CHROMIUM", CHROMIUM),
+            &binary("CHROMEDRIVER", CHROMEDRIVER),
+        )
+        .await
+    }
+
+    async fn start_with(chromium: &Path, chromedriver: &Path) -> Result<Browser> {
+        for (what, path) in [("chromium", chromium), ("chromedriver", chromedriver)] {
+            if !path.is_file() {
+                bail!("{what} not found at {}: {MISSING}", path.display());
+            }
+        }
+
+        let dir = new_dir()?;
+        let profile = dir.join("profile");
+        let downloads = dir.join("downloads");
+        for d in [&profile, &downloads] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let log = dir.join("chromedriver.log");
+
+        // A port picked by binding port 0 can be taken by someone else before chromedriver binds
+        // it; chromedriver then says so and exits, and another port is tried.
+        let mut attempt = 0;
+        let (driver, port) = loop {
+            attempt += 1;
+            let port = free_port()?;
+            let mut driver = spawn_chromedriver(chromedriver, port, &log)?;
+            match wait_listening(&mut driver, port, &log).await {
+                Ok(()) => break (driver, port),
+                Err(e) => {
+                    kill_group(&mut driver);
+                    if attempt >= 3 {
+                        let _ = fs::remove_dir_all(&dir);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+
+        let client = match open_session(port, chromium, &profile, &downloads).await {
+            Ok(client) => client,
+            Err(e) => {
+                let mut driver = driver;
+                kill_group(&mut driver);
+                let tail = log_tail(&log);
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e.context(format!("chromedriver log:\n{tail}")));
+            }
+        };
+        // from here on, an error drops the Browser, which kills and removes everything
+        let browser = Browser {
+            client,
+            driver,
+            port,
+            dir,
+            downloads,
+        };
+        browser
+            .client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(COMMAND_TIMEOUT),
+                Some(COMMAND_TIMEOUT),
+                Some(Duration::ZERO),
+            ))
+            .await
+            .context("setting the session's timeouts")?;
+        browser.size_viewport().await?;
+        Ok(browser)
+    }
+
+    /// The fantoccini client, for what the helpers do not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// chromedriver's process id, also the id of the process group of the Chromium it started.
+    pub fn driver_pid(&self) -> u32 {
+        self.driver.id()
+    }
+
+    /// chromedriver's port on 127.0.0.1.
+    pub fn driver_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where this browser's files are: `profile/`, `downloads/` and `chromedriver.log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Chrome's download directory (`download.default_directory`), empty at start.
+    pub fn download_dir(&self) -> &Path {
+        &self.downloads
+    }
+
+    /// Loads `url` and waits for its `load` event.
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("loading {url}"))
+    }
+
+    /// The page's current URL.
+    pub async fn current_url(&self) -> Result<String> {
+        Ok(self
+            .client
+            .current_url()
+            .await
+            .context("reading the current URL")?
+            .to_string())
+    }
+
+    /// The first element matching the CSS selector, now (no waiting: see [`Browser::wait_for`]).
+    pub async fn find(&self, css: &str) -> Result<Element> {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => Ok(element),
+            Err(e) => Err(anyhow!(e).context(format!(
+                "no element matches {css:?}\n{}",
+                self.page_state().await
+            ))),
+        }
+    }
+
+    /// Every element matching the CSS selector, now (possibly none).
+    pub async fn find_all(&self, css: &str) -> Result<Vec<Element>> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css:?}"))
+    }
+
+    /// The rendered text of the first element matching `css` (as a user sees it: what CSS hides
+    /// is left out).
+    pub async fn text(&self, css: &str) -> Result<String> {
+        let element = self.find(css).await?;
+        element
+            .text()
+            .await
+            .with_context(|| format!("reading the text of {css:?}"))
+    }
+
+    /// Clears the input matching `css` and types `value` into it.
+    pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
+        let element = self.find(css).await?;
+        element
+            .clear()
+            .await
+            .with_context(|| format!("clearing {css:?}"))?;
+        element
+            .send_keys(value)
+            .await
+            .with_context(|| format!("typing into {css:?}"))
+    }
+
+    /// Clicks the first element matching `css`, as a user would (it must be visible and not
+    /// covered by another element).
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let element = self.find(css).await?;
+        match element.click().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                Err(anyhow!(e).context(format!("clicking {css:?}\n{}", self.page_state().await)))
+            }
+        }
+    }
+
+    /// Waits until an element matching `css` is in the page, and returns it. Fails after
+    /// `timeout` with the page's URL and the start of its HTML.
+    pub async fn wait_for(&self, css: &str, timeout: Duration) -> Result<Element> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return Ok(element),
+                Err(e) if e.is_no_such_element() => {}
+                Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?}"))),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no element matches {css:?} after {timeout:?}\n{}",
+                    self.page_state().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until no element matches `css` (a row removed by a script, a page left). Fails
+    /// after `timeout` with the page's URL and the start of its HTML.
+    pub async fn wait_until_absent(&self, css: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(_) => {}
+                Err(e) if e.is_no_such_element() => return Ok(()),
+                Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?} to go"))),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{css:?} still matches after {timeout:?}\n{}",
+                    self.page_state().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the rendered text of the first element matching `css` contains `needle`, and
+    /// returns that text. Fails after `timeout` with the text last seen, the page's URL and the
+    /// start of its HTML.
+    pub async fn wait_until_text(
+        &self,
+        css: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last: Option<String> = None;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => match element.text().await {
+                    Ok(text) if text.contains(needle) => return Ok(text),
+                    Ok(text) => last = Some(text),
+                    // replaced by a script between find and text: look again
+                    Err(e) if e.is_stale_element_reference() => {}
+                    Err(e) => return Err(anyhow!(e).context(format!("reading {css:?}"))),
+                },
+                Err(e) if e.is_no_such_element() => {}
+                Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?}"))),
+            }
+            if Instant::now() >= deadline {
+                let seen = match last {
+                    Some(text) => format!("its text was {text:?}"),
+                    None => "no element matched".to_string(),
+                };
+                bail!(
+                    "{css:?} did not contain {needle:?} after {timeout:?}: {seen}\n{}",
+                    self.page_state().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Takes a screenshot of the viewport ([`WINDOW_SIZE`]) and writes it to `path` as PNG,
+    /// creating its directory.
+    pub async fn screenshot(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot")?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Every cookie the browser holds for the current page, `HttpOnly` ones included, with their
+    /// attributes (`http_only()`, `secure()`, `same_site()`).
+    pub async fn cookies(&self) -> Result<Vec<Cookie<'static>>> {
+        self.client
+            .get_all_cookies()
+            .await
+            .context("reading the cookies")
+    }
+
+    /// Runs `js` as the body of a function in the page and returns what it `return`s.
+    pub async fn execute(&self, js: &str) -> Result<Value> {
+        self.client
+            .execute(js, Vec::new())
+            .await
+            .with_context(|| format!("running {js:?}"))
+    }
+
+    /// Waits until `file_name` is completely downloaded into [`Browser::download_dir`] (Chrome
+    /// writes a `.crdownload` file first and renames it when done), and returns its path.
+    pub async fn wait_for_download(&self, file_name: &str, timeout: Duration) -> Result<PathBuf> {
+        let path = self.downloads.join(file_name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if path.is_file() {
+                return Ok(path);
+            }
+            if Instant::now() >= deadline {
+                let files = self.download_listing();
+                bail!(
+                    "{file_name} not downloaded into {} after {timeout:?} (it holds: {files})\n{}",
+                    self.downloads.display(),
+                    self.page_state().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The finished downloads (names, sorted): files in [`Browser::download_dir`] other than
+    /// Chrome's partial `.crdownload` files.
+    pub fn downloads(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.downloads)
+            .with_context(|| format!("listing {}", self.downloads.display()))?
+        {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".crdownload") {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Memory of this browser's Chromium processes now (and their peaks), read from `/proc`.
+    pub fn chromium_memory(&self) -> ChromiumMemory {
+        let mut memory = ChromiumMemory {
+            processes: 0,
+            rss_kib: 0,
+            peak_rss_kib: 0,
+            pss_kib: 0,
+        };
+        let group = self.driver.id();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return memory;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == group || process_group(pid) != Some(group) {
+                continue;
+            }
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            memory.processes += 1;
+            memory.rss_kib += kib_field(&status, "VmRSS:");
+            memory.peak_rss_kib += kib_field(&status, "VmHWM:");
+            let rollup =
+                fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            memory.pss_kib += kib_field(&rollup, "Pss:");
+        }
+        memory
+    }
+
+    /// Ends the WebDriver session (Chromium quits), then stops chromedriver and removes the
+    /// browser's directories. Dropping a [`Browser`] does the same without waiting for
+    /// Chromium to quit by itself.
+    pub async fn close(self) -> Result<()> {
+        let client = self.client.clone();
+        let closed = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        drop(self);
+        match closed {
+            Ok(result) => result.context("ending the WebDriver session"),
+            Err(_) => bail!("ending the WebDriver session took more than 10 s"),
+        }
+    }
+
+    /// `--window-size` sizes the window, and headless Chromium gives the page less than that
+    /// (it leaves room for a window frame it does not draw): the window is grown by the
+    /// difference so that the page, and so every screenshot, is [`WINDOW_SIZE`].
+    async fn size_viewport(&self) -> Result<()> {
+        let frame = self
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]",
+            )
+            .await?;
+        let extra = |i: usize| {
+            frame[i]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let (width, height) = WINDOW_SIZE;
+        let (extra_width, extra_height) = (extra(0), extra(1));
+        if (extra_width, extra_height) != (0, 0) {
+            self.client
+                .set_window_size(width + extra_width, height + extra_height)
+                .await
+                .context("sizing the window")?;
+        }
+        Ok(())
+    }
+
+    /// The page's URL and the start of its HTML, for failure messages.
+    async fn page_state(&self) -> String {
+        let url = match self.client.current_url().await {
+            Ok(url) => url.to_string(),
+            Err(e) => format!("(unknown: {e})"),
+        };
+        let html = match self
+            .client
+            .execute(
+                "return document.body ? document.body.outerHTML : document.documentElement.outerHTML",
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(Value::String(html)) => snippet(&html, SNIPPET_CHARS),
+            Ok(other) => other.to_string(),
+            Err(e) => format!("(unknown: {e})"),
+        };
+        format!("page: {url}\nhtml: {html}")
+    }
+
+    fn download_listing(&self) -> String {
+        match fs::read_dir(&self.downloads) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            }
+            Err(e) => format!("unreadable: {e}"),
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        kill_group(&mut self.driver);
+        if std::thread::panicking() {
+            eprintln!(
+                "browser files kept for the failing test: {} (chromedriver.log has Chromium's output)",
+                self.dir.display()
+            );
+            return;
+        }
+        // Chromium's processes were killed but may still be exiting while their files go
+        remove_dir_retrying(&self.dir);
+    }
+}
+
+fn binary(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// A new empty directory under the system's temporary directory, unique to this process and
+/// call.
+fn new_dir() -> Result<PathBuf> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-browser-{}-{seq}-{nanos:08x}",
+        std::process::id()
+    ));
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn spawn_chromedriver(chromedriver: &Path, port: u16, log: &Path) -> Result<Child> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        // only loopback clients (chromedriver's default too, said for the reader)
+        .arg("--allowed-ips=127.0.0.1")
+        // Chromium's own stderr into the same log
+        .arg("--enable-chrome-logs")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // its own process group, which Chromium joins: Drop kills the whole group
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                anyhow!("{} not found: {MISSING}", chromedriver.display())
+            } else {
+                anyhow!(e).context(format!("starting {}", chromedriver.display()))
+            }
+        })
+}
+
+/// Waits until chromedriver says it listens on `port` (it says so only once it has bound the
+/// port itself, so someone else's listener on it is never taken for chromedriver) and the port
+/// answers.
+async fn wait_listening(driver: &mut Child, port: u16, log: &Path) -> Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let started = format!("started successfully on port {port}");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = driver.try_wait()? {
+            bail!(
+                "chromedriver exited ({status}) before listening on {addr}:\n{}",
+                log_tail(log)
+            );
+        }
+        if fs::read_to_string(log).is_ok_and(|text| text.contains(&started))
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "chromedriver not listening on {addr} after {START_TIMEOUT:?}:\n{}",
+                log_tail(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn chrome_args(profile: &Path) -> Vec<String> {
+    let (width, height) = WINDOW_SIZE;
+    vec![
+        "--headless".into(),
+        // as root (tests run as root here) Chromium refuses to start with its sandbox
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        // the network is closed: without these Chromium waits on services it cannot reach
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        format!("--window-size={width},{height}"),
+        "--lang=en-US".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ]
+}
+
+async fn open_session(
+    port: u16,
+    chromium: &Path,
+    profile: &Path,
+    downloads: &Path,
+) -> Result<Client> {
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium.to_string_lossy(),
+            "args": chrome_args(profile),
+            "prefs": {
+                "download.default_directory": downloads.to_string_lossy(),
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+                "intl.accept_languages": "en-US",
+            },
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object literal");
+    };
+    let mut builder = ClientBuilder::new(HttpConnector::new());
+    builder.capabilities(capabilities);
+    let url = format!("http://127.0.0.1:{port}");
+    match tokio::time::timeout(START_TIMEOUT, builder.connect(&url)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(anyhow!(e).context(format!(
+            "opening a WebDriver session on {url} with {}",
+            chromium.display()
+        ))),
+        Err(_) => bail!("opening a WebDriver session on {url} took more than {START_TIMEOUT:?}"),
+    }
+}
+
+/// Kills chromedriver's process group (chromedriver and the Chromium it started) and reaps
+/// chromedriver.
+fn kill_group(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+fn remove_dir_retrying(dir: &Path) {
+    for _ in 0..20 {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn kib_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn snippet(html: &str, max: usize) -> String {
+    match html.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &html[..cut], html.len()),
+        None => html.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_binaries_say_how_to_install_them() {
+        let nowhere = Path::new("/nonexistent/chromedriver");
+        let err = Browser::start_with(Path::new(CHROMIUM), nowhere)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("/nonexistent/chromedriver"), "{err}");
+        assert!(err.contains("scripts/ensure-deps.sh"), "{err}");
+        let err = Browser::start_with(Path::new("/nonexistent/chromium"), nowhere)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("chromium not found at /nonexistent/chromium: make test installs them: scripts/ensure-deps.sh"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_not_mistaken_for_chromedriver() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let dir = new_dir().expect("dir");
+        let log = dir.join("chromedriver.log");
+        let mut driver = spawn_chromedriver(Path::new(CHROMEDRIVER), port, &log).expect("spawn");
+        let err = wait_listening(&mut driver, port, &log)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        kill_group(&mut driver);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(err.contains("chromedriver exited"), "{err}");
+        assert!(err.contains("not available"), "{err}");
+    }
+
+    #[test]
+    fn snippets_cut_on_characters() {
+        assert_eq!(snippet("<p>ok</p>", 20), "<p>ok</p>");
+        assert_eq!(snippet("ëëëë", 2), "ëë… (8 bytes in all)");
+    }
+
+    #[test]
+    fn proc_fields_parse() {
+        assert_eq!(kib_field("Name:\tx\nVmRSS:\t  1234 kB\n", "VmRSS:"), 1234);
+        assert_eq!(kib_field("Name:\tx\n", "VmRSS:"), 0);
+        let ps = Command::new("ps")
+            .args(["-o", "pgid=", "-p", &std::process::id().to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            process_group(std::process::id()).map(|g| g.to_string()),
+            Some(ps)
+        );
+    }
+}
