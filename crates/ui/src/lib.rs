@@ -91,6 +91,9 @@ pub fn router(state: SharedState) -> Router {
             get(pages::rtp::drain_form).post(pages::rtp::drain),
         )
         .route("/rtpmanagers/undrain", post(pages::rtp::undrain))
+        .route("/sessions", get(pages::sessions::page))
+        .route("/sessions/fragment", get(pages::sessions::fragment))
+        .route("/users", get(pages::users::page).post(pages::users::create))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

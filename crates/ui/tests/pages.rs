@@ -9,7 +9,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{closed_port, login, register, signaling, ui};
+use common::phone::SipPhone;
+use common::{closed_port, ip, login, signaling, ui};
 use serde_json::{Value, json};
 
 const XSS: &str = "<script>alert(1)</script>";
@@ -64,7 +65,11 @@ async fn pages_show_the_backends_and_act_on_them() {
         )
         .await;
     assert_eq!(status, 201);
-    register(sig.sip, "alice", "alice-secret", XSS).await;
+    let phone = SipPhone::bind(ip("127.0.0.1"), sig.sip).await;
+    let r = phone
+        .register("alice", "alice-secret", &[("User-Agent", XSS)])
+        .await;
+    assert_eq!(r.code, 200, "{r:?}");
     let r = b.get("/registrations").await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("sip:alice@switchboard"), "{}", r.body);
@@ -231,6 +236,79 @@ async fn tabs_polling_cost_a_backend_one_request_per_second() {
         ui.state.backends.requests.load(Ordering::Relaxed) - before,
         sent + 1
     );
+    ui.shutdown(Duration::from_secs(2)).await;
+    sig.stop().await;
+}
+
+#[tokio::test]
+async fn users_are_listed_escaped_and_created_from_the_form() {
+    let sig = signaling("users").await;
+    let ui = ui(
+        &[(
+            "main",
+            format!("http://{}", sig.api),
+            Some(sig.token.as_str()),
+        )],
+        |_| {},
+    )
+    .await;
+    let mut b = login(ui.addr).await;
+    let (status, _) = sig
+        .api(
+            "POST",
+            "/api/v1/users",
+            Some(
+                &json!({"username": "mallory", "password": "mallory-secret", "display_name": XSS}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let r = b.get("/users").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<td>mallory</td>"), "{}", r.body);
+    assert!(
+        r.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains(XSS), "unescaped: {}", r.body);
+
+    let mut fields = vec![
+        ("backend", "main"),
+        ("username", "bob"),
+        ("password", "tiny-pw"),
+        ("extension", "1002"),
+        ("display_name", "Bob"),
+    ];
+    let r = b.post("/users", &fields, false).await;
+    assert_eq!(r.status, 403, "no CSRF token");
+    // the backend's refusal is shown; the password is not written back
+    let r = b.post("/users", &fields, true).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("password: must be at least 8 characters"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("value=\"bob\""), "the draft is kept");
+    assert!(!r.body.contains("tiny-pw"), "the password is echoed");
+    fields[2] = ("password", "bob-secret-1");
+    let r = b.post("/users", &fields, true).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get("/users").await;
+    assert!(
+        r.body.contains("<td>bob</td>") && r.body.contains("<td>1002</td>"),
+        "{}",
+        r.body
+    );
+    // the user made in the form can register
+    let phone = SipPhone::bind(ip("127.0.0.1"), sig.sip).await;
+    let reg = phone.register("bob", "bob-secret-1", &[]).await;
+    assert_eq!(reg.code, 200, "{reg:?}");
+    for body in &b.seen {
+        assert!(!body.contains(&sig.token), "a page shows the token");
+        assert!(!body.contains("bob-secret-1"), "a page shows a password");
+    }
     ui.shutdown(Duration::from_secs(2)).await;
     sig.stop().await;
 }

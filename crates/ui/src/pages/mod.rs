@@ -19,6 +19,8 @@ pub mod login;
 pub mod overview;
 pub mod registrations;
 pub mod rtp;
+pub mod sessions;
+pub mod users;
 
 /// What the base layout shows around every page.
 pub struct Layout {

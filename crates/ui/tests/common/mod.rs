@@ -1,8 +1,7 @@
 //! Shared harness of the dashboard tests: a real signaling server started
 //! in-process on loopback, the UI on loopback pointed at it, a raw HTTP/1.1
 //! client that can speak from any 127.0.0.x address (so a test can be a
-//! trusted proxy or an untrusted client), and a phone that registers with
-//! the project's own SIP layers.
+//! trusted proxy or an untrusted client), and signaling's own test phone.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,9 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_sip::digest::{Challenge, respond};
-use switchboard_sip::message::{Message, Method, parse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The SIP phone signaling's tests drive message by message.
+#[path = "../../../signaling/tests/common/phone.rs"]
+pub mod phone;
 
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -255,62 +256,4 @@ impl Browser {
         self.seen.push(r.body.clone());
         r
     }
-}
-
-/// Registers `user` over UDP with a given User-Agent, answering the 401.
-pub async fn register(server: SocketAddr, user: &str, password: &str, user_agent: &str) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind phone");
-    let me = sock.local_addr().expect("addr");
-    let call_id = format!("{:x}@ui-test", rand::random::<u128>());
-    let mut auth: Option<String> = None;
-    for cseq in 1..=2 {
-        let mut b = switchboard_sip::request::RequestBuilder::new(
-            "REGISTER",
-            &format!("sip:{}", server.ip()),
-        )
-        .via(
-            "UDP",
-            &me.to_string(),
-            &switchboard_sip::request::new_branch(),
-        )
-        .header("Max-Forwards", "70")
-        .header("From", &format!("<sip:{user}@switchboard>;tag=r{cseq}"))
-        .header("To", &format!("<sip:{user}@switchboard>"))
-        .header("Call-ID", &call_id)
-        .header("CSeq", &format!("{cseq} REGISTER"))
-        .header("Contact", &format!("<sip:{user}@{me}>"))
-        .header("User-Agent", user_agent)
-        .header("Expires", "300");
-        if let Some(a) = &auth {
-            b = b.header("Authorization", a);
-        }
-        sock.send_to(&b.build(), server).await.expect("send");
-        let mut buf = vec![0u8; 65_535];
-        let r = loop {
-            let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-                .await
-                .expect("an answer within 5 s")
-                .expect("recv");
-            if let Ok(Message::Response(r)) = parse(&buf[..n])
-                && r.cseq_method == Method::Register
-                && r.code >= 200
-            {
-                break r;
-            }
-        };
-        if r.code == 200 {
-            return;
-        }
-        assert_eq!(r.code, 401, "REGISTER: {r:?}");
-        let ch = r
-            .header_lines("WWW-Authenticate")
-            .into_iter()
-            .find_map(|v| Challenge::parse(v).ok())
-            .expect("a digest challenge");
-        let uri = format!("sip:{}", server.ip());
-        auth = Some(respond(&ch, "REGISTER", &uri, user, password, "1b2c", 1).to_header_value());
-    }
-    panic!("{user} not registered");
 }
