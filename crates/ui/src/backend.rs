@@ -40,11 +40,40 @@ const MAX_BODY: usize = 32 << 20;
 
 /// Why a backend gave no usable answer; shown on the pages as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendError(pub String);
+pub struct BackendError {
+    pub message: String,
+    /// The backend's status when it answered with a non-2xx.
+    pub status: Option<StatusCode>,
+}
+
+impl BackendError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    /// What the dashboard answers a browser whose action failed: the
+    /// backend's refusal of what was asked (a 4xx other than 401/403) as
+    /// it is, anything else (unreachable, a wrong token, a 5xx) 502.
+    pub fn action_status(&self) -> StatusCode {
+        match self.status {
+            Some(s)
+                if s.is_client_error()
+                    && s != StatusCode::UNAUTHORIZED
+                    && s != StatusCode::FORBIDDEN =>
+            {
+                s
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
 
 impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -173,11 +202,11 @@ impl Backends {
         body: Option<&Value>,
     ) -> Result<Value, BackendError> {
         let Some(m) = self.list.get(idx) else {
-            return Err(BackendError("no such backend".into()));
+            return Err(BackendError::new("no such backend"));
         };
         match tokio::time::timeout(TIMEOUT, self.exchange(m, method, path, body)).await {
             Ok(r) => r,
-            Err(_) => Err(BackendError(format!(
+            Err(_) => Err(BackendError::new(format!(
                 "no answer within {} s",
                 TIMEOUT.as_secs()
             ))),
@@ -195,7 +224,7 @@ impl Backends {
             .permits
             .acquire()
             .await
-            .map_err(|_| BackendError("shutting down".into()))?;
+            .map_err(|_| BackendError::new("shutting down"))?;
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}/api/v1{path}", m.config.base))
@@ -212,18 +241,18 @@ impl Backends {
         };
         let req = req
             .body(Full::new(payload))
-            .map_err(|e| BackendError(format!("bad request: {e}")))?;
+            .map_err(|e| BackendError::new(format!("bad request: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = self
             .client
             .request(req)
             .await
-            .map_err(|e| BackendError(format!("unreachable: {}", connect_error(&e))))?;
+            .map_err(|e| BackendError::new(format!("unreachable: {}", connect_error(&e))))?;
         let status = resp.status();
         let bytes = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| BackendError(format!("answer not read: {e}")))?
+            .map_err(|e| BackendError::new(format!("answer not read: {e}")))?
             .to_bytes();
         let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -231,7 +260,10 @@ impl Backends {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         if !status.is_success() {
-            return Err(BackendError(status_error(status, &value)));
+            return Err(BackendError {
+                message: status_error(status, &value),
+                status: Some(status),
+            });
         }
         Ok(value)
     }
@@ -255,11 +287,13 @@ fn connect_error(e: &hyper_util::client::legacy::Error) -> String {
     cause.to_string()
 }
 
-/// Percent-encodes one path segment (an AOR, a call id, a manager name).
+/// Percent-encodes one path segment (an AOR, a call id, a manager name):
+/// everything but letters, digits, `-`, `_` and `~`, dots included, so no
+/// value can become a `..` segment.
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -278,8 +312,32 @@ mod tests {
             segment("sip:alice@switchboard"),
             "sip%3Aalice%40switchboard"
         );
-        assert_eq!(segment("a/../b?c#d e"), "a%2F..%2Fb%3Fc%23d%20e");
-        assert_eq!(segment("rtp-0.x_y~"), "rtp-0.x_y~");
+        assert_eq!(segment("a/../b?c#d e"), "a%2F%2E%2E%2Fb%3Fc%23d%20e");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("rtp-0_y~"), "rtp-0_y~");
+    }
+
+    #[test]
+    fn failed_actions_answer_the_refusal_or_502() {
+        let e = |status: Option<StatusCode>| BackendError {
+            message: String::new(),
+            status,
+        };
+        assert_eq!(
+            e(Some(StatusCode::NOT_FOUND)).action_status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            e(Some(StatusCode::BAD_REQUEST)).action_status(),
+            StatusCode::BAD_REQUEST
+        );
+        for s in [
+            Some(StatusCode::UNAUTHORIZED),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            None,
+        ] {
+            assert_eq!(e(s).action_status(), StatusCode::BAD_GATEWAY, "{s:?}");
+        }
     }
 
     #[test]

@@ -307,13 +307,14 @@ fn check_name(var: &str, name: &str) -> Result<(), String> {
 }
 
 fn check_url(name: &str, url: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("UI_BACKENDS: {name}={url}: {why}");
-    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    // the URL is not echoed: a mistyped one may hold credentials
+    let bad = |why: &str| format!("UI_BACKENDS: the URL of {name:?} {why}");
+    let uri: Uri = url.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
             return Err(bad(
-                "https:// backends are not supported yet; reach the API over http:// \
+                "is https://, which is not supported yet; reach the API over http:// \
                  (a private network or loopback)",
             ));
         }
@@ -419,7 +420,7 @@ mod tests {
             ("a=127.0.0.1:8080", "must start with http://"),
             ("a=https://x", "not supported yet"),
             ("a=http://", "not a URL"),
-            ("a=http://u:p@x", "credentials"),
+            ("a=http://u:secret@x", "credentials"),
             ("a=http://x/?q=1", "query"),
             ("a=not a url", "not a URL"),
         ];
@@ -427,6 +428,7 @@ mod tests {
             let err = parse_backends(input).expect_err(input);
             assert!(err.starts_with("UI_BACKENDS"), "{input}: {err}");
             assert!(err.contains(want), "{input}: {err}");
+            assert!(!err.contains("secret"), "{input}: {err}");
         }
     }
 

@@ -91,12 +91,11 @@ async fn load(state: &SharedState) -> Table {
     Table { rows, down }
 }
 
-async fn full(state: &SharedState, ctx: &Ctx, notice: Option<String>) -> Response {
+async fn full(state: &SharedState, ctx: &Ctx, failed: Option<(String, StatusCode)>) -> Response {
     let mut l = Layout::new("Live calls", "calls", &ctx.csrf);
-    let status = if notice.is_some() {
-        StatusCode::BAD_GATEWAY
-    } else {
-        StatusCode::OK
+    let (notice, status) = match failed {
+        Some((m, s)) => (Some(m), s),
+        None => (None, StatusCode::OK),
     };
     l.notice = notice;
     render(
@@ -133,14 +132,19 @@ pub async fn hangup(
     Form(a): Form<Action>,
 ) -> Response {
     let Some(idx) = state.backends.index(&a.backend) else {
-        return full(&state, &ctx, Some("No such backend.".into())).await;
+        return full(
+            &state,
+            &ctx,
+            Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
+        )
+        .await;
     };
     let path = format!("/calls/{}/hangup", segment(&a.id));
     match state.backends.send(idx, Method::POST, &path, None).await {
         Ok(_) => redirect("/calls"),
         Err(e) => {
             let msg = format!("call {} on {}: not hung up: {e}", a.id, a.backend);
-            full(&state, &ctx, Some(msg)).await
+            full(&state, &ctx, Some((msg, e.action_status()))).await
         }
     }
 }

@@ -4,9 +4,10 @@
 //! the templates as plain strings, which askama escapes; no template marks
 //! backend data `|safe`.
 //!
-//! Actions (unregister, hang up, drain) are HTML form posts carrying the
-//! CSRF token; they answer 303 back to their page (post/redirect/get), or
-//! the page with the backend's error and 502.
+//! Actions (unregister, hang up, drain, new user) are HTML form posts
+//! carrying the CSRF token; they answer 303 back to their page
+//! (post/redirect/get), or the page again with the backend's error and
+//! [`BackendError::action_status`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

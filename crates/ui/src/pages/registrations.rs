@@ -120,12 +120,16 @@ pub async fn page(
     full(&state, &ctx, &s.q, None).await
 }
 
-async fn full(state: &SharedState, ctx: &Ctx, q: &str, notice: Option<String>) -> Response {
+async fn full(
+    state: &SharedState,
+    ctx: &Ctx,
+    q: &str,
+    failed: Option<(String, StatusCode)>,
+) -> Response {
     let mut l = Layout::new("Registrations", "registrations", &ctx.csrf);
-    let status = if notice.is_some() {
-        StatusCode::BAD_GATEWAY
-    } else {
-        StatusCode::OK
+    let (notice, status) = match failed {
+        Some((m, s)) => (Some(m), s),
+        None => (None, StatusCode::OK),
     };
     l.notice = notice;
     render(
@@ -159,14 +163,20 @@ pub async fn unregister(
     Form(a): Form<Action>,
 ) -> Response {
     let Some(idx) = state.backends.index(&a.backend) else {
-        return full(&state, &ctx, "", Some("No such backend.".into())).await;
+        return full(
+            &state,
+            &ctx,
+            "",
+            Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
+        )
+        .await;
     };
     let path = format!("/registrations/{}", segment(&a.id));
     match state.backends.send(idx, Method::DELETE, &path, None).await {
         Ok(_) => redirect("/registrations"),
         Err(e) => {
             let msg = format!("{} on {}: not unregistered: {e}", a.id, a.backend);
-            full(&state, &ctx, "", Some(msg)).await
+            full(&state, &ctx, "", Some((msg, e.action_status()))).await
         }
     }
 }

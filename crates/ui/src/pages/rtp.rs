@@ -89,12 +89,11 @@ async fn load(state: &SharedState) -> Table {
     Table { rows, down }
 }
 
-async fn full(state: &SharedState, ctx: &Ctx, notice: Option<String>) -> Response {
+async fn full(state: &SharedState, ctx: &Ctx, failed: Option<(String, StatusCode)>) -> Response {
     let mut l = Layout::new("RTP managers", "rtpmanagers", &ctx.csrf);
-    let status = if notice.is_some() {
-        StatusCode::BAD_GATEWAY
-    } else {
-        StatusCode::OK
+    let (notice, status) = match failed {
+        Some((m, s)) => (Some(m), s),
+        None => (None, StatusCode::OK),
     };
     l.notice = notice;
     render(
@@ -153,7 +152,14 @@ pub async fn drain(
     let mode = match a.mode.as_str() {
         "" | "graceful" => "graceful",
         "aggressive" => "aggressive",
-        _ => return full(&state, &ctx, Some("Unknown drain mode.".into())).await,
+        _ => {
+            return full(
+                &state,
+                &ctx,
+                Some(("Unknown drain mode.".into(), StatusCode::BAD_REQUEST)),
+            )
+            .await;
+        }
     };
     act(
         &state,
@@ -181,14 +187,19 @@ async fn act(
     body: Option<Value>,
 ) -> Response {
     let Some(idx) = state.backends.index(&a.backend) else {
-        return full(state, ctx, Some("No such backend.".into())).await;
+        return full(
+            state,
+            ctx,
+            Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
+        )
+        .await;
     };
     let path = format!("/rtpmanagers/{}/drain", segment(&a.id));
     match state.backends.send(idx, method, &path, body.as_ref()).await {
         Ok(_) => redirect("/rtpmanagers"),
         Err(e) => {
             let msg = format!("RTP manager {} on {}: {e}", a.id, a.backend);
-            full(state, ctx, Some(msg)).await
+            full(state, ctx, Some((msg, e.action_status()))).await
         }
     }
 }

@@ -72,12 +72,16 @@ async fn load(state: &SharedState) -> Table {
     Table { rows, down }
 }
 
-async fn full(state: &SharedState, ctx: &Ctx, notice: Option<String>, draft: Draft) -> Response {
+async fn full(
+    state: &SharedState,
+    ctx: &Ctx,
+    failed: Option<(String, StatusCode)>,
+    draft: Draft,
+) -> Response {
     let mut l = Layout::new("Users", "users", &ctx.csrf);
-    let status = if notice.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let (notice, status) = match failed {
+        Some((m, s)) => (Some(m), s),
+        None => (None, StatusCode::OK),
     };
     l.notice = notice;
     render(
@@ -118,7 +122,13 @@ pub async fn create(
         display_name: f.display_name.clone(),
     };
     let Some(idx) = state.backends.index(&f.backend) else {
-        return full(&state, &ctx, Some("No such backend.".into()), draft).await;
+        return full(
+            &state,
+            &ctx,
+            Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
+            draft,
+        )
+        .await;
     };
     let mut body = Map::new();
     body.insert(
@@ -146,7 +156,7 @@ pub async fn create(
                 "user {} not created on {}: {e}",
                 draft.username, draft.backend
             );
-            full(&state, &ctx, Some(msg), draft).await
+            full(&state, &ctx, Some((msg, e.action_status())), draft).await
         }
     }
 }
