@@ -6,10 +6,12 @@ DATA_DIR ?= ./data
 
 .PHONY: run test attacks deps build release lint fmt bench soak clean
 
-## Run switchboard-signaling on its embedded defaults: SIP 5060 UDP+TCP,
-## REST on 8080, SQLite under ./data.
+## Run switchboard-signaling on its embedded defaults (SIP 5060 UDP+TCP,
+## REST on 8080, SQLite under ./data) and the dashboard on :3000 pointed at
+## it (scripts/run.sh); Ctrl-C stops both.
 run: deps
-	$(CARGO) run --release --bin switchboard-signaling -- --data-dir $(DATA_DIR)
+	$(CARGO) build --release --bin switchboard-signaling --bin switchboard-ui
+	DATA_DIR=$(DATA_DIR) scripts/run.sh
 
 ## Lint and every test: unit, RFC 4475 torture, fuzz run, sipp scenarios;
 ## the deployment files too (check-deploy before, image-check after the
