@@ -29,6 +29,8 @@ pub struct Stack {
     pub sig: Signaling,
     pub ui: switchboard_ui::Running,
     pub browser: Browser,
+    /// The UI's data directory, removed by [`Stack::stop`].
+    ui_dir: PathBuf,
 }
 
 impl Stack {
@@ -36,16 +38,22 @@ impl Stack {
     pub async fn start(name: &str) -> Stack {
         let (sig, browser) = tokio::join!(common::signaling(name), Browser::start());
         let browser = browser.expect("start the browser");
+        let mut ui_dir = PathBuf::new();
         let ui = common::ui(
             &[(
                 BACKEND,
                 format!("http://{}", sig.api),
                 Some(sig.token.as_str()),
             )],
-            |_| {},
+            |c| ui_dir = c.data_dir.clone(),
         )
         .await;
-        Stack { sig, ui, browser }
+        Stack {
+            sig,
+            ui,
+            browser,
+            ui_dir,
+        }
     }
 
     /// The UI's URL of `path`.
@@ -168,6 +176,7 @@ impl Stack {
         self.browser.close().await.expect("close the browser");
         self.ui.shutdown(Duration::from_secs(2)).await;
         self.sig.stop().await;
+        let _ = std::fs::remove_dir_all(&self.ui_dir);
     }
 }
 
