@@ -482,21 +482,31 @@ impl Process {
             .spawn()
             .expect("start switchboard-signaling");
         // killed on drop, also when the wait below fails
-        let process = Self {
+        let mut process = Self {
             child,
             sip,
             api,
             dir,
         };
-        eventually(Duration::from_secs(15), "the process answers", || async {
-            tokio::net::TcpStream::connect(api).await.is_ok()
+        // a debug binary on a machine running the rest of the suite may take
+        // a while; a failure says what the process logged
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            if tokio::net::TcpStream::connect(api).await.is_ok()
                 && common::http(api, "GET", "/api/v1/health", None, None)
                     .await
                     .0
                     == 200
-        })
-        .await;
-        process
+            {
+                return process;
+            }
+            let exited = process.child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(process.dir.join("log")).unwrap_or_default();
+                panic!("replica {node} did not answer ({exited:?}); its log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn kill9(self) {

@@ -130,7 +130,7 @@ fn start_server(
     launch.program = manifests::binary(&argv[0]);
     launch.args = argv[1..].to_vec();
     let mut server = Running::start(name, launch);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         server.alive();
         assert!(
@@ -258,7 +258,7 @@ async fn platform_comes_up(dir: &str) {
             "{} serves gRPC on {grpc} (Service port {grpc_base} + ordinal)",
             m.what
         );
-        eventually(Duration::from_secs(15), &what, || async {
+        eventually(Duration::from_secs(30), &what, || async {
             tokio::net::TcpStream::connect(grpc).await.is_ok()
         })
         .await;
@@ -356,7 +356,7 @@ async fn platform_comes_up(dir: &str) {
 
     // it reaches Postgres, Redis and NATS
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         "Postgres, Redis and NATS ok",
         || async {
             let (code, health) = common::http(api, "GET", "/api/v1/health", None, None).await;
