@@ -25,6 +25,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod pages;
+pub mod probe;
 pub mod secrets;
 
 pub use config::{Config, Settings};
