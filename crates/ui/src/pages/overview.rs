@@ -58,18 +58,19 @@ struct Fragment {
 
 async fn load(state: &SharedState) -> Overview {
     let b = &state.backends;
-    let (health, stats, calls, managers) = tokio::join!(
+    let (health, stats, calls, managers, mut q) = tokio::join!(
         b.get_all("/health"),
         b.get_all("/stats"),
         b.get_all("/calls"),
         b.get_all("/rtpmanagers"),
+        super::quality::gather(state, super::now_ms()),
     );
     let all_managers: Vec<Value> = managers
         .iter()
         .filter_map(|(_, m)| m.as_ref().ok())
         .flat_map(|v| items(v).iter().cloned())
         .collect();
-    let q = super::quality::gather(state, super::now_ms(), &all_managers).await;
+    q.rtp_load = super::quality::pool_load(&all_managers);
     let mut rows = Vec::new();
     for (((name, h), (_, s)), ((_, c), (_, m))) in health
         .into_iter()

@@ -200,9 +200,25 @@ async fn cdrs(state: &SharedState, idx: usize, start: i64) -> Result<(Vec<Value>
     Ok((out, true))
 }
 
-/// Reads the hour's CDRs, the live sessions and uses `managers` (the
-/// overview's `/rtpmanagers` answers) for the load.
-pub async fn gather(state: &SharedState, now_ms: i64, managers: &[Value]) -> Quality {
+/// The pool's load over every manager of `managers` (the overview's
+/// `/rtpmanagers` answers): all sessions over all capacity.
+pub fn pool_load(managers: &[Value]) -> String {
+    let (mut used, mut free) = (None::<f64>, None::<f64>);
+    for m in managers {
+        if let (Some(s), Some(f)) = (
+            m.get("sessions").and_then(Value::as_f64),
+            m.get("free_port_pairs").and_then(Value::as_f64),
+        ) {
+            used = Some(used.unwrap_or(0.0) + s);
+            free = Some(free.unwrap_or(0.0) + f);
+        }
+    }
+    load(used, free)
+}
+
+/// Reads the hour's CDRs and the live sessions; the RTP load is left to
+/// the caller ([`pool_load`] of the managers it read anyway).
+pub async fn gather(state: &SharedState, now_ms: i64) -> Quality {
     let start = window_start(now_ms);
     let names: Vec<String> = state.backends.names().map(str::to_owned).collect();
     let reads = (0..names.len()).map(|i| cdrs(state, i, start));
@@ -249,16 +265,6 @@ pub async fn gather(state: &SharedState, now_ms: i64, managers: &[Value]) -> Qua
         .filter_map(|s| s.get("mos").and_then(Value::as_f64))
         .filter(|m| *m > 0.0)
         .collect();
-    let (mut used, mut free) = (None::<f64>, None::<f64>);
-    for m in managers {
-        if let (Some(s), Some(f)) = (
-            m.get("sessions").and_then(Value::as_f64),
-            m.get("free_port_pairs").and_then(Value::as_f64),
-        ) {
-            used = Some(used.unwrap_or(0.0) + s);
-            free = Some(free.unwrap_or(0.0) + f);
-        }
-    }
     let counts = buckets(now_ms, invites.iter().copied());
     Quality {
         chart: chart(now_ms, &counts),
@@ -269,7 +275,7 @@ pub async fn gather(state: &SharedState, now_ms: i64, managers: &[Value]) -> Qua
         mos_calls_n: mos.len(),
         mos_live: mean(&live),
         mos_live_n: live.len(),
-        rtp_load: load(used, free),
+        rtp_load: String::new(),
         truncated,
         errors,
     }
@@ -348,5 +354,12 @@ mod tests {
         assert_eq!(load(Some(1.0), Some(3.0)), "25 %");
         assert_eq!(load(Some(0.0), Some(0.0)), "—");
         assert_eq!(load(None, Some(3.0)), "—");
+        let pool = [
+            serde_json::json!({"sessions": 3, "free_port_pairs": 1}),
+            serde_json::json!({"sessions": 1, "free_port_pairs": 3}),
+            serde_json::json!({"name": "unreachable", "error": "refused"}),
+        ];
+        assert_eq!(pool_load(&pool), "50 %");
+        assert_eq!(pool_load(&pool[2..]), "—");
     }
 }
