@@ -62,7 +62,7 @@ clean:
 # ---------------------------------------------------------------------------
 # Containers and Kubernetes (k3s). README, "Kubernetes (k3s)".
 # ---------------------------------------------------------------------------
-.PHONY: check-deploy image-check docker-build docker-build-signaling docker-build-rtpmanager \
+.PHONY: check-deploy image-check docker-build docker-build-signaling docker-build-rtpmanager docker-build-ui \
 	docker-save k8s-load k8s-secret k8s-deploy k8s-delete k8s-status k8s-logs k8s-restart
 
 ## Image names: $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-signaling:$(TAG). The full
@@ -83,6 +83,7 @@ endif
 TAG ?= $(shell deploy/image-tag.sh)
 SIGNALING_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-signaling
 RTPMANAGER_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-rtpmanager
+UI_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-ui
 ## docker or podman; empty: whichever answers (a docker client whose daemon
 ## does not answer does not count)
 ENGINE ?=
@@ -118,7 +119,7 @@ check-deploy: deps
 image-check:
 	@scripts/check-images.sh
 
-docker-build: docker-build-signaling docker-build-rtpmanager
+docker-build: docker-build-signaling docker-build-rtpmanager docker-build-ui
 
 docker-build-signaling:
 	@$(find_engine); echo "$$e build -f Dockerfile.signaling -t $(SIGNALING_IMAGE):$(TAG)"; \
@@ -128,11 +129,15 @@ docker-build-rtpmanager:
 	@$(find_engine); echo "$$e build -f Dockerfile.rtpmanager -t $(RTPMANAGER_IMAGE):$(TAG)"; \
 	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.rtpmanager -t $(RTPMANAGER_IMAGE):$(TAG) -t $(RTPMANAGER_IMAGE):latest .
 
+docker-build-ui:
+	@$(find_engine); echo "$$e build -f Dockerfile.ui -t $(UI_IMAGE):$(TAG)"; \
+	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.ui -t $(UI_IMAGE):$(TAG) -t $(UI_IMAGE):latest .
+
 ## One tar per image under $(IMAGES_DIR), and the tag they carry.
 docker-save: docker-build
 	@mkdir -p $(IMAGES_DIR)
 	@$(find_engine); \
-	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE); do \
+	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE) $(UI_IMAGE); do \
 	  f=$(IMAGES_DIR)/$${i##*/}.tar; rm -f $$f; \
 	  $$e save -o $$f $$i:$(TAG) && echo "saved $$i:$(TAG) to $$f" || exit 1; \
 	done; \
@@ -142,7 +147,7 @@ docker-save: docker-build
 k8s-load: $(if $(NO_BUILD),,docker-save)
 	@[ -n "$(TAG)" ] || { echo "no $(IMAGES_DIR)/TAG: make docker-save first" >&2; exit 1; }
 	@command -v k3s >/dev/null 2>&1 || { echo "k3s not found: install it (curl -sfL https://get.k3s.io | sh -), or import $(IMAGES_DIR)/*.tar into your cluster's runtime yourself" >&2; exit 1; }
-	@for f in $(IMAGES_DIR)/$(IMAGE_PREFIX)-signaling.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-rtpmanager.tar; do \
+	@for f in $(IMAGES_DIR)/$(IMAGE_PREFIX)-signaling.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-rtpmanager.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-ui.tar; do \
 	  echo "importing $$f into k3s"; $(SUDO) k3s ctr images import $$f || exit 1; \
 	done
 
@@ -159,6 +164,7 @@ k8s-deploy: k8s-load k8s-secret
 	  'resources:' '  - ../../$(K8S_DIR)' 'images:' \
 	  '  - name: switchboard-signaling' '    newName: $(SIGNALING_IMAGE)' '    newTag: "$(TAG)"' \
 	  '  - name: switchboard-rtpmanager' '    newName: $(RTPMANAGER_IMAGE)' '    newTag: "$(TAG)"' \
+	  '  - name: switchboard-ui' '    newName: $(UI_IMAGE)' '    newTag: "$(TAG)"' \
 	  > build/k8s/kustomization.yaml
 	$(KUBECTL) apply -k build/k8s
 	@echo "deployed $(K8S_DIR) with images tagged $(TAG); make k8s-status to follow"

@@ -445,6 +445,11 @@ def fallback(name, pid, env):
         code = ("import urllib.request,sys;"
                 f"r=urllib.request.urlopen('http://127.0.0.1:{port}/api/v1/health',timeout=3);"
                 "print(r.status, r.read().decode()[:200])")
+    elif name == "ui":
+        port = env.get("UI_PORT", "3000")
+        code = ("import urllib.request,sys;"
+                f"r=urllib.request.urlopen('http://127.0.0.1:{port}/health',timeout=3);"
+                "print(r.status, r.read().decode()[:200])")
     else:
         port = 9090
         code = f"import socket;socket.create_connection(('127.0.0.1',{port}),timeout=3);print('gRPC port {port} accepts')"

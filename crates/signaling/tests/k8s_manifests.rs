@@ -8,8 +8,10 @@
 //! instead of the in-cluster service account), and `status.hostIP` is
 //! 127.0.0.1. Then every probe of the manifests is run as the kubelet would
 //! run it, and what the Services and annotations name is reached: the two
-//! RTP managers on disjoint ports, signaling's SIP port, API, metrics, and a
-//! call whose media lands on each manager in turn.
+//! RTP managers on disjoint ports, signaling's SIP port, API, metrics, a
+//! call whose media lands on each manager in turn, and the dashboard (its
+//! probes, its login with the Secret's UI_ADMIN_PASSWORD, its overview
+//! showing the signaling backend ok through the `signaling` Service).
 
 #![allow(clippy::unwrap_used)]
 
@@ -460,6 +462,10 @@ async fn platform_comes_up(dir: &str) {
     }
     signaling.alive();
 
+    // the dashboard of the manifests shows this signaling as healthy
+    dashboard_comes_up(&cluster).await;
+    signaling.alive();
+
     // the Role allows exactly what signaling asked the API for
     rbac_allows_what_was_asked(&objects, pod, &k8s);
 }
@@ -518,6 +524,147 @@ fn rbac_allows_what_was_asked(objects: &[Value], pod: &Value, k8s: &FakeK8s) {
         allowed, asked,
         "the Role's rules against the requests signaling made"
     );
+}
+
+/// One HTTP/1.1 exchange: the status, the `Set-Cookie` value and the body.
+async fn web(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, None, String::new());
+    };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let cookie = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.trim().split(';').next().map(str::to_owned));
+    (status, cookie, body.to_owned())
+}
+
+/// The `ui` Deployment's container started as the kubelet would: its
+/// HTTP probes pass, it is reached through its Service's port, the admin
+/// password of the Secret logs in, and the overview shows the signaling
+/// backend (UI_BACKENDS through the `signaling` Service, with the API
+/// token from UI_BACKEND_TOKENS' $(API_TOKEN)) as ok.
+async fn dashboard_comes_up(cluster: &Cluster) {
+    let workload = find(&cluster.objects, "Deployment", "ui");
+    let pod = pod_spec(workload);
+    assert_ne!(pod["hostNetwork"], true, "the dashboard needs no node port");
+    let container = manifests::container(pod, "ui");
+    let launch = cluster.launch(pod, "ui", "ui-7d9f8-abcde");
+    let password = launch
+        .env("UI_ADMIN_PASSWORD")
+        .expect("UI_ADMIN_PASSWORD")
+        .to_owned();
+    assert_eq!(
+        password,
+        cluster.secret("switchboard-secrets", "UI_ADMIN_PASSWORD")
+    );
+    let token = cluster.secret("switchboard-secrets", "API_TOKEN");
+    assert_eq!(
+        launch.env("UI_BACKEND_TOKENS"),
+        Some(format!("signaling={token}").as_str()),
+        "$(API_TOKEN) expanded"
+    );
+    let mut ui = Running::start("ui", launch);
+
+    // the probes, as the kubelet runs them
+    let named_port = |named: &str| -> u16 {
+        port(
+            &container["ports"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == named))
+                .unwrap_or_else(|| panic!("ui: no container port {named}"))["containerPort"],
+        )
+    };
+    let mut probes = 0;
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        let get = &container[probe]["httpGet"];
+        if get.is_null() {
+            continue;
+        }
+        let p = match &get["port"] {
+            Value::String(named) => named_port(named),
+            v => port(v),
+        };
+        let path = text(&get["path"], "probe path").to_owned();
+        let addr = SocketAddr::new(LO, p);
+        eventually(
+            Duration::from_secs(15),
+            &format!("ui {probe} {path} on {p}"),
+            || {
+                let path = path.clone();
+                async move { web(addr, "GET", &path, &[], "").await.0 == 200 }
+            },
+        )
+        .await;
+        probes += 1;
+    }
+    assert!(probes >= 2, "the ui has readiness and liveness HTTP probes");
+    ui.alive();
+
+    // its Service's port, log in, the overview
+    let svc = find(&cluster.objects, "Service", "ui");
+    let target = &svc["spec"]["ports"][0]["targetPort"];
+    let p = match target {
+        Value::String(named) => named_port(named),
+        v => port(v),
+    };
+    let addr = SocketAddr::new(LO, p);
+    let form = format!("username=admin&password={password}");
+    let ctype = ("Content-Type", "application/x-www-form-urlencoded");
+    let (status, cookie, body) = web(addr, "POST", "/login", &[ctype], &form).await;
+    assert_eq!(status, 303, "login with the Secret's password: {body}");
+    let cookie = cookie.expect("a session cookie");
+    let (status, _, _) = web(
+        addr,
+        "POST",
+        "/login",
+        &[ctype],
+        "username=admin&password=wrong",
+    )
+    .await;
+    assert_ne!(status, 303, "a wrong password is refused");
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, body) = web(addr, "GET", "/", &[("Cookie", &cookie)], "").await;
+        assert_eq!(status, 200, "{body}");
+        let row = body
+            .find("<tr data-backend=\"signaling\">")
+            .map(|at| body[at..].split("</tr>").next().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        if row.contains("status ok") {
+            assert!(!body.contains(&token), "the page shows the API token");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the overview does not show signaling ok:\n{body}\n{}",
+            ui.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ui.alive();
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod pages;
+pub mod probe;
 pub mod secrets;
 
 pub use config::{Config, Settings};
@@ -94,6 +95,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/sessions", get(pages::sessions::page))
         .route("/sessions/fragment", get(pages::sessions::fragment))
         .route("/users", get(pages::users::page).post(pages::users::create))
+        .merge(pages::admin::routes())
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use switchboard_ui::{Config, run};
+use switchboard_ui::probe::{self, Cli, Command};
+use switchboard_ui::run;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +18,10 @@ const EX_USAGE: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Health) = command {
+        return probe::main(&config).await;
+    }
     let filter = match EnvFilter::try_new(&config.loglevel) {
         Ok(f) => f,
         Err(e) => {

@@ -15,12 +15,17 @@ use serde_json::Value;
 
 use crate::backend::BackendError;
 
+pub mod accounts;
+pub mod admin;
 pub mod calls;
 pub mod login;
 pub mod overview;
+pub mod quality;
 pub mod registrations;
 pub mod rtp;
 pub mod sessions;
+pub mod trunks;
+pub mod user_edit;
 pub mod users;
 
 /// What the base layout shows around every page.

@@ -33,10 +33,14 @@ pub struct ManagerRow {
     pub draining: bool,
     pub sessions: String,
     pub free_port_pairs: String,
+    /// Sessions over capacity.
+    pub load: String,
 }
 
 pub struct Overview {
     pub rows: Vec<BackendRow>,
+    /// The last hour: calls per minute, ASR, MOS, RTP load.
+    pub q: super::quality::Quality,
 }
 
 #[derive(Template)]
@@ -54,12 +58,19 @@ struct Fragment {
 
 async fn load(state: &SharedState) -> Overview {
     let b = &state.backends;
-    let (health, stats, calls, managers) = tokio::join!(
+    let (health, stats, calls, managers, mut q) = tokio::join!(
         b.get_all("/health"),
         b.get_all("/stats"),
         b.get_all("/calls"),
         b.get_all("/rtpmanagers"),
+        super::quality::gather(state, super::now_ms()),
     );
+    let all_managers: Vec<Value> = managers
+        .iter()
+        .filter_map(|(_, m)| m.as_ref().ok())
+        .flat_map(|v| items(v).iter().cloned())
+        .collect();
+    q.rtp_load = super::quality::pool_load(&all_managers);
     let mut rows = Vec::new();
     for (((name, h), (_, s)), ((_, c), (_, m))) in health
         .into_iter()
@@ -103,6 +114,10 @@ async fn load(state: &SharedState) -> Overview {
                         draining: m.get("draining").and_then(Value::as_bool) == Some(true),
                         sessions: num(m, "sessions"),
                         free_port_pairs: num(m, "free_port_pairs"),
+                        load: super::quality::load(
+                            m.get("sessions").and_then(Value::as_f64),
+                            m.get("free_port_pairs").and_then(Value::as_f64),
+                        ),
                     })
                     .collect(),
                 String::new(),
@@ -120,7 +135,7 @@ async fn load(state: &SharedState) -> Overview {
             managers_error,
         });
     }
-    Overview { rows }
+    Overview { rows, q }
 }
 
 pub async fn page(State(state): State<SharedState>, Extension(ctx): Extension<Ctx>) -> Response {
