@@ -16,6 +16,8 @@ use serde_json::Value;
 use crate::backend::BackendError;
 
 pub mod calls;
+pub mod cdrs;
+pub mod dialplan;
 pub mod login;
 pub mod overview;
 pub mod registrations;
