@@ -159,6 +159,27 @@ async fn the_dialplan_is_edited_checked_dry_run_and_restored() {
         r.body
     );
 
+    // a backend nobody configured is refused, not replaced by another
+    let r = b
+        .post(
+            "/dialplan/save",
+            &[("backend", "nope"), ("dialplan", bad.as_str())],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("No such backend."));
+    let r = b
+        .post(
+            "/dialplan/dry-run",
+            &[("backend", "nope"), ("destination", "1002")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = b.get("/cdrs?backend=nope").await;
+    assert_eq!(r.status, 400);
+
     // posts without the token change nothing
     for (path, fields) in [
         (

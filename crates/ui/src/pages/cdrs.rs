@@ -245,9 +245,14 @@ struct Page {
     first: Option<String>,
 }
 
-/// The backend `name` names, else the first.
+/// The backend `name` names (empty: the first); `None` for a name no
+/// backend has, or without backends.
 fn pick(state: &SharedState, name: &str) -> Option<(usize, String)> {
-    let idx = state.backends.index(name).or(Some(0))?;
+    let idx = if name.is_empty() {
+        0
+    } else {
+        state.backends.index(name)?
+    };
     let name = state.backends.names().nth(idx)?.to_owned();
     Some((idx, name))
 }
@@ -258,7 +263,7 @@ async fn fetch(
     f: &Filter,
 ) -> Result<(String, Vec<Value>, Option<String>), (StatusCode, String)> {
     let Some((idx, backend)) = pick(state, &f.backend) else {
-        return Err((StatusCode::BAD_REQUEST, "No backend is configured.".into()));
+        return Err((StatusCode::BAD_REQUEST, "No such backend.".into()));
     };
     let path = f.api_path().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     match state.backends.get(idx, &path).await {

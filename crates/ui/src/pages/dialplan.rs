@@ -180,9 +180,14 @@ pub struct Pick {
     saved: Option<i64>,
 }
 
-/// The backend `name` names, else the first; `None` without backends.
+/// The backend `name` names (empty: the first); `None` for a name no
+/// backend has, or without backends.
 fn pick(state: &SharedState, name: &str) -> Option<(usize, String)> {
-    let idx = state.backends.index(name).or(Some(0))?;
+    let idx = if name.is_empty() {
+        0
+    } else {
+        state.backends.index(name)?
+    };
     let name = state.backends.names().nth(idx)?.to_owned();
     Some((idx, name))
 }
@@ -228,7 +233,7 @@ async fn full(
     l.notice = x.notice.take();
     let backends: Vec<String> = state.backends.names().map(str::to_owned).collect();
     let Some((idx, backend)) = pick(state, backend) else {
-        l.notice = Some("No backend is configured.".into());
+        l.notice = Some("No such backend.".into());
         let page = Page {
             l,
             backends,
@@ -244,7 +249,7 @@ async fn full(
             versions: Vec::new(),
             versions_error: None,
         };
-        return render(&page, StatusCode::OK);
+        return render(&page, StatusCode::BAD_REQUEST);
     };
     let mut down = None;
     let draft = match draft {
@@ -344,7 +349,15 @@ fn refused(e: &BackendError, what: &str, backend: &str) -> Extra {
 async fn submit(state: &SharedState, ctx: &Ctx, f: Edit, save: bool) -> Response {
     let what = if save { "not saved" } else { "not valid" };
     let Some((idx, backend)) = pick(state, &f.backend) else {
-        return full(state, ctx, "", None, Extra::none(), StatusCode::BAD_REQUEST).await;
+        return full(
+            state,
+            ctx,
+            &f.backend,
+            None,
+            Extra::none(),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     };
     let body = match body_of(&f.dialplan) {
         Ok(b) => b,
@@ -434,7 +447,7 @@ pub async fn dry_run(
         return full(
             &state,
             &ctx,
-            "",
+            &f.backend,
             None,
             Extra::none(),
             StatusCode::BAD_REQUEST,
@@ -523,7 +536,7 @@ pub async fn restore(
         return full(
             &state,
             &ctx,
-            "",
+            &f.backend,
             None,
             Extra::none(),
             StatusCode::BAD_REQUEST,
