@@ -132,6 +132,11 @@ async fn cdrs_are_filtered_paged_shown_and_exported() {
         .get("/cdrs?caller=carol&from=2026-01-01T12%3A00&to=2026-01-01+14%3A00%3A00")
         .await;
     assert_eq!(ids(&r.body), ["stored-3", "stored-2"], "{}", r.body);
+    assert!(
+        r.body.contains("name=\"to\" value=\"2026-01-01T14:00:00\""),
+        "{}",
+        r.body
+    );
     let r = b.get("/cdrs?caller=carol&from=tomorrow").await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("from: "), "{}", r.body);

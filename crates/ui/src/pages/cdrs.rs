@@ -296,6 +296,12 @@ pub async fn page(
     {
         f.backend = b.clone();
     }
+    // the form's datetime-local inputs take `YYYY-MM-DDTHH:MM:SS` only
+    for t in [&mut f.from, &mut f.to] {
+        if let Ok(Some(ms)) = parse_time(t) {
+            *t = utc(ms).replace(' ', "T");
+        }
+    }
     let (rows, down, next, status) = match fetch(&state, &f).await {
         Ok((_, rows, next)) => (rows, None, next, StatusCode::OK),
         Err((status, e)) => {
