@@ -22,6 +22,7 @@ use switchboard_sip::digest::{Algorithm, ha1};
 use switchboard_store::{AccountPatch, NewAccount, NewUser, User, UserPatch};
 
 mod cluster;
+mod dialplan;
 
 use crate::Node;
 use crate::registrar::Now;
@@ -34,6 +35,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// More members of the error object (a dialplan error's `path`).
+    extra: serde_json::Map<String, Value>,
 }
 
 impl ApiError {
@@ -42,7 +45,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: serde_json::Map::new(),
         }
+    }
+    /// Adds a member to the error object.
+    fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
     }
     fn not_found(what: &str) -> Self {
         Self::new(
@@ -58,11 +67,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
-        )
-            .into_response()
+        let mut body = self.extra;
+        body.insert("error".into(), Value::String(self.message));
+        body.insert("code".into(), Value::String(self.code.into()));
+        (self.status, Json(Value::Object(body))).into_response()
     }
 }
 
@@ -189,11 +197,20 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         )
         .route("/api/v1/cdrs", get(list_cdrs))
         .route("/api/v1/cdrs/{call_id}", get(get_cdr))
-        .route("/api/v1/dialplan", get(get_dialplan).put(put_dialplan))
+        .route(
+            "/api/v1/dialplan",
+            get(dialplan::get_dialplan).put(dialplan::put_dialplan),
+        )
         .route(
             "/api/v1/dialplan/validate",
-            axum::routing::post(validate_dialplan),
+            axum::routing::post(dialplan::validate_dialplan),
         )
+        .route(
+            "/api/v1/dialplan/dry-run",
+            axum::routing::post(dialplan::dry_run),
+        )
+        .route("/api/v1/dialplan/versions", get(dialplan::versions))
+        .route("/api/v1/dialplan/versions/{id}", get(dialplan::version))
         .route("/api/v1/rtpmanagers", get(list_rtpmanagers))
         .route(
             "/api/v1/rtpmanagers/{name}/drain",
@@ -921,52 +938,6 @@ async fn get_cdr(
         Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("cdr")),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn get_dialplan(State(node): State<Arc<Node>>) -> Json<Value> {
-    Json(json!(node.calls.dialplan().file))
-}
-
-fn parse_dialplan(body: &str) -> ApiResult<crate::dialplan::Dialplan> {
-    crate::dialplan::Dialplan::parse(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_dialplan",
-            e.to_string(),
-        )
-    })
-}
-
-async fn validate_dialplan(body: String) -> ApiResult<Json<Value>> {
-    let d = parse_dialplan(&body)?;
-    Ok(Json(json!({"valid": true, "routes": d.len()})))
-}
-
-async fn put_dialplan(State(node): State<Arc<Node>>, body: String) -> ApiResult<Json<Value>> {
-    let d = parse_dialplan(&body)?;
-    let routes = d.len();
-    if node.config.cluster.database_url.is_some() {
-        // the database is the truth: every replica loads this version
-        let text = serde_json::to_string(&d.file).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dialplan_not_saved",
-                e.to_string(),
-            )
-        })?;
-        node.store.save_dialplan(&text).await?;
-        node.config_changed.notify_one();
-    } else {
-        node.save_dialplan(&d).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dialplan_not_saved",
-                format!("DIALPLAN_PATH: {e}"),
-            )
-        })?;
-    }
-    node.calls.set_dialplan(d);
-    Ok(Json(json!({"valid": true, "routes": routes})))
 }
 
 // === trunks ===

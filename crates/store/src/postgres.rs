@@ -384,6 +384,12 @@ impl Backend for PgBackend {
     fn latest_dialplan(&self) -> BoxFuture<'_, Result<Option<(i64, String)>>> {
         Box::pin(self.call(self.latest_dialplan()))
     }
+    fn dialplan_versions(&self) -> BoxFuture<'_, Result<Vec<(i64, i64, i64)>>> {
+        Box::pin(self.call(self.dialplan_versions()))
+    }
+    fn dialplan_version(&self, id: i64) -> BoxFuture<'_, Result<Option<(i64, String)>>> {
+        Box::pin(self.call(self.dialplan_version(id)))
+    }
     fn config_version(&self) -> BoxFuture<'_, Result<i64>> {
         Box::pin(self.call(self.config_version()))
     }

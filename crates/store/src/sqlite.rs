@@ -551,6 +551,23 @@ impl SqliteBackend {
         )
     }
 
+    async fn dialplan_versions(&self) -> Result<Vec<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at, CAST(length(config) AS BIGINT) FROM dialplans ORDER BY id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn dialplan_version(&self, id: i64) -> Result<Option<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT created_at, config FROM dialplans WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn config_version(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT version FROM config_version WHERE id = 1")
@@ -699,6 +716,12 @@ impl Backend for SqliteBackend {
     }
     fn latest_dialplan(&self) -> BoxFuture<'_, Result<Option<(i64, String)>>> {
         Box::pin(self.latest_dialplan())
+    }
+    fn dialplan_versions(&self) -> BoxFuture<'_, Result<Vec<(i64, i64, i64)>>> {
+        Box::pin(self.dialplan_versions())
+    }
+    fn dialplan_version(&self, id: i64) -> BoxFuture<'_, Result<Option<(i64, String)>>> {
+        Box::pin(self.dialplan_version(id))
     }
     fn config_version(&self) -> BoxFuture<'_, Result<i64>> {
         Box::pin(self.config_version())

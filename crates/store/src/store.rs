@@ -123,6 +123,11 @@ pub trait Backend: Send + Sync + 'static {
     fn save_dialplan<'a>(&'a self, config: &'a str) -> BoxFuture<'a, Result<i64>>;
     /// The dialplan version with the largest id.
     fn latest_dialplan(&self) -> BoxFuture<'_, Result<Option<(i64, String)>>>;
+    /// Every kept dialplan version as `(id, created_at, length)`, newest
+    /// first.
+    fn dialplan_versions(&self) -> BoxFuture<'_, Result<Vec<(i64, i64, i64)>>>;
+    /// One dialplan version as `(created_at, config)`.
+    fn dialplan_version(&self, id: i64) -> BoxFuture<'_, Result<Option<(i64, String)>>>;
     /// The change counter of accounts, users, trunks and dialplans.
     fn config_version(&self) -> BoxFuture<'_, Result<i64>>;
 }
@@ -479,6 +484,18 @@ impl Store {
     /// saved.
     pub async fn latest_dialplan(&self) -> Result<Option<(i64, String)>> {
         self.0.latest_dialplan().await
+    }
+
+    /// The kept dialplan versions as `(id, created_at unix ms, length of
+    /// the JSON in characters)`, newest first.
+    pub async fn dialplan_versions(&self) -> Result<Vec<(i64, i64, i64)>> {
+        self.0.dialplan_versions().await
+    }
+
+    /// Dialplan version `id` as `(created_at unix ms, JSON)`, or `None` when
+    /// it was never saved or has been pruned.
+    pub async fn dialplan_version(&self, id: i64) -> Result<Option<(i64, String)>> {
+        self.0.dialplan_version(id).await
     }
 
     /// A number that grows whenever accounts, users, trunks or the dialplan

@@ -44,6 +44,8 @@ pub struct BackendError {
     pub message: String,
     /// The backend's status when it answered with a non-2xx.
     pub status: Option<StatusCode>,
+    /// The backend's error object (`{"error", "code", ...}`), or null.
+    pub detail: Value,
 }
 
 impl BackendError {
@@ -51,6 +53,7 @@ impl BackendError {
         Self {
             message: message.into(),
             status: None,
+            detail: Value::Null,
         }
     }
 
@@ -263,6 +266,7 @@ impl Backends {
             return Err(BackendError {
                 message: status_error(status, &value),
                 status: Some(status),
+                detail: value,
             });
         }
         Ok(value)
@@ -322,6 +326,7 @@ mod tests {
         let e = |status: Option<StatusCode>| BackendError {
             message: String::new(),
             status,
+            detail: Value::Null,
         };
         assert_eq!(
             e(Some(StatusCode::NOT_FOUND)).action_status(),

@@ -96,6 +96,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/sessions/fragment", get(pages::sessions::fragment))
         .route("/users", get(pages::users::page).post(pages::users::create))
         .merge(pages::admin::routes())
+        .route("/dialplan", get(pages::dialplan::page))
+        .route("/dialplan/validate", post(pages::dialplan::validate))
+        .route("/dialplan/save", post(pages::dialplan::save))
+        .route("/dialplan/dry-run", post(pages::dialplan::dry_run))
+        .route("/dialplan/restore", post(pages::dialplan::restore))
+        .route("/dialplan/versions/{id}", get(pages::dialplan::version))
+        .route("/cdrs", get(pages::cdrs::page))
+        .route("/cdrs.csv", get(pages::cdrs::export))
+        .route("/cdrs/{id}", get(pages::cdrs::detail))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -414,6 +414,12 @@ impl Backend for FlakyStore {
     fn latest_dialplan(&self) -> BoxFuture<'_, StoreResult<Option<(i64, String)>>> {
         Box::pin(self.inner.latest_dialplan())
     }
+    fn dialplan_versions(&self) -> BoxFuture<'_, StoreResult<Vec<(i64, i64, i64)>>> {
+        Box::pin(self.inner.dialplan_versions())
+    }
+    fn dialplan_version(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<(i64, String)>>> {
+        Box::pin(self.inner.dialplan_version(id))
+    }
     fn config_version(&self) -> BoxFuture<'_, StoreResult<i64>> {
         Box::pin(self.inner.config_version())
     }

@@ -529,6 +529,23 @@ impl PgBackend {
         )
     }
 
+    pub(super) async fn dialplan_versions(&self) -> Result<Vec<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at, CAST(length(config) AS BIGINT) FROM dialplans ORDER BY id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn dialplan_version(&self, id: i64) -> Result<Option<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT created_at, config FROM dialplans WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub(super) async fn config_version(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT version FROM config_version WHERE id = 1")

@@ -190,6 +190,15 @@ pub(crate) async fn dialplan_versions(db: &TestDb) {
         store.latest_dialplan().await.unwrap(),
         Some((id2, second.to_owned()))
     );
+    // the versions, newest first, each readable by id
+    let versions = store.dialplan_versions().await.unwrap();
+    let ids: Vec<i64> = versions.iter().map(|v| v.0).collect();
+    assert_eq!(ids, vec![id2, id1]);
+    assert!(versions[0].1 >= versions[1].1 && versions[1].1 > 0);
+    assert_eq!(versions[1].2, first.chars().count() as i64);
+    let (at, text) = store.dialplan_version(id1).await.unwrap().unwrap();
+    assert_eq!((at, text.as_str()), (versions[1].1, first));
+    assert_eq!(store.dialplan_version(id2 + 1000).await.unwrap(), None);
 
     for bad in ["", "[]", "{", "42"] {
         let err = store.save_dialplan(bad).await.unwrap_err();
@@ -212,6 +221,8 @@ pub(crate) async fn dialplan_versions(db: &TestDb) {
         last = id;
     }
     assert_eq!(db.count_rows("dialplans").await, kept);
+    assert_eq!(store.dialplan_versions().await.unwrap().len() as i64, kept);
+    assert_eq!(store.dialplan_version(id1).await.unwrap(), None, "pruned");
     assert_eq!(
         store.latest_dialplan().await.unwrap(),
         Some((last, format!(r#"{{"n": {}}}"#, kept + 4)))

@@ -18,6 +18,8 @@ use crate::backend::BackendError;
 pub mod accounts;
 pub mod admin;
 pub mod calls;
+pub mod cdrs;
+pub mod dialplan;
 pub mod login;
 pub mod overview;
 pub mod quality;
