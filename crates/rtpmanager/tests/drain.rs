@@ -59,6 +59,17 @@ impl Proc {
     /// The binary with its own gRPC port and the RTP ports of `slot`, in a
     /// clean environment.
     async fn start(slot: u16, shutdown_grace: u64) -> Proc {
+        // a free port may be taken by another process before the manager
+        // binds it: then what answers is not our manager, so try another
+        for _ in 0..3 {
+            if let Some(p) = Proc::try_start(slot, shutdown_grace).await {
+                return p;
+            }
+        }
+        panic!("the manager did not start on three ports");
+    }
+
+    async fn try_start(slot: u16, shutdown_grace: u64) -> Option<Proc> {
         let dir = temp_dir("drain");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("manager.log");
@@ -83,15 +94,26 @@ impl Proc {
             .unwrap();
         // the binary needs a moment to bind
         for _ in 0..200 {
-            if let Ok(client) = RtpManagerClient::connect(format!("http://{grpc}")).await {
-                return Proc {
+            if let Ok(mut client) = RtpManagerClient::connect(format!("http://{grpc}")).await {
+                // ours only when it answers Health and is still running
+                let ours = client.health(pb::HealthRequest {}).await.is_ok()
+                    && child.try_wait().unwrap().is_none();
+                if !ours {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+                return Some(Proc {
                     child,
                     client,
                     log,
                     dir,
-                };
+                });
             }
             if let Some(status) = child.try_wait().unwrap() {
+                if read_log(&log).contains("cannot bind") {
+                    return None;
+                }
                 panic!("{status}: {}", read_log(&log));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
