@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::ip;
 use common::phone::SipPhone;
 use dashboard::{
-    BACKEND, Sipp, Stack, free_udp_port, png_size, quoted, sipp_call_ended_while_ringing,
-    sipp_register,
+    BACKEND, Sipp, Stack, cdrs, free_udp_port, png_size, quoted, sipp_call,
+    sipp_call_ended_while_ringing, sipp_register,
 };
 use serde_json::{Value, json};
 use switchboard_browser_test::{SameSite, WINDOW_SIZE};
@@ -435,6 +435,314 @@ async fn a_display_name_holding_script_is_shown_as_text() {
     println!("xss test: {} ms", started.elapsed().as_millis());
 }
 
+/// A dialplan of two routes: `busy` hangs up calls to `busy`, `internal`
+/// dials the users' extensions with `target`.
+fn plan(busy: &str, target: &str) -> Value {
+    json!({"version": "1.0", "routes": [
+        {"id": "busy", "pattern": busy, "priority": 10,
+         "actions": [{"type": "hangup", "params": {"reason": "busy"}}]},
+        {"id": "internal", "name": "Extensions", "pattern": "1*", "priority": 50,
+         "actions": [{"type": "dial", "params": {"target": target, "timeout": 20}}]}
+    ]})
+}
+
+/// Puts `text` into the dialplan editor as typing would (the textarea's
+/// value and an input event).
+async fn edit_dialplan(s: &Stack, text: &str) {
+    let set = format!(
+        "const t = document.querySelector('#dialplan-json'); t.value = {text};
+         t.dispatchEvent(new Event('input', {{bubbles: true}})); return t.value.length",
+        text = json!(text),
+    );
+    assert_eq!(s.js(&set).await, json!(text.chars().count()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialplan_with_a_bad_route_shows_the_error_and_keeps_the_running_one() {
+    let started = Instant::now();
+    let s = Stack::start("browser-dialplan").await;
+    s.user("alice", "alice-secret", "1001", "Alice").await;
+    s.user("bob", "bob-secret", "1002", "Bob").await;
+    let (status, running) = s.sig.api("GET", "/api/v1/dialplan", None).await;
+    assert_eq!(status, 200, "{running}");
+    s.login().await;
+    s.goto("/dialplan").await;
+    s.wait_for("#dialplan-json").await;
+    assert_eq!(
+        s.js("return document.querySelectorAll('#dialplan-versions tr[data-version]').length")
+            .await,
+        json!(0),
+        "nothing saved yet"
+    );
+
+    // a dial target no backend knows in the second route's first action
+    let bad = serde_json::to_string_pretty(&plan("1999", "phone/1002")).expect("json");
+    edit_dialplan(&s, &bad).await;
+    s.click("#dialplan-save").await;
+    let path = "routes[1].actions[0].params.target";
+    let row =
+        "#dialplan-routes tr.route.has-error[data-route-index=\"1\"][data-route-id=\"internal\"]";
+    let error = format!(
+        "{row} .field-error[data-path={}][data-route=\"internal\"]",
+        quoted(path)
+    );
+    let text = s.wait_text(&error, "unknown target").await;
+    assert!(text.contains("actions[0].params.target"), "{text}");
+    // the one error, in that row only; the draft stays in the editor
+    assert_eq!(
+        s.js("return [document.querySelectorAll('.field-error').length,
+                      document.querySelectorAll('#dialplan-routes tr.has-error').length,
+                      document.querySelector('#dialplan-json').value.includes('phone/1002')]")
+            .await,
+        json!([1, 1, true])
+    );
+    let notice = s.browser.text("p.notice").await.expect("notice");
+    assert!(
+        notice.contains("the running dialplan is unchanged"),
+        "{notice}"
+    );
+    let (_, after) = s.sig.api("GET", "/api/v1/dialplan", None).await;
+    assert_eq!(after, running, "the running dialplan changed");
+    assert_eq!(
+        s.js("return document.querySelectorAll('#dialplan-versions tr[data-version]').length")
+            .await,
+        json!(0),
+        "no version saved"
+    );
+
+    // the target fixed: saved, in use, a version
+    let good = serde_json::to_string_pretty(&plan("1999", "user/${destination}")).expect("json");
+    edit_dialplan(&s, &good).await;
+    s.click("#dialplan-save").await;
+    let status = s.wait_text("#dialplan-status", "Saved").await;
+    let version = s
+        .js("return document.querySelector('#dialplan-versions tr[data-version]').dataset.version")
+        .await;
+    assert_eq!(
+        status,
+        format!(
+            "Saved and in use as version {}.",
+            version.as_str().unwrap_or("?")
+        )
+    );
+    assert_eq!(
+        s.js(
+            "return [document.querySelectorAll('#dialplan-versions tr[data-version]').length,
+                      document.querySelectorAll('.field-error').length]"
+        )
+        .await,
+        json!([1, 0])
+    );
+    let (_, saved) = s.sig.api("GET", "/api/v1/dialplan", None).await;
+    assert_eq!(saved["routes"][0]["pattern"], "1999", "{saved}");
+    assert_eq!(
+        saved["routes"][1]["actions"][0]["params"]["target"], "user/${destination}",
+        "{saved}"
+    );
+
+    // the dry run: which route takes 1002 from alice, and 1999
+    for (destination, route) in [("1002", "internal"), ("1999", "busy")] {
+        s.browser
+            .fill("#dryrun-destination", destination)
+            .await
+            .expect("destination");
+        s.browser
+            .fill("#dryrun-from-user", "alice")
+            .await
+            .expect("caller");
+        s.click("#dryrun-submit").await;
+        let result = format!(
+            "#dryrun-result[data-matched=\"true\"][data-route={}]",
+            quoted(route)
+        );
+        s.wait_for(&result).await;
+        let text = s.browser.text(&result).await.expect("result");
+        assert!(text.contains(&format!("Route {route}")), "{text}");
+        let first = if route == "busy" { "hangup" } else { "dial" };
+        assert_eq!(
+            s.js("return document.querySelector('#dryrun-result .dryrun-actions li').dataset.type")
+                .await,
+            json!(first)
+        );
+    }
+    s.stop().await;
+    println!("dialplan test: {} ms", started.elapsed().as_millis());
+}
+
+/// The rows of the CDR table: `[id, caller, callee, disposition]`.
+async fn cdr_rows(s: &Stack) -> Vec<Vec<String>> {
+    let rows = s
+        .js(
+            "return [...document.querySelectorAll('#cdrs tr[data-cdr-id]')].map(r => [
+               r.dataset.cdrId,
+               r.querySelector('.cdr-caller').firstChild.textContent.trim(),
+               r.querySelector('.cdr-callee').textContent.trim(),
+               r.querySelector('.cdr-disposition').textContent.trim()])",
+        )
+        .await;
+    serde_json::from_value(rows).expect("rows")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_export_downloads_the_rows_shown() {
+    let started = Instant::now();
+    let s = Stack::start("browser-csv").await;
+    s.user("alice", "alice-secret", "1001", "Alice").await;
+    s.user("bob", "bob-secret", "1002", "Bob").await;
+    s.user("carol", "carol-secret", "1003", "Carol").await;
+    // bob's sipp phone answers; carol has no phone: 480
+    let bob_port = free_udp_port();
+    sipp_register(s.sig.sip, bob_port, "bob", "bob-secret").await;
+    let bob = Sipp::spawn("callee_answer.xml", None, bob_port, &[]);
+    let calls = [
+        sipp_call("call_uac.xml", s.sig.sip, "alice", "alice-secret", "1002"),
+        sipp_call(
+            "call_480_unregistered_uac.xml",
+            s.sig.sip,
+            "alice",
+            "alice-secret",
+            "1003",
+        ),
+        sipp_call(
+            "call_480_unregistered_uac.xml",
+            s.sig.sip,
+            "bob",
+            "bob-secret",
+            "1003",
+        ),
+    ];
+    s.login().await;
+    for call in calls {
+        assert!(
+            call.passed().await,
+            "a call did not go as its scenario says"
+        );
+    }
+    assert!(bob.passed().await, "bob's phone did not answer");
+    let all = cdrs(&s, 3).await;
+    // the caller of the answered call is alice
+    let caller = all
+        .iter()
+        .find(|c| c["disposition"] == "answered")
+        .and_then(|c| c["caller"].as_str())
+        .unwrap_or_else(|| panic!("no answered call: {all:?}"))
+        .to_owned();
+
+    s.goto("/cdrs").await;
+    s.wait_text("#cdr-count", "3").await;
+    s.browser
+        .fill("#cdr-filter input[name=caller]", &caller)
+        .await
+        .expect("caller");
+    s.click("#cdr-search").await;
+    s.wait_text("#cdr-count", "2").await;
+    assert_eq!(s.browser.text("#cdr-count").await.expect("count"), "2");
+    let shown = cdr_rows(&s).await;
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|r| r[1] == caller), "{shown:?}");
+    let mut dispositions: Vec<&str> = shown.iter().map(|r| r[3].as_str()).collect();
+    dispositions.sort_unstable();
+    assert_eq!(dispositions[0], "answered", "{shown:?}");
+    assert_ne!(dispositions[1], "answered", "{shown:?}");
+
+    s.click("a#cdr-csv").await;
+    // cdrs-<backend>-<UTC time>.csv, as the handler names it
+    let deadline = Instant::now() + dashboard::WAIT;
+    let name = loop {
+        let names = s.browser.downloads().expect("downloads");
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.starts_with("cdrs-main-") && n.ends_with(".csv"))
+        {
+            break n.clone();
+        }
+        assert!(Instant::now() < deadline, "no CSV downloaded: {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let path = s
+        .browser
+        .wait_for_download(&name, dashboard::WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let csv = std::fs::read_to_string(&path).expect("the CSV");
+    let mut lines = csv.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = |h: &str| {
+        header
+            .iter()
+            .position(|c| *c == h)
+            .unwrap_or_else(|| panic!("no {h} in {header:?}"))
+    };
+    let cols = [at("call_id"), at("caller"), at("callee"), at("disposition")];
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), header.len(), "{l}");
+            cols.iter().map(|&i| cells[i].to_owned()).collect()
+        })
+        .collect();
+    assert_eq!(rows, shown, "the CSV:\n{csv}");
+    assert_eq!(s.browser.downloads().expect("downloads"), vec![name]);
+    s.stop().await;
+    println!("csv test: {} ms", started.elapsed().as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_call_hung_up_from_the_page_gets_byes_on_both_sides() {
+    let started = Instant::now();
+    let s = Stack::start("browser-answered").await;
+    s.user("alice", "alice-secret", "1001", "Alice").await;
+    s.user("bob", "bob-secret", "1002", "Bob").await;
+    // bob's sipp phone answers and then waits for a BYE; so does alice's
+    let bob_port = free_udp_port();
+    sipp_register(s.sig.sip, bob_port, "bob", "bob-secret").await;
+    let bob = Sipp::spawn("callee_answer.xml", None, bob_port, &[]);
+    s.login().await;
+    s.goto("/calls").await;
+    s.wait_text("#calls p.count", "0 live calls").await;
+    s.mark_page().await;
+
+    let alice = sipp_call(
+        "call_hungup_uac.xml",
+        s.sig.sip,
+        "alice",
+        "alice-secret",
+        "1002",
+    );
+    let row = "#calls tr[data-call-id]";
+    let text = s.wait_text(row, "answered").await;
+    assert!(s.same_page().await, "shown by htmx, without a reload");
+    assert!(text.contains("1002"), "{text}");
+    assert_eq!(
+        s.js("return document.querySelector('#calls tr[data-call-id] span.state').textContent")
+            .await,
+        json!("answered")
+    );
+    let legs = s
+        .js("return [...document.querySelectorAll('#calls tr[data-call-id] .leg')].map(l => l.textContent)")
+        .await;
+    let legs: Vec<&str> = legs
+        .as_array()
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(legs.len(), 2, "the call's legs: {legs:?}");
+    assert!(legs.iter().all(|l| l.ends_with(" confirmed")), "{legs:?}");
+
+    s.click(&format!("{row} form[action=\"/calls/hangup\"] button"))
+        .await;
+    s.wait_absent(row).await;
+    s.wait_text("#calls p.count", "0 live calls").await;
+    // each side got its BYE and answered it 200
+    assert!(bob.passed().await, "the callee got no BYE");
+    assert!(alice.passed().await, "the caller got no BYE");
+    assert!(s.live_calls().await.is_empty());
+    let cdr = only_cdr(&s).await;
+    assert_eq!(cdr["hangup_reason"], "Ended By Operator", "{cdr}");
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    s.stop().await;
+    println!("answered call test: {} ms", started.elapsed().as_millis());
+}
+
 /// Where the screenshots go: the README's under `UPDATE_SCREENSHOTS=1`,
 /// else a temporary directory.
 fn screenshot_dir() -> (PathBuf, bool) {
@@ -472,8 +780,55 @@ async fn screenshots_of_the_main_pages() {
             .await;
         assert_eq!(r.code, 200, "{r:?}");
     }
+    s.user("erin", "erin-secret", "1005", "Erin Fox").await;
+    // an account and a trunk (to a provider that never answers)
+    let (status, v) = s
+        .sig
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&json!({"name": "acme", "domain": "acme.example", "max_concurrent_calls": 20})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let provider = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let (status, v) = s
+        .sig
+        .api(
+            "PUT",
+            "/api/v1/trunks/carrier",
+            Some(
+                &json!({"host": provider.local_addr().expect("addr").to_string(),
+                         "username": "acct42", "password": "trunk-secret",
+                         "domain": "carrier.example", "strip": 1, "prefix": "+49"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    // calls of the last hour for the CDRs and the chart: one answered by
+    // bob's sipp phone, one to erin, who has no phone
     let bob_port = free_udp_port();
     sipp_register(s.sig.sip, bob_port, "bob", "bob-secret").await;
+    let answers = Sipp::spawn("callee_answer.xml", None, bob_port, &[]);
+    let answered = sipp_call("call_uac.xml", s.sig.sip, "alice", "alice-secret", "1002");
+    let unanswered = sipp_call(
+        "call_480_unregistered_uac.xml",
+        s.sig.sip,
+        "dave",
+        "dave-secret",
+        "1005",
+    );
+    for sipp in [answered, unanswered, answers] {
+        assert!(sipp.passed().await, "the calls of the last hour");
+    }
+    let ended = cdrs(&s, 2).await;
+    let answered_id = ended
+        .iter()
+        .find(|c| c["disposition"] == "answered")
+        .and_then(|c| c["call_id"].as_str())
+        .unwrap_or_else(|| panic!("{ended:?}"))
+        .to_owned();
+    // and bob's phone rings for the live call
     let bob = Sipp::spawn("callee_ring_cancelled.xml", None, bob_port, &[]);
     s.login().await;
     let alice = sipp_call_ended_while_ringing(s.sig.sip, "alice", "alice-secret", "1002");
@@ -499,6 +854,18 @@ async fn screenshots_of_the_main_pages() {
     s.wait_for(&format!("{backend} .status.ok")).await;
     s.wait_text(&format!("{backend} td:nth-child(5)"), "1")
         .await;
+    // the chart's bars: the two ended calls (one answered: ASR 50 %)
+    s.wait_for("svg#calls-per-minute rect.bar:not([data-count=\"0\"])")
+        .await;
+    assert_eq!(
+        s.js(
+            "return [...document.querySelectorAll('svg#calls-per-minute rect.bar')]
+                .reduce((n, r) => n + Number(r.dataset.count), 0)"
+        )
+        .await,
+        json!(2)
+    );
+    s.wait_for("#quality #asr").await;
     shot("overview").await;
 
     s.goto("/registrations").await;
@@ -518,6 +885,37 @@ async fn screenshots_of_the_main_pages() {
     s.goto("/users").await;
     s.wait_text("table.users tbody", "Front desk").await;
     shot("users").await;
+
+    s.goto("/accounts").await;
+    s.wait_for("tr[data-account=\"acme\"]").await;
+    shot("accounts").await;
+
+    s.goto("/trunks").await;
+    s.wait_for("tr[data-trunk=\"carrier\"] .trunk-status").await;
+    shot("trunks").await;
+
+    // the dialplan editor with a dial target no backend knows
+    s.goto("/dialplan").await;
+    s.wait_for("#dialplan-json").await;
+    let bad = serde_json::to_string_pretty(&plan("1999", "phone/1002")).expect("json");
+    edit_dialplan(&s, &bad).await;
+    s.click("#dialplan-validate").await;
+    s.wait_for("#dialplan-routes tr.route.has-error .field-error[data-route=\"internal\"]")
+        .await;
+    shot("dialplan").await;
+
+    s.goto("/cdrs").await;
+    s.wait_text("#cdr-count", "2").await;
+    shot("cdrs").await;
+    s.click(&format!(
+        "#cdrs tr[data-cdr-id={}] a.cdr-link",
+        quoted(&answered_id)
+    ))
+    .await;
+    s.wait_text("#cdr-detail dd[data-field=disposition]", "answered")
+        .await;
+    s.wait_for("#cdr-quality dd[data-field=mos]").await;
+    shot("cdr").await;
 
     for path in &taken {
         let png = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -291,10 +291,17 @@ pub fn sipp_call_ended_while_ringing(
     password: &str,
     to: &str,
 ) -> Sipp {
+    sipp_call("call_480_uac.xml", server, user, password, to)
+}
+
+/// sipp as `user` calling `to` with `scenario` (one of the `call_*_uac.xml`
+/// scenarios: INVITE → 407, INVITE with credentials, then what the
+/// scenario expects) from a port of its own.
+pub fn sipp_call(scenario: &str, server: SocketAddr, user: &str, password: &str, to: &str) -> Sipp {
     // the digest uri: the Request-URI of the scenario's INVITE
     let auth_uri = format!("{to}@{server}");
     Sipp::spawn(
-        "call_480_uac.xml",
+        scenario,
         Some(server),
         free_udp_port(),
         &[
@@ -308,6 +315,23 @@ pub fn sipp_call_ended_while_ringing(
             &auth_uri,
         ],
     )
+}
+
+/// Waits until the backend has written `n` CDRs; returns them (newest
+/// first, as the API lists them).
+pub async fn cdrs(s: &Stack, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = s.sig.api("GET", "/api/v1/cdrs", None).await;
+        assert_eq!(status, 200, "{v}");
+        let cdrs = v["cdrs"].as_array().cloned().unwrap_or_default();
+        if cdrs.len() >= n {
+            assert_eq!(cdrs.len(), n, "{v}");
+            return cdrs;
+        }
+        assert!(std::time::Instant::now() < deadline, "not {n} CDRs: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A PNG's width and height as its IHDR chunk says, or why it is no PNG.
