@@ -49,6 +49,7 @@ bench: deps release
 	BENCH_BUILD=0 bench/rtp.sh
 	scripts/ensure-services.sh
 	BENCH_BUILD=0 bench/cluster.sh
+	BENCH_BUILD=0 bench/ui.sh
 
 ## Soak (not part of make test): SOAK_SECONDS (600) of calls at 80 % of
 ## the measured rate, media on a share, vanishing callers, a signaling

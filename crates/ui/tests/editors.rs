@@ -384,3 +384,36 @@ async fn trunks_are_created_listed_edited_and_deleted() {
     ui.shutdown(Duration::from_secs(2)).await;
     sig.stop().await;
 }
+
+/// 250 users: the page shows 100 with the count and next/previous links,
+/// an offset past the end shows the last page, and a search narrows.
+#[tokio::test]
+async fn the_users_page_is_paged_and_searched() {
+    let (sig, ui, mut b) = setup("users-paged").await;
+    for i in 0..250 {
+        let body = json!({"username": format!("pager{i:03}"), "password": "pager-secret-1"});
+        assert_eq!(sig.api("POST", "/api/v1/users", Some(&body)).await.0, 201);
+    }
+    let rows = |html: &str| html.matches("<tr data-user=").count();
+    let r = b.get("/users").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("250 of 250 users"), "{}", r.body);
+    assert!(r.body.contains("Showing 1–100"), "{}", r.body);
+    assert_eq!(rows(&r.body), 100);
+    // askama writes the `&` of the link as a character reference
+    assert!(r.body.contains("offset=100\" rel=\"next\""), "{}", r.body);
+    assert!(!r.body.contains("rel=\"prev\""));
+    let r = b.get("/users?offset=200").await;
+    assert!(r.body.contains("Showing 201–250"), "{}", r.body);
+    assert_eq!(rows(&r.body), 50);
+    assert!(r.body.contains("offset=100\" rel=\"prev\""));
+    assert!(!r.body.contains("rel=\"next\""));
+    let r = b.get("/users?offset=999").await;
+    assert!(r.body.contains("Showing 201–250"), "{}", r.body);
+    let r = b.get("/users?q=PAGER24").await;
+    assert!(r.body.contains("10 of 250 users"), "{}", r.body);
+    assert_eq!(rows(&r.body), 10);
+    assert!(!r.body.contains("Showing"), "one page: no pager");
+    ui.shutdown(Duration::from_secs(2)).await;
+    sig.stop().await;
+}

@@ -157,3 +157,79 @@ mod tests {
         assert_eq!(text(&v, "c"), "");
     }
 }
+
+/// Rows a listing page shows at once (registrations, users): 10,000 rows
+/// would be a page no one reads and no browser renders quickly.
+pub const PAGE_ROWS: usize = 100;
+
+/// Where a listing page is in its matching rows: `offset` is the index of
+/// the first row shown, `matched` how many rows match in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pager {
+    pub offset: usize,
+    pub shown: usize,
+    pub matched: usize,
+}
+
+impl Pager {
+    /// An offset from the query string, brought onto a page boundary.
+    pub fn start(offset: usize) -> usize {
+        offset - offset % PAGE_ROWS
+    }
+    /// Whether the `i`th matching row (from 0) is on the page at `offset`.
+    pub fn takes(offset: usize, i: usize) -> bool {
+        i >= offset && i < offset + PAGE_ROWS
+    }
+    /// The page once `matched` is known (a page that finds no row at an
+    /// offset past the end loads the last page instead).
+    pub fn new(offset: usize, shown: usize, matched: usize) -> Self {
+        Self {
+            offset,
+            shown,
+            matched,
+        }
+    }
+    /// Whether there is more than one page.
+    pub fn paged(&self) -> bool {
+        self.matched > PAGE_ROWS || self.offset > 0
+    }
+    /// 1-based index of the first row shown (0 when none).
+    pub fn first(&self) -> usize {
+        if self.shown == 0 { 0 } else { self.offset + 1 }
+    }
+    pub fn last(&self) -> usize {
+        self.offset + self.shown
+    }
+    pub fn prev(&self) -> Option<usize> {
+        (self.offset > 0).then(|| self.offset.saturating_sub(PAGE_ROWS))
+    }
+    pub fn next(&self) -> Option<usize> {
+        (self.offset + PAGE_ROWS < self.matched).then_some(self.offset + PAGE_ROWS)
+    }
+}
+
+#[cfg(test)]
+mod pager_tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_rows() {
+        assert_eq!(Pager::start(0), 0);
+        assert_eq!(Pager::start(150), 100);
+        assert!(Pager::takes(100, 100) && Pager::takes(100, 199) && !Pager::takes(100, 200));
+        let p = Pager::new(0, 100, 250);
+        assert!(p.paged());
+        assert_eq!(
+            (p.first(), p.last(), p.prev(), p.next()),
+            (1, 100, None, Some(100))
+        );
+        let p = Pager::new(200, 50, 250);
+        assert_eq!(
+            (p.first(), p.last(), p.prev(), p.next()),
+            (201, 250, Some(100), None)
+        );
+        let p = Pager::new(0, 0, 0);
+        assert!(!p.paged());
+        assert_eq!(p.first(), 0);
+    }
+}

@@ -1,5 +1,6 @@
-//! `GET /registrations?q=`: every backend's bindings, searchable by user,
-//! AOR or source address; unregister removes an AOR's bindings
+//! `GET /registrations?q=&offset=`: every backend's bindings, searchable by
+//! user, AOR or source address, [`PAGE_ROWS`] at a time with the count of
+//! matches and previous/next links; unregister removes an AOR's bindings
 //! (`DELETE /api/v1/registrations/{aor}`).
 
 use askama::Template;
@@ -9,7 +10,7 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use serde_json::Value;
 
-use super::{Action, Down, Layout, items, render, text};
+use super::{Action, Down, Layout, PAGE_ROWS, Pager, items, render, text};
 use crate::SharedState;
 use crate::auth::{Ctx, redirect};
 use crate::backend::segment;
@@ -30,6 +31,14 @@ pub struct Table {
     pub rows: Vec<Row>,
     pub down: Vec<Down>,
     pub total: usize,
+    pub pager: Pager,
+}
+
+impl Table {
+    /// The page's own URL up to the offset, for the previous/next links.
+    pub fn base(&self) -> String {
+        format!("/registrations?q={}&", segment(&self.q))
+    }
 }
 
 #[derive(Template)]
@@ -50,6 +59,9 @@ struct Fragment {
 pub struct Search {
     #[serde(default)]
     q: String,
+    /// Index of the first matching row shown.
+    #[serde(default)]
+    offset: usize,
 }
 
 /// `udp:192.0.2.1:5060` → (`UDP`, `192.0.2.1:5060`).
@@ -66,11 +78,21 @@ fn user_of(aor: &str) -> String {
     s.split_once('@').map_or(s, |(u, _)| u).to_owned()
 }
 
-async fn load(state: &SharedState, q: &str) -> Table {
+async fn load(state: &SharedState, q: &str, offset: usize) -> Table {
+    let t = load_at(state, q, Pager::start(offset)).await;
+    if t.rows.is_empty() && t.pager.matched > 0 {
+        // past the end (rows went away since the link was made): the last page
+        return load_at(state, q, Pager::start(t.pager.matched - 1)).await;
+    }
+    t
+}
+
+async fn load_at(state: &SharedState, q: &str, offset: usize) -> Table {
     let needle = q.trim().to_lowercase();
     let mut rows = Vec::new();
     let mut down = Vec::new();
     let mut total = 0;
+    let mut matched = 0;
     for (backend, answer) in state.backends.get_all("/registrations").await {
         let v = match answer {
             Ok(v) => v,
@@ -81,31 +103,39 @@ async fn load(state: &SharedState, q: &str) -> Table {
         };
         for aor in items(&v) {
             let aor_s = text(aor, "aor");
+            let user = user_of(&aor_s);
             for c in aor.get("contacts").map(items).unwrap_or(&[]) {
                 total += 1;
                 let (transport, source) = split_received(&text(c, "received"));
-                let row = Row {
+                let contact = text(c, "contact");
+                let hit = needle.is_empty()
+                    || [&aor_s, &user, &source, &contact]
+                        .iter()
+                        .any(|s| s.to_lowercase().contains(&needle));
+                if !hit {
+                    continue;
+                }
+                matched += 1;
+                if !Pager::takes(offset, matched - 1) {
+                    continue;
+                }
+                rows.push(Row {
                     backend: backend.clone(),
-                    user: user_of(&aor_s),
+                    user: user.clone(),
                     aor: aor_s.clone(),
-                    contact: text(c, "contact"),
+                    contact,
                     transport,
                     source,
                     user_agent: text(c, "user_agent"),
                     expires_in: c.get("expires_in").and_then(Value::as_u64).unwrap_or(0),
-                };
-                let hit = needle.is_empty()
-                    || [&row.aor, &row.user, &row.source, &row.contact]
-                        .iter()
-                        .any(|s| s.to_lowercase().contains(&needle));
-                if hit {
-                    rows.push(row);
-                }
+                });
             }
         }
     }
+    debug_assert!(rows.len() <= PAGE_ROWS);
     Table {
         q: q.to_owned(),
+        pager: Pager::new(offset, rows.len(), matched),
         rows,
         down,
         total,
@@ -117,13 +147,14 @@ pub async fn page(
     Extension(ctx): Extension<Ctx>,
     Query(s): Query<Search>,
 ) -> Response {
-    full(&state, &ctx, &s.q, None).await
+    full(&state, &ctx, &s.q, s.offset, None).await
 }
 
 async fn full(
     state: &SharedState,
     ctx: &Ctx,
     q: &str,
+    offset: usize,
     failed: Option<(String, StatusCode)>,
 ) -> Response {
     let mut l = Layout::new("Registrations", "registrations", &ctx.csrf);
@@ -135,7 +166,7 @@ async fn full(
     render(
         &Page {
             l,
-            t: load(state, q).await,
+            t: load(state, q, offset).await,
         },
         status,
     )
@@ -150,7 +181,7 @@ pub async fn fragment(
     render(
         &Fragment {
             l,
-            t: load(&state, &s.q).await,
+            t: load(&state, &s.q, s.offset).await,
         },
         StatusCode::OK,
     )
@@ -167,6 +198,7 @@ pub async fn unregister(
             &state,
             &ctx,
             "",
+            0,
             Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
         )
         .await;
@@ -176,7 +208,7 @@ pub async fn unregister(
         Ok(_) => redirect("/registrations"),
         Err(e) => {
             let msg = format!("{} on {}: not unregistered: {e}", a.id, a.backend);
-            full(&state, &ctx, "", Some((msg, e.action_status()))).await
+            full(&state, &ctx, "", 0, Some((msg, e.action_status()))).await
         }
     }
 }

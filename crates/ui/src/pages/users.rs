@@ -1,17 +1,19 @@
-//! `GET /users`: every backend's users; `POST /users` creates one on a
+//! `GET /users?q=&offset=`: every backend's users, searchable by user name,
+//! extension or display name, [`PAGE_ROWS`] at a time; `POST /users` creates one on a
 //! backend (`POST /api/v1/users`). The password goes to the backend, which
 //! keeps its HA1 only, and is never written back into a page.
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 use serde_json::{Map, Value};
 
-use super::{Down, Layout, items, render, text};
+use super::{Down, Layout, PAGE_ROWS, Pager, items, render, text};
 use crate::SharedState;
 use crate::auth::{Ctx, redirect};
+use crate::backend::segment;
 
 pub struct Row {
     pub backend: String,
@@ -24,8 +26,27 @@ pub struct Row {
 }
 
 pub struct Table {
+    pub q: String,
     pub rows: Vec<Row>,
     pub down: Vec<Down>,
+    pub total: usize,
+    pub pager: Pager,
+}
+
+impl Table {
+    /// The page's own URL up to the offset, for the previous/next links.
+    pub fn base(&self) -> String {
+        format!("/users?q={}&", segment(&self.q))
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+    /// Index of the first matching row shown.
+    #[serde(default)]
+    offset: usize,
 }
 
 /// What the create form keeps after a refusal (never the password).
@@ -46,9 +67,20 @@ struct Page {
     draft: Draft,
 }
 
-async fn load(state: &SharedState) -> Table {
+async fn load(state: &SharedState, q: &str, offset: usize) -> Table {
+    let t = load_at(state, q, Pager::start(offset)).await;
+    if t.rows.is_empty() && t.pager.matched > 0 {
+        return load_at(state, q, Pager::start(t.pager.matched - 1)).await;
+    }
+    t
+}
+
+async fn load_at(state: &SharedState, q: &str, offset: usize) -> Table {
+    let needle = q.trim().to_lowercase();
     let mut rows = Vec::new();
     let mut down = Vec::new();
+    let mut total = 0;
+    let mut matched = 0;
     for (backend, answer) in state.backends.get_all("/users").await {
         let v = match answer {
             Ok(v) => v,
@@ -58,23 +90,46 @@ async fn load(state: &SharedState) -> Table {
             }
         };
         for u in items(&v) {
+            total += 1;
+            let username = text(u, "username");
+            let extension = text(u, "extension");
+            let display_name = text(u, "display_name");
+            let hit = needle.is_empty()
+                || [&username, &extension, &display_name]
+                    .iter()
+                    .any(|s| s.to_lowercase().contains(&needle));
+            if !hit {
+                continue;
+            }
+            matched += 1;
+            if !Pager::takes(offset, matched - 1) {
+                continue;
+            }
             rows.push(Row {
                 backend: backend.clone(),
                 id: text(u, "id"),
-                username: text(u, "username"),
-                extension: text(u, "extension"),
-                display_name: text(u, "display_name"),
+                username,
+                extension,
+                display_name,
                 account_id: text(u, "account_id"),
                 enabled: u.get("enabled").and_then(Value::as_bool) != Some(false),
             });
         }
     }
-    Table { rows, down }
+    debug_assert!(rows.len() <= PAGE_ROWS);
+    Table {
+        q: q.to_owned(),
+        pager: Pager::new(offset, rows.len(), matched),
+        rows,
+        down,
+        total,
+    }
 }
 
 async fn full(
     state: &SharedState,
     ctx: &Ctx,
+    s: &Search,
     failed: Option<(String, StatusCode)>,
     draft: Draft,
 ) -> Response {
@@ -87,7 +142,7 @@ async fn full(
     render(
         &Page {
             l,
-            t: load(state).await,
+            t: load(state, &s.q, s.offset).await,
             backends: state.backends.names().map(str::to_owned).collect(),
             draft,
         },
@@ -95,8 +150,12 @@ async fn full(
     )
 }
 
-pub async fn page(State(state): State<SharedState>, Extension(ctx): Extension<Ctx>) -> Response {
-    full(&state, &ctx, None, Draft::default()).await
+pub async fn page(
+    State(state): State<SharedState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(s): Query<Search>,
+) -> Response {
+    full(&state, &ctx, &s, None, Draft::default()).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -125,6 +184,7 @@ pub async fn create(
         return full(
             &state,
             &ctx,
+            &Search::default(),
             Some(("No such backend.".into(), StatusCode::BAD_REQUEST)),
             draft,
         )
@@ -156,7 +216,14 @@ pub async fn create(
                 "user {} not created on {}: {e}",
                 draft.username, draft.backend
             );
-            full(&state, &ctx, Some((msg, e.action_status())), draft).await
+            full(
+                &state,
+                &ctx,
+                &Search::default(),
+                Some((msg, e.action_status())),
+                draft,
+            )
+            .await
         }
     }
 }
