@@ -23,6 +23,7 @@ use switchboard_store::{AccountPatch, NewAccount, NewUser, User, UserPatch};
 
 mod cluster;
 mod dialplan;
+mod listing;
 
 use crate::Node;
 use crate::registrar::Now;
@@ -171,6 +172,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
     let token = Arc::new(token);
     let guarded = Router::new()
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/stats/calls", get(listing::call_minutes))
         .route("/api/v1/cluster", get(cluster::cluster))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route(
@@ -179,12 +181,12 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
                 .patch(update_account)
                 .delete(delete_account),
         )
-        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users", get(listing::list_users).post(create_user))
         .route(
             "/api/v1/users/{id}",
             get(get_user).patch(update_user).delete(delete_user),
         )
-        .route("/api/v1/registrations", get(list_registrations))
+        .route("/api/v1/registrations", get(listing::list_registrations))
         .route(
             "/api/v1/registrations/{aor}",
             get(get_registration).delete(delete_registration),
@@ -424,19 +426,6 @@ fn user_json(u: &User) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct UserQuery {
-    account_id: Option<i64>,
-}
-
-async fn list_users(
-    State(node): State<Arc<Node>>,
-    axum::extract::Query(q): axum::extract::Query<UserQuery>,
-) -> ApiResult<Json<Value>> {
-    let users = node.store.list_users(q.account_id).await?;
-    Ok(Json(Value::Array(users.iter().map(user_json).collect())))
-}
-
 async fn get_user(
     State(node): State<Arc<Node>>,
     ApiPath(id): ApiPath<i64>,
@@ -613,13 +602,6 @@ fn aor_key(raw: &str) -> String {
         Some((user, host)) => format!("sip:{user}@{}", host.to_ascii_lowercase()),
         None => format!("sip:{raw}"),
     }
-}
-
-async fn list_registrations(State(node): State<Arc<Node>>) -> Json<Value> {
-    if let Some(all) = cluster::registrations(&node).await {
-        return Json(all);
-    }
-    Json(json!(node.location.snapshot(Now::current().unix_ms)))
 }
 
 async fn get_registration(

@@ -15,6 +15,7 @@ async fn openapi_document_matches_the_router() {
     for p in [
         "/api/v1/health",
         "/api/v1/stats",
+        "/api/v1/stats/calls",
         "/api/v1/cluster",
         "/api/v1/accounts",
         "/api/v1/accounts/{id}",

@@ -68,4 +68,60 @@ macro_rules! push_cdr_filter {
     }};
 }
 
-pub(crate) use {account_cols, cdr_cols, push_cdr_filter, registration_cols, user_cols};
+/// Appends a [`UserFilter`](crate::UserFilter)'s conditions (not its page)
+/// to a `QueryBuilder` whose SQL ends in a `WHERE` clause; `$like` is the
+/// case-insensitive `LIKE` of the database.
+macro_rules! push_user_filter {
+    ($qb:ident, $filter:expr, $like:literal) => {{
+        let filter = $filter;
+        let qb = &mut $qb;
+        if let Some(account_id) = filter.account_id {
+            qb.push(" AND account_id = ").push_bind(account_id);
+        }
+        if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            let p = crate::model::like_pattern(q);
+            qb.push(concat!(" AND (username ", $like, " "))
+                .push_bind(p.clone())
+                .push(concat!(
+                    " ESCAPE '\\' OR COALESCE(extension, '') ",
+                    $like,
+                    " "
+                ))
+                .push_bind(p.clone())
+                .push(concat!(
+                    " ESCAPE '\\' OR COALESCE(display_name, '') ",
+                    $like,
+                    " "
+                ))
+                .push_bind(p)
+                .push(" ESCAPE '\\')");
+        }
+    }};
+}
+
+/// The per-minute aggregate of CDRs behind
+/// [`Store::call_minutes`](crate::Store::call_minutes): binds are the
+/// window's start (twice) and end.
+macro_rules! call_minutes_sql {
+    ($p1:literal, $p2:literal, $p3:literal) => {
+        concat!(
+            "SELECT (invite_at - ",
+            $p1,
+            ") / 60000 AS m, COUNT(*) AS attempted, \
+             SUM(CASE WHEN answer_at IS NOT NULL OR disposition = 'answered' THEN 1 ELSE 0 END) \
+             AS answered, \
+             COALESCE(SUM(CASE WHEN mos > 0 THEN mos END), 0.0) AS mos_sum, \
+             COUNT(CASE WHEN mos > 0 THEN 1 END) AS mos_n \
+             FROM cdrs WHERE invite_at >= ",
+            $p2,
+            " AND invite_at < ",
+            $p3,
+            " GROUP BY m ORDER BY m"
+        )
+    };
+}
+
+pub(crate) use {
+    account_cols, call_minutes_sql, cdr_cols, push_cdr_filter, push_user_filter, registration_cols,
+    user_cols,
+};

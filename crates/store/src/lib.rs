@@ -48,8 +48,8 @@ mod validate;
 
 pub use error::{Error, Result};
 pub use model::{
-    Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
-    User, UserPatch,
+    Account, AccountPatch, CallMinute, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser,
+    Registration, User, UserFilter, UserPatch,
 };
 pub use store::{Backend, BoxFuture, Store};
 

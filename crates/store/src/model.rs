@@ -335,6 +335,69 @@ impl CdrFilter {
     }
 }
 
+/// Query of [`Store::search_users`](crate::Store::search_users): one page of
+/// users by id, with how many match in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFilter {
+    /// Only this account's users.
+    #[serde(default)]
+    pub account_id: Option<i64>,
+    /// Case-insensitive (ASCII) substring of the user name, extension or
+    /// display name; `%` and `_` are plain characters.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Matching users skipped before the page.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Page size; `None` means every match from `offset` on (0 counts
+    /// without listing).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+impl UserFilter {
+    /// The page size as SQL takes it.
+    pub fn sql_limit(&self) -> i64 {
+        self.limit
+            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX))
+    }
+
+    /// The offset as SQL takes it.
+    pub fn sql_offset(&self) -> i64 {
+        i64::try_from(self.offset.unwrap_or(0)).unwrap_or(i64::MAX)
+    }
+}
+
+/// The calls of one minute, as [`Store::call_minutes`](crate::Store::call_minutes)
+/// counts them from the CDRs (by INVITE time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallMinute {
+    /// Start of the minute, unix ms.
+    pub at_ms: i64,
+    /// Calls whose INVITE arrived in the minute.
+    pub attempted: i64,
+    /// Of those, the answered ones.
+    pub answered: i64,
+    /// Sum and number of the MOS figures (those above 0) of those calls.
+    pub mos_sum: f64,
+    pub mos_n: i64,
+}
+
+/// `s` as a `LIKE` pattern matching it anywhere, with `\` as the escape
+/// character, so `%` and `_` in `s` match themselves.
+pub(crate) fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// Deserializes a present field (even `null`) as `Some(..)`, so that with
 /// `#[serde(default)]` an absent field is `None` and `null` is `Some(None)`.
 fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

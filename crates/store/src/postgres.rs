@@ -35,7 +35,8 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountPatch, Cdr, CdrFilter, NewAccount, NewUser, Registration, User, UserPatch,
+    Account, AccountPatch, CallMinute, Cdr, CdrFilter, NewAccount, NewUser, Registration, User,
+    UserFilter, UserPatch,
 };
 use crate::store::{Backend, BoxFuture};
 
@@ -316,6 +317,12 @@ impl Backend for PgBackend {
     fn list_users(&self, account_id: Option<i64>) -> BoxFuture<'_, Result<Vec<User>>> {
         Box::pin(self.call(self.list_users(account_id)))
     }
+    fn search_users<'a>(
+        &'a self,
+        filter: &'a UserFilter,
+    ) -> BoxFuture<'a, Result<(Vec<User>, i64)>> {
+        Box::pin(self.call(self.search_users(filter)))
+    }
     fn get_user(&self, id: i64) -> BoxFuture<'_, Result<User>> {
         Box::pin(self.call(self.get_user(id)))
     }
@@ -368,6 +375,12 @@ impl Backend for PgBackend {
     }
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>> {
         Box::pin(self.call(self.list_cdrs(filter)))
+    }
+    fn call_minutes(&self, from_ms: i64, to_ms: i64) -> BoxFuture<'_, Result<Vec<CallMinute>>> {
+        Box::pin(self.call(self.call_minutes(from_ms, to_ms)))
+    }
+    fn store_id(&self) -> BoxFuture<'_, Result<String>> {
+        Box::pin(self.call(self.store_id()))
     }
     fn list_trunks(&self) -> BoxFuture<'_, Result<Vec<(String, String)>>> {
         Box::pin(self.call(self.list_trunks()))

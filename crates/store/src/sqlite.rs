@@ -22,11 +22,14 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 use tracing::{debug, info};
 
-use crate::columns::{account_cols, cdr_cols, push_cdr_filter, registration_cols, user_cols};
+use crate::columns::{
+    account_cols, call_minutes_sql, cdr_cols, push_cdr_filter, push_user_filter, registration_cols,
+    user_cols,
+};
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
-    User, UserPatch,
+    Account, AccountPatch, CallMinute, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser,
+    Registration, User, UserFilter, UserPatch,
 };
 use crate::now_ms;
 use crate::store::{Backend, BoxFuture, Store};
@@ -275,6 +278,30 @@ impl SqliteBackend {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
+    async fn search_users(&self, filter: &UserFilter) -> Result<(Vec<User>, i64)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM users WHERE 1 = 1");
+        push_user_filter!(count, filter, "LIKE");
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let limit = filter.sql_limit();
+        if limit == 0 {
+            return Ok((Vec::new(), total));
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE 1 = 1"
+        ));
+        push_user_filter!(qb, filter, "LIKE");
+        qb.push(" ORDER BY id LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(filter.sql_offset());
+        Ok((
+            qb.build_query_as::<User>().fetch_all(&self.pool).await?,
+            total,
+        ))
+    }
+
     async fn get_user(&self, id: i64) -> Result<User> {
         Ok(
             sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
@@ -490,6 +517,33 @@ impl SqliteBackend {
         Ok(qb.build_query_as::<Cdr>().fetch_all(&self.pool).await?)
     }
 
+    async fn call_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<CallMinute>> {
+        let rows: Vec<(i64, i64, i64, f64, i64)> = sqlx::query_as(call_minutes_sql!("?", "?", "?"))
+            .bind(from_ms)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(m, attempted, answered, mos_sum, mos_n)| CallMinute {
+                at_ms: m * 60_000,
+                attempted,
+                answered,
+                mos_sum,
+                mos_n,
+            })
+            .collect())
+    }
+
+    async fn store_id(&self) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT store_id FROM store_meta WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     // ----- configuration shared by the replicas -----
 
     async fn list_trunks(&self) -> Result<Vec<(String, String)>> {
@@ -649,6 +703,12 @@ impl Backend for SqliteBackend {
     fn list_users(&self, account_id: Option<i64>) -> BoxFuture<'_, Result<Vec<User>>> {
         Box::pin(self.list_users(account_id))
     }
+    fn search_users<'a>(
+        &'a self,
+        filter: &'a UserFilter,
+    ) -> BoxFuture<'a, Result<(Vec<User>, i64)>> {
+        Box::pin(self.search_users(filter))
+    }
     fn get_user(&self, id: i64) -> BoxFuture<'_, Result<User>> {
         Box::pin(self.get_user(id))
     }
@@ -701,6 +761,12 @@ impl Backend for SqliteBackend {
     }
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>> {
         Box::pin(self.list_cdrs(filter))
+    }
+    fn call_minutes(&self, from_ms: i64, to_ms: i64) -> BoxFuture<'_, Result<Vec<CallMinute>>> {
+        Box::pin(self.call_minutes(from_ms, to_ms))
+    }
+    fn store_id(&self) -> BoxFuture<'_, Result<String>> {
+        Box::pin(self.store_id())
     }
     fn list_trunks(&self) -> BoxFuture<'_, Result<Vec<(String, String)>>> {
         Box::pin(self.list_trunks())

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
-    User, UserPatch,
+    Account, AccountPatch, CallMinute, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser,
+    Registration, User, UserFilter, UserPatch,
 };
 use crate::postgres::PgBackend;
 use crate::sqlite::SqliteBackend;
@@ -71,6 +71,11 @@ pub trait Backend: Send + Sync + 'static {
     fn list_users(&self, account_id: Option<i64>) -> BoxFuture<'_, Result<Vec<User>>>;
     /// One user.
     fn get_user(&self, id: i64) -> BoxFuture<'_, Result<User>>;
+    /// One page of matching users by id, and how many match in all.
+    fn search_users<'a>(
+        &'a self,
+        filter: &'a UserFilter,
+    ) -> BoxFuture<'a, Result<(Vec<User>, i64)>>;
     /// A user by account and username.
     fn find_user<'a>(
         &'a self,
@@ -111,6 +116,11 @@ pub trait Backend: Send + Sync + 'static {
     fn get_cdr<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<Cdr>>;
     /// CDRs matching a filter, newest (largest id) first.
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, Result<Vec<Cdr>>>;
+    /// The minutes of `[from_ms, to_ms)` that have calls, in order
+    /// (`at_ms` relative to `from_ms`: the minute's index times 60,000).
+    fn call_minutes(&self, from_ms: i64, to_ms: i64) -> BoxFuture<'_, Result<Vec<CallMinute>>>;
+    /// The random identity this database was given when it was created.
+    fn store_id(&self) -> BoxFuture<'_, Result<String>>;
 
     /// Every trunk as `(name, config)`, by name.
     fn list_trunks(&self) -> BoxFuture<'_, Result<Vec<(String, String)>>>;
@@ -286,6 +296,13 @@ impl Store {
         self.0.get_user(id).await
     }
 
+    /// One page of the users matching `filter` (by id) and the number of
+    /// matches in all pages.
+    pub async fn search_users(&self, filter: &UserFilter) -> Result<(Vec<User>, u64)> {
+        let (users, total) = self.0.search_users(filter).await?;
+        Ok((users, u64::try_from(total).unwrap_or(0)))
+    }
+
     /// The user with this username in this account, for digest
     /// authentication.
     pub async fn find_user(&self, account_id: i64, username: &str) -> Result<Option<User>> {
@@ -445,6 +462,41 @@ impl Store {
     /// `filter.cursor` to the id of the last row returned.
     pub async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>> {
         self.0.list_cdrs(filter).await
+    }
+
+    /// Calls per minute from the CDRs, by INVITE time: `minutes` entries
+    /// from the minute starting at `from_ms`, empty minutes included.
+    /// `minutes` is clamped to `1..=`[`Store::MAX_CALL_MINUTES`].
+    pub async fn call_minutes(&self, from_ms: i64, minutes: u32) -> Result<Vec<CallMinute>> {
+        let minutes = minutes.clamp(1, Self::MAX_CALL_MINUTES);
+        let to_ms = from_ms.saturating_add(i64::from(minutes) * 60_000);
+        let found = self.0.call_minutes(from_ms, to_ms).await?;
+        let mut out: Vec<CallMinute> = (0..i64::from(minutes))
+            .map(|i| CallMinute {
+                at_ms: from_ms + i * 60_000,
+                ..CallMinute::default()
+            })
+            .collect();
+        for m in found {
+            let i = usize::try_from(m.at_ms / 60_000).unwrap_or(usize::MAX);
+            if let Some(slot) = out.get_mut(i) {
+                *slot = CallMinute {
+                    at_ms: slot.at_ms,
+                    ..m
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Most minutes [`Store::call_minutes`] counts at once (a day).
+    pub const MAX_CALL_MINUTES: u32 = 1440;
+
+    /// The random identity the database was given when it was created:
+    /// replicas sharing one database report the same, so a reader of
+    /// several replicas' figures counts them once.
+    pub async fn store_id(&self) -> Result<String> {
+        self.0.store_id().await
     }
 
     // ----- configuration shared by the replicas -----

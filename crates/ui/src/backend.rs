@@ -80,7 +80,25 @@ impl std::fmt::Display for BackendError {
     }
 }
 
-pub type Answer = Result<Arc<Value>, BackendError>;
+/// A backend's JSON answer with the counts a paged list sends in its
+/// headers (`X-Total-Count`, `X-Contact-Count`). It reads as its body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reply {
+    pub body: Value,
+    /// Matches over all pages, when the backend said.
+    pub total: Option<usize>,
+    /// Contacts of the matching AORs (registrations), when the backend said.
+    pub contacts: Option<usize>,
+}
+
+impl std::ops::Deref for Reply {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.body
+    }
+}
+
+pub type Answer = Result<Arc<Reply>, BackendError>;
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Answer)>>>;
 
@@ -169,7 +187,7 @@ impl Backends {
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|(i, _), _| *i != idx);
         }
-        answer
+        answer.map(|r| r.body)
     }
 
     fn slot(&self, idx: usize, path: &str) -> Slot {
@@ -203,7 +221,7 @@ impl Backends {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Reply, BackendError> {
         let Some(m) = self.list.get(idx) else {
             return Err(BackendError::new("no such backend"));
         };
@@ -222,7 +240,7 @@ impl Backends {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Reply, BackendError> {
         let _permit = m
             .permits
             .acquire()
@@ -252,6 +270,13 @@ impl Backends {
             .await
             .map_err(|e| BackendError::new(format!("unreachable: {}", connect_error(&e))))?;
         let status = resp.status();
+        let count = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let (total, contacts) = (count("x-total-count"), count("x-contact-count"));
         let bytes = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
@@ -269,7 +294,11 @@ impl Backends {
                 detail: value,
             });
         }
-        Ok(value)
+        Ok(Reply {
+            body: value,
+            total,
+            contacts,
+        })
     }
 }
 

@@ -333,6 +333,15 @@ impl Backend for FlakyStore {
     fn list_users(&self, account_id: Option<i64>) -> BoxFuture<'_, StoreResult<Vec<User>>> {
         Box::pin(self.inner.list_users(account_id))
     }
+    fn search_users<'a>(
+        &'a self,
+        filter: &'a switchboard_store::UserFilter,
+    ) -> BoxFuture<'a, StoreResult<(Vec<User>, i64)>> {
+        Box::pin(async move {
+            let (users, total) = self.inner.search_users(filter).await?;
+            Ok((users, i64::try_from(total).unwrap_or(i64::MAX)))
+        })
+    }
     fn get_user(&self, id: i64) -> BoxFuture<'_, StoreResult<User>> {
         Box::pin(self.inner.get_user(id))
     }
@@ -398,6 +407,27 @@ impl Backend for FlakyStore {
     }
     fn list_cdrs<'a>(&'a self, filter: &'a CdrFilter) -> BoxFuture<'a, StoreResult<Vec<Cdr>>> {
         Box::pin(self.inner.list_cdrs(filter))
+    }
+    fn call_minutes(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<switchboard_store::CallMinute>>> {
+        Box::pin(async move {
+            let minutes = u32::try_from((to_ms - from_ms) / 60_000).unwrap_or(1);
+            let all = self.inner.call_minutes(from_ms, minutes).await?;
+            Ok(all
+                .into_iter()
+                .filter(|m| m.attempted > 0)
+                .map(|m| switchboard_store::CallMinute {
+                    at_ms: m.at_ms - from_ms,
+                    ..m
+                })
+                .collect())
+        })
+    }
+    fn store_id(&self) -> BoxFuture<'_, StoreResult<String>> {
+        Box::pin(self.inner.store_id())
     }
     fn list_trunks(&self) -> BoxFuture<'_, StoreResult<Vec<(String, String)>>> {
         Box::pin(self.inner.list_trunks())

@@ -346,6 +346,39 @@ pub async fn get_accept(
     (status, ct, body.to_owned())
 }
 
+/// A GET with the token: status, the response's headers (names in lower
+/// case) and the JSON body.
+pub async fn get_with_headers(
+    s: &TestServer,
+    path: &str,
+) -> (u16, std::collections::HashMap<String, String>, Value) {
+    let mut stream = tokio::net::TcpStream::connect(s.api)
+        .await
+        .expect("connect API");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        s.token
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let value = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+    (status, headers, value)
+}
+
 const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// Users 1001 (caller) and 1002 (callee); the callee registered from

@@ -17,11 +17,14 @@ use sqlx::{Postgres, QueryBuilder};
 use tracing::debug;
 
 use super::PgBackend;
-use crate::columns::{account_cols, cdr_cols, push_cdr_filter, registration_cols, user_cols};
+use crate::columns::{
+    account_cols, call_minutes_sql, cdr_cols, push_cdr_filter, push_user_filter, registration_cols,
+    user_cols,
+};
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountPatch, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser, Registration,
-    User, UserPatch,
+    Account, AccountPatch, CallMinute, Cdr, CdrFilter, DEFAULT_ACCOUNT_ID, NewAccount, NewUser,
+    Registration, User, UserFilter, UserPatch,
 };
 use crate::now_ms;
 use crate::store::Store;
@@ -234,6 +237,30 @@ impl PgBackend {
             None => sqlx::query_as(concat!("SELECT ", user_cols!(), " FROM users ORDER BY id")),
         };
         Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    pub(super) async fn search_users(&self, filter: &UserFilter) -> Result<(Vec<User>, i64)> {
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM users WHERE TRUE");
+        push_user_filter!(count, filter, "ILIKE");
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let limit = filter.sql_limit();
+        if limit == 0 {
+            return Ok((Vec::new(), total));
+        }
+        let mut qb = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE TRUE"
+        ));
+        push_user_filter!(qb, filter, "ILIKE");
+        qb.push(" ORDER BY id LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(filter.sql_offset());
+        Ok((
+            qb.build_query_as::<User>().fetch_all(&self.pool).await?,
+            total,
+        ))
     }
 
     pub(super) async fn get_user(&self, id: i64) -> Result<User> {
@@ -466,6 +493,33 @@ impl PgBackend {
             QueryBuilder::<Postgres>::new(concat!("SELECT ", cdr_cols!(), " FROM cdrs WHERE TRUE"));
         push_cdr_filter!(qb, filter);
         Ok(qb.build_query_as::<Cdr>().fetch_all(&self.pool).await?)
+    }
+
+    pub(super) async fn call_minutes(&self, from_ms: i64, to_ms: i64) -> Result<Vec<CallMinute>> {
+        let rows: Vec<(i64, i64, i64, f64, i64)> =
+            sqlx::query_as(call_minutes_sql!("$1", "$1", "$2"))
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(m, attempted, answered, mos_sum, mos_n)| CallMinute {
+                at_ms: m * 60_000,
+                attempted,
+                answered,
+                mos_sum,
+                mos_n,
+            })
+            .collect())
+    }
+
+    pub(super) async fn store_id(&self) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT store_id FROM store_meta WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     // ----- configuration shared by the replicas -----

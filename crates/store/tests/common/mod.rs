@@ -15,6 +15,7 @@ pub(crate) mod config;
 pub(crate) mod fixtures;
 pub(crate) mod pg;
 pub(crate) mod registrations;
+pub(crate) mod search;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -162,6 +163,9 @@ macro_rules! store_suite {
             config::dialplan_versions,
             config::config_version_moves_with_configuration_writes_only,
             config::a_closed_store_is_unavailable,
+            search::users_are_searched_and_paged,
+            search::calls_are_counted_per_minute,
+            search::a_store_keeps_its_identity,
         );
     };
     (@each $db:expr; $($module:ident :: $name:ident),* $(,)?) => {

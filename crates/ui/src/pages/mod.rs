@@ -22,6 +22,7 @@ pub mod cdrs;
 pub mod dialplan;
 pub mod login;
 pub mod overview;
+pub mod paged;
 pub mod quality;
 pub mod registrations;
 pub mod rtp;

@@ -3,11 +3,13 @@
 //! MOS (the hour's CDRs, and the live media sessions) and the RTP
 //! managers' load.
 //!
-//! The CDRs come from `GET /api/v1/cdrs?from_ms=<start of the window>`, the
-//! window starting on a minute boundary so the path, and the backend
+//! The counts come from `GET /api/v1/stats/calls?from_ms=<start of the
+//! window>&minutes=60`, which the backend's database counts from its CDRs;
+//! the window starts on a minute boundary so the path, and the backend
 //! client's one-second cache with it, stays the same for a minute. A
-//! cluster's replicas share one store: CDRs are counted once per call id
-//! whichever backends return them.
+//! cluster's replicas share one database and say so (the answer's `store`,
+//! the database's own identity): each database is counted once, whichever
+//! backends report it.
 
 use std::collections::HashSet;
 
@@ -19,33 +21,50 @@ use crate::SharedState;
 /// Minutes in the chart (the last hour, the current minute last).
 pub const MINUTES: usize = 60;
 const MINUTE_MS: i64 = 60_000;
-/// CDR pages read per backend at most (`limit=1000` each): beyond
-/// 5,000 calls an hour the figures say "at least".
-const MAX_PAGES: usize = 5;
-const PAGE: usize = 1000;
-
 /// Unix ms where the window of `now_ms` starts: the start of the minute
 /// 59 minutes before the current one.
 pub fn window_start(now_ms: i64) -> i64 {
     (now_ms.div_euclid(MINUTE_MS) - (MINUTES as i64 - 1)) * MINUTE_MS
 }
 
-/// Calls per minute: `invites` (INVITE times, unix ms) counted into the
-/// [`MINUTES`] one-minute buckets of the window ending with the minute of
-/// `now_ms`; times outside the window are not counted.
-pub fn buckets(now_ms: i64, invites: impl IntoIterator<Item = i64>) -> [u32; MINUTES] {
-    let start = window_start(now_ms);
-    let mut out = [0u32; MINUTES];
-    for t in invites {
-        if t < start {
+/// The hour's totals as a backend's `/stats/calls` answer gives them.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Totals {
+    pub attempted: u64,
+    pub answered: u64,
+    pub mos_sum: f64,
+    pub mos_n: u64,
+}
+
+/// Adds one `/stats/calls` answer's `minutes` (`[{at_ms, attempted,
+/// answered, mos_sum, mos_n}]`) to `counts`, the [`MINUTES`] buckets of the
+/// window starting at `start`, and to `totals`; minutes outside the window
+/// are not counted.
+pub fn add_minutes(
+    counts: &mut [u32; MINUTES],
+    totals: &mut Totals,
+    start: i64,
+    minutes: &[Value],
+) {
+    let int = |m: &Value, k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
+    for m in minutes {
+        let Some(at) = m.get("at_ms").and_then(Value::as_i64) else {
+            continue;
+        };
+        if at < start {
             continue;
         }
-        let i = usize::try_from((t - start) / MINUTE_MS).unwrap_or(usize::MAX);
-        if let Some(b) = out.get_mut(i) {
-            *b = b.saturating_add(1);
-        }
+        let i = usize::try_from((at - start) / MINUTE_MS).unwrap_or(usize::MAX);
+        let Some(b) = counts.get_mut(i) else {
+            continue;
+        };
+        let attempted = int(m, "attempted");
+        *b = b.saturating_add(u32::try_from(attempted).unwrap_or(u32::MAX));
+        totals.attempted += attempted;
+        totals.answered += int(m, "answered");
+        totals.mos_sum += m.get("mos_sum").and_then(Value::as_f64).unwrap_or(0.0);
+        totals.mos_n += int(m, "mos_n");
     }
-    out
 }
 
 /// One bar of the chart, in SVG user units.
@@ -134,7 +153,7 @@ pub fn chart(now_ms: i64, counts: &[u32; MINUTES]) -> Chart {
 }
 
 /// Answered calls over attempts, as a percentage with one decimal.
-pub fn asr(answered: usize, attempted: usize) -> String {
+pub fn asr(answered: u64, attempted: u64) -> String {
     if attempted == 0 {
         return "—".into();
     }
@@ -161,43 +180,17 @@ pub fn load(sessions: Option<f64>, free: Option<f64>) -> String {
 /// Everything the overview shows of the last hour.
 pub struct Quality {
     pub chart: Chart,
-    pub attempted: usize,
-    pub answered: usize,
+    pub attempted: u64,
+    pub answered: u64,
     pub asr: String,
     pub mos_calls: String,
-    pub mos_calls_n: usize,
+    pub mos_calls_n: u64,
     pub mos_live: String,
     pub mos_live_n: usize,
     /// Sessions / capacity over every manager of every backend.
     pub rtp_load: String,
-    /// More CDRs than were read: the figures are lower bounds.
-    pub truncated: bool,
-    /// Backends whose CDRs could not be read.
+    /// Backends whose counts could not be read.
     pub errors: Vec<String>,
-}
-
-/// One backend's CDRs of the window (newest first, paged by cursor).
-async fn cdrs(state: &SharedState, idx: usize, start: i64) -> Result<(Vec<Value>, bool), String> {
-    let mut out = Vec::new();
-    let mut cursor: Option<i64> = None;
-    for _ in 0..MAX_PAGES {
-        let mut path = format!("/cdrs?from_ms={start}&limit={PAGE}");
-        if let Some(c) = cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let v = state
-            .backends
-            .get(idx, &path)
-            .await
-            .map_err(|e| e.to_string())?;
-        let page = v.get("cdrs").map(items).unwrap_or(&[]);
-        out.extend(page.iter().cloned());
-        cursor = v.get("next_cursor").and_then(Value::as_i64);
-        if cursor.is_none() {
-            return Ok((out, false));
-        }
-    }
-    Ok((out, true))
 }
 
 /// The pool's load over every manager of `managers` (the overview's
@@ -216,47 +209,33 @@ pub fn pool_load(managers: &[Value]) -> String {
     load(used, free)
 }
 
-/// Reads the hour's CDRs and the live sessions; the RTP load is left to
+/// Reads the hour's counts and the live sessions; the RTP load is left to
 /// the caller ([`pool_load`] of the managers it read anyway).
 pub async fn gather(state: &SharedState, now_ms: i64) -> Quality {
     let start = window_start(now_ms);
-    let names: Vec<String> = state.backends.names().map(str::to_owned).collect();
-    let reads = (0..names.len()).map(|i| cdrs(state, i, start));
+    let path = format!("/stats/calls?from_ms={start}&minutes={MINUTES}");
     let (answers, sessions) = tokio::join!(
-        futures_util::future::join_all(reads),
+        state.backends.get_all(&path),
         state.backends.get_all("/sessions"),
     );
-    let mut seen = HashSet::new();
-    let mut invites = Vec::new();
-    let (mut answered, mut mos, mut truncated, mut errors) = (0, Vec::new(), false, Vec::new());
-    for (name, answer) in names.iter().zip(answers) {
-        let (list, more) = match answer {
-            Ok(r) => r,
+    let mut stores = HashSet::new();
+    let mut counts = [0u32; MINUTES];
+    let mut totals = Totals::default();
+    let mut errors = Vec::new();
+    for (name, answer) in &answers {
+        let v = match answer {
+            Ok(v) => v,
             Err(e) => {
                 errors.push(format!("{name}: {e}"));
                 continue;
             }
         };
-        truncated |= more;
-        for c in &list {
-            let id = c.get("call_id").and_then(Value::as_str).unwrap_or_default();
-            if !id.is_empty() && !seen.insert(id.to_owned()) {
-                continue;
-            }
-            let Some(at) = c.get("invite_at").and_then(Value::as_i64) else {
-                continue;
-            };
-            if at < start {
-                continue;
-            }
-            invites.push(at);
-            let was_answered = c.get("answer_at").is_some_and(|a| !a.is_null())
-                || c.get("disposition").and_then(Value::as_str) == Some("answered");
-            answered += usize::from(was_answered);
-            if let Some(m) = c.get("mos").and_then(Value::as_f64).filter(|m| *m > 0.0) {
-                mos.push(m);
-            }
+        let store = v.get("store").and_then(Value::as_str).unwrap_or_default();
+        if !store.is_empty() && !stores.insert(store.to_owned()) {
+            continue; // a replica of a database already counted
         }
+        let minutes = v.get("minutes").map(items).unwrap_or(&[]);
+        add_minutes(&mut counts, &mut totals, start, minutes);
     }
     let live: Vec<f64> = sessions
         .iter()
@@ -265,18 +244,20 @@ pub async fn gather(state: &SharedState, now_ms: i64) -> Quality {
         .filter_map(|s| s.get("mos").and_then(Value::as_f64))
         .filter(|m| *m > 0.0)
         .collect();
-    let counts = buckets(now_ms, invites.iter().copied());
     Quality {
         chart: chart(now_ms, &counts),
-        attempted: invites.len(),
-        answered,
-        asr: asr(answered, invites.len()),
-        mos_calls: mean(&mos),
-        mos_calls_n: mos.len(),
+        attempted: totals.attempted,
+        answered: totals.answered,
+        asr: asr(totals.answered, totals.attempted),
+        mos_calls: if totals.mos_n == 0 {
+            "—".into()
+        } else {
+            format!("{:.2}", totals.mos_sum / totals.mos_n as f64)
+        },
+        mos_calls_n: totals.mos_n,
         mos_live: mean(&live),
         mos_live_n: live.len(),
         rtp_load: String::new(),
-        truncated,
         errors,
     }
 }
@@ -289,40 +270,67 @@ mod tests {
     const NOW: i64 = 1_749_981_600_000 + 59 * 60_000 + 30_000;
 
     #[test]
-    fn calls_fall_into_their_minute() {
+    fn minutes_fall_into_their_bucket() {
         let start = window_start(NOW);
         assert_eq!(start % MINUTE_MS, 0);
         assert_eq!(NOW - start, 59 * MINUTE_MS + 30_000);
-        // (INVITE times, the non-empty buckets expected)
-        type Case = (Vec<i64>, Vec<(usize, u32)>);
+        let m = |at: i64, attempted: u64, answered: u64, mos_sum: f64, mos_n: u64| {
+            serde_json::json!({"at_ms": at, "attempted": attempted, "answered": answered,
+                               "mos_sum": mos_sum, "mos_n": mos_n})
+        };
+        // (minutes answered, the non-empty buckets expected, totals)
+        type Case = (Vec<Value>, Vec<(usize, u32)>, (u64, u64, f64, u64));
         let table: Vec<Case> = vec![
             // an empty hour: empty buckets, not an error
-            (vec![], vec![]),
-            // the first and the last instant of the window
-            (vec![start, NOW], vec![(0, 1), (59, 1)]),
-            // just before the window, and in the future: not counted
-            (vec![start - 1, start + 60 * MINUTE_MS], vec![]),
-            // a minute's edges: 59.999 s is the same minute, 60 s the next
+            (vec![], vec![], (0, 0, 0.0, 0)),
+            (vec![m(start, 0, 0, 0.0, 0)], vec![], (0, 0, 0.0, 0)),
+            // the first and the last minute of the window
             (
                 vec![
-                    start + 5 * MINUTE_MS,
-                    start + 6 * MINUTE_MS - 1,
-                    start + 6 * MINUTE_MS,
+                    m(start, 2, 1, 4.0, 1),
+                    m(start + 59 * MINUTE_MS, 3, 3, 12.0, 3),
                 ],
-                vec![(5, 2), (6, 1)],
+                vec![(0, 2), (59, 3)],
+                (5, 4, 16.0, 4),
             ),
-            // several in one minute
-            (vec![NOW - 1, NOW - 2, NOW - 3], vec![(59, 3)]),
+            // before the window, after it, and a minute without a time
+            (
+                vec![
+                    m(start - MINUTE_MS, 7, 7, 0.0, 0),
+                    m(start + 60 * MINUTE_MS, 7, 7, 0.0, 0),
+                    serde_json::json!({"attempted": 7}),
+                ],
+                vec![],
+                (0, 0, 0.0, 0),
+            ),
+            // a time inside a minute counts in that minute
+            (
+                vec![m(start + 5 * MINUTE_MS + 1, 1, 0, 0.0, 0)],
+                vec![(5, 1)],
+                (1, 0, 0.0, 0),
+            ),
         ];
-        for (invites, expected) in table {
-            let b = buckets(NOW, invites.iter().copied());
-            let got: Vec<(usize, u32)> = b
+        for (minutes, expected, (attempted, answered, mos_sum, mos_n)) in table {
+            let mut counts = [0u32; MINUTES];
+            let mut totals = Totals::default();
+            add_minutes(&mut counts, &mut totals, start, &minutes);
+            let got: Vec<(usize, u32)> = counts
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| **c > 0)
                 .map(|(i, c)| (i, *c))
                 .collect();
-            assert_eq!(got, expected, "{invites:?}");
+            assert_eq!(got, expected, "{minutes:?}");
+            assert_eq!(
+                totals,
+                Totals {
+                    attempted,
+                    answered,
+                    mos_sum,
+                    mos_n
+                },
+                "{minutes:?}"
+            );
         }
     }
 

@@ -1,7 +1,8 @@
 //! `GET /registrations?q=&offset=`: every backend's bindings, searchable by
-//! user, AOR or source address, [`PAGE_ROWS`] at a time with the count of
-//! matches and previous/next links; unregister removes an AOR's bindings
-//! (`DELETE /api/v1/registrations/{aor}`).
+//! user, AOR, contact, source address or user agent (the backends search),
+//! [`PAGE_ROWS`](super::PAGE_ROWS) AORs at a time with their contacts, the
+//! count of matching contacts and previous/next links; unregister removes
+//! an AOR's bindings (`DELETE /api/v1/registrations/{aor}`).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -10,7 +11,7 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use serde_json::Value;
 
-use super::{Action, Down, Layout, PAGE_ROWS, Pager, items, render, text};
+use super::{Action, Down, Layout, Pager, items, render, text};
 use crate::SharedState;
 use crate::auth::{Ctx, redirect};
 use crate::backend::segment;
@@ -28,16 +29,20 @@ pub struct Row {
 
 pub struct Table {
     pub q: String,
+    /// The contacts of the AORs on this page.
     pub rows: Vec<Row>,
     pub down: Vec<Down>,
+    /// Contacts matching, and contacts in all.
+    pub contacts: usize,
     pub total: usize,
+    /// Pages of AORs: an AOR's contacts stay together.
     pub pager: Pager,
 }
 
 impl Table {
     /// The page's own URL up to the offset, for the previous/next links.
     pub fn base(&self) -> String {
-        format!("/registrations?q={}&", segment(&self.q))
+        super::paged::base("/registrations", &self.q)
     }
 }
 
@@ -88,42 +93,35 @@ async fn load(state: &SharedState, q: &str, offset: usize) -> Table {
 }
 
 async fn load_at(state: &SharedState, q: &str, offset: usize) -> Table {
-    let needle = q.trim().to_lowercase();
+    let searching = !q.trim().is_empty();
+    let everything = async {
+        // the unfiltered count of contacts, for "n of m"
+        if searching {
+            let all = state.backends.get_all("/registrations?limit=0").await;
+            Some(
+                all.iter()
+                    .filter_map(|(_, a)| a.as_ref().ok())
+                    .map(|r| r.contacts.unwrap_or_else(|| contacts_in(r)))
+                    .sum::<usize>(),
+            )
+        } else {
+            None
+        }
+    };
+    let base = super::paged::base("/registrations", q);
+    let (page, all_contacts) = tokio::join!(super::paged::load(state, &base, offset), everything,);
     let mut rows = Vec::new();
-    let mut down = Vec::new();
-    let mut total = 0;
-    let mut matched = 0;
-    for (backend, answer) in state.backends.get_all("/registrations").await {
-        let v = match answer {
-            Ok(v) => v,
-            Err(e) => {
-                down.push(Down::new(&backend, &e));
-                continue;
-            }
-        };
-        for aor in items(&v) {
+    for part in &page.parts {
+        for aor in &part.items {
             let aor_s = text(aor, "aor");
             let user = user_of(&aor_s);
             for c in aor.get("contacts").map(items).unwrap_or(&[]) {
-                total += 1;
                 let (transport, source) = split_received(&text(c, "received"));
-                let contact = text(c, "contact");
-                let hit = needle.is_empty()
-                    || [&aor_s, &user, &source, &contact]
-                        .iter()
-                        .any(|s| s.to_lowercase().contains(&needle));
-                if !hit {
-                    continue;
-                }
-                matched += 1;
-                if !Pager::takes(offset, matched - 1) {
-                    continue;
-                }
                 rows.push(Row {
-                    backend: backend.clone(),
+                    backend: part.backend.clone(),
                     user: user.clone(),
                     aor: aor_s.clone(),
-                    contact,
+                    contact: text(c, "contact"),
                     transport,
                     source,
                     user_agent: text(c, "user_agent"),
@@ -132,14 +130,22 @@ async fn load_at(state: &SharedState, q: &str, offset: usize) -> Table {
             }
         }
     }
-    debug_assert!(rows.len() <= PAGE_ROWS);
     Table {
         q: q.to_owned(),
-        pager: Pager::new(offset, rows.len(), matched),
+        pager: Pager::new(offset, page.shown, page.matched),
         rows,
-        down,
-        total,
+        down: page.down,
+        contacts: page.contacts,
+        total: all_contacts.unwrap_or(page.contacts),
     }
+}
+
+/// Contacts of an answer that sent no count (a whole list).
+fn contacts_in(list: &Value) -> usize {
+    items(list)
+        .iter()
+        .map(|a| a.get("contacts").map_or(0, |c| items(c).len()))
+        .sum()
 }
 
 pub async fn page(

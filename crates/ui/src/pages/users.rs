@@ -1,5 +1,6 @@
 //! `GET /users?q=&offset=`: every backend's users, searchable by user name,
-//! extension or display name, [`PAGE_ROWS`] at a time; `POST /users` creates one on a
+//! extension or display name (the backends search),
+//! [`PAGE_ROWS`](super::PAGE_ROWS) at a time; `POST /users` creates one on a
 //! backend (`POST /api/v1/users`). The password goes to the backend, which
 //! keeps its HA1 only, and is never written back into a page.
 
@@ -10,10 +11,9 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use serde_json::{Map, Value};
 
-use super::{Down, Layout, PAGE_ROWS, Pager, items, render, text};
+use super::{Down, Layout, Pager, items, render, text};
 use crate::SharedState;
 use crate::auth::{Ctx, redirect};
-use crate::backend::segment;
 
 pub struct Row {
     pub backend: String,
@@ -36,7 +36,7 @@ pub struct Table {
 impl Table {
     /// The page's own URL up to the offset, for the previous/next links.
     pub fn base(&self) -> String {
-        format!("/users?q={}&", segment(&self.q))
+        super::paged::base("/users", &self.q)
     }
 }
 
@@ -76,53 +76,43 @@ async fn load(state: &SharedState, q: &str, offset: usize) -> Table {
 }
 
 async fn load_at(state: &SharedState, q: &str, offset: usize) -> Table {
-    let needle = q.trim().to_lowercase();
+    let searching = !q.trim().is_empty();
+    let everyone = async {
+        // the unfiltered count, for "n of m"
+        if searching {
+            let all = state.backends.get_all("/users?limit=0").await;
+            Some(
+                all.iter()
+                    .filter_map(|(_, a)| a.as_ref().ok())
+                    .map(|r| r.total.unwrap_or_else(|| items(r).len()))
+                    .sum::<usize>(),
+            )
+        } else {
+            None
+        }
+    };
+    let base = super::paged::base("/users", q);
+    let (page, total) = tokio::join!(super::paged::load(state, &base, offset), everyone,);
     let mut rows = Vec::new();
-    let mut down = Vec::new();
-    let mut total = 0;
-    let mut matched = 0;
-    for (backend, answer) in state.backends.get_all("/users").await {
-        let v = match answer {
-            Ok(v) => v,
-            Err(e) => {
-                down.push(Down::new(&backend, &e));
-                continue;
-            }
-        };
-        for u in items(&v) {
-            total += 1;
-            let username = text(u, "username");
-            let extension = text(u, "extension");
-            let display_name = text(u, "display_name");
-            let hit = needle.is_empty()
-                || [&username, &extension, &display_name]
-                    .iter()
-                    .any(|s| s.to_lowercase().contains(&needle));
-            if !hit {
-                continue;
-            }
-            matched += 1;
-            if !Pager::takes(offset, matched - 1) {
-                continue;
-            }
+    for part in &page.parts {
+        for u in &part.items {
             rows.push(Row {
-                backend: backend.clone(),
+                backend: part.backend.clone(),
                 id: text(u, "id"),
-                username,
-                extension,
-                display_name,
+                username: text(u, "username"),
+                extension: text(u, "extension"),
+                display_name: text(u, "display_name"),
                 account_id: text(u, "account_id"),
                 enabled: u.get("enabled").and_then(Value::as_bool) != Some(false),
             });
         }
     }
-    debug_assert!(rows.len() <= PAGE_ROWS);
     Table {
         q: q.to_owned(),
-        pager: Pager::new(offset, rows.len(), matched),
+        pager: Pager::new(offset, page.shown, page.matched),
         rows,
-        down,
-        total,
+        down: page.down,
+        total: total.unwrap_or(page.matched),
     }
 }
 

@@ -1,0 +1,10 @@
+-- The database's own identity: a random id given once, when the table is
+-- created. Replicas sharing one database report the same id (the
+-- dashboard counts a shared database's figures once); two databases never
+-- do. Same meaning as migrations/sqlite/0005_store_meta.sql.
+CREATE TABLE store_meta (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id TEXT    NOT NULL
+);
+INSERT INTO store_meta (id, store_id)
+VALUES (1, md5(random()::text || clock_timestamp()::text || pg_backend_pid()::text));
