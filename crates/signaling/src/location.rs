@@ -23,6 +23,8 @@ use serde::Serialize;
 use switchboard_sip_stack::target::{Target, TransportKind};
 use switchboard_store::{Registration, Store};
 use tokio::sync::mpsc;
+
+pub mod page;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

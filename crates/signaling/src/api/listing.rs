@@ -16,6 +16,7 @@ use switchboard_store::{Store, UserFilter};
 
 use super::{ApiQuery, ApiResult, cluster, user_json};
 use crate::Node;
+use crate::location::page::{AorPage, Search};
 use crate::registrar::Now;
 
 /// Matches over all pages.
@@ -44,49 +45,37 @@ pub(super) struct RegistrationQuery {
     limit: Option<usize>,
 }
 
-/// What a page of AORs holds.
-#[derive(Debug, PartialEq)]
-pub(super) struct AorPage {
-    pub(super) aors: Vec<Value>,
-    /// AORs matching, over all pages.
-    pub(super) matched: usize,
-    /// Contacts of those AORs (the ones that match).
-    pub(super) contacts: usize,
-}
-
-/// One page of `aors` (the API's AOR objects, sorted by `aor`).
-///
-/// `q` (trimmed, case-insensitive) keeps an AOR whose name holds it with
-/// all its contacts, and otherwise the AOR with only the contacts whose
-/// URI, source address (`received`) or user agent holds it; an AOR left
-/// without a contact is left out.
-pub(super) fn page_aors(aors: Vec<Value>, q: &str, offset: usize, limit: Option<usize>) -> AorPage {
-    let needle = q.trim().to_lowercase();
-    let holds = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .is_some_and(|s| s.to_lowercase().contains(&needle))
-    };
+/// One page of `aors` (the cluster's AOR objects, sorted by `aor`), kept
+/// as [`Location::page`](crate::location::Location::page) keeps this node's.
+pub(super) fn page_aors(
+    aors: Vec<Value>,
+    search: &Search,
+    offset: usize,
+    limit: Option<usize>,
+) -> AorPage<Value> {
+    let text = |c: &Value, k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let mut out = Vec::new();
     let (mut matched, mut contacts) = (0, 0);
     let limit = limit.unwrap_or(usize::MAX);
     for mut aor in aors {
-        if !needle.is_empty() && !holds(aor.get("aor")) {
-            let Some(list) = aor.get_mut("contacts").and_then(Value::as_array_mut) else {
-                continue;
-            };
+        let all = search.keeps_all(&text(&aor, "aor"));
+        let Some(list) = aor.get_mut("contacts").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        if !all {
             list.retain(|c| {
-                holds(c.get("contact")) || holds(c.get("received")) || holds(c.get("user_agent"))
+                search.keeps(
+                    &text(c, "contact"),
+                    &text(c, "received"),
+                    &text(c, "user_agent"),
+                )
             });
         }
-        let n = aor
-            .get("contacts")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        if n == 0 {
+        if list.is_empty() {
             continue;
         }
         matched += 1;
-        contacts += n;
+        contacts += list.len();
         if matched > offset && out.len() < limit {
             out.push(aor);
         }
@@ -102,26 +91,22 @@ pub(super) async fn list_registrations(
     State(node): State<Arc<Node>>,
     ApiQuery(rq): ApiQuery<RegistrationQuery>,
 ) -> Response {
-    let all = match cluster::registrations(&node).await {
-        Some(Value::Array(all)) => all,
-        _ => node
-            .location
-            .snapshot(Now::current().unix_ms)
-            .into_iter()
-            .map(|v| json!(v))
-            .collect(),
+    let search = Search::new(rq.q.as_deref().unwrap_or(""));
+    let offset = rq.offset.unwrap_or(0);
+    let (list, matched, contacts) = match cluster::registrations(&node).await {
+        Some(Value::Array(all)) => {
+            let p = page_aors(all, &search, offset, rq.limit);
+            (p.aors, p.matched, p.contacts)
+        }
+        _ => {
+            let p = node
+                .location
+                .page(Now::current().unix_ms, &search, offset, rq.limit);
+            let list = p.aors.iter().map(|v| json!(v)).collect();
+            (list, p.matched, p.contacts)
+        }
     };
-    let page = page_aors(
-        all,
-        rq.q.as_deref().unwrap_or(""),
-        rq.offset.unwrap_or(0),
-        rq.limit,
-    );
-    (
-        counts(page.matched, Some(page.contacts)),
-        Json(Value::Array(page.aors)),
-    )
-        .into_response()
+    (counts(matched, Some(contacts)), Json(Value::Array(list))).into_response()
 }
 
 pub(super) async fn list_users(
@@ -219,7 +204,7 @@ mod tests {
         ]
     }
 
-    fn names(p: &AorPage) -> Vec<(String, usize)> {
+    fn names(p: &AorPage<Value>) -> Vec<(String, usize)> {
         p.aors
             .iter()
             .map(|a| {
@@ -273,12 +258,25 @@ mod tests {
             ("nobody", 0, None, vec![], 0, 0),
         ];
         for (q, offset, limit, shown, matched, contacts) in table {
-            let p = page_aors(sample(), q, offset, limit);
+            let p = page_aors(sample(), &Search::new(q), offset, limit);
             let want: Vec<(String, usize)> =
                 shown.iter().map(|(a, n)| ((*a).to_owned(), *n)).collect();
             assert_eq!(names(&p), want, "{q:?} {offset} {limit:?}");
             assert_eq!((p.matched, p.contacts), (matched, contacts), "{q:?}");
         }
+    }
+
+    #[test]
+    fn case_is_ignored() {
+        let s = |q: &str, hay: &str| Search::new(q).keeps_all(hay);
+        assert!(s("LINPHONE", "Linphone/5.2"));
+        assert!(s(":5060", "udp:10.0.0.1:5060"));
+        assert!(s("  ", "anything"));
+        assert!(!s("linphone", "lin"));
+        assert!(s("ZOË", "Zoë's phone"));
+        assert!(!s("zoë", "Zoe"));
+        assert!(Search::new("yealink").keeps("sip:a@b", "udp:1.2.3.4:5", "Yealink T46"));
+        assert!(!Search::new("yealink").keeps("sip:a@b", "udp:1.2.3.4:5", ""));
     }
 
     #[test]

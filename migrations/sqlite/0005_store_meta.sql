@@ -1,9 +1,0 @@
--- The database's own identity: a random id given once, when the table is
--- created. Replicas sharing one database report the same id (the
--- dashboard counts a shared database's figures once); two databases never
--- do. Same meaning as migrations/postgres/0005_store_meta.sql.
-CREATE TABLE store_meta (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    store_id TEXT    NOT NULL
-);
-INSERT INTO store_meta (id, store_id) VALUES (1, lower(hex(randomblob(16))));
