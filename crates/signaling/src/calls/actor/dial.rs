@@ -533,3 +533,74 @@ fn uri_transport(u: &switchboard_sip::message::Uri) -> Option<TransportKind> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_targets_take_the_transport_the_uri_asks_for() {
+        let caller = Target {
+            transport: TransportKind::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            conn: Some(7),
+        };
+        let tls_local: std::net::SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        let tcp_local: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let local_for = |_: &std::net::SocketAddr, kind: TransportKind| match kind {
+            TransportKind::Tls => Some(tls_local),
+            _ => Some(tcp_local),
+        };
+        let cases = [
+            // (URI, transport, local, remote)
+            (
+                "sip:1000@192.0.2.1",
+                TransportKind::Udp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+            (
+                "sips:1000@192.0.2.1",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5061",
+            ),
+            (
+                "sips:1000@192.0.2.1:5071",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5071",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=tls",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5061",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=TCP",
+                TransportKind::Tcp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=sctp",
+                TransportKind::Udp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+        ];
+        for (uri, transport, local, remote) in cases {
+            let t = uri_target(uri, &caller, local_for).unwrap();
+            assert_eq!(t.transport, transport, "{uri}");
+            assert_eq!(t.local, local, "{uri}");
+            assert_eq!(t.remote, remote.parse().unwrap(), "{uri}");
+            assert_eq!(t.conn, None, "{uri}: a new flow");
+        }
+        // no DNS, no other address family, no address for that transport
+        assert!(uri_target("sip:1000@example.com", &caller, local_for).is_none());
+        assert!(uri_target("sip:1000@[2001:db8::1]", &caller, local_for).is_none());
+        assert!(uri_target("sips:1000@192.0.2.1", &caller, |_, _| None).is_none());
+    }
+}
