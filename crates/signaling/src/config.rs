@@ -448,7 +448,7 @@ pub struct Config {
     )]
     pub max_transactions: usize,
 
-    /// Most simultaneous SIP TCP connections.
+    /// Most simultaneous SIP TCP connections (TLS connections count too).
     #[arg(
         long,
         env = "TCP_MAX_CONNECTIONS",
@@ -458,7 +458,7 @@ pub struct Config {
     pub tcp_max_connections: usize,
 
     /// Most simultaneous inbound TCP connections from one source (an IPv4
-    /// address, an IPv6 /64). 0: no per-source cap.
+    /// address, an IPv6 /64), TLS connections included. 0: no per-source cap.
     #[arg(
         long,
         env = "TCP_MAX_PER_IP",

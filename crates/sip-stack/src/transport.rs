@@ -66,19 +66,22 @@ pub trait Receive: Send + Sync + 'static {
 /// Settings for [`Transports::bind`].
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Local addresses; UDP and TCP are opened on each.
+    /// Local addresses; UDP and TCP (and TLS with a listener) are opened
+    /// on each.
     pub addrs: Vec<IpAddr>,
     /// Port for every address (0 picks a free one per address, for tests).
     pub port: u16,
-    /// Most simultaneous TCP connections; more are refused at accept.
+    /// Most simultaneous stream connections, TCP and TLS together; more are
+    /// refused at accept.
     pub max_connections: usize,
-    /// Most simultaneous inbound TCP connections from one [`Source`] (an
-    /// IPv4 address, an IPv6 /64); 0: no per-source cap.
+    /// Most simultaneous inbound stream connections (TCP and TLS together)
+    /// from one [`Source`] (an IPv4 address, an IPv6 /64); 0: no
+    /// per-source cap.
     pub max_per_source: usize,
-    /// A TCP connection that has sent SIP, or that we opened, is closed
-    /// after this long without traffic.
+    /// A TCP or TLS connection that has sent SIP, or that we opened, is
+    /// closed after this long without traffic.
     pub idle_timeout: Duration,
-    /// An accepted TCP connection that has not sent a well-formed SIP
+    /// An accepted TCP or TLS connection that has not sent a well-formed SIP
     /// message this long after it was accepted is closed (keep-alive pings
     /// do not extend it). Zero: such connections get `idle_timeout` too.
     pub idle_new: Duration,
