@@ -648,6 +648,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             )
         })?;
     transports.set_tls_peers(Arc::new(tls::trunk_peers(trunks.clone())));
+    // the edge's Record-Route for phones on TLS names our TLS port
+    if let (Some(edge), Some(tls)) = (endpoint.edge(), transports.tls_addrs().first()) {
+        edge.set_tls_port(tls.port());
+    }
     if let (Some(cert), Some(every)) = (tls_cert, config.tls.reload_interval()) {
         tasks.push(tls::spawn_watcher(cert, every, shutdown.clone()));
     }

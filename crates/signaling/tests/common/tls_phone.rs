@@ -187,6 +187,13 @@ impl TlsPhone {
         if let Some(t) = tag {
             b = b.to_tag(t);
         }
+        // RFC 3261 §12.1.1: a UAS copies Record-Route into its dialog's
+        // responses
+        if (101..300).contains(&code) {
+            for rr in req.header_values("Record-Route") {
+                b = b.header("Record-Route", rr);
+            }
+        }
         if (200..300).contains(&code) {
             b = b.header(
                 "Contact",
