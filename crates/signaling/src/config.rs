@@ -16,7 +16,9 @@ use switchboard_sip_stack::flood::Rate;
 use switchboard_sip_stack::transport::TransportConfig;
 
 mod cluster;
+mod tls;
 pub use cluster::{ClusterConfig, MIN_SECRET};
+pub use tls::TlsConfig;
 
 /// `switchboard-signaling`: SIP registrar and call server.
 #[derive(Debug, Clone, Parser)]
@@ -446,7 +448,7 @@ pub struct Config {
     )]
     pub max_transactions: usize,
 
-    /// Most simultaneous SIP TCP connections.
+    /// Most simultaneous SIP TCP connections (TLS connections count too).
     #[arg(
         long,
         env = "TCP_MAX_CONNECTIONS",
@@ -456,7 +458,7 @@ pub struct Config {
     pub tcp_max_connections: usize,
 
     /// Most simultaneous inbound TCP connections from one source (an IPv4
-    /// address, an IPv6 /64). 0: no per-source cap.
+    /// address, an IPv6 /64), TLS connections included. 0: no per-source cap.
     #[arg(
         long,
         env = "TCP_MAX_PER_IP",
@@ -501,6 +503,10 @@ pub struct Config {
     /// Postgres, Redis, NATS and CLUSTER_SECRET (`config/cluster.rs`).
     #[command(flatten)]
     pub cluster: ClusterConfig,
+
+    /// SIP over TLS (`config/tls.rs`).
+    #[command(flatten)]
+    pub tls: TlsConfig,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -591,6 +597,7 @@ impl Config {
             return Err("REALM: must be non-empty and contain no quote".into());
         }
         self.cluster.validate()?;
+        self.tls.validate()?;
         if self.cluster.redis_addr.is_some()
             && self.cluster.cluster_addr.is_none()
             && self.bind.iter().all(IpAddr::is_unspecified)
@@ -612,6 +619,7 @@ impl Config {
         c.api_bind = IpAddr::from([127, 0, 0, 1]);
         c.api_port = 0;
         c.api_token = Some("test-token".into());
+        c.tls.tls_port = 0;
         c.dialplan_path = data_dir.join("dialplan.json");
         c.trunks_path = data_dir.join("trunks.json");
         c.audio_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../audio");
@@ -646,7 +654,9 @@ impl Config {
         }
     }
 
-    /// The SIP transports: BIND, PORT and the TCP_* bounds.
+    /// The SIP transports: BIND, PORT, the TCP_* bounds and the TLS
+    /// handshake deadline (the TLS certificates are read at start, see
+    /// `crate::tls`).
     pub fn transport(&self) -> TransportConfig {
         TransportConfig {
             addrs: self.bind.clone(),
@@ -656,6 +666,7 @@ impl Config {
             idle_new: Duration::from_secs(self.tcp_idle_new),
             message_timeout: Duration::from_secs(self.tcp_message_timeout),
             connect_timeout: Duration::from_secs(self.tcp_connect_timeout),
+            handshake_timeout: self.tls.handshake_timeout(),
             ..TransportConfig::default()
         }
     }

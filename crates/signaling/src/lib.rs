@@ -8,7 +8,8 @@
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
 //! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads),
-//! [`probe`] (the `health` subcommand).
+//! [`probe`] (the `health` subcommand), [`tls`] (SIP over TLS: the
+//! certificate and its reloads).
 
 pub mod api;
 pub mod auth;
@@ -23,12 +24,13 @@ pub mod metrics;
 pub mod probe;
 pub mod ratelimit;
 pub mod registrar;
+mod running;
 pub mod secrets;
 pub mod service;
 mod stack_metrics;
+pub mod tls;
 pub mod trunks;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::Config;
+pub use running::Running;
 
 use crate::auth::Authenticator;
 use crate::calls::Calls;
@@ -75,6 +78,8 @@ pub struct Node {
     /// Cancelled at shutdown; tasks the API starts (trunk registrations)
     /// watch it.
     pub shutdown: CancellationToken,
+    /// The TLS listener's certificate, when TLS is served.
+    pub tls: Option<Arc<tls::TlsCert>>,
     endpoint: std::sync::OnceLock<Arc<Endpoint>>,
 }
 
@@ -102,7 +107,9 @@ impl Node {
             tcp_connections: transports.map(|t| t.connection_count()).unwrap_or(0),
             requests_in: transports
                 .map(|t| {
-                    t.stats.udp_in.load(Ordering::Relaxed) + t.stats.tcp_in.load(Ordering::Relaxed)
+                    t.stats.udp_in.load(Ordering::Relaxed)
+                        + t.stats.tcp_in.load(Ordering::Relaxed)
+                        + t.stats.tls_in.load(Ordering::Relaxed)
                 })
                 .unwrap_or(0),
             responses_out: transports
@@ -337,70 +344,6 @@ impl Node {
     }
 }
 
-/// A started node: its addresses and how to stop it.
-pub struct Running {
-    pub node: Arc<Node>,
-    /// UDP (and TCP, same port) SIP addresses, one per BIND address.
-    pub sip_addrs: Vec<SocketAddr>,
-    pub api_addr: SocketAddr,
-    /// METRICS_PORT's address, when set.
-    pub metrics_addr: Option<SocketAddr>,
-    pub api_token: String,
-    shutdown: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    /// Stops the node: new calls get 503 while live calls have up to
-    /// `grace` to end; calls still up then are hung up (BYE, CDR), the CDR
-    /// writer is flushed, and everything stops with pending writes flushed.
-    pub async fn shutdown(self, grace: Duration) {
-        self.node.calls.drain();
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.node.calls.live_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if self.node.calls.live_count() > 0 {
-            warn!(
-                calls = self.node.calls.live_count(),
-                "shutdown grace over; hanging up the calls still up"
-            );
-            // each gets BYE on both legs and a CDR saying why
-            self.node.calls.end_all();
-            let until = tokio::time::Instant::now() + Duration::from_secs(5);
-            while self.node.calls.live_count() > 0 && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        // every CDR handed over is stored (or spooled) before the store closes
-        if tokio::time::timeout(Duration::from_secs(10), self.node.calls.flush_cdrs())
-            .await
-            .is_err()
-        {
-            warn!("CDR writer did not finish in time");
-        }
-        self.shutdown.cancel();
-        let all = futures_join(self.tasks);
-        // the store flush and the sockets get their own bound
-        if tokio::time::timeout(Duration::from_secs(10), all)
-            .await
-            .is_err()
-        {
-            warn!("shutdown grace period over; exiting with tasks still running");
-        }
-    }
-
-    pub fn token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-}
-
-async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    for t in tasks {
-        let _ = t.await;
-    }
-}
-
 /// The API token: configured, or read from / generated into DATA_DIR.
 fn api_token(config: &Config) -> anyhow::Result<String> {
     if let Some(t) = &config.api_token {
@@ -437,6 +380,18 @@ fn load_dialplan(path: &Path) -> anyhow::Result<Dialplan> {
 }
 
 impl Node {
+    /// Reads TLS_CERT and TLS_KEY again (SIGHUP); `Ok(false)` when TLS is
+    /// not served.
+    ///
+    /// # Errors
+    /// The new files do not load; the certificate in use stays.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls {
+            Some(cert) => cert.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Re-reads DIALPLAN_PATH (SIGHUP). A bad file leaves the running
     /// dialplan in place and returns why.
     pub fn reload_dialplan(&self) -> Result<usize, DialplanError> {
@@ -476,6 +431,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let shared_db = config.cluster.database_url.is_some();
     let token = api_token(&config)?;
     let shutdown = CancellationToken::new();
+    let (tls_setup, tls_cert) = tls::setup(&config.tls)?;
 
     let directory = Arc::new(Directory::new(config.realm.clone()));
     match directory.load(&store).await {
@@ -578,6 +534,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         started: Instant::now(),
         endpoint: std::sync::OnceLock::new(),
+        tls: tls_cert.clone(),
         config: config.clone(),
     });
 
@@ -680,17 +637,28 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     for t in trunks.list() {
         calls.start_trunk_registration(t, shutdown.clone());
     }
-    let transports = Transports::bind(config.transport(), endpoint.clone(), shutdown.clone())
+    let mut transport = config.transport();
+    transport.tls = Some(tls_setup);
+    let transports = Transports::bind(transport, endpoint.clone(), shutdown.clone())
         .await
         .with_context(|| {
             format!(
-                "PORT/BIND: cannot bind SIP on port {} of {:?}",
-                config.port, config.bind
+                "PORT/BIND/TLS_PORT: cannot bind SIP on port {} (TLS {}) of {:?}",
+                config.port, config.tls.tls_port, config.bind
             )
         })?;
+    transports.set_tls_peers(Arc::new(tls::trunk_peers(trunks.clone())));
+    // the edge's Record-Route for phones on TLS names our TLS port
+    if let (Some(edge), Some(tls)) = (endpoint.edge(), transports.tls_addrs().first()) {
+        edge.set_tls_port(tls.port());
+    }
+    if let (Some(cert), Some(every)) = (tls_cert, config.tls.reload_interval()) {
+        tasks.push(tls::spawn_watcher(cert, every, shutdown.clone()));
+    }
     endpoint.wire.set(transports.clone());
     let _ = node.endpoint.set(endpoint);
     let sip_addrs = transports.local_addrs();
+    let tls_addrs = transports.tls_addrs().to_vec();
     if let Some(addr) = config
         .cluster
         .cluster_addr
@@ -755,6 +723,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         node,
         sip_addrs,
+        tls_addrs,
         api_addr,
         metrics_addr,
         api_token: token,

@@ -54,8 +54,8 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the dialplan (a
-/// bad file is logged and the running dialplan stays).
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the dialplan and
+/// the TLS certificate (a bad file is logged and the one in use stays).
 async fn wait_for_signal(node: &switchboard_signaling::Node) {
     #[cfg(unix)]
     {
@@ -71,10 +71,17 @@ async fn wait_for_signal(node: &switchboard_signaling::Node) {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = tokio::signal::ctrl_c() => return,
-                _ = hup.recv() => match node.reload_dialplan() {
-                    Ok(routes) => info!(routes, "dialplan reloaded (SIGHUP)"),
-                    Err(e) => error!("dialplan not reloaded, keeping the last good one: {e}"),
-                },
+                _ = hup.recv() => {
+                    match node.reload_dialplan() {
+                        Ok(routes) => info!(routes, "dialplan reloaded (SIGHUP)"),
+                        Err(e) => error!("dialplan not reloaded, keeping the last good one: {e}"),
+                    }
+                    match node.reload_tls() {
+                        Ok(true) => info!("TLS certificate reloaded (SIGHUP)"),
+                        Ok(false) => {}
+                        Err(e) => error!("TLS certificate not reloaded, keeping the one in use: {e:#}"),
+                    }
+                }
             }
         }
     }

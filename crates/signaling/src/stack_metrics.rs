@@ -108,13 +108,13 @@ pub(crate) fn render(out: &mut String, ep: &Endpoint) {
         out,
         "switchboard_tcp_connections_total",
         "counter",
-        "SIP TCP connections accepted or opened.",
+        "SIP stream connections (TCP and TLS) accepted or opened.",
         load(&s.connections),
     );
     labelled(
         out,
         "switchboard_tcp_refused_total",
-        "Inbound SIP TCP connections refused at a cap (TCP_MAX_CONNECTIONS, TCP_MAX_PER_IP).",
+        "Inbound SIP TCP and TLS connections refused at a cap (TCP_MAX_CONNECTIONS, TCP_MAX_PER_IP; TLS counts with TCP).",
         "cap",
         &[
             ("global", load(&s.refused_global)),
@@ -124,13 +124,30 @@ pub(crate) fn render(out: &mut String, ep: &Endpoint) {
     labelled(
         out,
         "switchboard_tcp_closed_total",
-        "SIP TCP connections closed by the server: a message too slow (TCP_MESSAGE_TIMEOUT), no SIP from a new connection (TCP_IDLE_NEW), idle, or unframeable bytes.",
+        "SIP TCP and TLS connections closed by the server: a message too slow (TCP_MESSAGE_TIMEOUT), no SIP from a new connection (TCP_IDLE_NEW), idle, or unframeable bytes.",
         "reason",
         &[
             ("slow_message", load(&s.closed_slow)),
             ("idle_new", load(&s.closed_idle_new)),
             ("idle", load(&s.closed_idle)),
             ("framing_error", load(&s.framing_errors)),
+        ],
+    );
+    metric(
+        out,
+        "switchboard_tls_messages_total",
+        "counter",
+        "SIP messages received over TLS.",
+        load(&s.tls_in),
+    );
+    labelled(
+        out,
+        "switchboard_tls_handshake_failures_total",
+        "TLS handshakes (inbound and outbound) that failed (a certificate refused, not TLS) or did not finish within TLS_HANDSHAKE_TIMEOUT.",
+        "reason",
+        &[
+            ("error", load(&s.tls_handshake_failures)),
+            ("timeout", load(&s.tls_handshake_timeouts)),
         ],
     );
     metric(
@@ -150,7 +167,7 @@ pub(crate) fn render(out: &mut String, ep: &Endpoint) {
     labelled(
         out,
         "switchboard_tcp_connect_failures_total",
-        "Outbound SIP TCP connects that failed (refused, unreachable) or timed out (TCP_CONNECT_TIMEOUT).",
+        "Outbound SIP TCP and TLS connects that failed (refused, unreachable, TLS handshake failed) or timed out (TCP_CONNECT_TIMEOUT).",
         "reason",
         &[
             (

@@ -12,6 +12,12 @@
 //! routed only by the dialplan's routes for trunks
 //! ([`crate::dialplan::Origin`]).
 //!
+//! With `"transport": "tls"` the trunk is reached over TLS: its
+//! certificate is verified (against the system's CA certificates and
+//! TLS_CA_FILE) for `tls_server_name`, else the `domain`, else the host's
+//! IP address, which is also sent as SNI when it is a name; `"tls_verify":
+//! false` accepts any certificate (a provider with a self-signed one).
+//!
 //! Trunks live in memory, are loaded from `TRUNKS_PATH` at start-up and
 //! changed through the API, which writes the file back (mode 0600: it
 //! holds the outbound passwords; the inbound password is stored as HA1s
@@ -34,11 +40,20 @@ pub struct TrunkConfig {
     /// Taken from the path when the API body leaves it out.
     #[serde(default)]
     pub name: String,
-    /// `ip:port` (or `ip`, port 5060) of the provider; no DNS yet.
+    /// `ip:port` (or `ip`, port 5060, 5061 over TLS) of the provider; no
+    /// DNS yet.
     pub host: String,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     #[serde(default = "udp")]
     pub transport: String,
+    /// Over TLS: check the provider's certificate (default). `false`
+    /// accepts any certificate.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub tls_verify: bool,
+    /// Over TLS: the name the certificate must carry, sent as SNI
+    /// (default: `domain` when it is a host name, else the host's IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
     /// Credentials the provider's 401/407 challenges are answered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -121,6 +136,12 @@ pub struct InboundHa1 {
 fn udp() -> String {
     "udp".into()
 }
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
 fn default_expires() -> u32 {
     3600
 }
@@ -140,7 +161,15 @@ impl TrunkConfig {
             return Err("name: letters, digits, - and _ only".into());
         }
         self.addr()?;
-        self.transport_kind()?;
+        let kind = self.transport_kind()?;
+        if kind != TransportKind::Tls && (self.tls_server_name.is_some() || !self.tls_verify) {
+            return Err("tls_verify/tls_server_name: only with \"transport\": \"tls\"".into());
+        }
+        if let Some(n) = &self.tls_server_name
+            && !switchboard_sip_stack::transport::tls::valid_server_name(n)
+        {
+            return Err(format!("tls_server_name: {n:?} is not a host name"));
+        }
         if self.register && (self.username.is_none() || self.password.is_none()) {
             return Err("register: needs username and password".into());
         }
@@ -202,21 +231,40 @@ impl TrunkConfig {
         if let Ok(a) = self.host.parse::<SocketAddr>() {
             return Ok(a);
         }
+        let port = match self.transport_kind() {
+            Ok(TransportKind::Tls) => 5061,
+            _ => 5060,
+        };
         let ip: IpAddr = self
             .host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
             .map_err(|_| format!("host: {:?} is not an IP address or ip:port", self.host))?;
-        Ok(SocketAddr::new(ip, 5060))
+        Ok(SocketAddr::new(ip, port))
     }
 
     pub fn transport_kind(&self) -> Result<TransportKind, String> {
         match self.transport.to_ascii_lowercase().as_str() {
             "udp" => Ok(TransportKind::Udp),
             "tcp" => Ok(TransportKind::Tcp),
-            other => Err(format!("transport: {other:?} (udp or tcp)")),
+            "tls" => Ok(TransportKind::Tls),
+            other => Err(format!("transport: {other:?} (udp, tcp or tls)")),
         }
+    }
+
+    /// The name the trunk's TLS certificate is checked for (and sent as
+    /// SNI): `tls_server_name`, else `domain` when it is a host name (not
+    /// an IP address, no port); `None`: the host's IP address.
+    pub fn tls_name(&self) -> Option<String> {
+        if let Some(n) = &self.tls_server_name {
+            return Some(n.clone());
+        }
+        let d = self.domain.as_deref()?;
+        let is_name = d.parse::<IpAddr>().is_err()
+            && !d.contains([':', '[', ']'])
+            && switchboard_sip_stack::transport::tls::valid_server_name(d);
+        is_name.then(|| d.to_owned())
     }
 
     /// The domain written in URIs towards the provider.
@@ -437,6 +485,17 @@ impl Trunks {
     }
 }
 
+impl Trunks {
+    /// The TLS trunk at `addr` (outbound connections are checked by its
+    /// settings).
+    pub fn by_tls_addr(&self, addr: &SocketAddr) -> Option<Arc<Trunk>> {
+        let map = self.by_name.read().ok()?;
+        map.values()
+            .find(|t| t.transport == TransportKind::Tls && t.addr == *addr)
+            .cloned()
+    }
+}
+
 /// Back-off between failed registrations: 5 s doubling to 5 minutes.
 pub fn backoff(failures: u32) -> Duration {
     let secs = 5u64.saturating_mul(1 << failures.min(6));
@@ -460,6 +519,77 @@ mod tests {
         let t = trunk("127.0.0.1:5090");
         assert_eq!(t.rewrite("0301234"), "+49301234");
         assert_eq!(t.rewrite(""), "+49");
+    }
+
+    #[test]
+    fn tls_trunks() {
+        let tls = |extra: serde_json::Value| -> Result<TrunkConfig, String> {
+            let mut v = serde_json::json!({"name": "p", "host": "192.0.2.9", "transport": "tls"});
+            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                m.extend(e.clone());
+            }
+            let c: TrunkConfig = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            c.validate().map(|()| c)
+        };
+        let t = tls(serde_json::json!({})).unwrap();
+        assert_eq!(t.transport_kind(), Ok(TransportKind::Tls));
+        assert_eq!(t.addr().unwrap(), "192.0.2.9:5061".parse().unwrap());
+        assert!(t.tls_verify, "verification is on by default");
+        assert_eq!(t.tls_name(), None, "the IP address is checked");
+        // the name: tls_server_name, else a domain that is a host name
+        let cases = [
+            (
+                serde_json::json!({"domain": "sip.example.com"}),
+                Some("sip.example.com"),
+            ),
+            (serde_json::json!({"domain": "192.0.2.9"}), None),
+            (serde_json::json!({"domain": "sip.example.com:5061"}), None),
+            (
+                serde_json::json!({"domain": "example.com", "tls_server_name": "edge.example.net"}),
+                Some("edge.example.net"),
+            ),
+        ];
+        for (extra, want) in cases {
+            let t = tls(extra.clone()).unwrap();
+            assert_eq!(t.tls_name().as_deref(), want, "{extra}");
+        }
+        let off = tls(serde_json::json!({"tls_verify": false, "host": "192.0.2.9:5071"})).unwrap();
+        assert!(!off.tls_verify);
+        assert_eq!(off.addr().unwrap().port(), 5071);
+        // stored without the default, with tls_verify when it is off
+        let stored = Trunks::stored(&off);
+        assert_eq!(stored["tls_verify"], serde_json::json!(false));
+        assert!(Trunks::stored(&t).get("tls_verify").is_none());
+        for (extra, field) in [
+            (
+                serde_json::json!({"tls_server_name": "not a name"}),
+                "tls_server_name:",
+            ),
+            (
+                serde_json::json!({"transport": "udp", "tls_verify": false}),
+                "tls_verify",
+            ),
+            (
+                serde_json::json!({"transport": "tcp", "tls_server_name": "a.example"}),
+                "tls_verify",
+            ),
+        ] {
+            let err = tls(extra.clone()).unwrap_err();
+            assert!(err.starts_with(field), "{extra}: {err}");
+        }
+        // the TLS trunk is found by its address for outbound connections
+        let trunks = Trunks::default();
+        trunks.put(off.clone()).unwrap();
+        assert!(
+            trunks
+                .by_tls_addr(&"192.0.2.9:5071".parse().unwrap())
+                .is_some()
+        );
+        assert!(
+            trunks
+                .by_tls_addr(&"192.0.2.9:5061".parse().unwrap())
+                .is_none()
+        );
     }
 
     #[test]

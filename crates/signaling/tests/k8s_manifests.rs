@@ -9,7 +9,8 @@
 //! 127.0.0.1. Then every probe of the manifests is run as the kubelet would
 //! run it, and what the Services and annotations name is reached: the two
 //! RTP managers on disjoint ports, signaling's SIP port, API, metrics, a
-//! call whose media lands on each manager in turn, and the dashboard (its
+//! call whose media lands on each manager in turn, SIP over TLS with the
+//! certificate of the mounted Secret (overlays/tls), and the dashboard (its
 //! probes, its login with the Secret's UI_ADMIN_PASSWORD, its overview
 //! showing the signaling backend ok through the `signaling` Service).
 
@@ -172,9 +173,29 @@ fn create_database(pg: &PrivatePg, cluster: &Cluster) {
 /// node ports).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_start_the_real_binaries() {
-    for dir in ["deploy/k8s", "deploy/k8s/overlays/multi-node"] {
+    for dir in [
+        "deploy/k8s",
+        "deploy/k8s/overlays/multi-node",
+        "deploy/k8s/overlays/tls",
+    ] {
         platform_comes_up(dir).await;
     }
+}
+
+/// The TLS Secret a user makes (`kubectl create secret tls
+/// switchboard-sip-tls`): a certificate for 127.0.0.1 from a test CA.
+fn sip_tls_secret(cluster: &mut Cluster) -> common::tls_phone::Ca {
+    let ca = common::tls_phone::ca("switchboard k8s test CA");
+    let dir = common::temp_dir("k8s-sip-tls");
+    common::tls_phone::leaf(&dir, "tls", &["127.0.0.1"], &ca);
+    for (key, file) in [("tls.crt", "tls.pem"), ("tls.key", "tls.key")] {
+        let pem = std::fs::read_to_string(dir.join(file)).unwrap();
+        cluster
+            .secrets
+            .insert(("switchboard-sip-tls".into(), key.into()), pem);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    ca
 }
 
 async fn platform_comes_up(dir: &str) {
@@ -200,7 +221,7 @@ async fn platform_comes_up(dir: &str) {
         let p = service_port(find(&objects, "Service", svc), port_name);
         services.insert((svc.to_owned(), p), local);
     }
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         namespace: ns.clone(),
         node_name: "node-a".into(),
         secrets: HashMap::new(),
@@ -311,6 +332,12 @@ async fn platform_comes_up(dir: &str) {
     let pod = pod_spec(workload);
     assert_eq!(pod["hostNetwork"], true, "signaling uses the node's ports");
     let container = manifests::container(pod, "signaling");
+    // SIP over TLS (overlays/tls): the certificate from its Secret
+    let tls_port = container["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "sip-tls"))
+        .map(|p| port(&p["containerPort"]));
+    let tls_ca = tls_port.map(|_| sip_tls_secret(&mut cluster));
     let mut launch = cluster.launch(pod, "signaling", "signaling-node-a");
     // the one setting the cluster would not give: where the API server is
     let kubeconfig = k8s.kubeconfig(&launch.cwd);
@@ -429,6 +456,11 @@ async fn platform_comes_up(dir: &str) {
     assert_eq!(code, 201);
     let phone = SipPhone::bind(LO, sip).await;
     assert_eq!(phone.register("kate", "kate-secret-1", &[]).await.code, 200);
+    if let (Some(p), Some(ca)) = (tls_port, &tls_ca) {
+        // the mounted Secret's certificate is served on the TLS port
+        let tls = common::tls_phone::TlsPhone::connect(SocketAddr::new(LO, p), ca).await;
+        assert_eq!(tls.register("kate", "kate-secret-1").await.code, 200);
+    }
     let mut ranges_seen = Vec::new();
     let mut dialogs = Vec::new();
     for _ in 0..2 {

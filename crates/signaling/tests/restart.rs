@@ -1,7 +1,7 @@
 //! The real binary, stopped with SIGTERM and started again on the same
 //! DATA_DIR: registrations (written behind, flushed at shutdown) survive,
 //! and the process exits 0. SIGHUP reloads the dialplan, keeping the last
-//! good one when the file is broken.
+//! good one when the file is broken, and the TLS certificate.
 
 mod common;
 
@@ -18,6 +18,10 @@ const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TOKEN: &str = "restart-test-token";
 
 fn spawn(dir: &Path, sip: u16, api: u16) -> Child {
+    spawn_with(dir, sip, api, &[])
+}
+
+fn spawn_with(dir: &Path, sip: u16, api: u16, extra: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchboard-signaling"))
         .env_clear()
         .env("PORT", sip.to_string())
@@ -29,6 +33,7 @@ fn spawn(dir: &Path, sip: u16, api: u16) -> Child {
         .env("DIALPLAN_PATH", dir.join("dialplan.json"))
         .env("TRUNKS_PATH", dir.join("trunks.json"))
         .env("LOGLEVEL", "warn")
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -171,4 +176,44 @@ async fn route_ids(api: SocketAddr) -> Vec<String> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate() {
+    use common::tls_phone::{TlsPhone, ca, leaf};
+    let dir = temp_dir("restart-tls");
+    let ca = ca("switchboard test CA");
+    let first = leaf(&dir, "server", &["127.0.0.1"], &ca);
+    let (sip, api, tls) = (free_port(LO), free_port(LO), free_port(LO));
+    let child = spawn_with(
+        &dir,
+        sip,
+        api,
+        &[
+            ("TLS_CERT", dir.join("server.pem").display().to_string()),
+            ("TLS_KEY", dir.join("server.key").display().to_string()),
+            ("TLS_PORT", tls.to_string()),
+            // SIGHUP only: no polling of the files
+            ("TLS_RELOAD_INTERVAL", "0".into()),
+        ],
+    );
+    wait_healthy(SocketAddr::new(LO, api)).await;
+    let tls = SocketAddr::new(LO, tls);
+    assert_eq!(TlsPhone::connect(tls, &ca).await.server_cert, first);
+    let second = leaf(&dir, "server", &["127.0.0.1"], &ca);
+    // not polled: the files changed but the old certificate is served
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(TlsPhone::connect(tls, &ca).await.server_cert, first);
+    signal(&child, "-HUP");
+    let mut served = first.clone();
+    for _ in 0..50 {
+        served = TlsPhone::connect(tls, &ca).await.server_cert;
+        if served != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, second, "SIGHUP did not bring the new certificate");
+    assert_eq!(sigterm_and_wait(child), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

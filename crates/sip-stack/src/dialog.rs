@@ -298,15 +298,16 @@ impl Dialog {
     }
 }
 
-/// The address of a URI whose host is an IP literal (no DNS here).
+/// The address of a URI whose host is an IP literal (no DNS here); without
+/// a port, 5061 for `sips:` and `transport=tls` (RFC 3263 §4.2), else 5060.
 pub fn uri_addr(u: &Uri) -> Option<SocketAddr> {
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = host.parse().ok()?;
-    let port = u.port.unwrap_or(if u.scheme.eq_ignore_ascii_case("sips") {
-        5061
-    } else {
-        5060
-    });
+    let tls = u.scheme.eq_ignore_ascii_case("sips")
+        || u.param("transport")
+            .flatten()
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+    let port = u.port.unwrap_or(if tls { 5061 } else { 5060 });
     Some(SocketAddr::new(ip, port))
 }
 
@@ -556,5 +557,21 @@ mod tests {
         // and the cached answer keeps the socket's own port
         t.local = "0.0.0.0:5099".parse().unwrap();
         assert_eq!(advertised(&t), "127.0.0.1:5099".parse().unwrap());
+    }
+
+    #[test]
+    fn uri_addresses_default_to_the_port_of_their_transport() {
+        for (uri, want) in [
+            ("sip:a@192.0.2.1", Some("192.0.2.1:5060")),
+            ("sip:a@192.0.2.1;transport=tcp", Some("192.0.2.1:5060")),
+            ("sips:a@192.0.2.1", Some("192.0.2.1:5061")),
+            ("sip:a@192.0.2.1;transport=TLS", Some("192.0.2.1:5061")),
+            ("sip:a@192.0.2.1:5080;transport=tls", Some("192.0.2.1:5080")),
+            ("sip:a@[2001:db8::1]", Some("[2001:db8::1]:5060")),
+            ("sip:a@example.com", None),
+        ] {
+            let u = Uri::parse(uri).unwrap();
+            assert_eq!(uri_addr(&u), want.map(|w| w.parse().unwrap()), "{uri}");
+        }
     }
 }

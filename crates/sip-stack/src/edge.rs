@@ -14,7 +14,12 @@
 //!   whatever its Request-URI says;
 //! * any other request goes down the flow to the phone;
 //! * dialog-creating requests get the same URI as Record-Route, so both
-//!   ends' in-dialog requests take the same path;
+//!   ends' in-dialog requests take the same path; going down a TCP or TLS
+//!   flow they get two (RFC 5658 double record-routing): on top the one
+//!   the phone reaches us by — our address with `transport=tcp`/`tls` (the
+//!   TLS listener's port), so it sends on the connection it registered
+//!   over — then the replicas' one; a request naming both has both
+//!   removed;
 //! * responses carrying our Via (its branch holds a MAC of the next hop)
 //!   lose it and go to the next Via.
 //!
@@ -22,12 +27,13 @@
 //! parsed message and say what to send where.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use switchboard_sip::digest::hmac_sha256;
 use switchboard_sip::message::{self, NameAddr, Request, Response, Via};
 
-use crate::dialog::advertised;
+use crate::dialog::{advertised, host_port};
 use crate::target::{Target, TransportKind};
 
 /// The Route URI parameter carrying a flow token.
@@ -201,15 +207,46 @@ pub enum Relay {
 #[derive(Debug, Clone)]
 pub struct Edge {
     key: EdgeKey,
+    /// This replica's TLS listening port, once bound (for the Record-Route
+    /// phones on TLS reach us by).
+    tls_port: Arc<OnceLock<u16>>,
 }
 
 impl Edge {
     pub fn new(key: EdgeKey) -> Self {
-        Self { key }
+        Self {
+            key,
+            tls_port: Arc::new(OnceLock::new()),
+        }
     }
 
     pub fn key(&self) -> &EdgeKey {
         &self.key
+    }
+
+    /// Tells the edge its TLS port (set once, after the listener is bound).
+    pub fn set_tls_port(&self, port: u16) {
+        let _ = self.tls_port.set(port);
+    }
+
+    /// The Record-Route a phone on the stream flow `phone` reaches us by,
+    /// for a request that came from `from` (the other replica, over UDP to
+    /// our SIP port, which TCP shares); `None` for a UDP flow, or TLS
+    /// without a listener.
+    fn phone_route(&self, phone: &Target, from: &Target, token: &str) -> Option<String> {
+        let (param, port) = match phone.transport {
+            TransportKind::Udp => return None,
+            TransportKind::Tcp => ("tcp", from.local.port()),
+            TransportKind::Tls => ("tls", *self.tls_port.get()?),
+        };
+        let ours = Target {
+            local: SocketAddr::new(from.local.ip(), port),
+            ..*phone
+        };
+        Some(format!(
+            "<sip:{};transport={param};lr;{FLOW_PARAM}={token}>",
+            host_port(&advertised(&ours))
+        ))
     }
 
     /// A request as parsed (its top Via not yet stamped), from `from`.
@@ -227,7 +264,7 @@ impl Edge {
         let Some(token) = uri.param(FLOW_PARAM) else {
             return Relay::Pass;
         };
-        let Some(tok) = token.and_then(|t| self.key.open(t)) else {
+        let Some((raw, tok)) = token.and_then(|t| Some((t, self.key.open(t)?))) else {
             return Relay::Drop("flow token not minted by this cluster");
         };
         let hops = req.max_forwards.unwrap_or(DEFAULT_MAX_FORWARDS);
@@ -270,14 +307,25 @@ impl Edge {
         let record_route = (req.to.tag().is_none()
             && matches!(req.method.as_str(), "INVITE" | "SUBSCRIBE" | "REFER"))
         .then_some(*first);
+        let phone_route = record_route
+            .filter(|_| !from_phone)
+            .and_then(|_| self.phone_route(&next, from, raw));
+        // the second of a double Record-Route is ours too: both go
+        let mut rest = &routes[1..];
+        if rest.first().is_some_and(|r| carries_token(r, raw)) {
+            rest = &rest[1..];
+        }
         let mut out = Vec::with_capacity(256 + req.body.len() + 512);
         out.extend_from_slice(format!("{} {} SIP/2.0\r\n", req.method, req.uri).as_bytes());
         push(&mut out, "Via", &our_via);
         for v in &vias {
             push(&mut out, "Via", &v.raw);
         }
-        if routes.len() > 1 {
-            push(&mut out, "Route", &routes[1..].join(", "));
+        if !rest.is_empty() {
+            push(&mut out, "Route", &rest.join(", "));
+        }
+        if let Some(rr) = &phone_route {
+            push(&mut out, "Record-Route", rr);
         }
         if let Some(rr) = record_route {
             push(&mut out, "Record-Route", rr);
@@ -349,6 +397,14 @@ fn via_target(v: &Via) -> Option<Target> {
         remote,
         conn: None,
     })
+}
+
+/// Whether a Route value carries exactly this flow token.
+fn carries_token(route: &str, token: &str) -> bool {
+    NameAddr::parse(route)
+        .ok()
+        .and_then(|n| n.parsed_uri().ok())
+        .is_some_and(|u| u.param(FLOW_PARAM) == Some(Some(token)))
 }
 
 fn unspecified(remote: &SocketAddr) -> SocketAddr {

@@ -127,7 +127,18 @@ fn a_request_from_the_peer_goes_down_the_flow_with_record_route() {
         "the peer's Via stamped"
     );
     assert!(fwd.header("Route").is_none(), "our Route popped");
-    assert_eq!(fwd.header("Record-Route"), Some(route.as_str()));
+    // double record-routing: the phone reaches us over TCP on its own
+    // connection, the replicas over UDP
+    let token_param = route
+        .split("sb-flow=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>');
+    let phone_side = format!("<sip:127.0.0.1:5060;transport=tcp;lr;sb-flow={token_param}>");
+    assert_eq!(
+        fwd.header_values("Record-Route"),
+        vec![phone_side.as_str(), route.as_str()]
+    );
     assert_eq!(fwd.max_forwards, Some(69));
     assert_eq!(fwd.uri.to_string(), "sip:alice@10.0.0.5:5060;ob");
     assert_eq!(fwd.body, b"v=0\r\n");
@@ -248,4 +259,92 @@ fn responses_lose_our_via_and_only_ours() {
     let own = request(&invite("<sip:x;lr>", ""));
     let ok = switchboard_sip::response::response(&own, 200, "OK").build();
     assert_eq!(edge.response(&response(&ok)), Relay::Pass);
+}
+
+/// The INVITE from the peer for a TLS phone, as the edge forwards it.
+fn tls_invite(edge: &Edge, route: &str) -> (Target, Request) {
+    let req = request(&invite(route, ""));
+    let (to, text) = forwarded(edge.request(&req, &target(TransportKind::Udp, PEER)));
+    (to, request(&text))
+}
+
+#[test]
+fn a_tls_phone_is_record_routed_by_our_tls_port_and_both_routes_are_removed() {
+    let k = key();
+    let route = k.route(addr("127.0.0.1:5060"), &token(TransportKind::Tls));
+    let raw = route
+        .split("sb-flow=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>');
+    let edge = Edge::new(k.clone());
+    edge.set_tls_port(5061);
+    let (to, fwd) = tls_invite(&edge, &route);
+    assert_eq!(
+        (to.transport, to.remote),
+        (TransportKind::Tls, addr(PHONE_TCP))
+    );
+    assert_eq!(fwd.vias[0].transport, "TLS");
+    let phone_side = format!("<sip:127.0.0.1:5061;transport=tls;lr;sb-flow={raw}>");
+    assert_eq!(
+        fwd.header_values("Record-Route"),
+        vec![phone_side.as_str(), route.as_str()],
+        "the phone's side on top"
+    );
+
+    // the phone's BYE, on its connection, routed by its route set (the
+    // Record-Route as it came): to the peer, neither of our Routes left
+    let bye = |route_set: &str, via: &str| {
+        request(&format!(
+            "BYE sip:sb@127.0.0.2:5062 SIP/2.0\n\
+             Via: SIP/2.0/{via} 10.0.0.5:5061;branch=z9hG4bKph2\n\
+             Route: {route_set}\n\
+             From: <sip:alice@example.com>;tag=a1\n\
+             To: <sip:bob@example.com>;tag=b1\n\
+             Call-ID: c1@peer\n\
+             CSeq: 2 BYE\n\
+             Content-Length: 0\n\n"
+        ))
+    };
+    let from_phone = bye(&format!("{phone_side}, {route}"), "TLS");
+    let (to, text) = forwarded(edge.request(&from_phone, &target(TransportKind::Tls, PHONE_TCP)));
+    assert_eq!((to.transport, to.remote), (TransportKind::Udp, addr(PEER)));
+    assert!(request(&text).header("Route").is_none(), "{text}");
+
+    // the peer's BYE, its route set reversed: down the flow, no Route left
+    let from_peer = bye(
+        &format!("{route}, {phone_side}, <sip:other.example;lr>"),
+        "UDP",
+    );
+    let (to, text) = forwarded(edge.request(&from_peer, &target(TransportKind::Udp, PEER)));
+    assert_eq!(
+        (to.transport, to.remote),
+        (TransportKind::Tls, addr(PHONE_TCP))
+    );
+    assert_eq!(
+        request(&text).header("Route"),
+        Some("<sip:other.example;lr>"),
+        "only the routes that are not ours"
+    );
+
+    // another flow's token in second place is not ours to remove
+    let other = k.route(addr("127.0.0.1:5060"), &token(TransportKind::Udp));
+    let mixed = bye(&format!("{route}, {other}"), "UDP");
+    let (_, text) = forwarded(edge.request(&mixed, &target(TransportKind::Udp, PEER)));
+    assert_eq!(request(&text).header("Route"), Some(other.as_str()));
+}
+
+#[test]
+fn without_a_tls_listener_a_tls_phone_gets_the_single_record_route() {
+    let k = key();
+    let route = k.route(addr("127.0.0.1:5060"), &token(TransportKind::Tls));
+    let (_, fwd) = tls_invite(&Edge::new(k), &route);
+    assert_eq!(fwd.header_values("Record-Route"), vec![route.as_str()]);
+    // and a UDP phone never gets two
+    let k = key();
+    let udp = k.route(addr("127.0.0.1:5060"), &token(TransportKind::Udp));
+    let edge = Edge::new(k);
+    edge.set_tls_port(5061);
+    let (_, fwd) = tls_invite(&edge, &udp);
+    assert_eq!(fwd.header_values("Record-Route"), vec![udp.as_str()]);
 }

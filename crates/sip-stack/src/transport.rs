@@ -1,11 +1,13 @@
-//! SIP over UDP and TCP on the same port, on every configured address.
+//! SIP over UDP and TCP on the same port, and TLS on a port of its own, on
+//! every configured address.
 //!
 //! The transport layer only moves bytes: datagrams and framed stream messages
 //! go up to a [`Receive`] implementation (the endpoint) together with the
 //! [`Target`] they came from; [`Transports::send`] takes bytes and a target
 //! and never blocks the caller. Parsing, transactions and everything above
-//! live elsewhere so this layer stays small; the TCP side (connections,
-//! framing, and the bounds on what a peer can hold) is in [`tcp`].
+//! live elsewhere so this layer stays small; the stream side (connections,
+//! framing, and the bounds on what a peer can hold), TCP and TLS alike, is
+//! in `stream`, and what TLS adds (certificates, verification) in [`tls`].
 //!
 //! Why one socket per address: `BIND=0.0.0.0,::` must give IPv4 and IPv6 on
 //! the same port, so IPv6 sockets are opened `IPV6_V6ONLY` and the kernel's
@@ -14,7 +16,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +29,10 @@ use tracing::{debug, info, warn};
 pub use crate::source::Source;
 use crate::target::{Target, TransportKind};
 
-mod tcp;
+mod stream;
+pub mod tls;
+
+use tls::{TlsPeers, TlsSetup};
 
 /// Largest SIP message accepted on any transport. UDP cannot carry more, and
 /// on streams a bigger Content-Length is an attack or a bug.
@@ -61,19 +66,22 @@ pub trait Receive: Send + Sync + 'static {
 /// Settings for [`Transports::bind`].
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Local addresses; UDP and TCP are opened on each.
+    /// Local addresses; UDP and TCP (and TLS with a listener) are opened
+    /// on each.
     pub addrs: Vec<IpAddr>,
     /// Port for every address (0 picks a free one per address, for tests).
     pub port: u16,
-    /// Most simultaneous TCP connections; more are refused at accept.
+    /// Most simultaneous stream connections, TCP and TLS together; more are
+    /// refused at accept.
     pub max_connections: usize,
-    /// Most simultaneous inbound TCP connections from one [`Source`] (an
-    /// IPv4 address, an IPv6 /64); 0: no per-source cap.
+    /// Most simultaneous inbound stream connections (TCP and TLS together)
+    /// from one [`Source`] (an IPv4 address, an IPv6 /64); 0: no
+    /// per-source cap.
     pub max_per_source: usize,
-    /// A TCP connection that has sent SIP, or that we opened, is closed
-    /// after this long without traffic.
+    /// A TCP or TLS connection that has sent SIP, or that we opened, is
+    /// closed after this long without traffic.
     pub idle_timeout: Duration,
-    /// An accepted TCP connection that has not sent a well-formed SIP
+    /// An accepted TCP or TLS connection that has not sent a well-formed SIP
     /// message this long after it was accepted is closed (keep-alive pings
     /// do not extend it). Zero: such connections get `idle_timeout` too.
     pub idle_new: Duration,
@@ -83,6 +91,12 @@ pub struct TransportConfig {
     /// How long an outbound TCP connect may take before the messages
     /// queued for it are dropped.
     pub connect_timeout: Duration,
+    /// How long a TLS handshake may take, inbound or outbound; a
+    /// connection that has not finished it by then is closed.
+    pub handshake_timeout: Duration,
+    /// TLS: a listener and the client side; `None`: no TLS (sends over TLS
+    /// are dropped and counted).
+    pub tls: Option<TlsSetup>,
 }
 
 impl Default for TransportConfig {
@@ -99,6 +113,8 @@ impl Default for TransportConfig {
             idle_new: Duration::from_secs(20),
             message_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -108,6 +124,8 @@ impl Default for TransportConfig {
 pub struct TransportStats {
     pub udp_in: AtomicU64,
     pub tcp_in: AtomicU64,
+    /// Messages received over TLS.
+    pub tls_in: AtomicU64,
     pub out: AtomicU64,
     pub send_errors: AtomicU64,
     /// Stream connections closed because their bytes could not be framed.
@@ -124,6 +142,11 @@ pub struct TransportStats {
     pub closed_idle_new: AtomicU64,
     /// Connections closed after the long idle timeout.
     pub closed_idle: AtomicU64,
+    /// TLS handshakes that failed (inbound and outbound: a certificate
+    /// refused, a peer not speaking TLS).
+    pub tls_handshake_failures: AtomicU64,
+    /// TLS connections closed because the handshake did not finish in time.
+    pub tls_handshake_timeouts: AtomicU64,
     /// RFC 5626 pings answered with a pong.
     pub pings: AtomicU64,
     /// Outbound connects that failed or timed out.
@@ -152,7 +175,11 @@ pub struct Transports {
     /// task per socket.
     udp_queues: Vec<mpsc::Sender<Datagram>>,
     tcp_local: Vec<SocketAddr>,
-    conns: Mutex<tcp::ConnTable>,
+    /// The TLS listening addresses (empty without a TLS listener).
+    tls_local: Vec<SocketAddr>,
+    /// Outbound TLS settings per destination, when someone set them.
+    tls_peers: RwLock<Option<TlsPeers>>,
+    conns: Mutex<stream::ConnTable>,
     next_conn: AtomicU64,
     config: TransportConfig,
     pub stats: TransportStats,
@@ -163,7 +190,8 @@ pub struct Transports {
 }
 
 impl Transports {
-    /// Opens UDP and TCP on every address and starts the receive loops.
+    /// Opens UDP and TCP (and TLS when configured with a listener) on every
+    /// address and starts the receive loops.
     ///
     /// # Errors
     /// Any bind failure (port taken, address not local) stops start-up.
@@ -178,8 +206,13 @@ impl Transports {
         // for UDP may be taken for TCP (an outgoing connection's ephemeral
         // port): then the kernel is asked again.
         let mut attempt = 0;
-        let (udp, listeners) = loop {
-            match bind_all(&config.addrs, config.port) {
+        let tls_port = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.listen.as_ref())
+            .map(|(port, _)| *port);
+        let (udp, listeners, tls_listeners) = loop {
+            match bind_all(&config.addrs, config.port, tls_port) {
                 Err(e)
                     if config.port == 0 && e.kind() == io::ErrorKind::AddrInUse && attempt < 20 =>
                 {
@@ -192,6 +225,15 @@ impl Transports {
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        let tls_local = tls_listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
+        let acceptor = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.listen.as_ref())
+            .map(|(_, server)| tokio_rustls::TlsAcceptor::from(server.clone()));
         let udp_addrs = udp
             .iter()
             .map(|s| s.local_addr())
@@ -203,7 +245,9 @@ impl Transports {
             udp_addrs,
             udp_queues,
             tcp_local,
-            conns: Mutex::new(tcp::ConnTable::default()),
+            tls_local,
+            tls_peers: RwLock::new(None),
+            conns: Mutex::new(stream::ConnTable::default()),
             next_conn: AtomicU64::new(1),
             config,
             stats: TransportStats::default(),
@@ -223,7 +267,14 @@ impl Transports {
             tokio::spawn(udp_drain(transports.clone(), socket.clone(), rx));
         }
         for listener in listeners {
-            tokio::spawn(tcp::accept_loop(transports.clone(), listener));
+            tokio::spawn(stream::accept_loop(transports.clone(), listener, None));
+        }
+        for listener in tls_listeners {
+            tokio::spawn(stream::accept_loop(
+                transports.clone(),
+                listener,
+                acceptor.clone(),
+            ));
         }
         Ok(transports)
     }
@@ -241,6 +292,20 @@ impl Transports {
         &self.tcp_local
     }
 
+    /// The TLS listening addresses (empty without a TLS listener).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local
+    }
+
+    /// Sets how outbound TLS connections are checked per destination
+    /// (asked at each connect).
+    pub fn set_tls_peers(&self, peers: TlsPeers) {
+        match self.tls_peers.write() {
+            Ok(mut p) => *p = Some(peers),
+            Err(poisoned) => *poisoned.into_inner() = Some(peers),
+        }
+    }
+
     /// The settings in use.
     pub fn config(&self) -> &TransportConfig {
         &self.config
@@ -254,20 +319,31 @@ impl Transports {
             .find(|a| a.is_ipv4() == remote.is_ipv4())
     }
 
+    /// The local address to write in Via and Contact for a new flow to
+    /// `remote` over `kind`: for TLS the TLS listener of that family (the
+    /// UDP address when there is no listener: responses come back on the
+    /// connection anyway), else the UDP/TCP address.
+    pub fn local_for_kind(&self, remote: &SocketAddr, kind: TransportKind) -> Option<SocketAddr> {
+        if kind == TransportKind::Tls
+            && let Some(a) = self
+                .tls_local
+                .iter()
+                .find(|a| a.is_ipv4() == remote.is_ipv4())
+        {
+            return Some(*a);
+        }
+        self.local_for(remote)
+    }
+
     /// Sends `bytes` on the flow `target` names. Never waits: UDP is written
     /// at once (or queued to the socket's drain task if its buffer is
-    /// full); streams queue to their writer, and a new TCP connection is
-    /// opened in the background when none exists.
+    /// full); streams queue to their writer, and a new TCP or TLS
+    /// connection is opened in the background when none exists.
     pub fn send(self: &Arc<Self>, target: &Target, bytes: Bytes) {
         self.stats.out.fetch_add(1, Ordering::Relaxed);
         match target.transport {
             TransportKind::Udp => self.send_udp(target, bytes),
-            TransportKind::Tcp => self.send_tcp(target, bytes),
-            TransportKind::Tls => {
-                // TLS arrives with its own issue; until then say so loudly.
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(%target, "TLS transport is not enabled");
-            }
+            TransportKind::Tcp | TransportKind::Tls => self.send_stream(target, bytes),
         }
     }
 
@@ -301,14 +377,20 @@ impl Transports {
     }
 }
 
+/// The sockets of [`bind_all`]: UDP, TCP listeners, TLS listeners.
+type Bound = (Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<TcpListener>);
+
 /// UDP and TCP on `port` on every address (`0`: the port the first UDP
-/// socket gets).
+/// socket gets), and TLS on `tls_port` when given (`0`: the port the first
+/// TLS listener gets).
 fn bind_all(
     addrs: &[std::net::IpAddr],
     mut port: u16,
-) -> io::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>)> {
+    mut tls_port: Option<u16>,
+) -> io::Result<Bound> {
     let mut udp = Vec::new();
     let mut listeners = Vec::new();
+    let mut tls = Vec::new();
     for ip in addrs {
         let udp_socket = bind_udp(SocketAddr::new(*ip, port))?;
         port = udp_socket.local_addr()?.port();
@@ -316,8 +398,15 @@ fn bind_all(
         info!(udp = %udp_socket.local_addr()?, tcp = %listener.local_addr()?, "SIP transport listening");
         udp.push(Arc::new(udp_socket));
         listeners.push(listener);
+        if let Some(p) = tls_port {
+            let listener = bind_tcp(SocketAddr::new(*ip, p))?;
+            let local = listener.local_addr()?;
+            info!(tls = %local, "SIP over TLS listening");
+            tls_port = Some(local.port());
+            tls.push(listener);
+        }
     }
-    Ok((udp, listeners))
+    Ok((udp, listeners, tls))
 }
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {

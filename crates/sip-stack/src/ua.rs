@@ -113,18 +113,22 @@ impl Ua {
     /// # Errors
     /// Bind failures.
     pub async fn bind(ip: IpAddr) -> Result<Self, UaError> {
+        Self::bind_with(TransportConfig {
+            addrs: vec![ip],
+            port: 0,
+            ..TransportConfig::default()
+        })
+        .await
+    }
+
+    /// Binds with these transport settings (TLS among them).
+    ///
+    /// # Errors
+    /// Bind failures.
+    pub async fn bind_with(config: TransportConfig) -> Result<Self, UaError> {
         let endpoint = Endpoint::new(Arc::new(UaCore), TimerConfig::default());
         let shutdown = CancellationToken::new();
-        let transports = Transports::bind(
-            TransportConfig {
-                addrs: vec![ip],
-                port: 0,
-                ..TransportConfig::default()
-            },
-            endpoint.clone(),
-            shutdown.clone(),
-        )
-        .await?;
+        let transports = Transports::bind(config, endpoint.clone(), shutdown.clone()).await?;
         endpoint.wire.set(transports.clone());
         Ok(Self {
             endpoint,
@@ -139,6 +143,11 @@ impl Ua {
     /// The local UDP address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.transports.local_addrs().into_iter().next()
+    }
+
+    /// The UA's transports (their counters, connections, TLS settings).
+    pub fn transports(&self) -> &Arc<Transports> {
+        &self.transports
     }
 
     /// Registers (or with `expires: 0` unregisters), answering one digest
@@ -204,7 +213,7 @@ impl Ua {
     ) -> Result<Outcome, UaError> {
         let local = self
             .transports
-            .local_for(&p.server)
+            .local_for_kind(&p.server, p.transport)
             .ok_or(UaError::NoLocalAddress)?;
         let domain = p.domain.clone().unwrap_or_else(|| host(&p.server));
         let cseq = self.cseq.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +273,7 @@ impl Ua {
         }
         let local = self
             .transports
-            .local_for(&server)
+            .local_for_kind(&server, transport)
             .ok_or(UaError::NoLocalAddress)?;
         let target = Target {
             transport,

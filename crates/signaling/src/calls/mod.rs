@@ -292,11 +292,15 @@ impl Calls {
         self.endpoint.get().and_then(Weak::upgrade)
     }
 
-    /// Our SIP socket for sending to `remote` (same address family).
-    pub(crate) fn local_for(&self, remote: &std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    /// Our SIP address for a new flow to `remote` over `kind` (same
+    /// address family; the TLS listener's for TLS when there is one).
+    pub(crate) fn local_for(
+        &self,
+        remote: &std::net::SocketAddr,
+        kind: switchboard_sip_stack::target::TransportKind,
+    ) -> Option<std::net::SocketAddr> {
         let ep = self.endpoint()?;
-        let addrs = ep.wire.transports()?.local_addrs();
-        addrs.into_iter().find(|a| a.is_ipv4() == remote.is_ipv4())
+        ep.wire.transports()?.local_for_kind(remote, kind)
     }
 
     /// The dialplan in use.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchboard_sip_stack::dialog::{advertised, host_port};
-use switchboard_sip_stack::target::Target;
+use switchboard_sip_stack::target::{Target, TransportKind};
 use tracing::warn;
 
 use super::{Calls, answer_challenge};
@@ -76,7 +76,7 @@ impl Calls {
         let ep = self
             .endpoint()
             .ok_or((None, "no SIP endpoint".to_owned()))?;
-        let local = self.local_for(&trunk.addr).ok_or((
+        let local = self.local_for(&trunk.addr, trunk.transport).ok_or((
             None,
             "no SIP socket of the trunk's address family".to_owned(),
         ))?;
@@ -91,7 +91,12 @@ impl Calls {
         let domain = cfg.domain();
         let uri = format!("sip:{domain}");
         let aor = format!("<sip:{user}@{domain}>");
-        let contact = format!("<sip:{user}@{}>", host_port(&advertised(&target)));
+        // over TLS the provider must call back over TLS
+        let params = match trunk.transport {
+            TransportKind::Tls => ";transport=tls",
+            _ => "",
+        };
+        let contact = format!("<sip:{user}@{}{params}>", host_port(&advertised(&target)));
         let from_tag = format!("{:x}", rand::random::<u64>());
         let mut auth: Option<(&'static str, String)> = None;
         for _attempt in 0..2 {

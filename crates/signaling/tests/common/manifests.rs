@@ -425,22 +425,39 @@ impl Cluster {
                 }
                 Some(v) if v["secret"].is_object() => {
                     let name = text(&v["secret"]["secretName"], "secretName");
-                    let secret = find(&self.objects, "Secret", name);
-                    let mut keys: Vec<String> = Vec::new();
-                    for field in ["stringData", "data"] {
+                    // the volume's items, else every key of the rendered
+                    // Secret, else of the test's (a Secret users make
+                    // themselves, like switchboard-sip-tls)
+                    let mut keys: Vec<(String, String)> = Vec::new();
+                    if let Some(items) = v["secret"]["items"].as_array() {
+                        for i in items {
+                            let key = text(&i["key"], "item key").to_owned();
+                            keys.push((key, text(&i["path"], "item path").to_owned()));
+                        }
+                    } else if let Some(secret) = self
+                        .objects
+                        .iter()
+                        .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name)
+                    {
+                        for field in ["stringData", "data"] {
+                            keys.extend(
+                                secret[field]
+                                    .as_object()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|(k, _)| (k.clone(), k.clone())),
+                            );
+                        }
+                    } else {
                         keys.extend(
-                            secret[field]
-                                .as_object()
-                                .into_iter()
-                                .flatten()
-                                .map(|(k, _)| k.clone()),
+                            self.secrets
+                                .keys()
+                                .filter(|(n, _)| n == name)
+                                .map(|(_, k)| (k.clone(), k.clone())),
                         );
                     }
                     keys.into_iter()
-                        .map(|k| {
-                            let v = self.secret(name, &k);
-                            (k, v)
-                        })
+                        .map(|(k, path)| (path, self.secret(name, &k)))
                         .collect()
                 }
                 // emptyDir, a PVC of the claim templates, hostPath: empty

@@ -9,6 +9,7 @@ pub mod fake_k8s;
 pub mod manifests;
 pub mod phone;
 pub mod servers;
+pub mod tls_phone;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use switchboard_sip::message::{Method, Response};
 use switchboard_sip::request::{cancel_for, new_call_id};
 use switchboard_sip::response::new_tag;
 use switchboard_sip_stack::dialog::{Dialog, advertised, host_port, uri_addr};
-use switchboard_sip_stack::target::Target;
+use switchboard_sip_stack::target::{Target, TransportKind};
 use tracing::{debug, info};
 
 use super::anchor::is_sdp;
@@ -81,7 +81,10 @@ impl Call {
                 }
                 DialTarget::Uri(uri) => {
                     let uri = expand(uri, &self.vars);
-                    match uri_target(&uri, &self.a.source) {
+                    let flow = uri_target(&uri, &self.a.source, |remote, kind| {
+                        self.calls.local_for(remote, kind)
+                    });
+                    match flow {
                         Some(flow) => starts.push(ForkTarget {
                             to: format!("<{uri}>"),
                             label: uri.clone(),
@@ -102,7 +105,7 @@ impl Call {
                     };
                     let number = trunk.config.rewrite(&self.destination);
                     let uri = format!("sip:{number}@{}", trunk.config.domain());
-                    let Some(local) = self.calls.local_for(&trunk.addr) else {
+                    let Some(local) = self.calls.local_for(&trunk.addr, trunk.transport) else {
                         unavailable += 1;
                         continue;
                     };
@@ -488,18 +491,116 @@ fn body_of(resp: &Response) -> Option<(&str, &[u8])> {
 }
 
 /// A binding's Path value (comma-joined Path headers) as Route entries.
-/// Where a `sip:` URI target is sent: its host must be an IP literal (no
-/// DNS yet), on the caller's address family.
-fn uri_target(uri: &str, like: &Target) -> Option<Target> {
+/// Where a `sip:`/`sips:` URI target is sent: its host must be an IP
+/// literal (no DNS yet), on the caller's address family; over TLS for
+/// `sips:` (RFC 3261 §26.2) or the transport its `transport` parameter
+/// names, else over the caller's transport. `local_for` gives our address
+/// for a transport other than the caller's.
+fn uri_target(
+    uri: &str,
+    like: &Target,
+    local_for: impl Fn(&std::net::SocketAddr, TransportKind) -> Option<std::net::SocketAddr>,
+) -> Option<Target> {
     let u = switchboard_sip::message::Uri::parse(uri).ok()?;
     let remote = uri_addr(&u)?;
     if remote.is_ipv4() != like.local.is_ipv4() {
         return None;
     }
+    let transport = uri_transport(&u).unwrap_or(like.transport);
+    let local = if transport == like.transport {
+        like.local
+    } else {
+        local_for(&remote, transport)?
+    };
     Some(Target {
-        transport: like.transport,
-        local: like.local,
+        transport,
+        local,
         remote,
         conn: None,
     })
+}
+
+/// The transport a URI asks for: TLS for `sips:`, else its `transport`
+/// parameter (`None`: none named, or one we do not speak).
+fn uri_transport(u: &switchboard_sip::message::Uri) -> Option<TransportKind> {
+    if u.scheme.eq_ignore_ascii_case("sips") {
+        return Some(TransportKind::Tls);
+    }
+    match u.param("transport")??.to_ascii_lowercase().as_str() {
+        "udp" => Some(TransportKind::Udp),
+        "tcp" => Some(TransportKind::Tcp),
+        "tls" => Some(TransportKind::Tls),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_targets_take_the_transport_the_uri_asks_for() {
+        let caller = Target {
+            transport: TransportKind::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            conn: Some(7),
+        };
+        let tls_local: std::net::SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        let tcp_local: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let local_for = |_: &std::net::SocketAddr, kind: TransportKind| match kind {
+            TransportKind::Tls => Some(tls_local),
+            _ => Some(tcp_local),
+        };
+        let cases = [
+            // (URI, transport, local, remote)
+            (
+                "sip:1000@192.0.2.1",
+                TransportKind::Udp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+            (
+                "sips:1000@192.0.2.1",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5061",
+            ),
+            (
+                "sips:1000@192.0.2.1:5071",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5071",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=tls",
+                TransportKind::Tls,
+                tls_local,
+                "192.0.2.1:5061",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=TCP",
+                TransportKind::Tcp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+            (
+                "sip:1000@192.0.2.1;transport=sctp",
+                TransportKind::Udp,
+                tcp_local,
+                "192.0.2.1:5060",
+            ),
+        ];
+        for (uri, transport, local, remote) in cases {
+            let t = uri_target(uri, &caller, local_for).unwrap();
+            assert_eq!(t.transport, transport, "{uri}");
+            assert_eq!(t.local, local, "{uri}");
+            assert_eq!(t.remote, remote.parse().unwrap(), "{uri}");
+            assert_eq!(t.conn, None, "{uri}: a new flow");
+        }
+        // no DNS, no other address family, no address for that transport
+        assert!(uri_target("sip:1000@example.com", &caller, local_for).is_none());
+        assert!(uri_target("sip:1000@[2001:db8::1]", &caller, local_for).is_none());
+        assert!(uri_target("sips:1000@192.0.2.1", &caller, |_, _| None).is_none());
+    }
 }

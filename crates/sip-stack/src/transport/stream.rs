@@ -1,13 +1,19 @@
-//! SIP over TCP: accepting and opening connections, framing what they
-//! carry, and the bounds that keep a hostile peer from holding them.
+//! SIP over stream transports (TCP, and TLS on top of TCP): accepting and
+//! opening connections, framing what they carry, and the bounds that keep
+//! a hostile peer from holding them.
 //!
 //! Every bound here is one a peer could otherwise grow: connections in
-//! total and per [`Source`] (checked at accept), the time an accepted
-//! connection may stay without speaking SIP, the time one message may take
-//! to arrive once it has started (slowloris), the time an outbound connect
-//! may take, the writer queue of each connection, and the messages waiting
-//! for a connect in progress (one connect per destination: concurrent
+//! total and per [`Source`] (checked at accept, before any TLS handshake),
+//! the time a TLS handshake may take, the time an accepted connection may
+//! stay without speaking SIP, the time one message may take to arrive once
+//! it has started (slowloris), the time an outbound connect may take, the
+//! writer queue of each connection, and the messages waiting for a connect
+//! in progress (one connect per destination and transport: concurrent
 //! sends to a destination with no connection queue behind the first).
+//!
+//! The reader and writer are generic over the byte stream, so a TLS
+//! connection gets exactly the TCP framing, deadlines and pongs once its
+//! handshake is done.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,12 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
+use rustls::pki_types::ServerName;
 use switchboard_sip::framing::{self, Frame, FrameError, Framer, PING, PONG};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, warn};
 
 use super::{MAX_MESSAGE, Receive, Received, Source, Transports};
@@ -38,6 +45,7 @@ const MAX_CONNECTING: usize = 1024;
 /// A live stream connection: where to queue bytes for its writer task.
 #[derive(Debug, Clone)]
 struct Conn {
+    kind: TransportKind,
     remote: SocketAddr,
     local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
@@ -46,16 +54,19 @@ struct Conn {
     source: Option<Source>,
 }
 
-/// Connections by id, the newest connection to each remote address (so
-/// requests to a phone reuse the connection it registered over), inbound
-/// connections per source, and the messages waiting for each connect in
-/// progress.
+/// A stream destination: the transport and the remote address.
+type Dest = (TransportKind, SocketAddr);
+
+/// Connections by id, the newest connection to each remote address and
+/// transport (so requests to a phone reuse the connection it registered
+/// over), inbound connections per source, and the messages waiting for
+/// each connect in progress.
 #[derive(Default)]
 pub(super) struct ConnTable {
     by_id: HashMap<u64, Conn>,
-    by_remote: HashMap<SocketAddr, u64>,
+    by_remote: HashMap<Dest, u64>,
     per_source: HashMap<Source, usize>,
-    connecting: HashMap<SocketAddr, Vec<Bytes>>,
+    connecting: HashMap<Dest, Vec<Bytes>>,
 }
 
 /// Who opened a connection.
@@ -64,7 +75,17 @@ enum Origin {
     /// The peer: it counts against the caps and must prove it speaks SIP.
     Accepted,
     /// We did, to this destination (the messages queued for it go first).
-    Opened(SocketAddr),
+    Opened(Dest),
+}
+
+/// What runs on a new TCP connection before SIP does.
+enum Handshake {
+    /// Nothing: plain TCP.
+    None,
+    /// A TLS server handshake (accepted connections).
+    Accept(TlsAcceptor),
+    /// A TLS client handshake with this name (connections we open).
+    Connect(TlsConnector, ServerName<'static>),
 }
 
 /// Why an accepted connection was not adopted.
@@ -95,6 +116,11 @@ enum Close {
     /// Never sent SIP within the new-connection timeout.
     IdleNew,
     Idle,
+    /// The TLS handshake failed (a bad certificate, a client speaking
+    /// something else).
+    HandshakeFailed,
+    /// The TLS handshake did not finish within its deadline.
+    HandshakeTimeout,
 }
 
 impl Transports {
@@ -114,7 +140,10 @@ impl Transports {
         table.by_id.get(&id).map(|c| (c.remote, c.local))
     }
 
-    pub(super) fn send_tcp(self: &Arc<Self>, target: &Target, bytes: Bytes) {
+    /// Sends on a TCP or TLS flow: on the connection `target` names, else
+    /// the newest one to its address over its transport, else a new one.
+    pub(super) fn send_stream(self: &Arc<Self>, target: &Target, bytes: Bytes) {
+        let dest = (target.transport, target.remote);
         let Ok(mut table) = self.conns.lock() else {
             return;
         };
@@ -124,7 +153,7 @@ impl Transports {
             .or_else(|| {
                 table
                     .by_remote
-                    .get(&target.remote)
+                    .get(&dest)
                     .and_then(|id| table.by_id.get(id))
             })
             .map(|c| c.tx.clone());
@@ -132,13 +161,19 @@ impl Transports {
             drop(table);
             if tx.try_send(bytes).is_err() {
                 self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                debug!(%target, "TCP connection queue full or closed; message dropped");
+                debug!(%target, "connection queue full or closed; message dropped");
             }
+            return;
+        }
+        if target.transport == TransportKind::Tls && self.config.tls.is_none() {
+            drop(table);
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(%target, "TLS is not configured; message dropped");
             return;
         }
         let remote = target.remote;
         // One connect per destination: later sends wait behind the first.
-        if let Some(queue) = table.connecting.get_mut(&remote) {
+        if let Some(queue) = table.connecting.get_mut(&dest) {
             if queue.len() < CONN_QUEUE {
                 queue.push(bytes);
             } else {
@@ -153,27 +188,58 @@ impl Transports {
             self.stats
                 .connect_queue_drops
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%remote, "too many TCP connects in progress; message dropped");
+            warn!(%remote, "too many connects in progress; message dropped");
             return;
         }
-        table.connecting.insert(remote, vec![bytes]);
+        table.connecting.insert(dest, vec![bytes]);
         drop(table);
-        tokio::spawn(self.clone().connect(remote));
+        tokio::spawn(self.clone().connect(dest));
     }
 
-    /// Opens a connection to `remote` for the messages queued in
+    /// The TLS client handshake for a connection to `remote`: its
+    /// configuration and name from the destination's settings.
+    fn client_handshake(&self, remote: SocketAddr) -> Result<Handshake, String> {
+        let Some(tls) = &self.config.tls else {
+            return Err("TLS is not configured".into());
+        };
+        let peer = self
+            .tls_peers
+            .read()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(|f| f(remote)))
+            .unwrap_or_default();
+        let (config, name) = tls
+            .client
+            .for_peer(remote, &peer)
+            .map_err(|e| e.to_string())?;
+        Ok(Handshake::Connect(TlsConnector::from(config), name))
+    }
+
+    /// Opens a connection to `dest` for the messages queued in
     /// `connecting`, or drops them when the connect fails or times out.
-    async fn connect(self: Arc<Self>, remote: SocketAddr) {
+    async fn connect(self: Arc<Self>, dest: Dest) {
+        let (kind, remote) = dest;
         let timeout = self.config.connect_timeout;
-        let failure = match tokio::time::timeout(timeout, TcpStream::connect(remote)).await {
-            Ok(Ok(stream)) => match self.adopt(stream, Origin::Opened(remote)) {
-                Ok(()) => return,
-                Err(_) => None,
-            },
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => {
-                self.stats.connect_timeouts.fetch_add(1, Ordering::Relaxed);
-                Some(format!("no answer within {timeout:?}"))
+        let handshake = match kind {
+            TransportKind::Tls => self.client_handshake(remote),
+            _ => Ok(Handshake::None),
+        };
+        let failure = match handshake {
+            Err(e) => Some(e),
+            Ok(handshake) => {
+                match tokio::time::timeout(timeout, TcpStream::connect(remote)).await {
+                    Ok(Ok(stream)) => {
+                        match self.adopt(stream, kind, Origin::Opened(dest), handshake) {
+                            Ok(()) => return,
+                            Err(_) => None,
+                        }
+                    }
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => {
+                        self.stats.connect_timeouts.fetch_add(1, Ordering::Relaxed);
+                        Some(format!("no answer within {timeout:?}"))
+                    }
+                }
             }
         };
         self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -181,17 +247,23 @@ impl Transports {
             .conns
             .lock()
             .ok()
-            .and_then(|mut t| t.connecting.remove(&remote))
+            .and_then(|mut t| t.connecting.remove(&dest))
             .map_or(0, |q| q.len());
         self.stats
             .send_errors
             .fetch_add(dropped as u64, Ordering::Relaxed);
-        debug!(%remote, cause = failure.as_deref().unwrap_or("closed at once"), dropped, "TCP connect failed");
+        debug!(%remote, transport = %kind, cause = failure.as_deref().unwrap_or("closed at once"), dropped, "connect failed");
     }
 
     /// Registers a connected stream (refusing an accepted one over a cap)
-    /// and starts its reader and writer.
-    fn adopt(self: &Arc<Self>, stream: TcpStream, origin: Origin) -> Result<(), Refusal> {
+    /// and starts its task: the handshake if any, then reader and writer.
+    fn adopt(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        kind: TransportKind,
+        origin: Origin,
+        handshake: Handshake,
+    ) -> Result<(), Refusal> {
         let remote = stream.peer_addr().map_err(|_| Refusal::Gone)?;
         let local = stream.local_addr().map_err(|_| Refusal::Gone)?;
         let _ = stream.set_nodelay(true);
@@ -225,13 +297,14 @@ impl Transports {
             table.by_id.insert(
                 id,
                 Conn {
+                    kind,
                     remote,
                     local,
                     tx: tx.clone(),
                     source,
                 },
             );
-            table.by_remote.insert(remote, id);
+            table.by_remote.insert((kind, remote), id);
             id
         };
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -241,20 +314,23 @@ impl Transports {
             },
             _ => Standing::Proven,
         };
-        let (read, write) = stream.into_split();
         let this = self.clone();
+        let outbound = matches!(origin, Origin::Opened(_));
         tokio::spawn(async move {
             let target = Target {
-                transport: TransportKind::Tcp,
+                transport: kind,
                 local,
                 remote,
                 conn: Some(id),
             };
-            let receiver = this.receiver.clone();
-            let reader = stream_reader(&this, read, target, &*receiver, &tx, standing);
+            let conn = Connection {
+                target,
+                tx,
+                standing,
+                outbound,
+            };
             let close = tokio::select! {
-                close = reader => Some(close),
-                _ = stream_writer(write, rx) => None,
+                close = this.run(stream, handshake, conn, rx) => close,
                 _ = this.shutdown.cancelled() => None,
             };
             this.forget(id);
@@ -263,24 +339,114 @@ impl Transports {
         Ok(())
     }
 
+    /// A connection's life after adoption: the TLS handshake (under its
+    /// deadline) when there is one, then reader and writer until either
+    /// stops.
+    async fn run(
+        &self,
+        stream: TcpStream,
+        handshake: Handshake,
+        conn: Connection,
+        rx: mpsc::Receiver<Bytes>,
+    ) -> Option<Close> {
+        let deadline = self.config.handshake_timeout;
+        match handshake {
+            Handshake::None => {
+                let (read, write) = stream.into_split();
+                self.serve(read, write, conn, rx).await
+            }
+            Handshake::Accept(acceptor) => {
+                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let (read, write) = tokio::io::split(tls);
+                        self.serve(read, write, conn, rx).await
+                    }
+                    Ok(Err(e)) => Some(self.handshake_failed(&conn, &rx, &e.to_string())),
+                    Err(_) => Some(Close::HandshakeTimeout),
+                }
+            }
+            Handshake::Connect(connector, name) => {
+                match tokio::time::timeout(deadline, connector.connect(name, stream)).await {
+                    Ok(Ok(tls)) => {
+                        let (read, write) = tokio::io::split(tls);
+                        self.serve(read, write, conn, rx).await
+                    }
+                    Ok(Err(e)) => Some(self.handshake_failed(&conn, &rx, &e.to_string())),
+                    Err(_) => {
+                        self.handshake_failed(&conn, &rx, "timed out");
+                        Some(Close::HandshakeTimeout)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs a failed handshake; on a connection we opened the messages
+    /// waiting for it are lost, as with a failed connect.
+    fn handshake_failed(
+        &self,
+        conn: &Connection,
+        rx: &mpsc::Receiver<Bytes>,
+        cause: &str,
+    ) -> Close {
+        let remote = conn.target.remote;
+        if conn.outbound {
+            self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+            let dropped = rx.len();
+            self.stats
+                .send_errors
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            warn!(%remote, cause, dropped, "outbound TLS handshake failed");
+        } else {
+            debug!(%remote, cause, "inbound TLS handshake failed");
+        }
+        Close::HandshakeFailed
+    }
+
+    /// Reader and writer of an established connection.
+    async fn serve<R, W>(
+        &self,
+        read: R,
+        write: W,
+        conn: Connection,
+        rx: mpsc::Receiver<Bytes>,
+    ) -> Option<Close>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let receiver = self.receiver.clone();
+        let reader = stream_reader(self, read, conn.target, &*receiver, &conn.tx, conn.standing);
+        tokio::select! {
+            close = reader => Some(close),
+            _ = stream_writer(write, rx) => None,
+        }
+    }
+
     fn count_close(&self, close: Option<Close>, target: &Target) {
         let s = &self.stats;
+        let (remote, kind) = (target.remote, target.transport);
         let counter = match close {
             Some(Close::Framing(e)) => {
-                warn!(remote = %target.remote, cause = %e, "closing TCP connection: unframeable stream");
+                warn!(%remote, transport = %kind, cause = %e, "closing connection: unframeable stream");
                 &s.framing_errors
             }
             Some(Close::Slow) => {
-                debug!(remote = %target.remote, "closing TCP connection: message not completed in time");
+                debug!(%remote, transport = %kind, "closing connection: message not completed in time");
                 &s.closed_slow
             }
             Some(Close::IdleNew) => {
-                debug!(remote = %target.remote, "closing TCP connection: no SIP from a new connection");
+                debug!(%remote, transport = %kind, "closing connection: no SIP from a new connection");
                 &s.closed_idle_new
             }
             Some(Close::Idle) => &s.closed_idle,
+            Some(Close::HandshakeFailed) => &s.tls_handshake_failures,
+            Some(Close::HandshakeTimeout) => {
+                debug!(%remote, "closing connection: TLS handshake not completed in time");
+                &s.tls_handshake_timeouts
+            }
             Some(Close::PeerClosed) | None => {
-                debug!(remote = %target.remote, "TCP connection closed");
+                debug!(%remote, transport = %kind, "connection closed");
                 return;
             }
         };
@@ -291,8 +457,9 @@ impl Transports {
         if let Ok(mut table) = self.conns.lock()
             && let Some(conn) = table.by_id.remove(&id)
         {
-            if table.by_remote.get(&conn.remote) == Some(&id) {
-                table.by_remote.remove(&conn.remote);
+            let dest = (conn.kind, conn.remote);
+            if table.by_remote.get(&dest) == Some(&id) {
+                table.by_remote.remove(&dest);
             }
             if let Some(source) = conn.source
                 && let Some(n) = table.per_source.get_mut(&source)
@@ -306,31 +473,58 @@ impl Transports {
     }
 }
 
-pub(super) async fn accept_loop(transports: Arc<Transports>, listener: TcpListener) {
+/// A connection's flow and what its reader needs.
+struct Connection {
+    target: Target,
+    /// Its writer's queue (pongs go there).
+    tx: mpsc::Sender<Bytes>,
+    standing: Standing,
+    /// We opened it.
+    outbound: bool,
+}
+
+/// Accepts connections on a TCP listener; with `tls`, each one starts
+/// with a TLS server handshake.
+pub(super) async fn accept_loop(
+    transports: Arc<Transports>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
+    let kind = if tls.is_some() {
+        TransportKind::Tls
+    } else {
+        TransportKind::Tcp
+    };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = transports.shutdown.cancelled() => return,
         };
+        let handshake = match &tls {
+            Some(acceptor) => Handshake::Accept(acceptor.clone()),
+            None => Handshake::None,
+        };
         match accepted {
-            Ok((stream, remote)) => match transports.adopt(stream, Origin::Accepted) {
-                Ok(()) => {}
-                Err(Refusal::Global) => {
-                    transports
-                        .stats
-                        .refused_global
-                        .fetch_add(1, Ordering::Relaxed);
-                    warn!(%remote, "TCP connection refused: connection limit reached");
+            Ok((stream, remote)) => {
+                match transports.adopt(stream, kind, Origin::Accepted, handshake) {
+                    Ok(()) => {}
+                    Err(Refusal::Global) => {
+                        transports
+                            .stats
+                            .refused_global
+                            .fetch_add(1, Ordering::Relaxed);
+                        warn!(%remote, transport = %kind, "connection refused: connection limit reached");
+                    }
+                    Err(Refusal::PerSource) => {
+                        transports
+                            .stats
+                            .refused_per_source
+                            .fetch_add(1, Ordering::Relaxed);
+                        debug!(source = %Source::of(remote.ip()), transport = %kind, "connection refused: per-source limit reached");
+                    }
+                    Err(Refusal::Gone) => {}
                 }
-                Err(Refusal::PerSource) => {
-                    transports
-                        .stats
-                        .refused_per_source
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(source = %Source::of(remote.ip()), "TCP connection refused: per-source limit reached");
-                }
-                Err(Refusal::Gone) => {}
-            },
+            }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 warn!(cause = %e, "TCP accept failed");
@@ -346,9 +540,9 @@ pub(super) async fn accept_loop(transports: Arc<Transports>, listener: TcpListen
 /// passes: the message timeout once a message has started, the
 /// new-connection timeout until the peer has sent SIP, the idle timeout
 /// after.
-async fn stream_reader(
+async fn stream_reader<R: AsyncRead + Unpin>(
     transports: &Transports,
-    mut read: OwnedReadHalf,
+    mut read: R,
     target: Target,
     receiver: &dyn Receive,
     writer: &mpsc::Sender<Bytes>,
@@ -356,6 +550,10 @@ async fn stream_reader(
 ) -> Close {
     let config = &transports.config;
     let stats = &transports.stats;
+    let messages_in = match target.transport {
+        TransportKind::Tls => &stats.tls_in,
+        _ => &stats.tcp_in,
+    };
     let mut buf = BytesMut::with_capacity(8192);
     let mut framer = Framer::default();
     // When the first byte of the message at the front arrived.
@@ -377,7 +575,7 @@ async fn stream_reader(
                 Ok(Some(Frame::Message(n))) => {
                     let msg = buf.split_to(n).freeze();
                     message_since = None;
-                    stats.tcp_in.fetch_add(1, Ordering::Relaxed);
+                    messages_in.fetch_add(1, Ordering::Relaxed);
                     if receiver.receive(msg, target) == Received::Sip {
                         standing = Standing::Proven;
                     }
@@ -414,9 +612,14 @@ async fn stream_reader(
     }
 }
 
-async fn stream_writer(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn stream_writer<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(bytes) = rx.recv().await {
         if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+        // a TLS stream holds what it was given until flushed; on TCP this
+        // costs nothing
+        if write.flush().await.is_err() {
             return;
         }
     }

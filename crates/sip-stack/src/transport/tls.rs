@@ -1,0 +1,351 @@
+//! What SIP over TLS needs beyond TCP: the server certificate (swappable
+//! while the listener runs), the client side's trust anchors and
+//! verification, and the per-destination settings of outbound connections.
+//!
+//! The connections themselves are the TCP code's ([`super::stream`]): a
+//! TLS connection is a TCP connection whose reader and writer run on the
+//! TLS stream once the handshake (under its own deadline) is done, so
+//! framing, deadlines, caps and keep-alive pongs are the same.
+//!
+//! rustls with the `ring` provider, TLS 1.2 and 1.3 only, and rustls'
+//! default cipher suites (AEAD with forward secrecy only).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// Why a certificate, key or CA file was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate in the PEM data")]
+    NoCertificate,
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("private key: {0}")]
+    Key(String),
+    #[error("CA file: {0}")]
+    Ca(String),
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// ring, the workspace's provider (tonic's TLS uses it too; deprecated in
+/// rustls 0.23.48 only for lacking post-quantum key exchange).
+fn provider() -> Arc<CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its key from PEM data, checked to belong
+/// together.
+///
+/// # Errors
+/// No certificate, an unparseable or unsupported key, or a key that is not
+/// the certificate's.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key(e.to_string()))
+}
+
+/// The listener's certificate. Every handshake asks for the current one,
+/// so [`ServerCert::replace`] takes effect at the next connection while
+/// established ones keep what they were given.
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for ServerCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCert").finish_non_exhaustive()
+    }
+}
+
+impl ServerCert {
+    /// # Errors
+    /// As [`certified_key`].
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(Arc::new(certified_key(cert_pem, key_pem)?)),
+        }))
+    }
+
+    /// Serves this chain and key from the next handshake on.
+    pub fn replace(&self, key: CertifiedKey) {
+        match self.current.write() {
+            Ok(mut c) => *c = Arc::new(key),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(key),
+        }
+    }
+
+    /// The end-entity certificate served now (DER).
+    pub fn end_entity(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().ok()?;
+        current.cert.first().cloned()
+    }
+
+    /// A server configuration that serves this certificate: TLS 1.2 and
+    /// 1.3, rustls' default suites, no client certificates.
+    ///
+    /// # Errors
+    /// Only if the provider refused its own defaults.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c))
+    }
+}
+
+/// How one outbound TLS connection is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsPeer {
+    /// The name sent as SNI and that the certificate must carry; `None`:
+    /// the destination's IP address (checked against the certificate's IP
+    /// addresses, no SNI).
+    pub server_name: Option<String>,
+    /// `true`: any certificate is accepted (the handshake's signatures are
+    /// still checked). For trunks that present self-signed certificates.
+    pub insecure: bool,
+}
+
+/// Whether `name` can be sent as SNI and checked against a certificate
+/// (a DNS name or an IP address).
+pub fn valid_server_name(name: &str) -> bool {
+    ServerName::try_from(name).is_ok()
+}
+
+/// Settings of outbound TLS per destination address (signaling answers
+/// with the trunk's); destinations it does not know get the defaults
+/// (verification on, the IP address as name).
+pub type TlsPeers = Arc<dyn Fn(SocketAddr) -> Option<TlsPeer> + Send + Sync>;
+
+/// The client side: one configuration that verifies server certificates
+/// against the trust anchors, and one that does not (used only for
+/// destinations configured so).
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    verifying: Arc<ClientConfig>,
+    unverified: Arc<ClientConfig>,
+    anchors: usize,
+}
+
+impl TlsClient {
+    /// Trusts the system's CA certificates (when `system` is set) and the
+    /// PEM certificates in `extra_ca`. With no trust anchor at all (no
+    /// system certificates installed, no CA file) every verified handshake
+    /// fails: [`TlsClient::anchors`] tells the caller to say so.
+    ///
+    /// # Errors
+    /// An unparseable or empty `extra_ca`.
+    pub fn new(system: bool, extra_ca: Option<&[u8]>) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        if system {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::debug!(cause = %e, "a system CA certificate was not loaded");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "system CA certificates loaded");
+        }
+        if let Some(pem) = extra_ca {
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::Ca(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(TlsError::Ca("no certificate in it".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| TlsError::Ca(e.to_string()))?;
+            }
+        }
+        let anchors = roots.len();
+        let verifying = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let unverified = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                provider().signature_verification_algorithms,
+            )))
+            .with_no_client_auth();
+        Ok(Self {
+            verifying: Arc::new(verifying),
+            unverified: Arc::new(unverified),
+            anchors,
+        })
+    }
+
+    /// How many trust anchors the verifying side has.
+    pub fn anchors(&self) -> usize {
+        self.anchors
+    }
+
+    /// The configuration and name for a connection to `remote`.
+    ///
+    /// # Errors
+    /// A configured server name that is not a valid DNS name.
+    pub(super) fn for_peer(
+        &self,
+        remote: SocketAddr,
+        peer: &TlsPeer,
+    ) -> Result<(Arc<ClientConfig>, ServerName<'static>), TlsError> {
+        let name = match &peer.server_name {
+            Some(n) => ServerName::try_from(n.clone())
+                .map_err(|e| TlsError::Config(format!("server name {n:?}: {e}")))?,
+            None => ServerName::IpAddress(remote.ip().into()),
+        };
+        let config = if peer.insecure {
+            &self.unverified
+        } else {
+            &self.verifying
+        };
+        Ok((Arc::clone(config), name))
+    }
+}
+
+/// Accepts any server certificate but still checks that the peer holds
+/// its key (the handshake signatures).
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// TLS on a [`super::Transports`]: a listener (optional) and the client.
+#[derive(Debug, Clone)]
+pub struct TlsSetup {
+    /// Listen for TLS on this port of every address (0: a free one, for
+    /// tests) with this configuration; `None`: outbound TLS only.
+    pub listen: Option<(u16, Arc<ServerConfig>)>,
+    /// Outbound connections.
+    pub client: Arc<TlsClient>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_must_belong_to_its_certificate() {
+        let (cert, key) = pair("a.example");
+        let (_, other_key) = pair("b.example");
+        assert!(certified_key(cert.as_bytes(), key.as_bytes()).is_ok());
+        assert!(matches!(
+            certified_key(cert.as_bytes(), other_key.as_bytes()),
+            Err(TlsError::Key(_))
+        ));
+        assert!(matches!(
+            certified_key(b"", key.as_bytes()),
+            Err(TlsError::NoCertificate)
+        ));
+        assert!(matches!(
+            certified_key(cert.as_bytes(), b"not a key"),
+            Err(TlsError::Key(_))
+        ));
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_the_one_resolved() {
+        let (cert, key) = pair("a.example");
+        let (cert2, key2) = pair("b.example");
+        let server = ServerCert::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        let first = server.end_entity().unwrap();
+        server.replace(certified_key(cert2.as_bytes(), key2.as_bytes()).unwrap());
+        let second = server.end_entity().unwrap();
+        assert_ne!(first, second);
+        assert!(server.server_config().is_ok());
+    }
+
+    #[test]
+    fn peer_names() {
+        let (ca, _) = pair("ca.example");
+        let client = TlsClient::new(false, Some(ca.as_bytes())).unwrap();
+        assert_eq!(client.anchors(), 1);
+        let remote: SocketAddr = "192.0.2.1:5061".parse().unwrap();
+        let (_, name) = client.for_peer(remote, &TlsPeer::default()).unwrap();
+        assert_eq!(name.to_str(), "192.0.2.1");
+        let peer = TlsPeer {
+            server_name: Some("sip.example.com".into()),
+            insecure: false,
+        };
+        let (_, name) = client.for_peer(remote, &peer).unwrap();
+        assert_eq!(name.to_str(), "sip.example.com");
+        let bad = TlsPeer {
+            server_name: Some("not a name!".into()),
+            insecure: false,
+        };
+        assert!(client.for_peer(remote, &bad).is_err());
+        assert_eq!(TlsClient::new(false, None).unwrap().anchors(), 0);
+        assert!(matches!(
+            TlsClient::new(false, Some(b"garbage")),
+            Err(TlsError::Ca(_))
+        ));
+    }
+}
