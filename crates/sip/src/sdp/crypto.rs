@@ -244,10 +244,13 @@ mod tests {
 
     const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
 
+    /// Tag, suite and lifetime of a parsed line, or why it was refused.
+    type Parsed = Result<(u32, Suite, Option<u64>), CryptoError>;
+
     #[test]
     fn parses_table() {
         let k = |s: &str| decode_key(s).unwrap();
-        let cases: &[(&str, Result<(u32, Suite, Option<u64>), CryptoError>)] = &[
+        let cases: &[(&str, Parsed)] = &[
             (
                 &format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}"),
                 Ok((1, Suite::AesCm128HmacSha1_80, None)),

@@ -131,6 +131,7 @@ impl Call {
                 leg: "A".into(),
                 remote_sdp: offer.clone(),
                 address_family: family(self.a.source.local.ip()).into(),
+                srtp: pb::SrtpPolicy::Optional.into(),
             };
             match mgr.create_session(req).await {
                 Ok(r) => {
@@ -211,6 +212,8 @@ impl Call {
             leg: format!("B{}", index + 1),
             remote_sdp: String::new(),
             address_family: family(remote.ip()).into(),
+            // the callee is offered plain RTP/AVP, which any phone takes
+            srtp: pb::SrtpPolicy::Optional.into(),
         };
         let mgr = Arc::clone(&media.mgr);
         match mgr.create_session(req).await {
