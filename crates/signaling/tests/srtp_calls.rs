@@ -3,7 +3,8 @@
 //! the other (samples checked); the callee is offered plain RTP/AVP; what
 //! reaches the SRTP phone is ciphertext that decodes only with the key of
 //! the manager's a=crypto; a plain offer to a route that requires SRTP gets
-//! 488; a bad `srtp` value in a route is refused naming the field.
+//! 488, as does one from an account that requires SRTP; a bad `srtp`
+//! value in a route or an account is refused naming the field.
 
 #![allow(clippy::unwrap_used)]
 
@@ -198,6 +199,32 @@ async fn a_plain_offer_to_a_required_route_gets_488_and_elsewhere_plain() {
         let d = switchboard_sip::sdp::parse(body).unwrap();
         assert!(!d.is_savp() && d.crypto.is_empty());
     }
+
+    // alice's account requires SRTP: the optional route refuses her plain
+    // offer too
+    let (status, e) = s
+        .http(
+            "PATCH",
+            "/api/v1/accounts/1",
+            Some(&serde_json::json!({"srtp": "sometimes"})),
+        )
+        .await;
+    assert!(status == 400 || status == 422, "{status} {e}");
+    assert!(e.to_string().contains("srtp"), "{e}");
+    let (status, a) = s
+        .http(
+            "PATCH",
+            "/api/v1/accounts/1",
+            Some(&serde_json::json!({"srtp": "required"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["srtp"], "required", "{a}");
+    let mut d = alice.dialog_to("alice", "4001");
+    let (r, _) = alice
+        .invite(&mut d, "alice", "alice-secret", &offer, &[])
+        .await;
+    assert_eq!(r.code, 488, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
