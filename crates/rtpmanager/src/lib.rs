@@ -16,6 +16,7 @@ pub mod probe;
 pub mod recording;
 pub mod security;
 pub mod service;
+pub mod srtp;
 pub mod stream;
 
 use std::future::Future;

@@ -270,6 +270,7 @@ pub fn json_line(addr: SocketAddr, h: &pb::HealthResponse) -> String {
         "sessions_expired": h.sessions_expired,
         "events_dropped": h.events_dropped,
         "recording_dropped": h.recording_dropped,
+        "srtp_dropped": h.srtp_dropped,
     })
     .to_string()
 }

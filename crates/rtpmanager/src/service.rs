@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind};
+use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind, SrtpPolicy};
 
 /// A server-streamed reply.
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -124,6 +124,7 @@ fn health(h: engine::Health) -> pb::HealthResponse {
         sessions_expired: h.stats.sessions_expired,
         events_dropped: h.stats.events_dropped,
         recording_dropped: h.stats.recording_dropped,
+        srtp_dropped: h.stats.srtp_dropped,
     }
 }
 
@@ -153,9 +154,20 @@ impl pb::rtp_manager_server::RtpManager for Service {
         let r = request.into_inner();
         let remote = (!r.remote_sdp.is_empty()).then_some(r.remote_sdp.as_bytes());
         let family = (!r.address_family.is_empty()).then_some(r.address_family.as_str());
+        let srtp = match pb::SrtpPolicy::try_from(r.srtp) {
+            Ok(pb::SrtpPolicy::Unspecified | pb::SrtpPolicy::Optional) => SrtpPolicy::Optional,
+            Ok(pb::SrtpPolicy::Disabled) => SrtpPolicy::Disabled,
+            Ok(pb::SrtpPolicy::Required) => SrtpPolicy::Required,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "srtp: {} is not an SrtpPolicy",
+                    r.srtp
+                )));
+            }
+        };
         let c = self
             .engine
-            .create_session(&r.call_id, &r.leg, remote, family)
+            .create_session(&r.call_id, &r.leg, remote, family, srtp)
             .await?;
         Ok(Response::new(pb::CreateSessionResponse {
             session_id: c.session_id,

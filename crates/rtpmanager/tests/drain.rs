@@ -177,6 +177,7 @@ impl Proc {
                 leg: "a".into(),
                 remote_sdp: offer.unwrap_or_default(),
                 address_family: String::new(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())

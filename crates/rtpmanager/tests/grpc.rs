@@ -567,6 +567,7 @@ async fn an_ipv6_phone_talks_to_an_ipv4_phone() {
             leg: "callee".into(),
             remote_sdp: String::new(),
             address_family: "IP4".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -331,6 +331,9 @@ struct AccountBody {
     domain: Option<String>,
     #[serde(default)]
     max_concurrent_calls: Option<i64>,
+    /// `optional` (default) or `required`.
+    #[serde(default)]
+    srtp: Option<String>,
 }
 
 async fn create_account(
@@ -343,6 +346,7 @@ async fn create_account(
             name: body.name,
             domain: body.domain.map(|d| d.to_ascii_lowercase()),
             max_concurrent_calls: body.max_concurrent_calls.unwrap_or(0),
+            srtp: body.srtp,
         })
         .await?;
     node.directory.upsert_account(&a);
@@ -358,6 +362,8 @@ struct AccountPatchBody {
     domain: Option<Option<String>>,
     #[serde(default)]
     max_concurrent_calls: Option<i64>,
+    #[serde(default)]
+    srtp: Option<String>,
 }
 
 async fn update_account(
@@ -389,6 +395,7 @@ async fn update_account(
                 name: body.name,
                 domain: body.domain.map(|d| d.map(|d| d.to_ascii_lowercase())),
                 max_concurrent_calls: body.max_concurrent_calls,
+                srtp: body.srtp,
             },
         )
         .await?;

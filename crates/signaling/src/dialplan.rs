@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod origin;
+mod srtp;
+
+pub use srtp::Srtp;
 
 pub use origin::{Origin, RouteFrom};
 
@@ -73,6 +76,10 @@ pub struct RouteFile {
     /// instead of anchoring it on an RTP manager.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub direct_media: bool,
+    /// `"optional"` (the default) or `"required"`: a caller offering plain
+    /// RTP gets 488 (see [`Srtp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<String>,
     pub actions: Vec<ActionFile>,
 }
 
@@ -107,6 +114,7 @@ pub struct Route {
     /// The callers it serves.
     pub from: RouteFrom,
     pub direct_media: bool,
+    pub srtp: Srtp,
     pub actions: Vec<Action>,
 }
 
@@ -215,6 +223,7 @@ impl Dialplan {
                 from: None,
                 allow_trunk_to_trunk: false,
                 direct_media: false,
+                srtp: None,
                 actions: vec![ActionFile {
                     kind: "dial".into(),
                     params: serde_json::json!({"target": "user/${destination}", "timeout": 30}),
@@ -265,6 +274,7 @@ impl Dialplan {
                 actions.push(action(a, &at, &mut vars)?);
             }
             let from = origin::check(r, &actions, &here)?;
+            let srtp = Srtp::parse(r.srtp.as_deref(), &format!("{here}.srtp"))?;
             if r.enabled {
                 routes.push((
                     i,
@@ -275,6 +285,7 @@ impl Dialplan {
                         account_id: r.account_id,
                         from,
                         direct_media: r.direct_media,
+                        srtp,
                         actions,
                     },
                 ));

@@ -60,6 +60,9 @@ pub struct AccountEntry {
     /// The digest realm: the account's domain, or the server realm.
     pub realm: String,
     pub max_concurrent_calls: i64,
+    /// The account's SRTP setting; `Required` makes every route require it
+    /// of the account's phones.
+    pub srtp: crate::dialplan::Srtp,
 }
 
 #[derive(Default)]
@@ -127,6 +130,11 @@ impl Directory {
             domain: a.domain.clone(),
             realm: self.realm_for(a),
             max_concurrent_calls: a.max_concurrent_calls,
+            srtp: if a.srtp == "required" {
+                crate::dialplan::Srtp::Required
+            } else {
+                crate::dialplan::Srtp::Optional
+            },
         });
         match &a.domain {
             Some(d) => {

@@ -18,6 +18,8 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
+pub mod crypto;
+
 /// The media direction attribute (RFC 3264 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -130,6 +132,9 @@ pub struct Description {
     pub rtcp_mux: bool,
     /// Every m= line, in order, for declining the non-audio ones.
     pub media: Vec<MediaLine>,
+    /// The audio stream's `a=crypto` values (RFC 4568), unparsed; see
+    /// [`crypto::choose`].
+    pub crypto: Vec<String>,
 }
 
 impl Description {
@@ -141,6 +146,18 @@ impl Description {
             return None;
         }
         Some(SocketAddr::new(ip, self.audio_port))
+    }
+
+    /// The audio m= line's transport protocol (`RTP/AVP`, `RTP/SAVP`, ...).
+    pub fn audio_proto(&self) -> &str {
+        self.audio_index
+            .and_then(|i| self.media.get(i))
+            .map_or("RTP/AVP", |m| m.proto.as_str())
+    }
+
+    /// Whether the audio stream is SRTP keyed in SDP: `RTP/SAVP` (RFC 3711).
+    pub fn is_savp(&self) -> bool {
+        self.audio_proto().eq_ignore_ascii_case("RTP/SAVP")
     }
 }
 
@@ -182,6 +199,8 @@ struct Section<'a> {
     direction: Option<Direction>,
     ptime: Option<u32>,
     rtcp_mux: bool,
+    /// `a=crypto` values.
+    crypto: Vec<&'a str>,
     /// `(pt, encoding name, clock rate)` from `a=rtpmap`.
     rtpmaps: Vec<(u8, &'a str, u32)>,
 }
@@ -207,6 +226,9 @@ impl<'a> Section<'a> {
             }
         } else if name.eq_ignore_ascii_case("rtcp-mux") {
             self.rtcp_mux = true;
+        } else if name.eq_ignore_ascii_case("crypto") && self.crypto.len() < 16 {
+            // a few lines are plenty to choose from; more are ignored
+            self.crypto.push(val);
         }
     }
 
@@ -415,6 +437,7 @@ pub fn parse(body: &[u8]) -> Result<Description, SdpError> {
         direction,
         ptime: audio.ptime.or(session.ptime),
         rtcp_mux: audio.rtcp_mux || session.rtcp_mux,
+        crypto: audio.crypto.iter().map(|c| (*c).to_owned()).collect(),
         media: sections.into_iter().map(|(m, _)| m).collect(),
     })
 }
@@ -469,6 +492,8 @@ fn session_header(local: &LocalMedia) -> String {
 }
 
 /// The audio m= line and its attributes. `codecs` are `(pt, name, rate)`.
+/// With `crypto` (the value of an `a=crypto` attribute) the stream is
+/// `RTP/SAVP`, else `RTP/AVP`.
 fn audio_section(
     out: &mut String,
     port: u16,
@@ -476,9 +501,15 @@ fn audio_section(
     te_pt: Option<u8>,
     direction: Direction,
     ptime: u32,
+    crypto: Option<&str>,
 ) {
     let te_pt = te_pt.filter(|te| !codecs.iter().any(|(pt, _, _)| pt == te));
-    let mut m = format!("m=audio {port} RTP/AVP");
+    let proto = if crypto.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    let mut m = format!("m=audio {port} {proto}");
     for pt in codecs.iter().map(|(pt, _, _)| *pt).chain(te_pt) {
         let _ = write!(m, " {pt}");
     }
@@ -494,6 +525,10 @@ fn audio_section(
         push_line(out, format_args!("a=ptime:{ptime}"));
     }
     push_line(out, format_args!("a={direction}"));
+    if let Some(c) = crypto {
+        let c: String = c.chars().filter(|c| !c.is_ascii_control()).collect();
+        push_line(out, format_args!("a=crypto:{c}"));
+    }
 }
 
 /// An offer listing `codecs` (in this order) plus telephone-event (PT
@@ -506,6 +541,19 @@ pub fn offer(
     direction: Direction,
     ptime: u32,
 ) -> String {
+    offer_with_crypto(local, codecs, te_pt, direction, ptime, None)
+}
+
+/// [`offer`], as `RTP/SAVP` with this `a=crypto` value when `crypto` is
+/// `Some`.
+pub fn offer_with_crypto(
+    local: &LocalMedia,
+    codecs: &[(u8, &str)],
+    te_pt: Option<u8>,
+    direction: Direction,
+    ptime: u32,
+    crypto: Option<&str>,
+) -> String {
     let codecs: Vec<(u8, String, u32)> = codecs
         .iter()
         .map(|&(pt, name)| {
@@ -514,7 +562,9 @@ pub fn offer(
         })
         .collect();
     let mut out = session_header(local);
-    audio_section(&mut out, local.port, &codecs, te_pt, direction, ptime);
+    audio_section(
+        &mut out, local.port, &codecs, te_pt, direction, ptime, crypto,
+    );
     out
 }
 
@@ -532,6 +582,19 @@ pub fn answer(
     chosen: (u8, &str),
     direction_override: Option<Direction>,
     ptime: u32,
+) -> String {
+    answer_with_crypto(local, remote, chosen, direction_override, ptime, None)
+}
+
+/// [`answer`], with the audio stream `RTP/SAVP` and this `a=crypto` value
+/// when `crypto` is `Some`.
+pub fn answer_with_crypto(
+    local: &LocalMedia,
+    remote: &Description,
+    chosen: (u8, &str),
+    direction_override: Option<Direction>,
+    ptime: u32,
+    crypto: Option<&str>,
 ) -> String {
     let (pt, name) = chosen;
     let rate = remote
@@ -555,6 +618,7 @@ pub fn answer(
                 remote.telephone_event,
                 direction,
                 ptime,
+                crypto,
             );
             wrote_audio = true;
         } else {
@@ -573,6 +637,7 @@ pub fn answer(
             remote.telephone_event,
             direction,
             ptime,
+            crypto,
         );
     }
     out

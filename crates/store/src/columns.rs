@@ -5,7 +5,7 @@
 
 macro_rules! account_cols {
     () => {
-        "id, name, domain, max_concurrent_calls, created_at"
+        "id, name, domain, max_concurrent_calls, created_at, srtp"
     };
 }
 macro_rules! user_cols {

@@ -31,6 +31,7 @@
 //!         name: "acme".into(),
 //!         domain: Some("sip.acme.example".into()),
 //!         max_concurrent_calls: 0,
+//!         srtp: None,
 //!     })
 //!     .await?;
 //! assert_eq!(store.account_for_domain("SIP.ACME.example").await?.id, acme.id);

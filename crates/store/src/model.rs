@@ -25,6 +25,9 @@ pub struct Account {
     pub max_concurrent_calls: i64,
     /// Creation time, unix ms.
     pub created_at: i64,
+    /// SRTP for the account's callers: `optional` (the default) or
+    /// `required` (a call offering plain RTP gets 488).
+    pub srtp: String,
 }
 
 impl Account {
@@ -45,6 +48,9 @@ pub struct NewAccount {
     /// 0 (the default) means unlimited.
     #[serde(default)]
     pub max_concurrent_calls: i64,
+    /// `optional` (the default when `None`) or `required`.
+    #[serde(default)]
+    pub srtp: Option<String>,
 }
 
 /// Partial update of an account: `None` leaves a field unchanged.
@@ -66,6 +72,9 @@ pub struct AccountPatch {
     /// New call cap (0 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_calls: Option<i64>,
+    /// New SRTP setting (`optional` or `required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<String>,
 }
 
 /// A SIP user that can register and place calls.
@@ -172,7 +181,10 @@ impl UserPatch {
 impl AccountPatch {
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.name.is_none() && self.domain.is_none() && self.max_concurrent_calls.is_none()
+        self.name.is_none()
+            && self.domain.is_none()
+            && self.max_concurrent_calls.is_none()
+            && self.srtp.is_none()
     }
 }
 

@@ -199,14 +199,15 @@ impl SqliteBackend {
 
     async fn create_account(&self, new: NewAccount) -> Result<Account> {
         Ok(sqlx::query_as(concat!(
-            "INSERT INTO accounts (name, domain, max_concurrent_calls, created_at) ",
-            "VALUES (?, ?, ?, ?) RETURNING ",
+            "INSERT INTO accounts (name, domain, max_concurrent_calls, created_at, srtp) ",
+            "VALUES (?, ?, ?, ?, ?) RETURNING ",
             account_cols!()
         ))
         .bind(new.name)
         .bind(new.domain)
         .bind(new.max_concurrent_calls)
         .bind(now_ms())
+        .bind(new.srtp.unwrap_or_else(|| "optional".into()))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -223,6 +224,9 @@ impl SqliteBackend {
         if let Some(max) = patch.max_concurrent_calls {
             set.push("max_concurrent_calls = ")
                 .push_bind_unseparated(max);
+        }
+        if let Some(srtp) = patch.srtp {
+            set.push("srtp = ").push_bind_unseparated(srtp);
         }
         qb.push(" WHERE id = ")
             .push_bind(id)
@@ -816,6 +820,7 @@ mod tests {
             name: "acme".into(),
             domain: None,
             max_concurrent_calls: 0,
+            srtp: None,
         })
         .await?;
         for f in [DB_FILE, "switchboard.db-wal", "switchboard.db-shm"] {

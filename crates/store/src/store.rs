@@ -234,6 +234,7 @@ impl Store {
             name: validate::account_name(&new.name)?,
             domain: validate::opt_domain(new.domain.as_deref())?,
             max_concurrent_calls: validate::max_concurrent_calls(new.max_concurrent_calls)?,
+            srtp: Some(validate::srtp(new.srtp.as_deref().unwrap_or("optional"))?),
         };
         self.0.create_account(new).await
     }
@@ -258,6 +259,7 @@ impl Store {
                 .max_concurrent_calls
                 .map(validate::max_concurrent_calls)
                 .transpose()?,
+            srtp: patch.srtp.as_deref().map(validate::srtp).transpose()?,
         };
         if patch.is_empty() {
             return self.0.get_account(id).await;

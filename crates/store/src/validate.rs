@@ -84,6 +84,14 @@ pub(crate) fn max_concurrent_calls(value: i64) -> Result<i64> {
     Ok(value)
 }
 
+/// An account's SRTP setting: `optional` or `required`.
+pub(crate) fn srtp(value: &str) -> Result<String> {
+    match value {
+        "optional" | "required" => Ok(value.to_owned()),
+        _ => Err(invalid("srtp", "must be \"optional\" or \"required\"")),
+    }
+}
+
 /// Username: 1 to 64 characters of `[A-Za-z0-9._~+-]` (unreserved in a SIP
 /// URI user part, so it never needs escaping).
 pub(crate) fn username(value: &str) -> Result<String> {

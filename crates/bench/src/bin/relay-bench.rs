@@ -102,6 +102,7 @@ async fn setup_switchboard(
                     leg: leg.into(),
                     remote_sdp: sdp(port, i),
                     address_family: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .with_context(|| format!("create session {i}{leg}"))?

@@ -12,21 +12,23 @@
 //! (recordings, prompts) runs on tokio's blocking pool, never on the
 //! packet path.
 
+mod negotiate;
 mod packets;
+mod paths;
 mod playback;
 mod session;
 mod sweep;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use switchboard_media::g711::Codec;
 use switchboard_media::learning::Policy;
-use switchboard_sip::sdp::{self, Description, Direction, LocalMedia};
+use switchboard_sip::sdp::{self, Direction, LocalMedia};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,11 @@ use tracing::{debug, info, warn};
 
 use crate::ports::PortPool;
 use crate::recording;
+use negotiate::{choose, offer_crypto, on_answer, on_offer, our_answer, our_offer, parse_sdp};
+use paths::{safe_relative, with_wav};
 use session::{Lease, Mode, Session, State};
+
+pub use crate::srtp::SrtpPolicy;
 
 /// Codecs the engine can receive, send and transcode between, in the order
 /// it offers them.
@@ -182,6 +188,9 @@ pub struct Counters {
     pub events_dropped: AtomicU64,
     /// Recorded packets dropped because the writer fell behind.
     pub recording_dropped: AtomicU64,
+    /// SRTP/SRTCP packets of SRTP legs dropped because they did not
+    /// authenticate (bad tag, wrong key, replay, malformed).
+    pub srtp_dropped: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -191,6 +200,7 @@ pub struct Stats {
     pub sessions_expired: u64,
     pub events_dropped: u64,
     pub recording_dropped: u64,
+    pub srtp_dropped: u64,
 }
 
 impl Counters {
@@ -201,6 +211,7 @@ impl Counters {
             sessions_expired: self.sessions_expired.load(l),
             events_dropped: self.events_dropped.load(l),
             recording_dropped: self.recording_dropped.load(l),
+            srtp_dropped: self.srtp_dropped.load(l),
         }
     }
 }
@@ -382,13 +393,15 @@ impl Engine {
 
     /// Allocates a port pair for a leg and answers its offer, or writes our
     /// offer when there is none. `family` picks the address family of our
-    /// offer ("IP4"/"IP6"); an offer's own c= decides otherwise.
+    /// offer ("IP4"/"IP6"); an offer's own c= decides otherwise. `srtp`
+    /// is the leg's SRTP policy (see [`SrtpPolicy`]).
     pub async fn create_session(
         &self,
         call_id: &str,
         leg: &str,
         remote_sdp: Option<&[u8]>,
         family: Option<&str>,
+        srtp: SrtpPolicy,
     ) -> Result<Created, EngineError> {
         if self.inner.draining.load(Ordering::Relaxed) {
             return Err(EngineError::Draining);
@@ -413,12 +426,17 @@ impl Engine {
             Some(d) => Some(choose(d)?),
             None => None,
         };
+        let mut leg_srtp = None;
+        if let Some(d) = &remote {
+            on_offer(d, srtp, None)?.apply(&mut leg_srtp);
+        }
         let (port, rtp, rtcp) = self.bind_pair(address.bind)?;
         let local = SocketAddr::new(address.advertise, port);
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = format!("{:08x}-{n}", rand::random::<u32>()).into();
         let sdp_session_id = u64::from(rand::random::<u32>());
         let mut state = State::new(chosen, self.inner.config.source_policy);
+        state.srtp_policy = srtp;
         let media = LocalMedia {
             address: local.ip(),
             port,
@@ -426,11 +444,16 @@ impl Engine {
             version: 1,
         };
         let local_sdp = match (&remote, chosen) {
-            (Some(d), Some((pt, codec))) => {
+            (Some(d), Some(chosen)) => {
                 state.apply_remote(d, false);
-                sdp::answer(&media, d, (pt, codec.name()), None, PTIME_MS)
+                let answer = our_answer(&media, d, chosen, leg_srtp.as_ref());
+                state.srtp = leg_srtp;
+                answer
             }
-            _ => our_offer(&media, Direction::SendRecv),
+            _ => {
+                state.offered_crypto = offer_crypto(srtp, None);
+                our_offer(&media, Direction::SendRecv, state.offered_crypto.as_ref())
+            }
         };
         let telephone_event = state.te_pt;
         let session = Arc::new(Session {
@@ -546,11 +569,19 @@ impl Engine {
         let d = parse_sdp(remote_sdp)?;
         let chosen = choose(&d)?;
         let mut st = lock(&session.state);
+        // checked before anything changes: a refused SDP leaves the leg as
+        // it was (its keys included)
+        let next = if is_offer {
+            on_offer(&d, st.srtp_policy, st.srtp.as_ref())?
+        } else {
+            on_answer(&d, st.offered_crypto.as_ref(), st.srtp.as_ref())?
+        };
+        next.apply(&mut st.srtp);
         st.apply_remote(&d, is_offer);
         st.codec = Some(chosen);
         let local_sdp = is_offer.then(|| {
             let media = session.media(session.next_version());
-            sdp::answer(&media, &d, (chosen.0, chosen.1.name()), None, PTIME_MS)
+            our_answer(&media, &d, chosen, st.srtp.as_ref())
         });
         Ok(Updated {
             local_sdp,
@@ -563,7 +594,9 @@ impl Engine {
     pub fn create_offer(&self, id: &str, direction: Direction) -> Result<String, EngineError> {
         let session = self.session(id)?;
         let media = session.media(session.next_version());
-        Ok(our_offer(&media, direction))
+        let mut st = lock(&session.state);
+        st.offered_crypto = offer_crypto(st.srtp_policy, st.srtp.as_ref());
+        Ok(our_offer(&media, direction, st.offered_crypto.as_ref()))
     }
 
     pub fn bridge(&self, a: &str, b: &str) -> Result<(), EngineError> {
@@ -733,65 +766,6 @@ impl Engine {
         debug!(session = id, "session destroyed");
         Ok(info)
     }
-}
-
-fn parse_sdp(body: &[u8]) -> Result<Description, EngineError> {
-    sdp::parse(body).map_err(|e| EngineError::InvalidArgument(format!("remote_sdp: {e}")))
-}
-
-/// The first offered codec we support (PCMU or PCMA), keeping its PT.
-fn choose(d: &Description) -> Result<(u8, Codec), EngineError> {
-    let names: Vec<&str> = CODECS.iter().map(|c| c.name()).collect();
-    sdp::choose_codec(d, &names)
-        .and_then(|c| Codec::from_name(&c.name).map(|codec| (c.payload_type, codec)))
-        .ok_or_else(|| {
-            EngineError::InvalidArgument(format!(
-                "remote_sdp: no common codec (offered {}; supported PCMU, PCMA)",
-                d.codecs
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
-}
-
-fn our_offer(media: &LocalMedia, direction: Direction) -> String {
-    let codecs: Vec<(u8, &str)> = CODECS
-        .iter()
-        .map(|c| (c.payload_type(), c.name()))
-        .collect();
-    sdp::offer(media, &codecs, Some(OFFER_TE_PT), direction, PTIME_MS)
-}
-
-/// `path` ending in `.wav` (appended unless it already ends so; a name
-/// such as `call-1@10.0.0.1` keeps its dots).
-fn with_wav(path: PathBuf) -> PathBuf {
-    let is_wav = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-    if is_wav {
-        path
-    } else {
-        let mut s = path.into_os_string();
-        s.push(".wav");
-        PathBuf::from(s)
-    }
-}
-
-/// A relative path without `..`, root or prefix components.
-fn safe_relative(name: &str) -> Result<PathBuf, String> {
-    let path = Path::new(name);
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if path
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(format!("{name:?} must be a relative path without '..'"));
-    }
-    Ok(path.to_path_buf())
 }
 
 fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {

@@ -18,6 +18,8 @@ use crate::stream::Source;
 
 /// Buffers a receive task reuses for every packet.
 struct Scratch {
+    /// An SRTP leg's packet, decrypted.
+    plain: Vec<u8>,
     out: Vec<u8>,
     payload: Vec<u8>,
     samples: Vec<i16>,
@@ -31,6 +33,7 @@ pub(super) async fn rtp_loop(session: Arc<Session>) {
     let serve = async {
         let mut buf = vec![0u8; 2048];
         let mut scratch = Scratch {
+            plain: Vec::with_capacity(2048),
             out: Vec::with_capacity(2048),
             payload: Vec::with_capacity(1024),
             samples: Vec::with_capacity(1024),
@@ -67,7 +70,41 @@ fn foreign(session: &Session, st: &mut State, from: SocketAddr, what: &str) {
     }
 }
 
+/// Counts an SRTP or SRTCP packet that did not authenticate.
+fn srtp_refused(session: &Session, st: &mut State, from: SocketAddr) {
+    session
+        .counters
+        .srtp_dropped
+        .fetch_add(1, Ordering::Relaxed);
+    st.dropped += 1;
+    st.srtp_refused += 1;
+    if st.srtp_refused == 1 {
+        info!(session = %session.id, call_id = %session.call_id, %from, "SRTP packets that do not authenticate dropped");
+    }
+}
+
 fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut Scratch) {
+    // an SRTP leg's packets are authenticated and decrypted before anything
+    // else looks at them (source learning included)
+    let packet = {
+        let mut guard = lock(&session.state);
+        let st = &mut *guard;
+        match st.srtp.as_mut() {
+            None => packet,
+            Some(srtp) => {
+                let ok = if is_rtcp(packet) {
+                    srtp.unprotect_rtcp(packet, &mut scratch.plain)
+                } else {
+                    srtp.unprotect_rtp(packet, &mut scratch.plain)
+                };
+                if !ok {
+                    srtp_refused(session, st, from);
+                    return;
+                }
+                &scratch.plain[..]
+            }
+        }
+    };
     if is_rtcp(packet) {
         // RTCP multiplexed on the RTP port: only from the locked source
         let mut st = lock(&session.state);
@@ -180,6 +217,7 @@ fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut
 /// (else RR), a reception report of its stream, SDES CNAME.
 pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
     let mut buf = vec![0u8; 1500];
+    let mut plain = Vec::with_capacity(1500);
     // spread the sessions' reports over the interval instead of sending
     // them all at once
     let spread = interval.as_millis().max(1) as u64;
@@ -191,10 +229,19 @@ pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
         tokio::select! {
             r = session.rtcp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                let packet = &buf[..n];
-                let sender = rtcp::sender_ssrc(packet);
                 let mut guard = lock(&session.state);
                 let st = &mut *guard;
+                let packet = match st.srtp.as_mut() {
+                    None => &buf[..n],
+                    Some(srtp) => {
+                        if !srtp.unprotect_rtcp(&buf[..n], &mut plain) {
+                            srtp_refused(&session, st, from);
+                            continue;
+                        }
+                        &plain[..]
+                    }
+                };
+                let sender = rtcp::sender_ssrc(packet);
                 match st.rtcp_source.on_packet(from, sender, &st.source, st.remote_ssrc) {
                     Verdict::Accept | Verdict::Locked(..) => {
                         st.rtcp_received += 1;
@@ -206,7 +253,13 @@ pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
                 }
             }
             _ = tick.tick() => {
-                let report = lock(&session.state).rtcp_report(&cname);
+                let report = {
+                    let mut st = lock(&session.state);
+                    st.rtcp_report(&cname).and_then(|(to, mut bytes)| match st.srtp.as_mut() {
+                        Some(srtp) => srtp.protect_rtcp(&mut bytes).then_some((to, bytes)),
+                        None => Some((to, bytes)),
+                    })
+                };
                 if let Some((to, bytes)) = report {
                     let _ = session.rtcp.try_send_to(&bytes, to);
                 }

@@ -23,7 +23,9 @@ use super::{
 };
 use crate::ports::PortPool;
 use crate::recording::Tap;
+use crate::srtp::{LegSrtp, SrtpPolicy};
 use crate::stream::{OutStream, Source};
+use switchboard_sip::sdp::crypto::Crypto;
 
 pub(super) struct Session {
     pub(super) id: Arc<str>,
@@ -89,6 +91,8 @@ pub(super) struct State {
     pub(super) dropped: u64,
     /// Packets from addresses the leg's source is not locked to.
     pub(super) foreign: u64,
+    /// SRTP/SRTCP packets that did not authenticate.
+    pub(super) srtp_refused: u64,
     pub(super) rtcp_received: u64,
     /// The SSRC the leg sends with (for our reception reports).
     pub(super) remote_ssrc: Option<u32>,
@@ -96,6 +100,12 @@ pub(super) struct State {
     pub(super) last_sr: Option<(u32, Instant)>,
     /// Our packet count at the previous report (SR only when it grew).
     pub(super) reported_packets: u64,
+    /// The leg's SRTP policy.
+    pub(super) srtp_policy: SrtpPolicy,
+    /// The leg's SRTP keys; `None`: plain RTP.
+    pub(super) srtp: Option<LegSrtp>,
+    /// The `a=crypto` of our last offer to the leg (`None`: it was plain).
+    pub(super) offered_crypto: Option<Crypto>,
 }
 
 impl State {
@@ -116,10 +126,14 @@ impl State {
             recorder: None,
             dropped: 0,
             foreign: 0,
+            srtp_refused: 0,
             rtcp_received: 0,
             remote_ssrc: None,
             last_sr: None,
             reported_packets: 0,
+            srtp_policy: SrtpPolicy::default(),
+            srtp: None,
+            offered_crypto: None,
         }
     }
 
@@ -345,6 +359,12 @@ impl Session {
         buf.clear();
         write_header(buf, pt, marker || switched, seq, ts, st.out.ssrc);
         buf.extend_from_slice(payload);
+        if let Some(srtp) = st.srtp.as_mut()
+            && !srtp.protect_rtp(buf)
+        {
+            st.dropped += 1;
+            return false;
+        }
         match self.rtp.try_send_to(buf, to) {
             Ok(_) => true,
             Err(_) => {

@@ -16,6 +16,8 @@ use switchboard_sip::sdp;
 use tokio::net::{TcpListener, UdpSocket};
 use tonic::transport::Channel;
 
+pub mod srtp;
+
 pub struct Manager {
     pub client: RtpManagerClient<Channel>,
     pub running: switchboard_rtpmanager::Running,
@@ -258,6 +260,7 @@ pub async fn create(
             leg: leg.into(),
             remote_sdp: offer.unwrap_or_default(),
             address_family: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -459,6 +459,10 @@ impl Call {
             debug!(call = %self.id, account = self.account_id, "max_concurrent_calls reached on the platform");
             self.end_call(Side::System, reason, code, None);
         }
+        if self.phase != Phase::Over && self.srtp_refused() {
+            info!(call = %self.id, route = %self.route.id, "plain RTP offered on a route that requires SRTP");
+            self.end_call(Side::System, "Not Acceptable Here", 488, None);
+        }
         let anchor = !self.route.direct_media && self.calls.media.anchors();
         if anchor
             && self.phase != Phase::Over

@@ -207,7 +207,7 @@ impl Calls {
         }
         let destination = req.uri.user.clone().unwrap_or_else(|| req.uri.host.clone());
         let dialplan = self.dialplan();
-        let Some(route) = dialplan
+        let Some(mut route) = dialplan
             .route_for(&destination, account.id, origin)
             .cloned()
         else {
@@ -237,6 +237,12 @@ impl Calls {
             };
             debug!(account = account.id, "max_concurrent_calls reached");
             return self.respond(&tx, &req, code, reason);
+        }
+        // an account that requires SRTP requires it of its phones on every
+        // route (calls in from its trunks keep the route's setting: a
+        // provider's plain RTP is not the account's phones' choice)
+        if account.srtp == crate::dialplan::Srtp::Required && origin == Origin::User {
+            route.srtp = crate::dialplan::Srtp::Required;
         }
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         self.spawn_call(

@@ -162,14 +162,15 @@ impl PgBackend {
 
     pub(super) async fn create_account(&self, new: NewAccount) -> Result<Account> {
         Ok(sqlx::query_as(concat!(
-            "INSERT INTO accounts (name, domain, max_concurrent_calls, created_at) ",
-            "VALUES ($1, $2, $3, $4) RETURNING ",
+            "INSERT INTO accounts (name, domain, max_concurrent_calls, created_at, srtp) ",
+            "VALUES ($1, $2, $3, $4, $5) RETURNING ",
             account_cols!()
         ))
         .bind(new.name)
         .bind(new.domain)
         .bind(new.max_concurrent_calls)
         .bind(now_ms())
+        .bind(new.srtp.unwrap_or_else(|| "optional".into()))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -186,6 +187,9 @@ impl PgBackend {
         if let Some(max) = patch.max_concurrent_calls {
             set.push("max_concurrent_calls = ")
                 .push_bind_unseparated(max);
+        }
+        if let Some(srtp) = patch.srtp {
+            set.push("srtp = ").push_bind_unseparated(srtp);
         }
         qb.push(" WHERE id = ")
             .push_bind(id)

@@ -29,12 +29,14 @@ pub(crate) async fn account_crud(db: &TestDb) {
             name: "  acme ".to_owned(),
             domain: Some("SIP.Acme.Example".to_owned()),
             max_concurrent_calls: 10,
+            srtp: None,
         })
         .await
         .unwrap();
     assert_eq!(acme.name, "acme");
     assert_eq!(acme.domain.as_deref(), Some("sip.acme.example"));
     assert_eq!(acme.max_concurrent_calls, 10);
+    assert_eq!(acme.srtp, "optional", "the default");
     assert!(acme.created_at >= before);
     assert!(!acme.is_default());
     assert_eq!(store.get_account(acme.id).await.unwrap(), acme);
@@ -45,6 +47,7 @@ pub(crate) async fn account_crud(db: &TestDb) {
             AccountPatch {
                 name: Some("acme-corp".to_owned()),
                 max_concurrent_calls: Some(20),
+                srtp: Some("required".to_owned()),
                 ..AccountPatch::default()
             },
         )
@@ -53,6 +56,7 @@ pub(crate) async fn account_crud(db: &TestDb) {
     assert_eq!(patched.name, "acme-corp");
     assert_eq!(patched.domain.as_deref(), Some("sip.acme.example"));
     assert_eq!(patched.max_concurrent_calls, 20);
+    assert_eq!(patched.srtp, "required");
     assert_eq!(patched.created_at, acme.created_at);
 
     let released = store
@@ -157,6 +161,14 @@ pub(crate) async fn account_conflicts_and_validation(db: &TestDb) {
         .await
         .unwrap_err();
     assert!(invalid(err).starts_with("max_concurrent_calls: "));
+    let err = store
+        .create_account(NewAccount {
+            srtp: Some("always".to_owned()),
+            ..new_account("e", None)
+        })
+        .await
+        .unwrap_err();
+    assert!(invalid(err).starts_with("srtp: "));
 
     let err = store.delete_account(DEFAULT_ACCOUNT_ID).await.unwrap_err();
     assert!(invalid(err).contains("default account"));

@@ -12,6 +12,7 @@ pub(crate) fn new_account(name: &str, domain: Option<&str>) -> NewAccount {
         name: name.to_owned(),
         domain: domain.map(str::to_owned),
         max_concurrent_calls: 0,
+        srtp: None,
     }
 }
 

@@ -167,7 +167,14 @@ async fn concurrent_opens_of_a_fresh_database_migrate_once() {
         .unwrap();
         assert_eq!(
             applied,
-            [(1, true), (2, true), (3, true), (4, true), (5, true)]
+            [
+                (1, true),
+                (2, true),
+                (3, true),
+                (4, true),
+                (5, true),
+                (6, true)
+            ]
         );
         // Nothing outside the schema: every table went into `switchboard`.
         let public: i64 = sqlx::query_scalar(

@@ -115,6 +115,19 @@ pub(super) fn file_name(template: &str, vars: &HashMap<String, String>) -> Strin
 }
 
 impl Call {
+    /// Whether the route requires SRTP and the caller offers plain RTP: the
+    /// call is refused 488 whether or not its media is anchored. An INVITE
+    /// without SDP (late offer) gets our offer, RTP/SAVP under this policy.
+    pub(super) fn srtp_refused(&self) -> bool {
+        if self.route.srtp != crate::dialplan::Srtp::Required
+            || !is_sdp(self.invite.header("Content-Type"), &self.invite.body)
+        {
+            return false;
+        }
+        // SDP the manager cannot read is refused by it, 488 as well
+        sdp::parse(&self.invite.body).is_ok_and(|d| !d.is_savp())
+    }
+
     /// The caller's session, on the first manager that takes it. `Err` is
     /// the status the caller gets: 488 for SDP the manager refuses, 503
     /// when no manager can take the call.
@@ -131,6 +144,9 @@ impl Call {
                 leg: "A".into(),
                 remote_sdp: offer.clone(),
                 address_family: family(self.a.source.local.ip()).into(),
+                // the route's `srtp`: with "required" a plain offer (or a
+                // plain answer to our late-offer SDP) is refused
+                srtp: self.route.srtp.policy().into(),
             };
             match mgr.create_session(req).await {
                 Ok(r) => {
@@ -211,6 +227,8 @@ impl Call {
             leg: format!("B{}", index + 1),
             remote_sdp: String::new(),
             address_family: family(remote.ip()).into(),
+            // the callee is offered plain RTP/AVP, which any phone takes
+            srtp: pb::SrtpPolicy::Optional.into(),
         };
         let mgr = Arc::clone(&media.mgr);
         match mgr.create_session(req).await {

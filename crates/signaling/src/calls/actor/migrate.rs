@@ -58,15 +58,34 @@ impl Call {
             return false;
         };
         let mut offers = Vec::new();
-        for (leg, remote) in [
-            ("A".to_owned(), self.a.peer.dialog.flow.remote),
-            (format!("B{}", w + 1), self.forks[w].peer.dialog.flow.remote),
+        for (leg, remote, sdp) in [
+            (
+                "A".to_owned(),
+                self.a.peer.dialog.flow.remote,
+                &self.a.peer.remote_sdp,
+            ),
+            (
+                format!("B{}", w + 1),
+                self.forks[w].peer.dialog.flow.remote,
+                &self.forks[w].peer.remote_sdp,
+            ),
         ] {
+            // a leg that talks SRTP is offered SRTP (fresh keys) again
+            let savp = sdp
+                .as_deref()
+                .and_then(|b| switchboard_sip::sdp::parse(b).ok())
+                .is_some_and(|d| d.is_savp());
+            let srtp = if savp {
+                pb::SrtpPolicy::Required
+            } else {
+                pb::SrtpPolicy::Optional
+            };
             let req = pb::CreateSessionRequest {
                 call_id: self.id.clone(),
                 leg,
                 remote_sdp: String::new(),
                 address_family: family(remote.ip()).into(),
+                srtp: srtp.into(),
             };
             match to.create_session(req).await {
                 Ok(r) => offers.push(r),
