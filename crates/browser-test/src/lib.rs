@@ -272,7 +272,7 @@ impl Browser {
         loop {
             match self.client.find(Locator::Css(css)).await {
                 Ok(element) => return Ok(element),
-                Err(e) if e.is_no_such_element() => {}
+                Err(e) if e.is_no_such_element() || replaced(&e) => {}
                 Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?}"))),
             }
             if Instant::now() >= deadline {
@@ -293,6 +293,7 @@ impl Browser {
             match self.client.find(Locator::Css(css)).await {
                 Ok(_) => {}
                 Err(e) if e.is_no_such_element() => return Ok(()),
+                Err(e) if replaced(&e) => {}
                 Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?} to go"))),
             }
             if Instant::now() >= deadline {
@@ -322,10 +323,10 @@ impl Browser {
                     Ok(text) if text.contains(needle) => return Ok(text),
                     Ok(text) => last = Some(text),
                     // replaced by a script between find and text: look again
-                    Err(e) if e.is_stale_element_reference() => {}
+                    Err(e) if replaced(&e) => {}
                     Err(e) => return Err(anyhow!(e).context(format!("reading {css:?}"))),
                 },
-                Err(e) if e.is_no_such_element() => {}
+                Err(e) if e.is_no_such_element() || replaced(&e) => {}
                 Err(e) => return Err(anyhow!(e).context(format!("waiting for {css:?}"))),
             }
             if Instant::now() >= deadline {
@@ -536,6 +537,16 @@ impl Drop for Browser {
         }
         // Chromium's processes were killed but may still be exiting while their files go
         remove_dir_retrying(&self.dir);
+    }
+}
+
+/// Whether `e` says the element was swapped out of the page between finding and reading it:
+/// WebDriver's "stale element reference", or the "unknown error" Chromium's inspector gives
+/// for a node that has just left the document.
+fn replaced(e: &fantoccini::error::CmdError) -> bool {
+    e.is_stale_element_reference() || {
+        let text = e.to_string();
+        text.contains("does not belong to the document") || text.contains("No node with given id")
     }
 }
 
