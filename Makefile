@@ -47,6 +47,7 @@ bench: deps release
 	bench/run.sh
 	bench/calls.sh
 	BENCH_BUILD=0 bench/rtp.sh
+	BENCH_BUILD=0 bench/tls.sh
 	scripts/ensure-services.sh
 	BENCH_BUILD=0 bench/cluster.sh
 	BENCH_BUILD=0 bench/ui.sh

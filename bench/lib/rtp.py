@@ -10,6 +10,11 @@ For each relay, on 127.0.0.1 only:
     N bridged calls, two legs of 50 packets/s each (20 ms PCMU, 172-byte
     packets), sessions set up over gRPC (switchboard) or the ng protocol
     (rtpengine), measured for --seconds after a warm-up.
+  switchboard-srtp is switchboard-rtpmanager again with leg A of every call
+  in SRTP (RTP/SAVP, AES_CM_128_HMAC_SHA1_80 by SDES) and leg B plain: the
+  relay decrypts every packet from A and encrypts every packet to A (the
+  generator seals and opens A's packets on its own core); its highest N
+  against plain switchboard's is the SRTP relay capacity ratio.
 
 A trial passes with < 0.1 % loss and p99 one-way latency through the relay
 < 5 ms; a step is --trials trials at the same N and passes when most of
@@ -84,8 +89,14 @@ def wait_ng(port: int, seconds: float = 10) -> bool:
     return False
 
 
+def relay_of(target: str) -> str:
+    """The relay a target measures: switchboard-srtp is switchboard-rtpmanager
+    with leg A of every call in SRTP."""
+    return "switchboard" if target.startswith("switchboard") else target
+
+
 def start_relay(target: str, control: int, ports: tuple[int, int]) -> subprocess.Popen:
-    if target == "switchboard":
+    if relay_of(target) == "switchboard":
         env = dict(os.environ, TOKIO_WORKER_THREADS="1", LOGLEVEL="warn")
         cmd = ["taskset", "-c", "1", str(RELEASE / "switchboard-rtpmanager"),
                "--grpc-bind", "127.0.0.1", "--grpc-port", str(control),
@@ -128,9 +139,10 @@ def trial(target: str, control: int, relay: subprocess.Popen, calls: int, second
           warmup: int) -> dict:
     hz = tick_hz()
     gen = subprocess.Popen(
-        ["taskset", "-c", "0", str(RELEASE / "relay-bench"), "--target", target,
+        ["taskset", "-c", "0", str(RELEASE / "relay-bench"), "--target", relay_of(target),
          "--control", f"127.0.0.1:{control}", "--calls", str(calls),
-         "--seconds", str(seconds), "--warmup", str(warmup)],
+         "--seconds", str(seconds), "--warmup", str(warmup)]
+        + (["--srtp"] if target == "switchboard-srtp" else []),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # sample both processes' CPU over the measured window only (after
     # set-up and warm-up, before the end of sending)
@@ -164,7 +176,7 @@ def search(target: str, start: int, seconds: int, warmup: int, trials: int, budg
             r = step(target, control, relay, n, seconds, warmup, trials)
             steps.append(r)
             votes = "".join("+" if t["passed"] else "-" for t in r["trials"])
-            log(f"{target:>11} {n:>6} calls  {'PASS' if r['passed'] else 'FAIL'} {votes}  "
+            log(f"{target:>16} {n:>6} calls  {'PASS' if r['passed'] else 'FAIL'} {votes}  "
                 f"loss {r['loss'] * 100:.3f} %  p50 {r['p50_us']} µs  p99 {r['p99_us']} µs  "
                 f"relay cpu {r['relay_cpu'] * 100:.0f} %  generator cpu {r['generator_cpu'] * 100:.0f} %")
             if relay.poll() is not None:
@@ -193,7 +205,7 @@ def search(target: str, start: int, seconds: int, warmup: int, trials: int, budg
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--targets", default="switchboard rtpengine")
+    ap.add_argument("--targets", default="switchboard switchboard-srtp rtpengine")
     ap.add_argument("--start", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=3)
@@ -207,8 +219,9 @@ def main() -> None:
         log("fewer than 2 CPUs: relay and generator share one; figures are not comparable")
     OUT.mkdir(exist_ok=True)
     results = {}
-    control = {"switchboard": 19190, "rtpengine": 22222}
-    ports = {"switchboard": (20000, 29999), "rtpengine": (30000, 39999)}
+    control = {"switchboard": 19190, "switchboard-srtp": 19191, "rtpengine": 22222}
+    ports = {"switchboard": (20000, 29999), "switchboard-srtp": (40000, 49999),
+             "rtpengine": (30000, 39999)}
     for t in a.targets.split():
         if t == "rtpengine" and not shutil.which("rtpengine"):
             log("rtpengine missing (Debian package rtpengine-daemon): not measured")
@@ -222,15 +235,24 @@ def main() -> None:
     print()
     print("RTP relay, one core each: highest concurrent bridged calls (2 legs x 50 pps)")
     print("with < 0.1 % loss and p99 one-way latency < 5 ms")
-    print(f"{'relay':<14}{'calls':>8}{'pps in':>10}{'loss %':>9}{'p99 µs':>9}{'relay cpu':>11}{'gen cpu':>9}")
+    print(f"{'relay':<18}{'calls':>8}{'pps in':>10}{'loss %':>9}{'p99 µs':>9}{'relay cpu':>11}{'gen cpu':>9}")
     for t, r in results.items():
         b = r.get("best")
         if not b:
-            print(f"{t:<14}{'-':>8}")
+            print(f"{t:<18}{'-':>8}")
             continue
-        print(f"{t:<14}{b['calls']:>8}{b['calls'] * 100:>10}{b['loss'] * 100:>9.3f}"
+        print(f"{t:<18}{b['calls']:>8}{b['calls'] * 100:>10}{b['loss'] * 100:>9.3f}"
               f"{b['p99_us']:>9}{b['relay_cpu'] * 100:>10.0f}%{b['generator_cpu'] * 100:>8.0f}%")
     sb, re_ = results.get("switchboard", {}).get("best"), results.get("rtpengine", {}).get("best")
+    srtp = results.get("switchboard-srtp", {}).get("best")
+    if sb and srtp:
+        ratio = srtp["calls"] / sb["calls"]
+        print(f"ratio switchboard SRTP<->plain / plain: {ratio:.2f}x calls "
+              f"(target >= 0.6x: {'PASS' if ratio >= 0.6 else 'FAIL'})")
+        cpu_plain = sb["relay_cpu"] / sb["calls"] * 1e6
+        cpu_srtp = srtp["relay_cpu"] / srtp["calls"] * 1e6
+        print(f"relay CPU per call: plain {cpu_plain:.0f} µs/s, SRTP<->plain {cpu_srtp:.0f} µs/s "
+              f"(SRTP leaves {cpu_plain / cpu_srtp:.2f}x the calls per core)")
     if sb and re_:
         print(f"ratio switchboard / rtpengine: {sb['calls'] / re_['calls']:.2f}x calls")
         per_sb = sb["relay_cpu"] / sb["calls"] * 1e6

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod fdlimit;
 pub mod ports;
 pub mod probe;
 pub mod recording;

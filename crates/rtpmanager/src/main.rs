@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use switchboard_rtpmanager::{Cli, Command, probe, run};
+use switchboard_rtpmanager::{Cli, Command, fdlimit, probe, run};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +53,19 @@ async fn main() -> ExitCode {
         (None, source) => info!(from = source, name = id.name, "no StatefulSet ordinal"),
     }
     let ports = config.ports();
+    if let Some(limit) = fdlimit::raise() {
+        let pairs = (u64::from(ports.rtp_max) + 1).saturating_sub(u64::from(ports.rtp_min)) / 2;
+        let allowed = fdlimit::sessions_allowed(limit);
+        if allowed < pairs {
+            warn!(
+                rlimit_nofile = limit,
+                sessions = allowed,
+                port_pairs = pairs,
+                "the open-files limit allows fewer sessions than the RTP port range; raise it \
+                 (ulimit -n, the container runtime's nofile) to use the whole range"
+            );
+        }
+    }
     let grace = Duration::from_secs(config.shutdown_grace);
     let config_token = config.rtpmanager_token.is_some();
     let config_tls = match (&config.grpc_tls_cert, &config.grpc_tls_client_ca) {

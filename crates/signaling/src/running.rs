@@ -42,9 +42,17 @@ impl Running {
             );
             // each gets BYE on both legs and a CDR saying why
             self.node.calls.end_all();
-            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            // a call's BYEs and its media release each take at most one
+            // request timeout; under load, several
+            let until = tokio::time::Instant::now() + Duration::from_secs(10);
             while self.node.calls.live_count() > 0 && tokio::time::Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if self.node.calls.live_count() > 0 {
+                warn!(
+                    calls = self.node.calls.live_count(),
+                    "calls still ending after 10 s; their CDRs are not written"
+                );
             }
         }
         // every CDR handed over is stored (or spooled) before the store closes

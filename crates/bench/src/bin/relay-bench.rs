@@ -25,7 +25,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use switchboard_media::rtp_header::{RtpView, write_header};
 use switchboard_rtpmanager_api::RtpManagerClient;
+use switchboard_rtpmanager::srtp::{LegSrtp, our_crypto};
 use switchboard_rtpmanager_api::v1 as pb;
+use switchboard_sip::sdp::crypto::{self, Crypto, Suite};
 
 #[derive(Parser, Debug)]
 #[command(about = "RTP relay load: N bridged calls, 2 legs × 50 packets/s")]
@@ -45,6 +47,11 @@ struct Args {
     /// Seconds sent but not counted first.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// switchboard only: leg A of every call is SRTP (RTP/SAVP with
+    /// AES_CM_128_HMAC_SHA1_80 keys given by SDES), leg B plain RTP, so the
+    /// relay decrypts every packet from A and encrypts every packet to A.
+    #[arg(long)]
+    srtp: bool,
 }
 
 const PTIME: Duration = Duration::from_millis(20);
@@ -58,10 +65,30 @@ struct Call {
 }
 
 fn sdp(port: u16, session: usize) -> String {
+    sdp_with(port, session, None)
+}
+
+/// An offer, `RTP/SAVP` with `crypto` when given.
+fn sdp_with(port: u16, session: usize, crypto: Option<&Crypto>) -> String {
+    let (profile, line) = match crypto {
+        Some(c) => ("RTP/SAVP", format!("a=crypto:{}\r\n", crypto::format(c))),
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
         "v=0\r\no=bench {session} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+         m=audio {port} {profile} 0\r\na=rtpmap:0 PCMU/8000\r\n{line}a=ptime:20\r\na=sendrecv\r\n"
     )
+}
+
+/// The generator's side of an SRTP leg A: our key as offered, the relay's
+/// from its answer.
+fn generator_srtp(ours: Crypto, answer: &str) -> Result<LegSrtp> {
+    let line = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=crypto:"))
+        .ok_or_else(|| anyhow!("the relay answered RTP/SAVP without a=crypto: {answer}"))?;
+    let theirs = crypto::parse(line.trim()).map_err(|e| anyhow!("a=crypto: {e}"))?;
+    LegSrtp::new(ours, theirs).map_err(|e| anyhow!(e))
 }
 
 /// The audio address an SDP body names.
@@ -89,24 +116,30 @@ async fn setup_switchboard(
     n: usize,
     a_port: u16,
     b_port: u16,
-) -> Result<(Vec<Call>, Vec<String>)> {
+    srtp: bool,
+) -> Result<(Vec<Call>, Vec<String>, Vec<LegSrtp>)> {
     let mut client = RtpManagerClient::connect(format!("http://{control}")).await?;
     let mut calls = Vec::with_capacity(n);
     let mut sessions = Vec::with_capacity(2 * n);
+    let mut keys = Vec::new();
     for i in 0..n {
         let mut created = Vec::new();
         for (leg, port) in [("A", a_port), ("B", b_port)] {
+            let ours = (srtp && leg == "A").then(|| our_crypto(1, Suite::AesCm128HmacSha1_80));
             let r = client
                 .create_session(pb::CreateSessionRequest {
                     call_id: format!("bench-{i}"),
                     leg: leg.into(),
-                    remote_sdp: sdp(port, i),
+                    remote_sdp: sdp_with(port, i, ours.as_ref()),
                     address_family: String::new(),
                     ..Default::default()
                 })
                 .await
                 .with_context(|| format!("create session {i}{leg}"))?
                 .into_inner();
+            if let Some(ours) = ours {
+                keys.push(generator_srtp(ours, &r.local_sdp)?);
+            }
             created.push(r);
         }
         client
@@ -121,7 +154,7 @@ async fn setup_switchboard(
         });
         sessions.extend(created.into_iter().map(|c| c.session_id));
     }
-    Ok((calls, sessions))
+    Ok((calls, sessions, keys))
 }
 
 async fn teardown_switchboard(control: SocketAddr, sessions: Vec<String>) -> Result<()> {
@@ -272,13 +305,23 @@ fn socket() -> Result<UdpSocket> {
 
 /// Sends every leg's packets on schedule (each leg at its own phase of the
 /// 20 ms period, so the load is even) and receives what the relay sends.
+/// With `srtp` (one context per call, for leg A), A's packets are sealed
+/// before sending and what comes back to A is opened first (the call is
+/// known by the relay address it came from).
 fn run_load(
     calls: &[Call],
     a: &UdpSocket,
     b: &UdpSocket,
     warmup: Duration,
     measure: Duration,
+    srtp: &mut [LegSrtp],
 ) -> Tally {
+    let by_relay_addr: HashMap<SocketAddr, usize> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_from_a, i))
+        .collect();
+    let mut opened = Vec::with_capacity(2048);
     let legs = calls.len() * 2;
     let start = Instant::now();
     let counted_from = start + warmup;
@@ -328,6 +371,9 @@ fn run_load(
             pkt.extend_from_slice(&sent_at.to_be_bytes());
             pkt.extend_from_slice(&(call as u32).to_be_bytes());
             pkt.resize(12 + PAYLOAD, 0xff);
+            if from_a && let Some(ctx) = srtp.get_mut(call) {
+                ctx.protect_rtp(&mut pkt);
+            }
             let (sock, to) = if from_a {
                 (a, calls[call].to_from_a)
             } else {
@@ -345,13 +391,24 @@ fn run_load(
         }
         // receive what is there
         let mut got_any = false;
-        for sock in [a, b] {
+        for (side_a, sock) in [(true, a), (false, b)] {
             loop {
                 match sock.recv_from(&mut buf) {
-                    Ok((n, _)) => {
+                    Ok((n, from)) => {
                         got_any = true;
                         let at = Instant::now();
-                        let Some(v) = RtpView::parse(&buf[..n]) else {
+                        let mut packet = &buf[..n];
+                        if side_a && !srtp.is_empty() {
+                            let Some(ctx) = by_relay_addr.get(&from).and_then(|i| srtp.get_mut(*i))
+                            else {
+                                continue;
+                            };
+                            if !ctx.unprotect_rtp(packet, &mut opened) {
+                                continue;
+                            }
+                            packet = &opened;
+                        }
+                        let Some(v) = RtpView::parse(packet) else {
                             continue;
                         };
                         let p = v.payload();
@@ -397,12 +454,20 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let setup_started = Instant::now();
-    let (calls, sessions) = match args.target.as_str() {
-        "switchboard" => {
-            rt.block_on(setup_switchboard(args.control, args.calls, a_port, b_port))?
-        }
+    if args.srtp && args.target != "switchboard" {
+        bail!("--srtp: switchboard only");
+    }
+    let (calls, sessions, mut keys) = match args.target.as_str() {
+        "switchboard" => rt.block_on(setup_switchboard(
+            args.control,
+            args.calls,
+            a_port,
+            b_port,
+            args.srtp,
+        ))?,
         "rtpengine" => (
             setup_rtpengine(args.control, args.calls, a_port, b_port)?,
+            Vec::new(),
             Vec::new(),
         ),
         other => bail!("--target: {other:?} is neither switchboard nor rtpengine"),
@@ -414,6 +479,7 @@ fn main() -> Result<()> {
         &b,
         Duration::from_secs(args.warmup),
         Duration::from_secs(args.seconds),
+        &mut keys,
     );
     match args.target.as_str() {
         "switchboard" => rt.block_on(teardown_switchboard(args.control, sessions))?,
@@ -427,6 +493,7 @@ fn main() -> Result<()> {
     };
     let mut out = HashMap::new();
     out.insert("target", serde_json::json!(args.target));
+    out.insert("srtp", serde_json::json!(args.srtp));
     out.insert("calls", serde_json::json!(args.calls));
     out.insert("seconds", serde_json::json!(args.seconds));
     out.insert("setup_ms", serde_json::json!(setup_ms));

@@ -526,6 +526,7 @@ impl Engine {
         let tries = lock(&self.inner.ports).total_pairs();
         let mut busy = Vec::new();
         let mut bound = None;
+        let mut out_of_files = false;
         for _ in 0..tries {
             let Some(port) = lock(&self.inner.ports).allocate() else {
                 break;
@@ -537,6 +538,13 @@ impl Engine {
                 }
                 (a, b) => {
                     let cause = a.err().or(b.err());
+                    if cause.as_ref().is_some_and(crate::fdlimit::out_of_files) {
+                        // every other pair would fail the same way: trying
+                        // them all burnt a core per request under load
+                        busy.push(port);
+                        out_of_files = true;
+                        break;
+                    }
                     debug!(port, cause = ?cause, "RTP port pair busy, trying another");
                     // kept out of the pool until this search ends, so it is
                     // not picked again
@@ -549,6 +557,13 @@ impl Engine {
             for p in busy {
                 pool.release(p);
             }
+        }
+        if out_of_files {
+            return Err(EngineError::Limit(
+                "out of file descriptors for RTP sockets (RLIMIT_NOFILE): raise the open-files \
+                 limit or add managers"
+                    .into(),
+            ));
         }
         bound.ok_or_else(|| {
             let c = &self.inner.config;

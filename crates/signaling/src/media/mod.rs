@@ -157,7 +157,17 @@ impl Remote {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .initial_connection_window_size(16 << 20)
-            .initial_stream_window_size(1 << 20);
+            .initial_stream_window_size(1 << 20)
+            // a request that timed out resets its stream; the manager's late
+            // answer on it must be ignored, not taken for a protocol error:
+            // h2 remembers only 50 reset streams, for 1 s, by default, and 1,024
+            // answers on forgotten ones made it close the connection
+            // (GOAWAY ENHANCE_YOUR_CALM) under overload, which ended every
+            // call on the manager as "lost" (seen in `make soak`). The
+            // manager is our own, authenticated peer: remember many, and do
+            // not cut the connection over them
+            .http2_max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
+            .http2_max_local_error_reset_streams(None);
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
@@ -173,6 +183,11 @@ impl Remote {
         ))
     }
 }
+
+/// Reset streams (requests given up on) a manager's connection remembers,
+/// so that their late answers are dropped quietly; each costs a few hundred
+/// bytes for h2's reset-stream duration (1 s).
+const RESET_STREAMS_REMEMBERED: usize = 16_384;
 
 /// The RTP managers of this node.
 ///

@@ -399,16 +399,27 @@ impl Call {
         };
         let mgr = Arc::clone(&media.mgr);
         let bridged = media.bridged;
-        let a = mgr.destroy(&media.a).await.ok();
-        self.session_event(SessionVerb::Destroyed, &media.a, &mgr.name, None);
+        let a_id = media.a.clone();
+        let b_ids: Vec<(usize, String)> = media
+            .b
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.clone().map(|s| (i, s)))
+            .collect();
+        // all legs at once: a slow manager costs the call one request
+        // timeout, not one per leg (a call ending at shutdown must write its
+        // CDR within the shutdown's bound)
+        let (a, bs) = tokio::join!(
+            mgr.destroy(&a_id),
+            futures_util::future::join_all(b_ids.iter().map(|(_, s)| mgr.destroy(s)))
+        );
+        let a = a.ok();
+        self.session_event(SessionVerb::Destroyed, &a_id, &mgr.name, None);
         let mut b_info = None;
-        for (i, s) in media.b.iter().enumerate() {
-            if let Some(s) = s {
-                let info = mgr.destroy(s).await.ok();
-                self.session_event(SessionVerb::Destroyed, s, &mgr.name, None);
-                if Some(i) == bridged {
-                    b_info = info;
-                }
+        for ((i, s), info) in b_ids.iter().zip(bs) {
+            self.session_event(SessionVerb::Destroyed, s, &mgr.name, None);
+            if Some(*i) == bridged {
+                b_info = info.ok();
             }
         }
         if let Some(a) = a {
