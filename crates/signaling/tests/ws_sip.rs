@@ -2,8 +2,9 @@
 //! node, on loopback: phones register over WS and WSS as JsSIP does and
 //! get their answers on their connection, a UDP phone calls a WebSocket
 //! phone (reached only over its connection) and either side hangs up, a
-//! phone whose connection closed is unreachable at once (480, nothing
-//! connects anywhere), and the upgrade's Origin and subprotocol checks.
+//! browser phone on WSS calls a UDP phone, a phone whose connection closed
+//! is unreachable at once (480, nothing connects anywhere), and the
+//! upgrade's Origin and subprotocol checks.
 //! The attacks over WebSocket are in attacks_ws.rs.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
@@ -136,6 +137,63 @@ async fn a_udp_phone_calls_a_ws_phone_over_its_connection() {
         }
         no_live_calls(&s).await;
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_phone_on_wss_calls_a_udp_phone() {
+    let (s, _, wss, ca) = ws_node("wss-caller", |c| {
+        c.tls.ws_allowed_origins = "https://phone.example.com".into();
+    })
+    .await;
+    s.create_user("alice", "alice-secret").await;
+    s.create_user("bob", "bob-secret").await;
+    let bob = SipPhone::bind(LO, s.sip).await;
+    assert_eq!(bob.register("bob", "bob-secret", &[]).await.code, 200);
+    let alice = ws_phone(wss, Some(&ca), Some("https://phone.example.com")).await;
+    assert_eq!(alice.register("alice", "alice-secret").await.code, 200);
+
+    let mut d = alice.dialog_to("alice", "bob", "sip");
+    let offer = sdp(LO, 40_300, "sendrecv");
+    let answer = sdp(LO, 40_302, "sendrecv");
+    let callee = async {
+        let invite = bob.request(Method::Invite).await;
+        bob.answer(&invite, 200, Some("bob-tag"), Some(&answer))
+            .await;
+        invite
+    };
+    let ((ok, cseq), invite) = tokio::join!(
+        alice.invite(&mut d, "alice", "alice-secret", &offer),
+        callee
+    );
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert!(
+        invite
+            .header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/UDP ")),
+        "the callee is reached over UDP: {invite:?}"
+    );
+    let contact = ok.header("Contact").unwrap_or_default();
+    assert!(
+        contact.contains("transport=wss") && contact.contains(&format!(":{}", wss.port())),
+        "the browser is told to reach us over its WSS connection: {contact}"
+    );
+    d.establish(&ok);
+    alice.send(&d.ack(cseq, None)).await;
+    bob.request(Method::Ack).await;
+    // bob hangs up: the BYE reaches the browser over its connection
+    let bye = Dialog::uas(&invite, "bob-tag", bob.flow()).request(&Method::Bye, None, &[]);
+    bob.send(&bye.bytes).await;
+    let theirs = alice.request(Method::Bye).await;
+    assert!(
+        theirs
+            .header("Via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/WSS ")),
+        "{theirs:?}"
+    );
+    alice.answer(&theirs, 200, None, None).await;
+    assert_eq!(bob.final_response(Method::Bye).await.code, 200);
+    no_live_calls(&s).await;
     s.stop().await;
 }
 
