@@ -1,9 +1,10 @@
 //! Attacks on SIP over WebSocket (RFC 7118) against the real server, over
 //! real sockets on loopback: a message larger than any SIP message, an
 //! HTTP upgrade that never ends and a WSS connection that never starts
-//! TLS (both closed at TLS_HANDSHAKE_TIMEOUT), and the per-source
-//! connection cap, one pool with TCP and TLS. Each attack fails and
-//! /metrics shows it.
+//! TLS (both closed at TLS_HANDSHAKE_TIMEOUT), the per-source connection
+//! cap, one pool with TCP and TLS, and a WebSocket that never sends SIP
+//! (closed at TCP_IDLE_NEW, pings or not). Each attack fails and /metrics
+//! shows it.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use common::metric_becomes;
 use common::ws_phone::{closed_within, ws_connect, ws_node};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -90,6 +91,30 @@ async fn oversize_messages_stalled_upgrades_and_the_per_source_cap() {
     assert!(ws_connect(ws, None, &[SIP]).await.is_err());
     assert_eq!(
         metric_becomes(&s, "switchboard_tcp_refused_total{cap=\"per_ip\"} ", 1).await,
+        Some(1)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_sends_no_sip_is_closed_at_tcp_idle_new_pings_or_not() {
+    let (s, ws, _, _) = ws_node("ws-idle", |c| c.tcp_idle_new = 1).await;
+    let (mut silent, _) = ws_connect(ws, None, &[SIP]).await.unwrap();
+    // pings are answered, but they are not SIP: they do not keep it open
+    silent
+        .send(WsMessage::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(5), silent.next())
+        .await
+        .expect("an answer to the ping");
+    assert!(
+        matches!(&pong, Some(Ok(WsMessage::Pong(p))) if &p[..] == b"are you there"),
+        "{pong:?}"
+    );
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert_eq!(
+        metric_becomes(&s, "switchboard_tcp_closed_total{reason=\"idle_new\"} ", 1).await,
         Some(1)
     );
     s.stop().await;
