@@ -15,7 +15,8 @@
 //! connection is adopted like a TCP one (it counts against the connection
 //! caps from accept on), gets the TLS handshake deadline for TLS and again
 //! for the upgrade, the short idle life until it has sent SIP and the long
-//! one after, and the same bounded writer queue. Messages are not framed
+//! one after, the message deadline once a message has started ([`Paced`]),
+//! and the same bounded writer queue. Messages are not framed
 //! by Content-Length (RFC 7118 §5.2): each WebSocket message is one SIP
 //! message, and one larger than [`MAX_MESSAGE`] closes the connection.
 
@@ -44,8 +45,9 @@ use crate::target::TransportKind;
 /// The WebSocket subprotocol of SIP (RFC 7118 §3).
 pub const SUBPROTOCOL: &str = "sip";
 
-/// Bytes read from the socket at a time (tungstenite's default is 128 KiB
-/// per connection, too much for ten thousand idle phones).
+/// Each connection's read buffer, allocated when it is upgraded
+/// (tungstenite's default is 128 KiB, too much for ten thousand idle
+/// phones; a larger message grows it up to the message cap).
 const READ_BUFFER: usize = 8 * 1024;
 
 /// Most bytes a connection's WebSocket layer holds for writing (our own
