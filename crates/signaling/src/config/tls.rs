@@ -42,8 +42,8 @@ pub struct TlsConfig {
     #[arg(long, env = "TLS_CA_FILE", value_name = "TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
 
-    /// Seconds a TLS handshake may take (inbound and outbound) before the
-    /// connection is closed.
+    /// Seconds a TLS handshake may take (inbound and outbound), and a
+    /// WebSocket upgrade, before the connection is closed.
     #[arg(
         long,
         env = "TLS_HANDSHAKE_TIMEOUT",
