@@ -654,9 +654,9 @@ impl Config {
         }
     }
 
-    /// The SIP transports: BIND, PORT, the TCP_* bounds and the TLS
-    /// handshake deadline (the TLS certificates are read at start, see
-    /// `crate::tls`).
+    /// The SIP transports: BIND, PORT, the TCP_* bounds, the TLS
+    /// handshake deadline and the WebSocket listeners (the TLS
+    /// certificates are read at start, see `crate::tls`).
     pub fn transport(&self) -> TransportConfig {
         TransportConfig {
             addrs: self.bind.clone(),
@@ -667,6 +667,8 @@ impl Config {
             message_timeout: Duration::from_secs(self.tcp_message_timeout),
             connect_timeout: Duration::from_secs(self.tcp_connect_timeout),
             handshake_timeout: self.tls.handshake_timeout(),
+            // an invalid WS_ALLOWED_ORIGINS stopped start-up in validate()
+            ws: self.tls.ws_setup().ok().flatten(),
             ..TransportConfig::default()
         }
     }

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use switchboard_sip_stack::endpoint::Endpoint;
+use switchboard_sip_stack::target::TransportKind;
 use switchboard_sip_stack::transaction::TimerConfig;
 use switchboard_sip_stack::transport::Transports;
 use switchboard_store::Store;
@@ -280,7 +281,7 @@ impl Node {
                     &mut out,
                     "switchboard_tcp_connections",
                     "gauge",
-                    "Open SIP TCP connections.",
+                    "Open SIP stream connections (TCP, TLS, WS and WSS).",
                     t.connection_count(),
                 );
                 metric(
@@ -643,14 +644,25 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| {
             format!(
-                "PORT/BIND/TLS_PORT: cannot bind SIP on port {} (TLS {}) of {:?}",
-                config.port, config.tls.tls_port, config.bind
+                "PORT/BIND/TLS_PORT/WS_PORT/WSS_PORT: cannot bind SIP on port {} (TLS {}, WS {:?}, WSS {:?}) of {:?}",
+                config.port, config.tls.tls_port, config.tls.ws_port, config.tls.wss_port, config.bind
             )
         })?;
     transports.set_tls_peers(Arc::new(tls::trunk_peers(trunks.clone())));
     // the edge's Record-Route for phones on TLS names our TLS port
     if let (Some(edge), Some(tls)) = (endpoint.edge(), transports.tls_addrs().first()) {
         edge.set_tls_port(tls.port());
+    }
+    // and for phones on WebSocket our WS/WSS port
+    if let Some(edge) = endpoint.edge() {
+        for (kind, addrs) in [
+            (TransportKind::Ws, transports.ws_addrs()),
+            (TransportKind::Wss, transports.wss_addrs()),
+        ] {
+            if let Some(a) = addrs.first() {
+                edge.set_ws_port(kind, a.port());
+            }
+        }
     }
     if let (Some(cert), Some(every)) = (tls_cert, config.tls.reload_interval()) {
         tasks.push(tls::spawn_watcher(cert, every, shutdown.clone()));
@@ -659,6 +671,8 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let _ = node.endpoint.set(endpoint);
     let sip_addrs = transports.local_addrs();
     let tls_addrs = transports.tls_addrs().to_vec();
+    let ws_addrs = transports.ws_addrs().to_vec();
+    let wss_addrs = transports.wss_addrs().to_vec();
     if let Some(addr) = config
         .cluster
         .cluster_addr
@@ -724,6 +738,8 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         node,
         sip_addrs,
         tls_addrs,
+        ws_addrs,
+        wss_addrs,
         api_addr,
         metrics_addr,
         api_token: token,

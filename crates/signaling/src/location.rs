@@ -593,7 +593,8 @@ fn view(aor: &str, r: &AorRecord, now_ms: i64) -> AorView {
     }
 }
 
-/// `udp:127.0.0.1:5062` / `tcp:[::1]:5062`: the flow a binding was learnt on.
+/// `udp:127.0.0.1:5062` / `tcp:[::1]:5062` / `wss:…`: the flow a binding
+/// was learnt on.
 pub fn format_received(t: &Target) -> String {
     format!(
         "{}:{}",
@@ -606,12 +607,7 @@ pub fn format_received(t: &Target) -> String {
 /// restart the transport picks a socket of the right family.
 pub fn parse_received(s: &str) -> Option<Target> {
     let (proto, addr) = s.split_once(':')?;
-    let transport = match proto {
-        "udp" => TransportKind::Udp,
-        "tcp" => TransportKind::Tcp,
-        "tls" => TransportKind::Tls,
-        _ => return None,
-    };
+    let transport = TransportKind::from_token(proto)?;
     let remote: SocketAddr = addr.parse().ok()?;
     let unspecified = if remote.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))

@@ -17,6 +17,10 @@ pub struct Running {
     pub sip_addrs: Vec<SocketAddr>,
     /// SIP over TLS addresses (empty when TLS is not served).
     pub tls_addrs: Vec<SocketAddr>,
+    /// SIP over WebSocket and secure WebSocket addresses (empty when not
+    /// served: WS_PORT, WSS_PORT).
+    pub ws_addrs: Vec<SocketAddr>,
+    pub wss_addrs: Vec<SocketAddr>,
     pub api_addr: SocketAddr,
     /// METRICS_PORT's address, when set.
     pub metrics_addr: Option<SocketAddr>,

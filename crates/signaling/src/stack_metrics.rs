@@ -1,5 +1,5 @@
 //! `/metrics` families for the bounds of the SIP stack: TCP connections
-//! (caps, deadlines, connects), the UDP send queue, the per-source rate
+//! (caps, deadlines, connects), WebSocket upgrades, the UDP send queue, the per-source rate
 //! limit, the transaction cap, stateless replies and the merge guard.
 
 use std::fmt::Write;
@@ -149,6 +149,46 @@ pub(crate) fn render(out: &mut String, ep: &Endpoint) {
             ("error", load(&s.tls_handshake_failures)),
             ("timeout", load(&s.tls_handshake_timeouts)),
         ],
+    );
+    labelled(
+        out,
+        "switchboard_ws_messages_total",
+        "SIP messages received over WebSocket (RFC 7118), plain and secure.",
+        "transport",
+        &[("ws", load(&s.ws_in)), ("wss", load(&s.wss_in))],
+    );
+    labelled(
+        out,
+        "switchboard_ws_connections_total",
+        "Connections upgraded to SIP over WebSocket (they count in the switchboard_tcp_* connection series and caps too).",
+        "transport",
+        &[("ws", load(&s.ws_upgraded)), ("wss", load(&s.wss_upgraded))],
+    );
+    labelled(
+        out,
+        "switchboard_ws_handshakes_refused_total",
+        "WebSocket upgrades refused: a foreign Origin (403, WS_ALLOWED_ORIGINS), no subprotocol sip (400), not a WebSocket upgrade, or not finished within TLS_HANDSHAKE_TIMEOUT.",
+        "reason",
+        &[
+            ("origin", load(&s.ws_refused_origin)),
+            ("subprotocol", load(&s.ws_refused_subprotocol)),
+            ("not_websocket", load(&s.ws_refused_other)),
+            ("timeout", load(&s.ws_upgrade_timeouts)),
+        ],
+    );
+    metric(
+        out,
+        "switchboard_ws_oversize_total",
+        "counter",
+        "WebSocket connections closed for a message or frame larger than 65,535 bytes.",
+        load(&s.ws_oversize),
+    );
+    metric(
+        out,
+        "switchboard_ws_unreachable_total",
+        "counter",
+        "Messages dropped because the WebSocket connection of their flow was gone (no WebSocket is ever opened to a phone).",
+        load(&s.ws_unreachable),
     );
     metric(
         out,

@@ -10,7 +10,8 @@
 //! run it, and what the Services and annotations name is reached: the two
 //! RTP managers on disjoint ports, signaling's SIP port, API, metrics, a
 //! call whose media lands on each manager in turn, SIP over TLS with the
-//! certificate of the mounted Secret (overlays/tls), and the dashboard (its
+//! certificate of the mounted Secret (overlays/tls) and over secure
+//! WebSocket with it (overlays/wss), and the dashboard (its
 //! probes, its login with the Secret's UI_ADMIN_PASSWORD, its overview
 //! showing the signaling backend ok through the `signaling` Service).
 
@@ -177,6 +178,7 @@ async fn manifests_start_the_real_binaries() {
         "deploy/k8s",
         "deploy/k8s/overlays/multi-node",
         "deploy/k8s/overlays/tls",
+        "deploy/k8s/overlays/wss",
     ] {
         platform_comes_up(dir).await;
     }
@@ -338,6 +340,11 @@ async fn platform_comes_up(dir: &str) {
         .and_then(|ps| ps.iter().find(|p| p["name"] == "sip-tls"))
         .map(|p| port(&p["containerPort"]));
     let tls_ca = tls_port.map(|_| sip_tls_secret(&mut cluster));
+    // SIP over secure WebSocket (overlays/wss): the same certificate
+    let wss_port = container["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "sip-wss"))
+        .map(|p| port(&p["containerPort"]));
     let mut launch = cluster.launch(pod, "signaling", "signaling-node-a");
     // the one setting the cluster would not give: where the API server is
     let kubeconfig = k8s.kubeconfig(&launch.cwd);
@@ -460,6 +467,11 @@ async fn platform_comes_up(dir: &str) {
         // the mounted Secret's certificate is served on the TLS port
         let tls = common::tls_phone::TlsPhone::connect(SocketAddr::new(LO, p), ca).await;
         assert_eq!(tls.register("kate", "kate-secret-1").await.code, 200);
+    }
+    if let (Some(p), Some(ca)) = (wss_port, &tls_ca) {
+        // and on the WSS port, to a phone that sends no Origin
+        let wss = common::ws_phone::ws_phone(SocketAddr::new(LO, p), Some(ca), None).await;
+        assert_eq!(wss.register("kate", "kate-secret-1").await.code, 200);
     }
     let mut ranges_seen = Vec::new();
     let mut dialogs = Vec::new();

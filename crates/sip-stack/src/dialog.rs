@@ -103,8 +103,7 @@ impl Dialog {
                 .collect(),
             local_cseq: 1,
             remote_cseq: Some(invite.cseq),
-            secure: invite.uri.scheme.eq_ignore_ascii_case("sips")
-                && flow.transport == TransportKind::Tls,
+            secure: invite.uri.scheme.eq_ignore_ascii_case("sips") && flow.transport.is_secure(),
             flow,
         }
     }
@@ -132,7 +131,7 @@ impl Dialog {
             remote_cseq: None,
             route_set,
             remote_target: request_uri.to_owned(),
-            secure: request_uri.starts_with("sips:") && flow.transport == TransportKind::Tls,
+            secure: request_uri.starts_with("sips:") && flow.transport.is_secure(),
             flow,
         }
     }
@@ -362,14 +361,16 @@ pub fn advertised(target: &Target) -> SocketAddr {
     SocketAddr::new(ip, local.port())
 }
 
-/// Our Contact on the flow `target`.
+/// Our Contact on the flow `target` (`transport=` for all but UDP).
 pub fn our_contact(target: &Target) -> String {
-    let t = match target.transport {
-        TransportKind::Udp => "",
-        TransportKind::Tcp => ";transport=tcp",
-        TransportKind::Tls => ";transport=tls",
+    let (sep, t) = match target.transport {
+        TransportKind::Udp => ("", ""),
+        other => (";transport=", other.uri_param()),
     };
-    format!("<sip:switchboard@{}{t}>", host_port(&advertised(target)))
+    format!(
+        "<sip:switchboard@{}{sep}{t}>",
+        host_port(&advertised(target))
+    )
 }
 
 /// The URI inside the first Contact of a header value.

@@ -120,6 +120,8 @@ fn encode(t: &FlowToken) -> Vec<u8> {
         TransportKind::Udp => b'u',
         TransportKind::Tcp => b't',
         TransportKind::Tls => b's',
+        TransportKind::Ws => b'w',
+        TransportKind::Wss => b'W',
     });
     for addr in [t.flow, t.peer] {
         match addr {
@@ -143,6 +145,8 @@ fn decode(raw: &[u8]) -> Option<FlowToken> {
         b'u' => TransportKind::Udp,
         b't' => TransportKind::Tcp,
         b's' => TransportKind::Tls,
+        b'w' => TransportKind::Ws,
+        b'W' => TransportKind::Wss,
         _ => return None,
     };
     let mut addrs = [None, None];
@@ -207,9 +211,11 @@ pub enum Relay {
 #[derive(Debug, Clone)]
 pub struct Edge {
     key: EdgeKey,
-    /// This replica's TLS listening port, once bound (for the Record-Route
-    /// phones on TLS reach us by).
+    /// This replica's TLS, WS and WSS listening ports, once bound (for the
+    /// Record-Route phones on those reach us by).
     tls_port: Arc<OnceLock<u16>>,
+    ws_port: Arc<OnceLock<u16>>,
+    wss_port: Arc<OnceLock<u16>>,
 }
 
 impl Edge {
@@ -217,6 +223,8 @@ impl Edge {
         Self {
             key,
             tls_port: Arc::new(OnceLock::new()),
+            ws_port: Arc::new(OnceLock::new()),
+            wss_port: Arc::new(OnceLock::new()),
         }
     }
 
@@ -229,16 +237,30 @@ impl Edge {
         let _ = self.tls_port.set(port);
     }
 
+    /// Tells the edge its WebSocket (`Ws`) or secure WebSocket (`Wss`)
+    /// port (set once, after the listener is bound).
+    pub fn set_ws_port(&self, kind: TransportKind, port: u16) {
+        let slot = match kind {
+            TransportKind::Ws => &self.ws_port,
+            TransportKind::Wss => &self.wss_port,
+            _ => return,
+        };
+        let _ = slot.set(port);
+    }
+
     /// The Record-Route a phone on the stream flow `phone` reaches us by,
     /// for a request that came from `from` (the other replica, over UDP to
-    /// our SIP port, which TCP shares); `None` for a UDP flow, or TLS
-    /// without a listener.
+    /// our SIP port, which TCP shares); `None` for a UDP flow, or TLS, WS
+    /// or WSS without a listener.
     fn phone_route(&self, phone: &Target, from: &Target, token: &str) -> Option<String> {
-        let (param, port) = match phone.transport {
+        let port = match phone.transport {
             TransportKind::Udp => return None,
-            TransportKind::Tcp => ("tcp", from.local.port()),
-            TransportKind::Tls => ("tls", *self.tls_port.get()?),
+            TransportKind::Tcp => from.local.port(),
+            TransportKind::Tls => *self.tls_port.get()?,
+            TransportKind::Ws => *self.ws_port.get()?,
+            TransportKind::Wss => *self.wss_port.get()?,
         };
+        let param = phone.transport.uri_param();
         let ours = Target {
             local: SocketAddr::new(from.local.ip(), port),
             ..*phone
@@ -294,7 +316,7 @@ impl Edge {
         top_via.rport = Some(None);
         crate::endpoint::stamp_via(top_via, &from.remote);
         let Some(back) = via_target(top_via) else {
-            return Relay::Drop("Via transport not UDP, TCP or TLS");
+            return Relay::Drop("Via transport not UDP, TCP, TLS, WS or WSS");
         };
         let branch = self
             .key
@@ -374,12 +396,7 @@ impl Edge {
 /// hop stamped them, else the sent-by (an IP address: names are not
 /// resolved here).
 fn via_target(v: &Via) -> Option<Target> {
-    let transport = match v.transport.as_str() {
-        "UDP" => TransportKind::Udp,
-        "TCP" => TransportKind::Tcp,
-        "TLS" => TransportKind::Tls,
-        _ => return None,
-    };
+    let transport = TransportKind::from_token(&v.transport)?;
     let host = v.received.as_deref().unwrap_or(&v.host);
     let ip: std::net::IpAddr = host
         .trim_start_matches('[')

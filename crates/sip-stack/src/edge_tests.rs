@@ -79,6 +79,8 @@ fn tokens_round_trip_and_refuse_forgeries() {
     for t in [
         token(TransportKind::Tcp),
         token(TransportKind::Udp),
+        token(TransportKind::Ws),
+        token(TransportKind::Wss),
         FlowToken {
             transport: TransportKind::Udp,
             flow: addr("[2001:db8::1]:5060"),
@@ -347,4 +349,31 @@ fn without_a_tls_listener_a_tls_phone_gets_the_single_record_route() {
     edge.set_tls_port(5061);
     let (_, fwd) = tls_invite(&edge, &udp);
     assert_eq!(fwd.header_values("Record-Route"), vec![udp.as_str()]);
+}
+
+#[test]
+fn a_websocket_phone_is_record_routed_by_our_websocket_port() {
+    for (kind, param, port) in [
+        (TransportKind::Ws, "ws", 8088),
+        (TransportKind::Wss, "wss", 8089),
+    ] {
+        let k = key();
+        let route = k.route(addr("127.0.0.1:5060"), &token(kind));
+        let raw = route
+            .split("sb-flow=")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('>');
+        let edge = Edge::new(k);
+        edge.set_ws_port(TransportKind::Ws, 8088);
+        edge.set_ws_port(TransportKind::Wss, 8089);
+        let (to, fwd) = tls_invite(&edge, &route);
+        assert_eq!((to.transport, to.remote), (kind, addr(PHONE_TCP)));
+        assert_eq!(fwd.vias[0].transport, kind.via_token());
+        let phone_side = format!("<sip:127.0.0.1:{port};transport={param};lr;sb-flow={raw}>");
+        assert_eq!(
+            fwd.header_values("Record-Route"),
+            vec![phone_side.as_str(), route.as_str()]
+        );
+    }
 }

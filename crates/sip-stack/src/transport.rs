@@ -1,13 +1,15 @@
-//! SIP over UDP and TCP on the same port, and TLS on a port of its own, on
-//! every configured address.
+//! SIP over UDP and TCP on the same port, and TLS, WebSocket and secure
+//! WebSocket (RFC 7118) on ports of their own, on every configured address.
 //!
 //! The transport layer only moves bytes: datagrams and framed stream messages
 //! go up to a [`Receive`] implementation (the endpoint) together with the
 //! [`Target`] they came from; [`Transports::send`] takes bytes and a target
 //! and never blocks the caller. Parsing, transactions and everything above
 //! live elsewhere so this layer stays small; the stream side (connections,
-//! framing, and the bounds on what a peer can hold), TCP and TLS alike, is
-//! in `stream`, and what TLS adds (certificates, verification) in [`tls`].
+//! framing, and the bounds on what a peer can hold), TCP, TLS and
+//! WebSocket alike, is in `stream`, what TLS adds (certificates,
+//! verification) in [`tls`], and the WebSocket upgrade and messages in
+//! [`ws`].
 //!
 //! Why one socket per address: `BIND=0.0.0.0,::` must give IPv4 and IPv6 on
 //! the same port, so IPv6 sockets are opened `IPV6_V6ONLY` and the kernel's
@@ -31,8 +33,11 @@ use crate::target::{Target, TransportKind};
 
 mod stream;
 pub mod tls;
+pub mod ws;
 
+use stream::Handshake;
 use tls::{TlsPeers, TlsSetup};
+use ws::WsSetup;
 
 /// Largest SIP message accepted on any transport. UDP cannot carry more, and
 /// on streams a bigger Content-Length is an attack or a bug.
@@ -97,6 +102,9 @@ pub struct TransportConfig {
     /// TLS: a listener and the client side; `None`: no TLS (sends over TLS
     /// are dropped and counted).
     pub tls: Option<TlsSetup>,
+    /// SIP over WebSocket listeners (WSS needs `tls` with a listener: it
+    /// serves that certificate); `None`: no WebSocket.
+    pub ws: Option<WsSetup>,
 }
 
 impl Default for TransportConfig {
@@ -115,6 +123,7 @@ impl Default for TransportConfig {
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             tls: None,
+            ws: None,
         }
     }
 }
@@ -149,6 +158,24 @@ pub struct TransportStats {
     pub tls_handshake_timeouts: AtomicU64,
     /// RFC 5626 pings answered with a pong.
     pub pings: AtomicU64,
+    /// Messages received over WebSocket, and over secure WebSocket.
+    pub ws_in: AtomicU64,
+    pub wss_in: AtomicU64,
+    /// Connections upgraded to WebSocket, plain and secure.
+    pub ws_upgraded: AtomicU64,
+    pub wss_upgraded: AtomicU64,
+    /// WebSocket upgrades refused (403) for their `Origin`.
+    pub ws_refused_origin: AtomicU64,
+    /// WebSocket upgrades refused (400) for not offering subprotocol `sip`.
+    pub ws_refused_subprotocol: AtomicU64,
+    /// Upgrade requests that were not WebSocket upgrades (or not HTTP).
+    pub ws_refused_other: AtomicU64,
+    /// Connections closed because the upgrade did not finish in time.
+    pub ws_upgrade_timeouts: AtomicU64,
+    /// Connections closed for a WebSocket message larger than MAX_MESSAGE.
+    pub ws_oversize: AtomicU64,
+    /// Messages dropped because their WebSocket connection was gone.
+    pub ws_unreachable: AtomicU64,
     /// Outbound connects that failed or timed out.
     pub connect_failures: AtomicU64,
     /// Of those, the ones that timed out.
@@ -177,6 +204,9 @@ pub struct Transports {
     tcp_local: Vec<SocketAddr>,
     /// The TLS listening addresses (empty without a TLS listener).
     tls_local: Vec<SocketAddr>,
+    /// The WebSocket and secure WebSocket listening addresses.
+    ws_local: Vec<SocketAddr>,
+    wss_local: Vec<SocketAddr>,
     /// Outbound TLS settings per destination, when someone set them.
     tls_peers: RwLock<Option<TlsPeers>>,
     conns: Mutex<stream::ConnTable>,
@@ -234,6 +264,21 @@ impl Transports {
             .as_ref()
             .and_then(|t| t.listen.as_ref())
             .map(|(_, server)| tokio_rustls::TlsAcceptor::from(server.clone()));
+        let ws = config.ws.clone().unwrap_or_default();
+        if ws.wss_port.is_some() && acceptor.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "secure WebSocket needs the TLS listener's certificate",
+            ));
+        }
+        let ws_listeners = bind_listeners(&config.addrs, ws.ws_port, TransportKind::Ws)?;
+        let wss_listeners = bind_listeners(&config.addrs, ws.wss_port, TransportKind::Wss)?;
+        let addrs_of = |ls: &[TcpListener]| {
+            ls.iter()
+                .map(|l| l.local_addr())
+                .collect::<io::Result<Vec<_>>>()
+        };
+        let (ws_local, wss_local) = (addrs_of(&ws_listeners)?, addrs_of(&wss_listeners)?);
         let udp_addrs = udp
             .iter()
             .map(|s| s.local_addr())
@@ -246,6 +291,8 @@ impl Transports {
             udp_queues,
             tcp_local,
             tls_local,
+            ws_local,
+            wss_local,
             tls_peers: RwLock::new(None),
             conns: Mutex::new(stream::ConnTable::default()),
             next_conn: AtomicU64::new(1),
@@ -267,13 +314,43 @@ impl Transports {
             tokio::spawn(udp_drain(transports.clone(), socket.clone(), rx));
         }
         for listener in listeners {
-            tokio::spawn(stream::accept_loop(transports.clone(), listener, None));
-        }
-        for listener in tls_listeners {
             tokio::spawn(stream::accept_loop(
                 transports.clone(),
                 listener,
-                acceptor.clone(),
+                TransportKind::Tcp,
+                || Handshake::None,
+            ));
+        }
+        for listener in tls_listeners {
+            let acceptor = acceptor.clone();
+            tokio::spawn(stream::accept_loop(
+                transports.clone(),
+                listener,
+                TransportKind::Tls,
+                move || match &acceptor {
+                    Some(a) => Handshake::Accept(a.clone()),
+                    None => Handshake::None,
+                },
+            ));
+        }
+        let websockets = ws_listeners
+            .into_iter()
+            .map(|l| (l, TransportKind::Ws, None))
+            .chain(
+                wss_listeners
+                    .into_iter()
+                    .map(|l| (l, TransportKind::Wss, acceptor.clone())),
+            );
+        for (listener, kind, tls) in websockets {
+            let origins = ws.origins.clone();
+            tokio::spawn(stream::accept_loop(
+                transports.clone(),
+                listener,
+                kind,
+                move || Handshake::WebSocket {
+                    tls: tls.clone(),
+                    origins: origins.clone(),
+                },
             ));
         }
         Ok(transports)
@@ -295,6 +372,17 @@ impl Transports {
     /// The TLS listening addresses (empty without a TLS listener).
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_local
+    }
+
+    /// The WebSocket listening addresses (empty without `WsSetup::ws_port`).
+    pub fn ws_addrs(&self) -> &[SocketAddr] {
+        &self.ws_local
+    }
+
+    /// The secure WebSocket listening addresses (empty without
+    /// `WsSetup::wss_port`).
+    pub fn wss_addrs(&self) -> &[SocketAddr] {
+        &self.wss_local
     }
 
     /// Sets how outbound TLS connections are checked per destination
@@ -320,30 +408,35 @@ impl Transports {
     }
 
     /// The local address to write in Via and Contact for a new flow to
-    /// `remote` over `kind`: for TLS the TLS listener of that family (the
-    /// UDP address when there is no listener: responses come back on the
-    /// connection anyway), else the UDP/TCP address.
+    /// `remote` over `kind`: for TLS, WS and WSS that listener's address
+    /// of that family (the UDP address when there is no listener:
+    /// responses come back on the connection anyway), else the UDP/TCP
+    /// address.
     pub fn local_for_kind(&self, remote: &SocketAddr, kind: TransportKind) -> Option<SocketAddr> {
-        if kind == TransportKind::Tls
-            && let Some(a) = self
-                .tls_local
-                .iter()
-                .find(|a| a.is_ipv4() == remote.is_ipv4())
-        {
-            return Some(*a);
-        }
-        self.local_for(remote)
+        let listeners = match kind {
+            TransportKind::Tls => &self.tls_local,
+            TransportKind::Ws => &self.ws_local,
+            TransportKind::Wss => &self.wss_local,
+            TransportKind::Udp | TransportKind::Tcp => return self.local_for(remote),
+        };
+        listeners
+            .iter()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .copied()
+            .or_else(|| self.local_for(remote))
     }
 
     /// Sends `bytes` on the flow `target` names. Never waits: UDP is written
     /// at once (or queued to the socket's drain task if its buffer is
     /// full); streams queue to their writer, and a new TCP or TLS
-    /// connection is opened in the background when none exists.
+    /// connection is opened in the background when none exists (a
+    /// WebSocket one never is: without its connection the message is
+    /// dropped).
     pub fn send(self: &Arc<Self>, target: &Target, bytes: Bytes) {
         self.stats.out.fetch_add(1, Ordering::Relaxed);
         match target.transport {
             TransportKind::Udp => self.send_udp(target, bytes),
-            TransportKind::Tcp | TransportKind::Tls => self.send_stream(target, bytes),
+            _ => self.send_stream(target, bytes),
         }
     }
 
@@ -407,6 +500,27 @@ fn bind_all(
         }
     }
     Ok((udp, listeners, tls))
+}
+
+/// A listener on `port` of every address (`0`: the port the first one
+/// gets); none without a port.
+fn bind_listeners(
+    addrs: &[IpAddr],
+    port: Option<u16>,
+    kind: TransportKind,
+) -> io::Result<Vec<TcpListener>> {
+    let Some(mut port) = port else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(addrs.len());
+    for ip in addrs {
+        let listener = bind_tcp(SocketAddr::new(*ip, port))?;
+        let local = listener.local_addr()?;
+        info!(transport = %kind, addr = %local, "SIP over WebSocket listening");
+        port = local.port();
+        out.push(listener);
+    }
+    Ok(out)
 }
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {

@@ -303,6 +303,14 @@ impl Calls {
         ep.wire.transports()?.local_for_kind(remote, kind)
     }
 
+    /// Whether a message for `flow` can go anywhere: false only for a
+    /// WebSocket flow whose connection is gone (we never open one).
+    pub(crate) fn can_reach(&self, flow: &switchboard_sip_stack::target::Target) -> bool {
+        self.endpoint()
+            .and_then(|ep| ep.wire.transports().map(|t| t.can_reach(flow)))
+            .unwrap_or(true)
+    }
+
     /// The dialplan in use.
     pub fn dialplan(&self) -> Arc<Dialplan> {
         match self.dialplan.read() {

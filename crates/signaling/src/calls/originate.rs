@@ -72,7 +72,9 @@ impl Calls {
             })?;
         let realm = account.realm.to_ascii_lowercase();
         let aor = format!("sip:{}@{realm}", user.username);
-        let bindings = self.location.lookup(&aor, Now::current().unix_ms);
+        // a phone on a WebSocket whose connection is gone is not reachable
+        let mut bindings = self.location.lookup(&aor, Now::current().unix_ms);
+        bindings.retain(|b| self.can_reach(&b.received));
         if bindings.is_empty() {
             return Err(OriginateError(
                 409,

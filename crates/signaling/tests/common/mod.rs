@@ -10,6 +10,7 @@ pub mod manifests;
 pub mod phone;
 pub mod servers;
 pub mod tls_phone;
+pub mod ws_phone;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -469,4 +470,17 @@ pub async fn metric(s: &TestServer, line_prefix: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits (5 s at most) until the metric line starting with `prefix`
+/// reads `want`; returns what it read last.
+pub async fn metric_becomes(s: &TestServer, prefix: &str, want: u64) -> Option<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = metric(s, prefix).await;
+        if now == Some(want) || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,8 +1,9 @@
-//! A SIP phone over TLS for the tests: one TLS connection to the server
-//! (as a phone behind NAT keeps), a test CA and certificates made with
-//! rcgen, and the same message-by-message driving as [`super::phone`]:
-//! everything sent is built by the project's pure layers (dialog,
-//! digest), everything received is parsed.
+//! A SIP phone on one stream connection for the tests: TLS here (a test
+//! CA and certificates made with rcgen), or a WebSocket
+//! ([`super::ws_phone`]), kept open as a phone behind NAT keeps it, with
+//! the same message-by-message driving as [`super::phone`]: everything
+//! sent is built by the project's pure layers (dialog, digest),
+//! everything received is parsed.
 
 #![allow(clippy::unwrap_used)] // test code may unwrap
 
@@ -19,7 +20,7 @@ use switchboard_sip::request::ack_for_failure;
 use switchboard_sip::response::response;
 use switchboard_sip_stack::dialog::Dialog;
 use switchboard_sip_stack::target::{Target, TransportKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
@@ -82,16 +83,52 @@ pub async fn tls_connect(server: SocketAddr, trust: &Ca) -> std::io::Result<TlsS
         .await
 }
 
-pub struct TlsPhone {
-    write: Mutex<WriteHalf<TlsStream<TcpStream>>>,
+/// Where a phone's messages go: a byte stream (TLS) or one WebSocket
+/// message each.
+pub enum Out {
+    Bytes(Box<dyn AsyncWrite + Unpin + Send>),
+    Ws(super::ws_phone::WsSink),
+}
+
+/// The phone of [`TlsPhone::connect`] (and of `ws_phone`'s constructors).
+pub type TlsPhone = StreamPhone;
+
+pub struct StreamPhone {
+    out: Mutex<Out>,
     incoming: Mutex<mpsc::Receiver<Message>>,
     local: SocketAddr,
     pub server: SocketAddr,
-    /// The certificate the server presented.
+    /// The certificate the server presented (empty over plain WebSocket).
     pub server_cert: CertificateDer<'static>,
+    /// TLS, WS or WSS: the Via token and Contact `transport` it writes.
+    pub kind: TransportKind,
+    /// The host it writes in its REGISTER's Via and in Contacts: its
+    /// address over TLS, a `.invalid` name over WebSocket as browsers'
+    /// SIP stacks (JsSIP) do.
+    pub host: String,
 }
 
-impl TlsPhone {
+impl StreamPhone {
+    /// A phone on a connection made elsewhere (`ws_phone`).
+    pub fn from_parts(
+        out: Out,
+        incoming: mpsc::Receiver<Message>,
+        local: SocketAddr,
+        server: SocketAddr,
+        kind: TransportKind,
+        host: String,
+    ) -> Self {
+        Self {
+            out: Mutex::new(out),
+            incoming: Mutex::new(incoming),
+            local,
+            server,
+            server_cert: CertificateDer::from(Vec::new()),
+            kind,
+            host,
+        }
+    }
+
     /// Connects to the server's TLS address, trusting `trust`.
     pub async fn connect(server: SocketAddr, trust: &Ca) -> Self {
         let stream = tls_connect(server, trust).await.expect("TLS handshake");
@@ -123,11 +160,13 @@ impl TlsPhone {
             }
         });
         Self {
-            write: Mutex::new(write),
+            out: Mutex::new(Out::Bytes(Box::new(write))),
             incoming: Mutex::new(rx),
             local,
             server,
             server_cert,
+            kind: TransportKind::Tls,
+            host: local.to_string(),
         }
     }
 
@@ -138,7 +177,7 @@ impl TlsPhone {
     /// The flow a dialog of this phone uses.
     pub fn flow(&self) -> Target {
         Target {
-            transport: TransportKind::Tls,
+            transport: self.kind,
             local: self.local,
             remote: self.server,
             conn: None,
@@ -146,9 +185,35 @@ impl TlsPhone {
     }
 
     pub async fn send(&self, bytes: &[u8]) {
-        let mut w = self.write.lock().await;
-        w.write_all(bytes).await.expect("send SIP over TLS");
-        w.flush().await.expect("flush");
+        match &mut *self.out.lock().await {
+            Out::Bytes(w) => {
+                w.write_all(bytes).await.expect("send SIP over TLS");
+                w.flush().await.expect("flush");
+            }
+            Out::Ws(sink) => super::ws_phone::send(sink, bytes).await,
+        }
+    }
+
+    /// Closes the connection as a phone going away does (a WebSocket
+    /// close, a TLS close_notify).
+    pub async fn close(&self) {
+        match &mut *self.out.lock().await {
+            Out::Bytes(w) => {
+                let _ = w.shutdown().await;
+            }
+            Out::Ws(sink) => {
+                let _ = futures_util::SinkExt::close(sink).await;
+            }
+        }
+    }
+
+    /// A Contact URI of this phone for `user` (`transport=` its kind).
+    pub fn contact(&self, user: &str) -> String {
+        format!(
+            "<sip:{user}@{};transport={}>",
+            self.host,
+            self.kind.uri_param()
+        )
     }
 
     /// The next message, or `None` after `wait` (or when the connection closed).
@@ -195,10 +260,7 @@ impl TlsPhone {
             }
         }
         if (200..300).contains(&code) {
-            b = b.header(
-                "Contact",
-                &format!("<sip:phone@{};transport=tls>", self.addr()),
-            );
+            b = b.header("Contact", &self.contact("phone"));
         }
         if let Some(sdp) = body {
             b = b.body("application/sdp", sdp.as_bytes().to_vec());
@@ -207,7 +269,7 @@ impl TlsPhone {
     }
 
     /// Registers `user` over this connection (answering the 401); the
-    /// Contact asks for TLS.
+    /// Contact asks for this phone's transport.
     pub async fn register(&self, user: &str, password: &str) -> Response {
         let host = self.server;
         let call_id = format!("{:x}@tls-test", rand::random::<u128>());
@@ -219,8 +281,8 @@ impl TlsPhone {
                 &format!("sip:{}", host.ip()),
             )
             .via(
-                "TLS",
-                &self.addr().to_string(),
+                self.kind.via_token(),
+                &self.host,
                 &switchboard_sip::request::new_branch(),
             )
             .header("Max-Forwards", "70")
@@ -228,10 +290,7 @@ impl TlsPhone {
             .header("To", &format!("<sip:{user}@switchboard>"))
             .header("Call-ID", &call_id)
             .header("CSeq", &format!("{cseq} REGISTER"))
-            .header(
-                "Contact",
-                &format!("<sip:{user}@{};transport=tls>", self.addr()),
-            )
+            .header("Contact", &self.contact(user))
             .header("Expires", "300");
             if let Some(a) = &auth {
                 b = b.header("Authorization", a);

@@ -156,6 +156,9 @@ impl TransactionKey {
         let port = sent_by_port.unwrap_or(match transport {
             TransportKind::Tls => 5061,
             TransportKind::Udp | TransportKind::Tcp => 5060,
+            // RFC 6455's defaults (RFC 7118 §5 leaves the Via port to them)
+            TransportKind::Ws => 80,
+            TransportKind::Wss => 443,
         });
         let mut f = Fields::new(method, kind, branch.len() + sent_by_host.len() + 6);
         f.push_lower(branch);

@@ -1,6 +1,8 @@
-//! SIP over stream transports (TCP, and TLS on top of TCP): accepting and
-//! opening connections, framing what they carry, and the bounds that keep
-//! a hostile peer from holding them.
+//! SIP over stream transports (TCP, and TLS on top of TCP; WebSocket
+//! connections are adopted and bounded here too, their upgrade and
+//! messages are in [`super::ws`]): accepting and opening connections,
+//! framing what they carry, and the bounds that keep a hostile peer from
+//! holding them.
 //!
 //! Every bound here is one a peer could otherwise grow: connections in
 //! total and per [`Source`] (checked at accept, before any TLS handshake),
@@ -14,6 +16,10 @@
 //! The reader and writer are generic over the byte stream, so a TLS
 //! connection gets exactly the TCP framing, deadlines and pongs once its
 //! handshake is done.
+//!
+//! We never open a WebSocket connection (a browser cannot accept one): a
+//! message for a WS or WSS flow whose connection is gone is dropped and
+//! counted, and [`Transports::can_reach`] tells callers so beforehand.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +36,7 @@ use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, warn};
 
+use super::ws::{Origins, Refused};
 use super::{MAX_MESSAGE, Receive, Received, Source, Transports};
 use crate::target::{Target, TransportKind};
 
@@ -79,13 +86,19 @@ enum Origin {
 }
 
 /// What runs on a new TCP connection before SIP does.
-enum Handshake {
+pub(super) enum Handshake {
     /// Nothing: plain TCP.
     None,
     /// A TLS server handshake (accepted connections).
     Accept(TlsAcceptor),
     /// A TLS client handshake with this name (connections we open).
     Connect(TlsConnector, ServerName<'static>),
+    /// A WebSocket upgrade (accepted connections), after a TLS server
+    /// handshake for WSS.
+    WebSocket {
+        tls: Option<TlsAcceptor>,
+        origins: Arc<Origins>,
+    },
 }
 
 /// Why an accepted connection was not adopted.
@@ -98,7 +111,7 @@ enum Refusal {
 
 /// How far a connection's peer is trusted, which decides its idle timeout.
 #[derive(Debug, Clone, Copy)]
-enum Standing {
+pub(super) enum Standing {
     /// Accepted and no SIP seen yet: closed at this instant unless a
     /// well-formed message arrives first.
     New { until: Instant },
@@ -108,7 +121,7 @@ enum Standing {
 
 /// Why a connection's reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Close {
+pub(super) enum Close {
     PeerClosed,
     Framing(FrameError),
     /// A message did not complete within the message timeout.
@@ -121,6 +134,16 @@ enum Close {
     HandshakeFailed,
     /// The TLS handshake did not finish within its deadline.
     HandshakeTimeout,
+    /// The WebSocket upgrade was refused (an HTTP error was sent, or the
+    /// request was no upgrade).
+    WsRefused(Refused),
+    /// The WebSocket upgrade did not finish within the handshake deadline.
+    UpgradeTimeout,
+    /// A WebSocket message or frame larger than [`MAX_MESSAGE`].
+    TooBig,
+    /// A WebSocket protocol violation (unmasked frame, bad opcode, text
+    /// that is not UTF-8).
+    WsProtocol,
 }
 
 impl Transports {
@@ -140,8 +163,28 @@ impl Transports {
         table.by_id.get(&id).map(|c| (c.remote, c.local))
     }
 
-    /// Sends on a TCP or TLS flow: on the connection `target` names, else
-    /// the newest one to its address over its transport, else a new one.
+    /// Whether a message for `target` can go anywhere: always, except on a
+    /// WS or WSS flow whose connection (the one it names, or any to its
+    /// address) is gone, since we never open one.
+    pub fn can_reach(&self, target: &Target) -> bool {
+        if !target.transport.is_websocket() {
+            return true;
+        }
+        let Ok(table) = self.conns.lock() else {
+            return false;
+        };
+        target
+            .conn
+            .and_then(|id| table.by_id.get(&id))
+            .is_some_and(|c| c.kind == target.transport)
+            || table
+                .by_remote
+                .contains_key(&(target.transport, target.remote))
+    }
+
+    /// Sends on a stream flow: on the connection `target` names, else the
+    /// newest one to its address over its transport, else a new one (never
+    /// for WebSocket flows).
     pub(super) fn send_stream(self: &Arc<Self>, target: &Target, bytes: Bytes) {
         let dest = (target.transport, target.remote);
         let Ok(mut table) = self.conns.lock() else {
@@ -163,6 +206,12 @@ impl Transports {
                 self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 debug!(%target, "connection queue full or closed; message dropped");
             }
+            return;
+        }
+        if target.transport.is_websocket() {
+            drop(table);
+            self.stats.ws_unreachable.fetch_add(1, Ordering::Relaxed);
+            debug!(%target, "WebSocket connection gone; message dropped");
             return;
         }
         if target.transport == TransportKind::Tls && self.config.tls.is_none() {
@@ -340,8 +389,8 @@ impl Transports {
     }
 
     /// A connection's life after adoption: the TLS handshake (under its
-    /// deadline) when there is one, then reader and writer until either
-    /// stops.
+    /// deadline) when there is one, the WebSocket upgrade for WS and WSS,
+    /// then reader and writer until either stops.
     async fn run(
         &self,
         stream: TcpStream,
@@ -365,6 +414,17 @@ impl Transports {
                     Err(_) => Some(Close::HandshakeTimeout),
                 }
             }
+            Handshake::WebSocket { tls: None, origins } => {
+                self.serve_ws(stream, &origins, conn, rx).await
+            }
+            Handshake::WebSocket {
+                tls: Some(acceptor),
+                origins,
+            } => match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => self.serve_ws(tls, &origins, conn, rx).await,
+                Ok(Err(e)) => Some(self.handshake_failed(&conn, &rx, &e.to_string())),
+                Err(_) => Some(Close::HandshakeTimeout),
+            },
             Handshake::Connect(connector, name) => {
                 match tokio::time::timeout(deadline, connector.connect(name, stream)).await {
                     Ok(Ok(tls)) => {
@@ -445,6 +505,20 @@ impl Transports {
                 debug!(%remote, "closing connection: TLS handshake not completed in time");
                 &s.tls_handshake_timeouts
             }
+            Some(Close::WsRefused(why)) => match why {
+                Refused::Origin => &s.ws_refused_origin,
+                Refused::Subprotocol => &s.ws_refused_subprotocol,
+                Refused::NotWebSocket => &s.ws_refused_other,
+            },
+            Some(Close::UpgradeTimeout) => {
+                debug!(%remote, transport = %kind, "closing connection: WebSocket upgrade not completed in time");
+                &s.ws_upgrade_timeouts
+            }
+            Some(Close::TooBig) => {
+                debug!(%remote, transport = %kind, "closing connection: WebSocket message too large");
+                &s.ws_oversize
+            }
+            Some(Close::WsProtocol) => &s.framing_errors,
             Some(Close::PeerClosed) | None => {
                 debug!(%remote, transport = %kind, "connection closed");
                 return;
@@ -474,36 +548,29 @@ impl Transports {
 }
 
 /// A connection's flow and what its reader needs.
-struct Connection {
-    target: Target,
+pub(super) struct Connection {
+    pub(super) target: Target,
     /// Its writer's queue (pongs go there).
     tx: mpsc::Sender<Bytes>,
-    standing: Standing,
+    pub(super) standing: Standing,
     /// We opened it.
     outbound: bool,
 }
 
-/// Accepts connections on a TCP listener; with `tls`, each one starts
-/// with a TLS server handshake.
+/// Accepts `kind` connections on a TCP listener; each one starts with
+/// what `handshake` makes (a TLS handshake, a WebSocket upgrade).
 pub(super) async fn accept_loop(
     transports: Arc<Transports>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    kind: TransportKind,
+    handshake: impl Fn() -> Handshake,
 ) {
-    let kind = if tls.is_some() {
-        TransportKind::Tls
-    } else {
-        TransportKind::Tcp
-    };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = transports.shutdown.cancelled() => return,
         };
-        let handshake = match &tls {
-            Some(acceptor) => Handshake::Accept(acceptor.clone()),
-            None => Handshake::None,
-        };
+        let handshake = handshake();
         match accepted {
             Ok((stream, remote)) => {
                 match transports.adopt(stream, kind, Origin::Accepted, handshake) {

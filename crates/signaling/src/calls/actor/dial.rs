@@ -58,12 +58,17 @@ impl Call {
                         self.dialled_user = Some(user.username.to_string());
                     }
                     // every replica's bindings, each reached through the
-                    // replica holding its flow while that one lives
-                    let found = self
+                    // replica holding its flow while that one lives; a
+                    // phone on a WebSocket whose connection is gone cannot
+                    // be reached at all (we never open one)
+                    let found: Vec<_> = self
                         .calls
                         .cluster
                         .locate(&self.calls.location, &aor, super::now_ms())
-                        .await;
+                        .await
+                        .into_iter()
+                        .filter(|l| self.calls.can_reach(&l.flow))
+                        .collect();
                     if found.is_empty() {
                         unavailable += 1;
                     }
@@ -494,8 +499,10 @@ fn body_of(resp: &Response) -> Option<(&str, &[u8])> {
 /// Where a `sip:`/`sips:` URI target is sent: its host must be an IP
 /// literal (no DNS yet), on the caller's address family; over TLS for
 /// `sips:` (RFC 3261 §26.2) or the transport its `transport` parameter
-/// names, else over the caller's transport. `local_for` gives our address
-/// for a transport other than the caller's.
+/// names, else over the caller's transport (UDP for a caller on a
+/// WebSocket: we open no WebSocket, and a URI naming `ws`/`wss` is not
+/// reachable). `local_for` gives our address for a transport other than
+/// the caller's.
 fn uri_target(
     uri: &str,
     like: &Target,
@@ -506,7 +513,12 @@ fn uri_target(
     if remote.is_ipv4() != like.local.is_ipv4() {
         return None;
     }
-    let transport = uri_transport(&u).unwrap_or(like.transport);
+    let transport = match uri_transport(&u) {
+        Some(t) if t.is_websocket() => return None,
+        Some(t) => t,
+        None if like.transport.is_websocket() => TransportKind::Udp,
+        None => like.transport,
+    };
     let local = if transport == like.transport {
         like.local
     } else {
@@ -526,12 +538,7 @@ fn uri_transport(u: &switchboard_sip::message::Uri) -> Option<TransportKind> {
     if u.scheme.eq_ignore_ascii_case("sips") {
         return Some(TransportKind::Tls);
     }
-    match u.param("transport")??.to_ascii_lowercase().as_str() {
-        "udp" => Some(TransportKind::Udp),
-        "tcp" => Some(TransportKind::Tcp),
-        "tls" => Some(TransportKind::Tls),
-        _ => None,
-    }
+    TransportKind::from_token(u.param("transport")??)
 }
 
 #[cfg(test)]
@@ -598,6 +605,18 @@ mod tests {
             assert_eq!(t.remote, remote.parse().unwrap(), "{uri}");
             assert_eq!(t.conn, None, "{uri}: a new flow");
         }
+        // we never open a WebSocket: a caller on one dials URIs over UDP,
+        // and a URI asking for WS is not reachable
+        let ws_caller = Target {
+            transport: TransportKind::Wss,
+            ..caller
+        };
+        let t = uri_target("sip:1000@192.0.2.1", &ws_caller, local_for).unwrap();
+        assert_eq!((t.transport, t.local), (TransportKind::Udp, tcp_local));
+        assert_eq!(
+            uri_target("sip:1000@192.0.2.1;transport=ws", &caller, local_for),
+            None
+        );
         // no DNS, no other address family, no address for that transport
         assert!(uri_target("sip:1000@example.com", &caller, local_for).is_none());
         assert!(uri_target("sip:1000@[2001:db8::1]", &caller, local_for).is_none());
