@@ -595,7 +595,11 @@ mod tests {
             let t = uri_target(uri, &caller, local_for).unwrap();
             assert_eq!(t.transport, transport, "{uri}");
             assert_eq!(t.local, local, "{uri}");
-            assert_eq!(t.remote, remote.parse().unwrap(), "{uri}");
+            assert_eq!(
+                t.remote,
+                remote.parse::<std::net::SocketAddr>().unwrap(),
+                "{uri}"
+            );
             assert_eq!(t.conn, None, "{uri}: a new flow");
         }
         // no DNS, no other address family, no address for that transport
