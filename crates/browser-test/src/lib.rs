@@ -96,14 +96,21 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and opens a session in a new headless
     /// Chromium with a fresh profile and download directory.
     pub async fn start() -> Result<Browser> {
+        Browser::start_with_args(&[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium flags (e.g. the RTP manager's WebRTC test needs
+    /// `--allow-loopback-in-peer-connection`).
+    pub async fn start_with_args(extra: &[&str]) -> Result<Browser> {
         Browser::start_with(
             &binary("CHROMIUM", CHROMIUM),
             &binary("CHROMEDRIVER", CHROMEDRIVER),
+            extra,
         )
         .await
     }
 
-    async fn start_with(chromium: &Path, chromedriver: &Path) -> Result<Browser> {
+    async fn start_with(chromium: &Path, chromedriver: &Path, extra: &[&str]) -> Result<Browser> {
         for (what, path) in [("chromium", chromium), ("chromedriver", chromedriver)] {
             if !path.is_file() {
                 bail!("{what} not found at {}: {MISSING}", path.display());
@@ -137,7 +144,7 @@ impl Browser {
             }
         };
 
-        let client = match open_session(port, chromium, &profile, &downloads).await {
+        let client = match open_session(port, chromium, &profile, &downloads, extra).await {
             Ok(client) => client,
             Err(e) => {
                 let mut driver = driver;
@@ -660,12 +667,15 @@ async fn open_session(
     chromium: &Path,
     profile: &Path,
     downloads: &Path,
+    extra: &[&str],
 ) -> Result<Client> {
+    let mut args = chrome_args(profile);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let capabilities = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": chromium.to_string_lossy(),
-            "args": chrome_args(profile),
+            "args": args,
             "prefs": {
                 "download.default_directory": downloads.to_string_lossy(),
                 "download.prompt_for_download": false,
@@ -748,14 +758,14 @@ mod tests {
     #[tokio::test]
     async fn missing_binaries_say_how_to_install_them() {
         let nowhere = Path::new("/nonexistent/chromedriver");
-        let err = Browser::start_with(Path::new(CHROMIUM), nowhere)
+        let err = Browser::start_with(Path::new(CHROMIUM), nowhere, &[])
             .await
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("/nonexistent/chromedriver"), "{err}");
         assert!(err.contains("scripts/ensure-deps.sh"), "{err}");
-        let err = Browser::start_with(Path::new("/nonexistent/chromium"), nowhere)
+        let err = Browser::start_with(Path::new("/nonexistent/chromium"), nowhere, &[])
             .await
             .err()
             .map(|e| e.to_string())

@@ -55,6 +55,9 @@ pub enum Origin {
     Previous,
     /// Another address passed probation.
     Learned,
+    /// Proven by other means than RTP: an ICE check that authenticated
+    /// with the leg's ICE password ([`RtpSource::pin`]).
+    Authenticated,
 }
 
 /// What to do with one packet.
@@ -216,7 +219,7 @@ impl RtpSource {
         match &self.state {
             SourceState::Locked { addr, .. } if *addr == from => return Verdict::Accept,
             SourceState::Locked {
-                origin: Origin::Sdp,
+                origin: Origin::Sdp | Origin::Authenticated,
                 ..
             } => return Verdict::Foreign,
             _ => {}
@@ -280,6 +283,17 @@ impl RtpSource {
         }
         candidates[slot] = Some(next);
         Verdict::Probation
+    }
+
+    /// Locks the source to `addr`, proven by other means (an ICE check
+    /// authenticated with the leg's password): packets from anywhere else
+    /// are foreign until the next pin. For legs whose source is never
+    /// learned from SDP or RTP (WebRTC).
+    pub fn pin(&mut self, addr: SocketAddr) {
+        self.state = SourceState::Locked {
+            addr: canonical(addr),
+            origin: Origin::Authenticated,
+        };
     }
 
     fn lock(&mut self, addr: SocketAddr, origin: Origin) -> Verdict {
@@ -644,5 +658,24 @@ mod tests {
             rtcp.on_packet(a("203.0.113.5:4001"), None, &rtp, Some(1)),
             Verdict::Locked(a("203.0.113.5:4001"), Origin::Sdp)
         );
+    }
+
+    #[test]
+    fn a_pinned_source_is_the_only_one() {
+        let mut s = RtpSource::new(Policy::AnyIp);
+        s.pin(a("192.0.2.1:5000"));
+        assert_eq!(s.destination(), Some(a("192.0.2.1:5000")));
+        assert_eq!(s.on_packet(a("192.0.2.1:5000"), 1, 1), Verdict::Accept);
+        // in-sequence packets from elsewhere never take it over
+        for seq in 0..10 {
+            assert_eq!(s.on_packet(a("192.0.2.1:5002"), 1, seq), Verdict::Foreign);
+            assert_eq!(
+                s.on_packet(a("198.51.100.9:5000"), 1, seq),
+                Verdict::Foreign
+            );
+        }
+        s.pin(a("198.51.100.9:6000"));
+        assert!(s.is_locked_to(a("198.51.100.9:6000")));
+        assert_eq!(s.on_packet(a("192.0.2.1:5000"), 1, 11), Verdict::Foreign);
     }
 }

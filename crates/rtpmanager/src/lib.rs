@@ -19,6 +19,7 @@ pub mod security;
 pub mod service;
 pub mod srtp;
 pub mod stream;
+pub mod webrtc;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -271,6 +271,8 @@ pub fn json_line(addr: SocketAddr, h: &pb::HealthResponse) -> String {
         "events_dropped": h.events_dropped,
         "recording_dropped": h.recording_dropped,
         "srtp_dropped": h.srtp_dropped,
+        "ice_refused": h.ice_refused,
+        "dtls_failed": h.dtls_failed,
     })
     .to_string()
 }

@@ -125,6 +125,8 @@ fn health(h: engine::Health) -> pb::HealthResponse {
         events_dropped: h.stats.events_dropped,
         recording_dropped: h.stats.recording_dropped,
         srtp_dropped: h.stats.srtp_dropped,
+        ice_refused: h.stats.ice_refused,
+        dtls_failed: h.stats.dtls_failed,
     }
 }
 

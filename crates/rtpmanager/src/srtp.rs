@@ -1,11 +1,13 @@
-//! SRTP and SRTCP (RFC 3711) of one leg keyed by SDES (RFC 4568), with
-//! `webrtc-srtp`: the leg's packets are authenticated and decrypted with
-//! the key of its `a=crypto`, ours are encrypted with the key of our own
-//! `a=crypto` (fresh and random per leg). Each leg is independent, so an
-//! SRTP leg can be bridged to a plain one.
+//! SRTP and SRTCP (RFC 3711) of one leg, with `webrtc-srtp`, keyed either
+//! by SDES (RFC 4568: the leg's packets are authenticated and decrypted
+//! with the key of its `a=crypto`, ours encrypted with the key of our own
+//! `a=crypto`, fresh and random per leg) or by DTLS-SRTP (RFC 5764: both
+//! keys exported from the leg's DTLS handshake, see
+//! [`crate::webrtc::dtls`]). Each leg is independent, so an SRTP leg can
+//! be bridged to a plain one.
 //!
 //! Keys never reach logs: [`LegSrtp`]'s `Debug` shows only the suite and
-//! tag (and [`KeySalt`] redacts itself).
+//! how it was keyed (and [`KeySalt`] redacts itself).
 
 use std::fmt;
 
@@ -70,12 +72,20 @@ pub fn our_crypto(tag: u32, suite: Suite) -> Crypto {
     }
 }
 
+/// How a leg's SRTP keys were agreed.
+enum Keying {
+    /// In SDP (`a=crypto`): ours as written in our SDP, the leg's from its.
+    Sdes { local: Crypto, remote: Crypto },
+    /// Exported from the leg's DTLS handshake (RFC 5764 §4.2).
+    Dtls,
+}
+
 /// The crypto state of one SRTP leg.
 pub struct LegSrtp {
-    /// Ours, as written in our SDP.
-    local: Crypto,
-    /// The leg's, from its SDP.
-    remote: Crypto,
+    suite: Suite,
+    /// The master key and salt of what the leg sends.
+    remote_key: KeySalt,
+    keying: Keying,
     rx: Context,
     tx: Context,
     /// SSRCs whose SRTP resp. SRTCP authenticated; packets of other SSRCs
@@ -87,10 +97,13 @@ pub struct LegSrtp {
 
 impl fmt::Debug for LegSrtp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LegSrtp")
-            .field("suite", &self.local.suite)
-            .field("tag", &self.local.tag)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("LegSrtp");
+        d.field("suite", &self.suite);
+        match &self.keying {
+            Keying::Sdes { local, .. } => d.field("sdes_tag", &local.tag),
+            Keying::Dtls => d.field("keying", &"dtls"),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -103,18 +116,35 @@ impl LegSrtp {
                 remote.suite, local.suite
             ));
         }
-        let rx = rx_context(&remote.key, remote.suite)?;
-        let tx = Context::new(
-            local.key.key(),
-            local.key.salt(),
-            profile(local.suite),
-            None,
-            None,
+        let (suite, local_key, remote_key) = (local.suite, local.key.clone(), remote.key.clone());
+        LegSrtp::keyed(
+            suite,
+            &local_key,
+            remote_key,
+            Keying::Sdes { local, remote },
         )
-        .map_err(|e| format!("SRTP context: {e}"))?;
+    }
+
+    /// Both directions of a DTLS-SRTP leg: `local` keys what we send,
+    /// `remote` what the leg sends (RFC 5764 §4.2: the server's and the
+    /// client's write keys, for us as the DTLS server).
+    pub fn from_dtls(suite: Suite, local: &KeySalt, remote: KeySalt) -> Result<LegSrtp, String> {
+        LegSrtp::keyed(suite, local, remote, Keying::Dtls)
+    }
+
+    fn keyed(
+        suite: Suite,
+        local: &KeySalt,
+        remote: KeySalt,
+        keying: Keying,
+    ) -> Result<LegSrtp, String> {
+        let rx = rx_context(&remote, suite)?;
+        let tx = Context::new(local.key(), local.salt(), profile(suite), None, None)
+            .map_err(|e| format!("SRTP context: {e}"))?;
         Ok(LegSrtp {
-            local,
-            remote,
+            suite,
+            remote_key: remote,
+            keying,
             rx,
             tx,
             rtp_streams: Vec::new(),
@@ -122,12 +152,24 @@ impl LegSrtp {
         })
     }
 
-    pub fn local(&self) -> &Crypto {
-        &self.local
+    /// Our `a=crypto` (SDES legs only).
+    pub fn local(&self) -> Option<&Crypto> {
+        match &self.keying {
+            Keying::Sdes { local, .. } => Some(local),
+            Keying::Dtls => None,
+        }
     }
 
-    pub fn remote(&self) -> &Crypto {
-        &self.remote
+    /// The leg's `a=crypto` (SDES legs only).
+    pub fn remote(&self) -> Option<&Crypto> {
+        match &self.keying {
+            Keying::Sdes { remote, .. } => Some(remote),
+            Keying::Dtls => None,
+        }
+    }
+
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// Authenticates and decrypts one SRTP packet of the leg into `out`.
@@ -141,14 +183,14 @@ impl LegSrtp {
         if !self.rtp_streams.contains(&ssrc) {
             // a new stream: proven on a scratch context before `rx` keeps
             // state for it
-            let Ok(mut probe) = rx_context(&self.remote.key, self.remote.suite) else {
+            let Ok(mut probe) = rx_context(&self.remote_key, self.suite) else {
                 return false;
             };
             if probe.decrypt_rtp(packet).is_err() {
                 return false;
             }
             if self.rtp_streams.len() >= MAX_STREAMS {
-                match rx_context(&self.remote.key, self.remote.suite) {
+                match rx_context(&self.remote_key, self.suite) {
                     Ok(rx) => self.rx = rx,
                     Err(_) => return false,
                 }
@@ -180,14 +222,14 @@ impl LegSrtp {
         }
         let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
         if !self.rtcp_streams.contains(&ssrc) {
-            let Ok(mut probe) = rx_context(&self.remote.key, self.remote.suite) else {
+            let Ok(mut probe) = rx_context(&self.remote_key, self.suite) else {
                 return false;
             };
             if probe.decrypt_rtcp(packet).is_err() {
                 return false;
             }
             if self.rtcp_streams.len() >= MAX_STREAMS {
-                match rx_context(&self.remote.key, self.remote.suite) {
+                match rx_context(&self.remote_key, self.suite) {
                     Ok(rx) => self.rx = rx,
                     Err(_) => return false,
                 }
@@ -315,6 +357,28 @@ mod tests {
         forged[e] &= 0x7f;
         assert!(!b.unprotect_rtcp(&forged, &mut out));
         assert!(b.unprotect_rtcp(&buf, &mut out));
+    }
+
+    #[test]
+    fn dtls_keyed_legs_round_trip() {
+        // as RFC 5764 §4.2 splits the exported keys: what one side sends
+        // with, the other receives with
+        let (client, server) = (KeySalt::random(), KeySalt::random());
+        let suite = Suite::AesCm128HmacSha1_80;
+        let mut us = LegSrtp::from_dtls(suite, &server, client.clone()).unwrap();
+        let mut browser = LegSrtp::from_dtls(suite, &client, server).unwrap();
+        assert!(us.local().is_none() && us.remote().is_none());
+        assert_eq!(us.suite(), suite);
+        let mut out = Vec::new();
+        let plain = rtp(1, 9);
+        let mut buf = plain.clone();
+        assert!(browser.protect_rtp(&mut buf));
+        assert!(us.unprotect_rtp(&buf, &mut out));
+        assert_eq!(out, plain);
+        let mut back = rtp(2, 10);
+        assert!(us.protect_rtp(&mut back));
+        assert!(browser.unprotect_rtp(&back, &mut out));
+        assert!(format!("{us:?}").contains("dtls"));
     }
 
     #[test]

@@ -533,7 +533,10 @@ mod tests {
         };
         let t = tls(serde_json::json!({})).unwrap();
         assert_eq!(t.transport_kind(), Ok(TransportKind::Tls));
-        assert_eq!(t.addr().unwrap(), "192.0.2.9:5061".parse().unwrap());
+        assert_eq!(
+            t.addr().unwrap(),
+            "192.0.2.9:5061".parse::<SocketAddr>().unwrap()
+        );
         assert!(t.tls_verify, "verification is on by default");
         assert_eq!(t.tls_name(), None, "the IP address is checked");
         // the name: tls_server_name, else a domain that is a host name
@@ -597,7 +600,10 @@ mod tests {
         let mut t = trunk("example.com");
         assert!(t.validate().unwrap_err().starts_with("host:"));
         t = trunk("127.0.0.1");
-        assert_eq!(t.addr().unwrap(), "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(
+            t.addr().unwrap(),
+            "127.0.0.1:5060".parse::<SocketAddr>().unwrap()
+        );
         t.transport = "sctp".into();
         assert!(t.validate().unwrap_err().starts_with("transport:"));
         t = trunk("127.0.0.1");

@@ -19,6 +19,7 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
 pub mod crypto;
+pub mod webrtc;
 
 /// The media direction attribute (RFC 3264 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub struct MediaLine {
     pub proto: String,
     /// The format list (payload types for RTP).
     pub formats: Vec<String>,
+    /// Its `a=mid` (RFC 8843), repeated when an answer declines the line.
+    pub mid: Option<String>,
 }
 
 /// What the RTP manager needs from a peer's SDP.
@@ -135,6 +138,9 @@ pub struct Description {
     /// The audio stream's `a=crypto` values (RFC 4568), unparsed; see
     /// [`crypto::choose`].
     pub crypto: Vec<String>,
+    /// ICE and DTLS parameters of the audio stream (WebRTC); empty for a
+    /// phone's SDP.
+    pub webrtc: webrtc::Transport,
 }
 
 impl Description {
@@ -203,6 +209,8 @@ struct Section<'a> {
     crypto: Vec<&'a str>,
     /// `(pt, encoding name, clock rate)` from `a=rtpmap`.
     rtpmaps: Vec<(u8, &'a str, u32)>,
+    /// ICE, DTLS, mid and BUNDLE attributes.
+    webrtc: webrtc::Attrs<'a>,
 }
 
 impl<'a> Section<'a> {
@@ -229,6 +237,8 @@ impl<'a> Section<'a> {
         } else if name.eq_ignore_ascii_case("crypto") && self.crypto.len() < 16 {
             // a few lines are plenty to choose from; more are ignored
             self.crypto.push(val);
+        } else {
+            self.webrtc.attribute(name, val);
         }
     }
 
@@ -318,6 +328,7 @@ fn parse_media(no: usize, line: &str, value: &str) -> Result<MediaLine, SdpError
         port,
         proto: proto.to_owned(),
         formats: fields.map(str::to_owned).collect(),
+        mid: None,
     })
 }
 
@@ -421,11 +432,19 @@ pub fn parse(body: &[u8]) -> Result<Description, SdpError> {
         .direction
         .or(session.direction)
         .unwrap_or(Direction::SendRecv);
-    if direction == Direction::SendRecv && connection.is_some_and(|ip| ip.is_unspecified()) {
+    // with ICE, `c=0.0.0.0` and port 9 only stand in for the candidates
+    // (RFC 8839 §4.2.1.2): not a hold
+    let ice = webrtc::is_dtls_proto(&audio_line.proto);
+    if direction == Direction::SendRecv && !ice && connection.is_some_and(|ip| ip.is_unspecified())
+    {
         direction = Direction::SendOnly;
     }
 
     let (origin_session_id, origin_version) = origin.unwrap_or((0, 0));
+    let transport = webrtc::Transport::merge(&session.webrtc, &audio.webrtc);
+    let crypto = audio.crypto.iter().map(|c| (*c).to_owned()).collect();
+    let ptime = audio.ptime.or(session.ptime);
+    let rtcp_mux = audio.rtcp_mux || session.rtcp_mux;
     Ok(Description {
         origin_session_id,
         origin_version,
@@ -435,10 +454,22 @@ pub fn parse(body: &[u8]) -> Result<Description, SdpError> {
         codecs,
         telephone_event,
         direction,
-        ptime: audio.ptime.or(session.ptime),
-        rtcp_mux: audio.rtcp_mux || session.rtcp_mux,
-        crypto: audio.crypto.iter().map(|c| (*c).to_owned()).collect(),
-        media: sections.into_iter().map(|(m, _)| m).collect(),
+        ptime,
+        rtcp_mux,
+        crypto,
+        webrtc: transport,
+        media: sections
+            .into_iter()
+            .map(|(mut m, s)| {
+                m.mid = s.webrtc.mid.map(|mid| {
+                    mid.chars()
+                        .filter(|c| c.is_ascii_graphic())
+                        .take(64)
+                        .collect()
+                });
+                m
+            })
+            .collect(),
     })
 }
 
@@ -491,12 +522,13 @@ fn session_header(local: &LocalMedia) -> String {
     out
 }
 
-/// The audio m= line and its attributes. `codecs` are `(pt, name, rate)`.
-/// With `crypto` (the value of an `a=crypto` attribute) the stream is
-/// `RTP/SAVP`, else `RTP/AVP`.
+/// The audio m= line (transport `proto`) and its attributes. `codecs` are
+/// `(pt, name, rate)`; `crypto` is the value of an `a=crypto` attribute.
+#[allow(clippy::too_many_arguments)]
 fn audio_section(
     out: &mut String,
     port: u16,
+    proto: &str,
     codecs: &[(u8, String, u32)],
     te_pt: Option<u8>,
     direction: Direction,
@@ -504,11 +536,6 @@ fn audio_section(
     crypto: Option<&str>,
 ) {
     let te_pt = te_pt.filter(|te| !codecs.iter().any(|(pt, _, _)| pt == te));
-    let proto = if crypto.is_some() {
-        "RTP/SAVP"
-    } else {
-        "RTP/AVP"
-    };
     let mut m = format!("m=audio {port} {proto}");
     for pt in codecs.iter().map(|(pt, _, _)| *pt).chain(te_pt) {
         let _ = write!(m, " {pt}");
@@ -528,6 +555,15 @@ fn audio_section(
     if let Some(c) = crypto {
         let c: String = c.chars().filter(|c| !c.is_ascii_control()).collect();
         push_line(out, format_args!("a=crypto:{c}"));
+    }
+}
+
+/// `RTP/SAVP` with an `a=crypto`, else `RTP/AVP`.
+fn savp(crypto: Option<&str>) -> &'static str {
+    if crypto.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
     }
 }
 
@@ -563,7 +599,14 @@ pub fn offer_with_crypto(
         .collect();
     let mut out = session_header(local);
     audio_section(
-        &mut out, local.port, &codecs, te_pt, direction, ptime, crypto,
+        &mut out,
+        local.port,
+        savp(crypto),
+        &codecs,
+        te_pt,
+        direction,
+        ptime,
+        crypto,
     );
     out
 }
@@ -614,6 +657,7 @@ pub fn answer_with_crypto(
             audio_section(
                 &mut out,
                 local.port,
+                savp(crypto),
                 &codecs,
                 remote.telephone_event,
                 direction,
@@ -633,6 +677,7 @@ pub fn answer_with_crypto(
         audio_section(
             &mut out,
             local.port,
+            savp(crypto),
             &codecs,
             remote.telephone_event,
             direction,

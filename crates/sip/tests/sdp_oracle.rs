@@ -115,3 +115,42 @@ fn our_answers_parse_in_webrtc_rs_and_decline_video() {
         "video declined"
     );
 }
+
+#[test]
+fn our_webrtc_answer_parses_in_webrtc_rs() {
+    use ours::webrtc::{Fingerprint, LocalTransport};
+    let offer = "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8 126\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:EsAw\r\n\
+        a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
+        a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n\
+        a=rtpmap:126 telephone-event/8000\r\n";
+    let remote = ours::parse(offer.as_bytes()).unwrap();
+    let fp = Fingerprint::sha256(b"certificate");
+    let text = ours::webrtc::answer(
+        &local("127.0.0.1", 10_004),
+        &remote,
+        (0, "PCMU"),
+        20,
+        &LocalTransport {
+            ice_ufrag: "AbCd1234",
+            ice_pwd: "abcdefghijklmnopqrstuvwx",
+            fingerprint: &fp,
+            ssrc: 99,
+            cname: "x",
+        },
+    );
+    let s = theirs(&text);
+    assert!(s.attributes.iter().any(|a| a.key == "ice-lite"), "{text}");
+    assert_eq!(s.attribute("group").map(String::as_str), Some("BUNDLE 0"));
+    let m = &s.media_descriptions[0];
+    assert_eq!(m.media_name.protos, ["UDP", "TLS", "RTP", "SAVPF"]);
+    assert_eq!(m.media_name.formats, ["0", "126"]);
+    assert_eq!(m.attribute("setup"), Some(Some("passive")));
+    assert_eq!(m.attribute("mid"), Some(Some("0")));
+    assert_eq!(m.attribute("ice-ufrag"), Some(Some("AbCd1234")));
+    assert_eq!(
+        m.attribute("fingerprint"),
+        Some(Some(fp.to_string().as_str()))
+    );
+    assert!(m.attribute("rtcp-mux").is_some());
+}

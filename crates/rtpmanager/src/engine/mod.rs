@@ -1,6 +1,8 @@
 //! The media engine: sessions (one per call leg, one RTP/RTCP port pair
 //! each), the relay between bridged sessions, playback, echo, recording,
 //! DTMF detection, RTP timeouts and the expiry of abandoned sessions.
+//! A browser's leg (WebRTC: ICE-lite, DTLS-SRTP, rtcp-mux) has its own
+//! demultiplexer and handshake in front of the same relay ([`webrtc`]).
 //!
 //! Each session has one receive task per socket. A packet is handled on
 //! the receiving task from start to end: check its source
@@ -12,12 +14,14 @@
 //! (recordings, prompts) runs on tokio's blocking pool, never on the
 //! packet path.
 
+mod counters;
 mod negotiate;
 mod packets;
 mod paths;
 mod playback;
 mod session;
 mod sweep;
+mod webrtc;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,11 +40,14 @@ use tracing::{debug, info, warn};
 
 use crate::ports::PortPool;
 use crate::recording;
+use crate::webrtc::dtls::Identity;
 use negotiate::{choose, offer_crypto, on_answer, on_offer, our_answer, our_offer, parse_sdp};
 use paths::{safe_relative, with_wav};
 use session::{Lease, Mode, Session, State};
 
 pub use crate::srtp::SrtpPolicy;
+pub use counters::{Counters, Health, Stats};
+pub use webrtc::DTLS_DEADLINE;
 
 /// Codecs the engine can receive, send and transcode between, in the order
 /// it offers them.
@@ -175,56 +182,6 @@ pub struct SessionInfo {
     pub age: Duration,
 }
 
-/// The engine's own counters since start.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// RTP and RTCP packets dropped because they came from an address the
-    /// leg's source is not locked to (or may not be learned from).
-    pub foreign_dropped: AtomicU64,
-    /// Sessions the engine ended itself (no RTP for 2×RTP_TIMEOUT, or
-    /// RTP_HOLD_TIMEOUT on hold).
-    pub sessions_expired: AtomicU64,
-    /// Events dropped because a watcher's queue was full.
-    pub events_dropped: AtomicU64,
-    /// Recorded packets dropped because the writer fell behind.
-    pub recording_dropped: AtomicU64,
-    /// SRTP/SRTCP packets of SRTP legs dropped because they did not
-    /// authenticate (bad tag, wrong key, replay, malformed).
-    pub srtp_dropped: AtomicU64,
-}
-
-/// A snapshot of [`Counters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub foreign_dropped: u64,
-    pub sessions_expired: u64,
-    pub events_dropped: u64,
-    pub recording_dropped: u64,
-    pub srtp_dropped: u64,
-}
-
-impl Counters {
-    pub fn snapshot(&self) -> Stats {
-        let l = Ordering::Relaxed;
-        Stats {
-            foreign_dropped: self.foreign_dropped.load(l),
-            sessions_expired: self.sessions_expired.load(l),
-            events_dropped: self.events_dropped.load(l),
-            recording_dropped: self.recording_dropped.load(l),
-            srtp_dropped: self.srtp_dropped.load(l),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    pub sessions: usize,
-    pub free_port_pairs: usize,
-    pub draining: bool,
-    pub advertise: Vec<IpAddr>,
-    pub stats: Stats,
-}
-
 /// The RTP manager's engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -247,6 +204,8 @@ struct Inner {
     audio_cache: Mutex<HashMap<PathBuf, playback::CachedAudio>>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
+    /// The DTLS certificate of WebRTC legs, one per process.
+    identity: Arc<Identity>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -275,6 +234,9 @@ impl Engine {
                 config.port_min, config.port_max
             )));
         }
+        let identity = Identity::generate()
+            .map(Arc::new)
+            .map_err(EngineError::Internal)?;
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             config,
@@ -288,6 +250,7 @@ impl Engine {
             audio_cache: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
             shutdown: CancellationToken::new(),
+            identity,
         });
         tokio::spawn(sweep::sweep(Arc::downgrade(&inner)));
         Ok(Engine { inner })
@@ -426,8 +389,14 @@ impl Engine {
             Some(d) => Some(choose(d)?),
             None => None,
         };
+        let webrtc_leg = match &remote {
+            Some(d) if d.is_webrtc() => Some(webrtc::on_offer(d, srtp, &self.inner.identity)?),
+            _ => None,
+        };
         let mut leg_srtp = None;
-        if let Some(d) = &remote {
+        if let Some(d) = &remote
+            && webrtc_leg.is_none()
+        {
             on_offer(d, srtp, None)?.apply(&mut leg_srtp);
         }
         let (port, rtp, rtcp) = self.bind_pair(address.bind)?;
@@ -437,6 +406,8 @@ impl Engine {
         let sdp_session_id = u64::from(rand::random::<u32>());
         let mut state = State::new(chosen, self.inner.config.source_policy);
         state.srtp_policy = srtp;
+        let is_webrtc = webrtc_leg.is_some();
+        state.webrtc = webrtc_leg;
         let media = LocalMedia {
             address: local.ip(),
             port,
@@ -446,7 +417,13 @@ impl Engine {
         let local_sdp = match (&remote, chosen) {
             (Some(d), Some(chosen)) => {
                 state.apply_remote(d, false);
-                let answer = our_answer(&media, d, chosen, leg_srtp.as_ref());
+                let answer = match &state.webrtc {
+                    Some(leg) => {
+                        let cname = format!("{id}@{}", local.ip());
+                        webrtc::answer(&media, d, chosen, leg, state.out.ssrc, &cname)
+                    }
+                    None => our_answer(&media, d, chosen, leg_srtp.as_ref()),
+                };
                 state.srtp = leg_srtp;
                 answer
             }
@@ -471,6 +448,7 @@ impl Engine {
             cancel: self.inner.shutdown.child_token(),
             sdp_session_id,
             sdp_version: AtomicU64::new(1),
+            webrtc: is_webrtc,
             _lease: Lease {
                 port,
                 pool: self.inner.ports.clone(),
@@ -584,6 +562,9 @@ impl Engine {
         let d = parse_sdp(remote_sdp)?;
         let chosen = choose(&d)?;
         let mut st = lock(&session.state);
+        if session.webrtc || d.is_webrtc() {
+            return webrtc::update(&session, &mut st, &d, is_offer, chosen);
+        }
         // checked before anything changes: a refused SDP leaves the leg as
         // it was (its keys included)
         let next = if is_offer {
@@ -608,6 +589,11 @@ impl Engine {
     /// A new offer for the leg (same port), e.g. for a re-INVITE.
     pub fn create_offer(&self, id: &str, direction: Direction) -> Result<String, EngineError> {
         let session = self.session(id)?;
+        if session.webrtc {
+            return Err(EngineError::Precondition(format!(
+                "session {id} is a WebRTC leg: offers to WebRTC legs are not supported yet"
+            )));
+        }
         let media = session.media(session.next_version());
         let mut st = lock(&session.state);
         st.offered_crypto = offer_crypto(st.srtp_policy, st.srtp.as_ref());

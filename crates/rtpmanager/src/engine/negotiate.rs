@@ -55,7 +55,7 @@ pub(super) fn on_offer(
         )),
         (true, _) => {
             let remote = crypto::choose(&d.crypto).map_err(invalid)?;
-            if current.is_some_and(|cur| *cur.remote() == remote) {
+            if current.is_some_and(|cur| cur.remote() == Some(&remote)) {
                 return Ok(Next::Keep);
             }
             let local = our_crypto(remote.tag, remote.suite);
@@ -85,7 +85,8 @@ pub(super) fn on_answer(
                     remote.tag, remote.suite, ours.tag, ours.suite
                 )));
             }
-            if current.is_some_and(|cur| *cur.remote() == remote && cur.local() == ours) {
+            if current.is_some_and(|cur| cur.remote() == Some(&remote) && cur.local() == Some(ours))
+            {
                 return Ok(Next::Keep);
             }
             LegSrtp::new(ours.clone(), remote)
@@ -99,8 +100,8 @@ pub(super) fn on_answer(
 /// fresh AES_CM_128_HMAC_SHA1_80 key when its policy requires SRTP, else
 /// none (plain RTP/AVP).
 pub(super) fn offer_crypto(policy: SrtpPolicy, current: Option<&LegSrtp>) -> Option<Crypto> {
-    match (current, policy) {
-        (Some(cur), _) => Some(cur.local().clone()),
+    match (current.and_then(LegSrtp::local), policy) {
+        (Some(cur), _) => Some(cur.clone()),
         (None, SrtpPolicy::Required) => Some(our_crypto(1, Suite::AesCm128HmacSha1_80)),
         (None, _) => None,
     }
@@ -152,7 +153,7 @@ pub(super) fn our_answer(
     chosen: (u8, Codec),
     srtp: Option<&LegSrtp>,
 ) -> String {
-    let line = srtp.map(|s| crypto::format(s.local()));
+    let line = srtp.and_then(LegSrtp::local).map(crypto::format);
     sdp::answer_with_crypto(
         media,
         d,

@@ -59,7 +59,7 @@ pub(super) async fn rtp_loop(session: Arc<Session>) {
 }
 
 /// Counts a packet from an address the leg's source is not locked to.
-fn foreign(session: &Session, st: &mut State, from: SocketAddr, what: &str) {
+pub(super) fn foreign(session: &Session, st: &mut State, from: SocketAddr, what: &str) {
     session
         .counters
         .foreign_dropped
@@ -84,6 +84,10 @@ fn srtp_refused(session: &Session, st: &mut State, from: SocketAddr) {
 }
 
 fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut Scratch) {
+    // a WebRTC leg's port also carries STUN and DTLS: only SRTP goes on
+    if session.webrtc && !super::webrtc::on_datagram(session, packet, from) {
+        return;
+    }
     // an SRTP leg's packets are authenticated and decrypted before anything
     // else looks at them (source learning included)
     let packet = {
@@ -231,6 +235,11 @@ pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
                 let Ok((n, from)) = r else { continue };
                 let mut guard = lock(&session.state);
                 let st = &mut *guard;
+                if session.webrtc {
+                    // rtcp-mux: a WebRTC leg's RTCP comes on its RTP port
+                    foreign(&session, st, from, "RTCP");
+                    continue;
+                }
                 let packet = match st.srtp.as_mut() {
                     None => &buf[..n],
                     Some(srtp) => {
@@ -261,7 +270,8 @@ pub(super) async fn rtcp_loop(session: Arc<Session>, interval: Duration) {
                     })
                 };
                 if let Some((to, bytes)) = report {
-                    let _ = session.rtcp.try_send_to(&bytes, to);
+                    let socket = if session.webrtc { &session.rtp } else { &session.rtcp };
+                    let _ = socket.try_send_to(&bytes, to);
                 }
             }
             _ = session.cancel.cancelled() => return,

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::webrtc::{WebRtcLeg, no_keys_yet};
 use super::{
     Counters, EngineError, Event, EventKind, MAX_WATCHERS, SessionInfo, WATCH_QUEUE, lock,
 };
@@ -44,6 +45,9 @@ pub(super) struct Session {
     pub(super) cancel: CancellationToken,
     pub(super) sdp_session_id: u64,
     pub(super) sdp_version: AtomicU64,
+    /// A WebRTC leg (ICE-lite, DTLS-SRTP, rtcp-mux): fixed at creation,
+    /// as a leg's transport never changes.
+    pub(super) webrtc: bool,
     pub(super) _lease: Lease,
 }
 
@@ -106,6 +110,10 @@ pub(super) struct State {
     pub(super) srtp: Option<LegSrtp>,
     /// The `a=crypto` of our last offer to the leg (`None`: it was plain).
     pub(super) offered_crypto: Option<Crypto>,
+    /// ICE and DTLS of a WebRTC leg; its SRTP keys go to `srtp`.
+    pub(super) webrtc: Option<WebRtcLeg>,
+    /// STUN checks on a WebRTC leg that did not authenticate.
+    pub(super) ice_refused: u64,
 }
 
 impl State {
@@ -134,11 +142,15 @@ impl State {
             srtp_policy: SrtpPolicy::default(),
             srtp: None,
             offered_crypto: None,
+            webrtc: None,
+            ice_refused: 0,
         }
     }
 
     /// The leg's SDP: its address (re-opening source learning when it
     /// changed or the SDP is a new offer), telephone-event and direction.
+    /// A WebRTC leg's source is never taken from SDP: only an
+    /// authenticated ICE check sets it.
     pub(super) fn apply_remote(&mut self, d: &Description, reoffer: bool) {
         let addr = match (d.connection, d.audio_port) {
             (Some(ip), port) if port != 0 && !ip.is_unspecified() => {
@@ -146,8 +158,10 @@ impl State {
             }
             _ => None,
         };
-        self.source.on_sdp(addr, reoffer);
-        self.rtcp_source.on_sdp(addr, reoffer);
+        if self.webrtc.is_none() {
+            self.source.on_sdp(addr, reoffer);
+            self.rtcp_source.on_sdp(addr, reoffer);
+        }
         self.te_pt = d.telephone_event;
         self.remote_direction = d.direction;
         let now = Instant::now();
@@ -163,9 +177,17 @@ impl State {
         self.mode = mode;
     }
 
-    /// Our compound RTCP report for the leg and where it goes.
+    /// Our compound RTCP report for the leg and where it goes (a WebRTC
+    /// leg's on its RTP address, rtcp-mux, and only once it has keys).
     pub(super) fn rtcp_report(&mut self, cname: &str) -> Option<(SocketAddr, Vec<u8>)> {
-        let to = self.rtcp_source.destination(&self.source)?;
+        let to = if self.webrtc.is_some() {
+            if no_keys_yet(self) {
+                return None;
+            }
+            self.source.locked()?
+        } else {
+            self.rtcp_source.destination(&self.source)?
+        };
         let ssrc = self.out.ssrc;
         let now = Instant::now();
         let sender = (self.out.packets > self.reported_packets).then(|| {
@@ -352,7 +374,7 @@ impl Session {
         let Some(to) = st.source.destination() else {
             return false;
         };
-        if !st.may_send() {
+        if !st.may_send() || no_keys_yet(st) {
             return false;
         }
         let (seq, ts, switched) = st.out.stamp(source, seq, ts, payload.len(), Instant::now());

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tonic::transport::Channel;
 
 pub mod srtp;
+pub mod webrtc;
 
 pub struct Manager {
     pub client: RtpManagerClient<Channel>,

@@ -602,7 +602,11 @@ mod tests {
             let t = uri_target(uri, &caller, local_for).unwrap();
             assert_eq!(t.transport, transport, "{uri}");
             assert_eq!(t.local, local, "{uri}");
-            assert_eq!(t.remote, remote.parse().unwrap(), "{uri}");
+            assert_eq!(
+                t.remote,
+                remote.parse::<std::net::SocketAddr>().unwrap(),
+                "{uri}"
+            );
             assert_eq!(t.conn, None, "{uri}: a new flow");
         }
         // we never open a WebSocket: a caller on one dials URIs over UDP,

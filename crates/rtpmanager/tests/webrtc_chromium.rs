@@ -1,0 +1,113 @@
+//! Interop with a real browser: headless Chromium (Debian's, over
+//! chromedriver; `switchboard-browser-test`) offers an audio track (a
+//! WebAudio oscillator), takes the manager's answer and connects: ICE-lite
+//! checks, DTLS with BoringSSL, SRTP. A plain phone bridged to it receives
+//! the browser's audio, and the browser counts the packets the phone sends.
+//! Loopback only (`--allow-loopback-in-peer-connection`, no mDNS names).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard_browser_test::Browser;
+
+const OFFER_JS: &str = r#"return (async () => {
+  const ctx = new AudioContext();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = 400;
+  const dst = ctx.createMediaStreamDestination();
+  osc.connect(dst);
+  osc.start();
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(done => {
+    if (pc.iceGatheringState === 'complete') done();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') done(); };
+    setTimeout(done, 3000);
+  });
+  return pc.localDescription.sdp;
+})()"#;
+
+const ANSWER_JS: &str = r#"const sdp = arguments[0];
+return (async () => {
+  await window.pc.setRemoteDescription({ type: 'answer', sdp });
+  return 'ok';
+})()"#;
+
+const STATS_JS: &str = r#"return (async () => {
+  const out = { state: window.pc.connectionState, sent: 0, received: 0 };
+  (await window.pc.getStats()).forEach(s => {
+    if (s.type === 'outbound-rtp') out.sent += s.packetsSent || 0;
+    if (s.type === 'inbound-rtp') out.received += s.packetsReceived || 0;
+  });
+  return out;
+})()"#;
+
+#[tokio::test]
+async fn chromium_talks_to_a_desk_phone_through_the_manager() {
+    if !std::path::Path::new(switchboard_browser_test::CHROMIUM).exists() {
+        eprintln!("skipped: no Chromium (scripts/ensure-deps.sh installs it)");
+        return;
+    }
+    let mut m = manager(46).await;
+    let browser = Browser::start_with_args(&[
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .await
+    .unwrap();
+    let offer = browser.execute(OFFER_JS).await.unwrap();
+    let offer = offer.as_str().unwrap().to_owned();
+    assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "{offer}");
+    let a = create(&mut m, "chromium", Some(offer)).await;
+    let phone = Phone::on("127.0.0.1").await;
+    let p = create(
+        &mut m,
+        "desk-phone",
+        Some(phone.offer(&[(8, "PCMA")], None)),
+    )
+    .await;
+    m.bridge(&a.session_id, &p.session_id).await;
+    let r = browser
+        .client()
+        .execute(ANSWER_JS, vec![json!(a.local_sdp)])
+        .await
+        .unwrap();
+    assert_eq!(r, json!("ok"), "answer taken:\n{}", a.local_sdp);
+
+    // connected: ICE and DTLS done
+    let start = Instant::now();
+    let mut stats = Value::Null;
+    while start.elapsed() < Duration::from_secs(15) {
+        stats = browser.execute(STATS_JS).await.unwrap();
+        if stats["state"] == "connected" || stats["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let h = m.health().await;
+    assert_eq!(stats["state"], "connected", "{stats} {h:?}");
+
+    // the browser's audio reaches the phone, as PCMA
+    let got = phone
+        .recv(Duration::from_secs(3))
+        .await
+        .expect("browser audio relayed");
+    assert_eq!(got.pt, 8);
+    // and the phone's reaches the browser
+    let to_leg = rtp_addr(&p.local_sdp);
+    phone.burst(to_leg, 0, 50, &[0xd5; 160]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = browser.execute(STATS_JS).await.unwrap();
+    assert!(stats["received"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(stats["sent"].as_u64().unwrap_or(0) > 0, "{stats}");
+    let h = m.health().await;
+    assert_eq!((h.dtls_failed, h.srtp_dropped), (0, 0), "{h:?}");
+}
