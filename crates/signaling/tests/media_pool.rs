@@ -161,18 +161,29 @@ impl Drop for Proxy {
 }
 
 /// Plays until an event arrives on `rx` (the watch may still be
-/// subscribing): the event.
+/// subscribing): the event. Each play interrupts the one before, so the
+/// watch may first hear an earlier play's `Interrupted`: only a `Started`
+/// ends the wait.
 async fn play_until_heard(
     engine: &Engine,
     session: &str,
     rx: &mut mpsc::Receiver<pb::SessionEvent>,
 ) -> pb::SessionEvent {
+    let started = |ev: &pb::SessionEvent| {
+        matches!(
+            ev.event,
+            Some(session_event::Event::Playback(pb::PlaybackEvent { kind, .. }))
+                if kind == playback_event::Kind::Started as i32
+        )
+    };
     for _ in 0..30 {
         engine
             .play(session, &["demo".to_string()], 0)
             .await
             .unwrap();
-        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+            && started(&ev)
+        {
             engine.stop_playback(session).unwrap();
             // what the stop itself produced
             while let Ok(Some(_)) =

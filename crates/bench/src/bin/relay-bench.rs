@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use switchboard_media::rtp_header::{RtpView, write_header};
-use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager::srtp::{LegSrtp, our_crypto};
+use switchboard_rtpmanager_api::RtpManagerClient;
 use switchboard_rtpmanager_api::v1 as pb;
 use switchboard_sip::sdp::crypto::{self, Crypto, Suite};
 
