@@ -58,7 +58,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: OperatorConfig, token: &str, kube: Result<kube::Client, String>) -> AppState {
+    pub fn new(
+        config: OperatorConfig,
+        token: &str,
+        kube: Result<kube::Client, String>,
+    ) -> AppState {
         let creates = Semaphore::new(config.max_concurrent_creates);
         AppState {
             config,
@@ -172,27 +176,23 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
             m.job_reads.load(Ordering::Relaxed),
         ),
     ] {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
     }
     out.push_str(&format!(
         "# HELP switchboard_operator_creates_in_flight POST /call requests talking to Kubernetes now.\n\
          # TYPE switchboard_operator_creates_in_flight gauge\n\
          switchboard_operator_creates_in_flight {in_flight}\n"
     ));
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-fn client(st: &AppState) -> Result<kube::Client, Response> {
-    st.kube.clone().map_err(|e| {
-        detail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no Kubernetes API: {e}"),
-        )
-    })
+fn no_kube(why: &str) -> Response {
+    detail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("no Kubernetes API: {why}"),
+    )
 }
 
 /// A failed Kubernetes request as an answer: the API's 422 (an object it
@@ -234,12 +234,14 @@ async fn create_call(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(errors) => return invalid(&st, json!(errors)),
     };
-    let client = match client(&st) {
+    let client = match st.kube.clone() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return no_kube(&e),
     };
     let Ok(_permit) = st.creates.try_acquire() else {
-        st.metrics.calls_refused_busy.fetch_add(1, Ordering::Relaxed);
+        st.metrics
+            .calls_refused_busy
+            .fetch_add(1, Ordering::Relaxed);
         return detail(
             StatusCode::TOO_MANY_REQUESTS,
             "too many calls being created at once; try again",
@@ -318,9 +320,9 @@ fn ours(job: &Job) -> bool {
 }
 
 async fn list_jobs(State(st): State<Arc<AppState>>) -> Response {
-    let client = match client(&st) {
+    let client = match st.kube.clone() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return no_kube(&e),
     };
     let ns = st.config.namespace.as_str();
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
@@ -350,9 +352,9 @@ async fn get_job(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> R
     if !job::valid_job_name(&name) {
         return not_found();
     }
-    let client = match client(&st) {
+    let client = match st.kube.clone() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return no_kube(&e),
     };
     let ns = st.config.namespace.as_str();
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);

@@ -142,9 +142,8 @@ impl OperatorConfig {
         if port == 0 {
             return Err("PORT: 0 is not a port".into());
         }
-        let max_creates: usize = get("MAX_CONCURRENT_CREATES").map_or(Ok(8), |v| {
-            parse_num("MAX_CONCURRENT_CREATES", &v)
-        })?;
+        let max_creates: usize = get("MAX_CONCURRENT_CREATES")
+            .map_or(Ok(8), |v| parse_num("MAX_CONCURRENT_CREATES", &v))?;
         if max_creates == 0 {
             return Err("MAX_CONCURRENT_CREATES: must be at least 1".into());
         }
@@ -270,7 +269,10 @@ mod tests {
         let p = |s| parse_node_selector(s).expect("parses");
         assert_eq!(p("k=v").len(), 1);
         assert_eq!(p("a=1,b=2").get("b").map(String::as_str), Some("2"));
-        assert_eq!(p("  k = v , k2 = v2  ").get("k2").map(String::as_str), Some("v2"));
+        assert_eq!(
+            p("  k = v , k2 = v2  ").get("k2").map(String::as_str),
+            Some("v2")
+        );
         assert!(p("").is_empty());
         assert!(p("   ").is_empty());
         assert!(parse_node_selector("noequals").is_err());

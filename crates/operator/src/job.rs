@@ -279,11 +279,7 @@ pub fn owned_by(mut secret: Secret, job_name: &str, job_uid: &str) -> Secret {
 /// The Job for `req` named `job_name` (see [`job_name`]), and the per-Job
 /// Secret its container reads the request's passwords from (`None` when the
 /// request has no password). Pure: nothing is sent anywhere.
-pub fn build_job(
-    req: &CallRequest,
-    cfg: &OperatorConfig,
-    job_name: &str,
-) -> (Job, Option<Secret>) {
+pub fn build_job(req: &CallRequest, cfg: &OperatorConfig, job_name: &str) -> (Job, Option<Secret>) {
     let volumes_set = mounts(cfg);
     let volume_mounts: Vec<VolumeMount> = volumes_set
         .iter()
@@ -423,7 +419,11 @@ pub fn resolve_env(job: &Job, secrets: &[Secret]) -> Result<Vec<(String, String)
             out.push((e.name.clone(), v.clone()));
             continue;
         }
-        let Some(r) = e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) else {
+        let Some(r) = e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+        else {
             return Err(format!("{}: neither a value nor a secretKeyRef", e.name));
         };
         let found = secrets

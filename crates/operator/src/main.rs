@@ -112,7 +112,10 @@ async fn health(port: u16) -> ExitCode {
         }
     };
     let text = String::from_utf8_lossy(&answer);
-    let status = text.lines().next().and_then(|l| l.split_whitespace().nth(1));
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1));
     if status == Some("200") {
         println!("ok");
         ExitCode::SUCCESS

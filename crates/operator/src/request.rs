@@ -224,7 +224,9 @@ impl<'a> Reader<'a> {
             return Some(s);
         }
         let quoted: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
-        let (last, rest) = quoted.split_last().map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+        let (last, rest) = quoted
+            .split_last()
+            .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
         self.errors.push(FieldError::new(
             field,
             "literal_error",
@@ -304,7 +306,7 @@ impl<'a> Reader<'a> {
 
     /// `min <= v <= max` (NaN fails both), else an error naming the bound.
     fn range(&mut self, field: &str, v: f64, min: f64, max: f64) -> bool {
-        if !(v >= min) {
+        if v.is_nan() || v < min {
             self.errors.push(FieldError::new(
                 field,
                 "greater_than_equal",
@@ -312,7 +314,7 @@ impl<'a> Reader<'a> {
             ));
             return false;
         }
-        if !(v <= max) {
+        if v > max {
             self.errors.push(FieldError::new(
                 field,
                 "less_than_equal",

@@ -43,10 +43,19 @@ fn lax_coercions_are_pydantics() {
 
 #[test]
 fn null_is_not_given_for_optional_fields_and_an_error_for_defaults() {
-    let r = ok(json!({"dest": "1", "text": "t", "wav": null, "sip_port": null,
-                      "node_selector": null, "wait_for_silence": null}));
+    let r = ok(
+        json!({"dest": "1", "text": "t", "wav": null, "sip_port": null,
+                      "node_selector": null, "wait_for_silence": null}),
+    );
     assert_eq!((r.wav, r.sip_port, r.node_selector), (None, None, None));
-    for f in ["timeout", "repeat", "pre_delay", "transcribe", "verbose", "dest"] {
+    for f in [
+        "timeout",
+        "repeat",
+        "pre_delay",
+        "transcribe",
+        "verbose",
+        "dest",
+    ] {
         let mut v = json!({"dest": "1", "text": "t"});
         v[f] = Value::Null;
         let e = err(v);
@@ -75,7 +84,10 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn node_selector_values_must_be_strings() {
     let e = err(json!({"dest": "1", "text": "t", "node_selector": {"zone": 1}}));
-    assert_eq!(e[0].loc, vec![json!("body"), json!("node_selector"), json!("zone")]);
+    assert_eq!(
+        e[0].loc,
+        vec![json!("body"), json!("node_selector"), json!("zone")]
+    );
     let r = ok(json!({"dest": "1", "text": "t", "node_selector": {}}));
     assert_eq!(r.node_selector, Some(BTreeMap::new()));
 }

@@ -82,7 +82,10 @@ pub fn info(job: &Job, report: Option<Value>) -> JobInfo {
     let status = job.status.as_ref();
     let failed_at = status
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed" && c.status == "True"))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+        })
         .and_then(|c| c.last_transition_time.as_ref());
     let completed = status.and_then(|s| s.completion_time.as_ref());
     let phase = phase(job).to_owned();

@@ -379,7 +379,12 @@ async fn run_as_user_without_volumes_has_no_init_container() {
                 lit("CALL_TIMEOUT", "60"),
             ];
             env.extend(all_fallbacks("sip-credentials"));
-            job(n, env, json!({"securityContext": {"runAsUser": 1000}}), json!({}))
+            job(
+                n,
+                env,
+                json!({"securityContext": {"runAsUser": 1000}}),
+                json!({}),
+            )
         },
         |_| None,
     )
@@ -467,8 +472,11 @@ async fn a_secret_that_cannot_be_created_takes_its_job_with_it() {
     let fake = FakeK8s::start(NS).await;
     fake.fail_secrets(true);
     let st = state(cfg(), Some(&fake));
-    let (code, answer) =
-        post_call(&st, &json!({"dest": "600", "text": "hi", "sip_password": "x"})).await;
+    let (code, answer) = post_call(
+        &st,
+        &json!({"dest": "600", "text": "hi", "sip_password": "x"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::BAD_GATEWAY, "{answer}");
     let seen: Vec<(String, String)> = fake
         .seen()
@@ -482,7 +490,10 @@ async fn a_secret_that_cannot_be_created_takes_its_job_with_it() {
     assert_eq!(
         seen,
         vec![
-            ("POST".into(), format!("/apis/batch/v1/namespaces/{NS}/jobs")),
+            (
+                "POST".into(),
+                format!("/apis/batch/v1/namespaces/{NS}/jobs")
+            ),
             ("POST".into(), format!("/api/v1/namespaces/{NS}/secrets")),
             (
                 "DELETE".into(),

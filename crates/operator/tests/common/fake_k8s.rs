@@ -91,7 +91,10 @@ impl Inner {
             &mut self.secrets
         };
         if store.contains_key(&name) {
-            return json_response(409, &status(409, "AlreadyExists", &format!("{name} exists")));
+            return json_response(
+                409,
+                &status(409, "AlreadyExists", &format!("{name} exists")),
+            );
         }
         obj["metadata"]["uid"] = json!(format!("uid-{}", self.uid));
         obj["metadata"]["resourceVersion"] = json!(self.uid.to_string());
@@ -128,10 +131,7 @@ async fn handle(
         }
         (Method::POST, ["api", "v1", "namespaces", ns, "secrets"]) if ns_ok(ns, &st) => {
             if st.fail_secrets {
-                return json_response(
-                    403,
-                    &status(403, "Forbidden", "secrets is forbidden: test"),
-                );
+                return json_response(403, &status(403, "Forbidden", "secrets is forbidden: test"));
             }
             st.create("Secret", parsed.unwrap_or_default())
         }

@@ -46,12 +46,7 @@ pub async fn call(
         .expect("request");
     let resp = router(Arc::clone(st)).oneshot(req).await.expect("answer");
     let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let v = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, v)
@@ -59,5 +54,12 @@ pub async fn call(
 
 /// POST /call with `body` and the right token.
 pub async fn post_call(st: &Arc<AppState>, body: &Value) -> (StatusCode, Value) {
-    call(st, "POST", "/call", Some(TOKEN), Some(body.to_string().into_bytes())).await
+    call(
+        st,
+        "POST",
+        "/call",
+        Some(TOKEN),
+        Some(body.to_string().into_bytes()),
+    )
+    .await
 }
