@@ -281,33 +281,55 @@ async fn create_call(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         .into_response()
 }
 
-/// The report of a finished Job: its newest pod's last log line. A pod or
-/// log that cannot be read gives no report (the Job is still shown).
-async fn report(client: &kube::Client, ns: &str, job: &Job) -> Option<Value> {
+/// The label the job controller puts on a Job's pods.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// The pods of `job_name` among `pods`.
+fn pods_of(pods: &[Pod], job_name: &str) -> Vec<Pod> {
+    pods.iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(JOB_NAME_LABEL))
+                .map(String::as_str)
+                == Some(job_name)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The pods matching `selector`; none (logged) when the list fails: the
+/// Jobs are still shown, without reports.
+async fn list_pods(client: &kube::Client, ns: &str, selector: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match pods.list(&ListParams::default().labels(selector)).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            warn!(selector, error = %e, "listing the Jobs' pods");
+            Vec::new()
+        }
+    }
+}
+
+/// The report of a finished Job: the last log line of the newest of its
+/// `pods` (the last attempt). A log that cannot be read gives no report.
+async fn report(client: &kube::Client, ns: &str, job: &Job, pods: &[Pod]) -> Option<Value> {
     if !status::finished(job) {
         return None;
     }
-    let name = job.metadata.name.as_deref()?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
-    let list = match pods.list(&lp).await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(job = name, error = %e, "listing the Job's pods");
-            return None;
-        }
-    };
-    let pod = status::newest_pod(&list.items)?.metadata.name.clone()?;
+    let pod = status::newest_pod(pods)?.metadata.name.as_deref()?;
     let params = LogParams {
         container: Some(CONTAINER_NAME.into()),
         tail_lines: Some(1),
         limit_bytes: Some(MAX_LOG_BYTES),
         ..LogParams::default()
     };
-    match pods.logs(&pod, &params).await {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match api.logs(pod, &params).await {
         Ok(log) => status::report_of(&log),
         Err(e) => {
-            warn!(job = name, pod, error = %e, "reading the pod's log");
+            warn!(pod, error = %e, "reading the pod's log");
             None
         }
     }
@@ -330,13 +352,26 @@ async fn list_jobs(State(st): State<Arc<AppState>>) -> Response {
         Ok(l) => l,
         Err(e) => return kube_error(&st, "listing the Jobs", e),
     };
-    let ns = ns.to_owned();
     let mine: Vec<Job> = list.items.into_iter().filter(ours).collect();
-    let infos: Vec<JobInfo> = futures_util::stream::iter(mine)
-        .map(move |j| {
+    // one list for the pods of every Job (they carry the Jobs' labels)
+    let pods = if mine.iter().any(status::finished) {
+        list_pods(&client, ns, SELECTOR).await
+    } else {
+        Vec::new()
+    };
+    let with_pods: Vec<(Job, Vec<Pod>)> = mine
+        .into_iter()
+        .map(|j| {
+            let own = pods_of(&pods, j.metadata.name.as_deref().unwrap_or(""));
+            (j, own)
+        })
+        .collect();
+    let ns = ns.to_owned();
+    let infos: Vec<JobInfo> = futures_util::stream::iter(with_pods)
+        .map(move |(j, own)| {
             let (client, ns) = (client.clone(), ns.clone());
             async move {
-                let r = report(&client, &ns, &j).await;
+                let r = report(&client, &ns, &j, &own).await;
                 status::info(&j, r)
             }
         })
@@ -363,7 +398,12 @@ async fn get_job(State(st): State<Arc<AppState>>, Path(name): Path<String>) -> R
         Ok(_) => return not_found(),
         Err(e) => return kube_error(&st, "reading the Job", e),
     };
-    let report = report(&client, ns, &job).await;
+    let pods = if status::finished(&job) {
+        list_pods(&client, ns, &format!("{JOB_NAME_LABEL}={name}")).await
+    } else {
+        Vec::new()
+    };
+    let report = report(&client, ns, &job, &pods).await;
     st.metrics.job_reads.fetch_add(1, Ordering::Relaxed);
     axum::Json(status::info(&job, report)).into_response()
 }

@@ -364,12 +364,47 @@ async fn a_finished_job_shows_its_report_from_the_pods_last_log_line() {
         .into_iter()
         .rfind(|s| s.path == format!("/apis/batch/v1/namespaces/{NS}/jobs") && s.method == "GET")
         .expect("a list");
+    let selector =
+        "app.kubernetes.io/name=switchboard-call,app.kubernetes.io/managed-by=switchboard-operator";
     assert_eq!(
         listed.query.get("labelSelector").map(String::as_str),
-        Some(
-            "app.kubernetes.io/name=switchboard-call,app.kubernetes.io/managed-by=switchboard-operator"
-        )
+        Some(selector)
     );
+    // the pods of all the Jobs in one list, by the same labels
+    let pod_lists: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .skip_while(|s| s.path != listed.path || s.method != "GET")
+        .filter(|s| s.path == format!("/api/v1/namespaces/{NS}/pods"))
+        .collect();
+    assert_eq!(pod_lists.len(), 1);
+    assert_eq!(
+        pod_lists[0].query.get("labelSelector").map(String::as_str),
+        Some(selector)
+    );
+}
+
+#[tokio::test]
+async fn creates_beyond_max_concurrent_creates_are_429() {
+    let fake = FakeK8s::start(NS).await;
+    fake.set_delay(std::time::Duration::from_millis(300));
+    let st = state(
+        OperatorConfig {
+            max_concurrent_creates: 1,
+            ..cfg()
+        },
+        Some(&fake),
+    );
+    let body = with("dest", json!("600"));
+    let (a, b) = tokio::join!(post_call(&st, &body), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        post_call(&st, &body).await
+    });
+    assert_eq!(a.0, StatusCode::CREATED, "{}", a.1);
+    assert_eq!(b.0, StatusCode::TOO_MANY_REQUESTS, "{}", b.1);
+    // the permit is back once the first is done
+    fake.set_delay(std::time::Duration::ZERO);
+    assert_eq!(post_call(&st, &body).await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! (`tailLines`, `container`). Every request is recorded with its body
 //! ([`FakeK8s::seen`]). Creating gives the object a uid, a resourceVersion
 //! and a creationTimestamp, as the API server does; a name taken is 409.
-//! [`FakeK8s::fail_secrets`] makes Secret creation fail with 403.
+//! [`FakeK8s::fail_secrets`] makes Secret creation fail with 403,
+//! [`FakeK8s::set_delay`] makes every answer wait.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -39,6 +40,8 @@ struct Inner {
     logs: HashMap<String, String>,
     seen: Vec<Seen>,
     fail_secrets: bool,
+    /// How long each answer waits (for requests overlapping).
+    delay: std::time::Duration,
 }
 
 pub struct FakeK8s {
@@ -114,6 +117,8 @@ async fn handle(
     Query(q): Query<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let delay = inner.lock().unwrap_or_else(|e| e.into_inner()).delay;
+    tokio::time::sleep(delay).await;
     let mut st = inner.lock().unwrap_or_else(|e| e.into_inner());
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     st.seen.push(Seen {
@@ -250,6 +255,11 @@ impl FakeK8s {
         self.inner().fail_secrets = fail;
     }
 
+    /// Every answer waits `d` first.
+    pub fn set_delay(&self, d: std::time::Duration) {
+        self.inner().delay = d;
+    }
+
     pub fn job(&self, name: &str) -> Option<Value> {
         self.inner().jobs.get(name).cloned()
     }
@@ -267,7 +277,8 @@ impl FakeK8s {
         }
     }
 
-    /// A pod of Job `job` (the job controller's labels) with `log`.
+    /// A pod of Job `job` (the job controller's labels and the operator's
+    /// template labels) with `log`.
     pub fn add_pod(&self, job: &str, pod: &str, created: &str, log: &str) {
         let mut st = self.inner();
         let ns = st.namespace.clone();
@@ -275,7 +286,9 @@ impl FakeK8s {
             pod.to_owned(),
             json!({"apiVersion": "v1", "kind": "Pod",
                    "metadata": {"name": pod, "namespace": ns, "creationTimestamp": created,
-                                "labels": {"batch.kubernetes.io/job-name": job, "job-name": job}},
+                                "labels": {"batch.kubernetes.io/job-name": job, "job-name": job,
+                                           "app.kubernetes.io/name": "switchboard-call",
+                                           "app.kubernetes.io/managed-by": "switchboard-operator"}},
                    "spec": {"containers": [{"name": "sip-caller"}]}}),
         );
         st.logs.insert(pod.to_owned(), log.to_owned());
