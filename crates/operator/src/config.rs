@@ -147,7 +147,7 @@ impl OperatorConfig {
         if max_creates == 0 {
             return Err("MAX_CONCURRENT_CREATES: must be at least 1".into());
         }
-        let token = get("OPERATOR_TOKEN");
+        let token = get("OPERATOR_TOKEN").map(|t| t.trim().to_owned());
         if let Some(t) = &token
             && t.len() < 16
         {

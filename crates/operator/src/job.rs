@@ -2,8 +2,8 @@
 //!
 //! The container runs the call agent's image with no command override (its
 //! ENTRYPOINT is `switchboard-call`) and gets every request field as an
-//! environment variable (docs: /work/notes/call-agent-contract.md, copied
-//! into the README's "Operator" section). A SIP setting not in the request
+//! environment variable (the contract table in the README's "Operator"
+//! section). A SIP setting not in the request
 //! falls back to the key of the same name in the SIP_SECRET_NAME Secret
 //! through an optional `secretKeyRef`. Passwords in the request go into a
 //! per-Job Secret (named as the Job), read through a `secretKeyRef`, never

@@ -237,10 +237,12 @@ impl<'a> Reader<'a> {
 
     fn int(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
         let v = self.get(field)?;
-        let n = match v {
+        // as a float for the range check (any integer beyond the ranges
+        // here fails it, however it rounds)
+        let n: Option<f64> = match v {
             Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => Some(i),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+                (Some(i), _) => Some(i as f64),
+                (None, Some(f)) if f.fract() == 0.0 => Some(f),
                 (None, Some(_)) => {
                     self.errors.push(FieldError::new(
                         field,
@@ -252,7 +254,7 @@ impl<'a> Reader<'a> {
                 (None, None) => None,
             },
             Value::String(s) => match s.trim().parse::<i64>() {
-                Ok(i) => Some(i),
+                Ok(i) => Some(i as f64),
                 Err(_) => {
                     self.errors.push(FieldError::new(
                         field,
@@ -272,8 +274,8 @@ impl<'a> Reader<'a> {
             ));
             return None;
         };
-        self.range(field, n as f64, min as f64, max as f64)
-            .then_some(n)
+        self.range(field, n, min as f64, max as f64)
+            .then_some(n as i64)
     }
 
     fn float(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {

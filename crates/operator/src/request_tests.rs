@@ -91,3 +91,14 @@ fn node_selector_values_must_be_strings() {
     let r = ok(json!({"dest": "1", "text": "t", "node_selector": {}}));
     assert_eq!(r.node_selector, Some(BTreeMap::new()));
 }
+
+#[test]
+fn huge_integers_are_out_of_range() {
+    for v in [json!(u64::MAX), json!(1e300), json!(-1e300)] {
+        let e = err(json!({"dest": "1", "text": "t", "sip_port": v}));
+        assert!(
+            ["less_than_equal", "greater_than_equal"].contains(&e[0].kind.as_str()),
+            "{e:?}"
+        );
+    }
+}
