@@ -3,13 +3,20 @@
 //!
 //! `switchboard-operator health` is the image's HEALTHCHECK: GET /health on
 //! 127.0.0.1:PORT within 2 s, exit 0 on HTTP 200.
+//!
+//! `switchboard-operator dumpjob < body.json` prints the Job (and per-Job
+//! Secret) a `POST /call` with that body would create under the current
+//! environment, as JSON, without talking to Kubernetes (sipstuff's
+//! `dumpjob`); an invalid body prints the 422 detail and exits 1.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_operator::{AppState, OperatorConfig, kube_client, serve};
+use switchboard_operator::{
+    AppState, CallRequest, OperatorConfig, build_job, job_name, kube_client, serve,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -33,8 +40,9 @@ async fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None => {}
         Some("health") => return health(config.port).await,
+        Some("dumpjob") => return dumpjob(&config),
         Some(other) => {
-            eprintln!("switchboard-operator: unknown argument {other:?} (only `health`)");
+            eprintln!("switchboard-operator: unknown argument {other:?} (`health` or `dumpjob`)");
             return ExitCode::from(EX_USAGE);
         }
     }
@@ -84,6 +92,37 @@ async fn main() -> ExitCode {
     wait_for_signal().await;
     info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
+    ExitCode::SUCCESS
+}
+
+/// `dumpjob`: the request on stdin, the objects on stdout.
+fn dumpjob(config: &OperatorConfig) -> ExitCode {
+    let mut body = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut body) {
+        eprintln!("switchboard-operator dumpjob: stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let parsed: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("switchboard-operator dumpjob: not JSON: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let req = match CallRequest::from_json(&parsed) {
+        Ok(r) => r,
+        Err(errors) => {
+            eprintln!("{}", serde_json::json!({ "detail": errors }));
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = job_name(jiff::Timestamp::now());
+    let (job, secret) = build_job(&req, config, &name);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({"job": job, "secret": secret}))
+            .unwrap_or_default()
+    );
     ExitCode::SUCCESS
 }
 

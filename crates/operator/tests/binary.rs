@@ -1,5 +1,6 @@
 //! The `switchboard-operator` binary: a configuration error stops it at
-//! start with the variable named; `health` fails when nothing answers.
+//! start with the variable named; `health` fails when nothing answers;
+//! `dumpjob` prints the objects of a request body.
 
 use std::process::Command;
 
@@ -33,4 +34,43 @@ fn health_fails_when_nothing_listens() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn dumpjob_prints_the_job_and_secret_of_a_body() {
+    use std::io::Write;
+    let run = |body: &str| {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("JOB_IMAGE", "reg/call:1")
+            .arg("dumpjob")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("output")
+    };
+    let out = run(r#"{"dest": "600", "text": "hi", "sip_password": "pw"}"#);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let name = v["job"]["metadata"]["name"].as_str().expect("name");
+    assert!(name.starts_with("sbcall-"), "{name}");
+    assert_eq!(
+        v["job"]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "reg/call:1"
+    );
+    assert_eq!(v["secret"]["metadata"]["name"], name);
+    assert_eq!(v["secret"]["stringData"]["SIP_PASSWORD"], "pw");
+
+    let out = run(r#"{"dest": "600"}"#);
+    assert_eq!(out.status.code(), Some(1));
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON");
+    assert_eq!(err["detail"][0]["loc"][1], "text");
 }
