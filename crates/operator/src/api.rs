@@ -248,16 +248,24 @@ async fn create_call(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         );
     };
     let ns = st.config.namespace.as_str();
-    let name = job::job_name(jiff::Timestamp::now());
-    let (job, secret) = job::build_job(&req, &st.config, &name);
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     // the Job first, then its Secret owned by it (the owner reference needs
     // the Job's uid): until the Secret exists the kubelet holds the
     // container back (CreateContainerConfigError, retried), as its
-    // secretKeyRef is not optional
-    let created = match jobs.create(&PostParams::default(), &job).await {
-        Ok(j) => j,
-        Err(e) => return kube_error(&st, "creating the Job", e),
+    // secretKeyRef is not optional. A name already taken (four random
+    // characters per minute) is drawn again, twice at most.
+    let mut attempt = 0;
+    let (name, secret, created) = loop {
+        attempt += 1;
+        let name = job::job_name(jiff::Timestamp::now());
+        let (job, secret) = job::build_job(&req, &st.config, &name);
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(j) => break (name, secret, j),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 3 => {
+                warn!(job = %name, "Job name taken, drawing another");
+            }
+            Err(e) => return kube_error(&st, "creating the Job", e),
+        }
     };
     if let Some(secret) = secret {
         let uid = created.metadata.uid.clone().unwrap_or_default();

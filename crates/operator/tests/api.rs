@@ -429,3 +429,18 @@ async fn unknown_foreign_and_malformed_job_names_are_404() {
         "malformed names never reach the API"
     );
 }
+
+#[tokio::test]
+async fn a_job_name_taken_is_drawn_again_twice_at_most() {
+    let fake = FakeK8s::start(NS).await;
+    let st = state(cfg(), Some(&fake));
+    let body = with("dest", json!("600"));
+    fake.take_names(2);
+    let (code, answer) = post_call(&st, &body).await;
+    assert_eq!(code, StatusCode::CREATED, "{answer}");
+    assert_eq!(fake.posted("/jobs").len(), 3);
+    fake.take_names(3);
+    let (code, answer) = post_call(&st, &body).await;
+    assert_eq!(code, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(fake.posted("/jobs").len(), 6);
+}

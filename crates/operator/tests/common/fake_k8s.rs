@@ -40,6 +40,8 @@ struct Inner {
     logs: HashMap<String, String>,
     seen: Vec<Seen>,
     fail_secrets: bool,
+    /// The next this many Job creates answer 409 (a name taken).
+    taken: u32,
     /// How long each answer waits (for requests overlapping).
     delay: std::time::Duration,
 }
@@ -132,6 +134,10 @@ async fn handle(
     let ns_ok = |ns: &str, st: &Inner| ns == st.namespace;
     match (method.clone(), &parts[..]) {
         (Method::POST, ["apis", "batch", "v1", "namespaces", ns, "jobs"]) if ns_ok(ns, &st) => {
+            if st.taken > 0 {
+                st.taken -= 1;
+                return json_response(409, &status(409, "AlreadyExists", "jobs.batch exists"));
+            }
             st.create("Job", parsed.unwrap_or_default())
         }
         (Method::POST, ["api", "v1", "namespaces", ns, "secrets"]) if ns_ok(ns, &st) => {
@@ -253,6 +259,11 @@ impl FakeK8s {
 
     pub fn fail_secrets(&self, fail: bool) {
         self.inner().fail_secrets = fail;
+    }
+
+    /// The next `n` Job creates answer 409 AlreadyExists.
+    pub fn take_names(&self, n: u32) {
+        self.inner().taken = n;
     }
 
     /// Every answer waits `d` first.
