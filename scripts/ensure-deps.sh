@@ -27,6 +27,15 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# baresip: the third-party softphone of the interop test
+# (crates/signaling/tests/baresip_tls.rs: TLS registration, an SDES-SRTP
+# call). Debian's baresip-core carries the modules it loads (g711, srtp,
+# ausine, sndfile, ctrl_tcp) without the GUI.
+if ! command -v baresip >/dev/null 2>&1; then
+  echo "installing baresip (baresip-core)..."
+  apt_install baresip-core
+fi
+
 # Chromium and ChromeDriver: the dashboard's browser tests drive a headless
 # Chromium over WebDriver (crates/browser-test). Both come from Debian's
 # packages, which build them from one source at one version; ChromeDriver
@@ -93,4 +102,4 @@ fi
 # Postgres, Redis and NATS for the cluster tests (started when missing).
 "$(dirname "$0")/ensure-services.sh"
 
-echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"
+echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(baresip -h 2>&1 | grep -o 'baresip v[0-9.]*' | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"
