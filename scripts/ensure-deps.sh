@@ -36,6 +36,18 @@ if ! command -v baresip >/dev/null 2>&1; then
   apt_install baresip-core
 fi
 
+# The call agent's speech (crates/call-agent): espeak-ng speaks its texts,
+# PocketSphinx with its en-us model transcribes recordings when no Whisper
+# model is given (tests/calls.rs uses both).
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "installing espeak-ng..."
+  apt_install espeak-ng
+fi
+if ! command -v pocketsphinx_continuous >/dev/null 2>&1 || [ ! -d /usr/share/pocketsphinx/model/en-us ]; then
+  echo "installing pocketsphinx and pocketsphinx-en-us..."
+  apt_install pocketsphinx pocketsphinx-en-us
+fi
+
 # Chromium and ChromeDriver: the dashboard's browser tests drive a headless
 # Chromium over WebDriver (crates/browser-test). Both come from Debian's
 # packages, which build them from one source at one version; ChromeDriver
