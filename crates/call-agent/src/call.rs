@@ -135,6 +135,23 @@ impl Sip {
         })
     }
 
+    /// CRLF keep-alives to the server every `every` (RFC 5626 §3.5.1 on
+    /// TCP and TLS; on UDP a double CRLF as common phones send, which
+    /// keeps a NAT binding open).
+    pub fn keepalive(&self, every: Option<Duration>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = every?;
+        let flow = self.flow().ok()?;
+        let endpoint = Arc::clone(self.ua.endpoint());
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                endpoint.send_raw(&flow, Bytes::from_static(b"\r\n\r\n"));
+            }
+        }))
+    }
+
     /// Registers (`expires` 0: unregisters).
     ///
     /// # Errors
@@ -158,7 +175,14 @@ impl Sip {
             prefer: None,
             extra_headers: vec![format!("User-Agent: {USER_AGENT}")],
         };
-        match self.ua.register(&params).await {
+        let registered = tokio::select! {
+            r = self.ua.register(&params) => r,
+            e = self.tls_refused() => {
+                report.registered = Some(false);
+                return Err(e);
+            }
+        };
+        match registered {
             Ok(o) if (200..300).contains(&o.code) => {
                 if expires > 0 {
                     report.registered = Some(true);
@@ -177,6 +201,30 @@ impl Sip {
             Err(e) => {
                 report.registered = Some(false);
                 Err(failed(Outcome::Network, format!("registration: {e}")))
+            }
+        }
+    }
+
+    /// Resolves once a TLS handshake of ours fails: the transaction layer
+    /// would only notice at its timeout (32 s), the handshake says at once.
+    async fn tls_refused(&self) -> Failed {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.ua.transports().stats;
+        let before =
+            stats.tls_handshake_failures.load(Relaxed) + stats.tls_handshake_timeouts.load(Relaxed);
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = stats.tls_handshake_failures.load(Relaxed)
+                + stats.tls_handshake_timeouts.load(Relaxed);
+            if now > before {
+                return failed(
+                    Outcome::Network,
+                    format!(
+                        "TLS handshake with {} failed (a certificate not trusted or not naming {}? \
+                         SIP_TLS_CA_FILE, SIP_TLS_VERIFY_SERVER)",
+                        self.server, self.domain
+                    ),
+                );
             }
         }
     }
@@ -250,7 +298,19 @@ impl Sip {
             );
             let mut cancelled = false;
             let final_response = loop {
-                let event = if cancelled {
+                let event = if self.transport == TransportKind::Tls && !cancelled {
+                    tokio::select! {
+                        e = tokio::time::timeout_at(deadline, tx.next_event()) => match e {
+                            Ok(e) => e,
+                            Err(_) => {
+                                self.cancel(&request, &out.branch, &d);
+                                cancelled = true;
+                                continue;
+                            }
+                        },
+                        f = self.tls_refused() => return Err(f),
+                    }
+                } else if cancelled {
                     tokio::time::timeout(Duration::from_secs(32), tx.next_event())
                         .await
                         .ok()

@@ -70,10 +70,23 @@ async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), 
         error: e.0,
     })?;
     let mut sip = Sip::open(s).await?;
+    report.transport = Some(s.transport.via_token());
+    if s.ice || s.turn_server.is_some() {
+        // said in the report rather than failing a call that works without
+        report.errors.push(
+            "warning: SIP_ICE_ENABLED/SIP_TURN_SERVER: this agent does not do ICE or TURN; \
+             the media uses the SDP address (SIP_PUBLIC_ADDRESS or STUN's answer)"
+                .into(),
+        );
+    }
+    let keepalive = sip.keepalive(s.keepalive);
     sip.register(s, report, 300).await?;
     let result = talk(s, report, &mut sip, prompt, scratch).await;
     if report.registered == Some(true) {
         let _ = sip.register(s, &mut Report::new(&s.dest), 0).await;
+    }
+    if let Some(k) = keepalive {
+        k.abort();
     }
     sip.ua.close();
     result

@@ -77,6 +77,8 @@ pub struct Report {
     pub dest: String,
     pub started_at: String,
     pub ended_at: String,
+    /// The SIP transport: `UDP`, `TCP` or `TLS`.
+    pub transport: Option<&'static str>,
     pub registered: Option<bool>,
     pub sip_code: Option<u16>,
     pub sip_reason: Option<String>,
@@ -105,6 +107,7 @@ impl Report {
             dest: dest.to_owned(),
             started_at: now.clone(),
             ended_at: now,
+            transport: None,
             registered: None,
             sip_code: None,
             sip_reason: None,

@@ -49,10 +49,15 @@ struct Node {
 }
 
 async fn node(name: &str) -> Node {
+    node_with(name, |_| {}).await
+}
+
+async fn node_with(name: &str, tweak: impl FnOnce(&mut switchboard_signaling::Config)) -> Node {
     let dir = temp_dir(name);
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
     std::fs::copy(plan, dir.join("dialplan.json")).unwrap();
-    let config = switchboard_signaling::Config::for_tests(dir);
+    let mut config = switchboard_signaling::Config::for_tests(dir);
+    tweak(&mut config);
     let running = switchboard_signaling::run(config).await.unwrap();
     let node = Node {
         sip: running.sip_addrs[0],
@@ -542,5 +547,104 @@ async fn the_binary_prints_its_report_last_and_exits_with_the_outcome() {
         (Some("answered"), Some(200))
     );
     assert!(media.loud_frames() > 20);
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`:
+/// (ca.pem, server.pem, server.key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "call agent test CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_the_servers_ca_and_refused_without_it() {
+    let dir = temp_dir("tls-files");
+    let (ca, cert, key) = tls_files(&dir);
+    let n = node_with("tls", |c| {
+        c.tls.tls_cert = Some(cert);
+        c.tls.tls_key = Some(key);
+    })
+    .await;
+    let tls = n.running.tls_addrs[0];
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let over_tls = |extra: Vec<(&'static str, String)>| {
+        let mut v = vec![
+            ("dest", "1002".to_owned()),
+            ("text", "Hello over TLS".to_owned()),
+            ("sip-server", "127.0.0.1".to_owned()),
+            ("sip-port", tls.port().to_string()),
+            ("sip-transport", "tls".to_owned()),
+            ("sip-user", "agent".to_owned()),
+            ("sip-password", "agent-secret".to_owned()),
+        ];
+        v.extend(extra);
+        settings(&v)
+    };
+
+    // the server's certificate is signed by a CA only SIP_TLS_CA_FILE names
+    let s = over_tls(vec![]);
+    let r = switchboard_call::run(&s).await;
+    assert_eq!(
+        (r.outcome, r.exit_code, r.registered),
+        (Outcome::Network, 13, Some(false)),
+        "{}",
+        r.to_line()
+    );
+    assert!(
+        r.errors.iter().any(|e| e.contains("TLS handshake")),
+        "{:?}",
+        r.errors
+    );
+
+    let s = over_tls(vec![("sip-tls-ca-file", ca.display().to_string())]);
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    let mut media = DeskMedia::bind().await;
+    desk.answer(
+        &invite,
+        200,
+        Some("desk"),
+        Some(&phone::sdp(LO, media.port(), "sendrecv")),
+    )
+    .await;
+    media.start(media_addr(&invite.body), Vec::new());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(
+        (r.outcome, r.registered),
+        (Outcome::Answered, Some(true)),
+        "{}",
+        r.to_line()
+    );
+    assert!(
+        media.loud_frames() > 20,
+        "the phone heard the agent: {}",
+        media.loud_frames()
+    );
+    assert_eq!(r.transport, Some("TLS"));
     n.running.shutdown(Duration::from_secs(2)).await;
 }
