@@ -64,7 +64,7 @@ clean:
 # ---------------------------------------------------------------------------
 # Containers and Kubernetes (k3s). README, "Kubernetes (k3s)".
 # ---------------------------------------------------------------------------
-.PHONY: check-deploy image-check docker-build docker-build-signaling docker-build-rtpmanager docker-build-ui \
+.PHONY: check-deploy image-check docker-build docker-build-signaling docker-build-rtpmanager docker-build-ui docker-build-call \
 	docker-build-operator docker-save k8s-load k8s-secret k8s-deploy k8s-delete k8s-status k8s-logs k8s-restart \
 	k8s-operator-token
 
@@ -126,7 +126,7 @@ check-deploy: deps
 image-check:
 	@scripts/check-images.sh
 
-docker-build: docker-build-signaling docker-build-rtpmanager docker-build-ui docker-build-operator
+docker-build: docker-build-signaling docker-build-rtpmanager docker-build-ui docker-build-operator docker-build-call
 
 docker-build-signaling:
 	@$(find_engine); echo "$$e build -f Dockerfile.signaling -t $(SIGNALING_IMAGE):$(TAG)"; \
@@ -144,11 +144,15 @@ docker-build-operator:
 	@$(find_engine); echo "$$e build -f Dockerfile.operator -t $(OPERATOR_IMAGE):$(TAG)"; \
 	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.operator -t $(OPERATOR_IMAGE):$(TAG) -t $(OPERATOR_IMAGE):latest .
 
+docker-build-call:
+	@$(find_engine); echo "$$e build -f Dockerfile.call -t $(CALL_IMAGE):$(TAG)"; \
+	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.call -t $(CALL_IMAGE):$(TAG) -t $(CALL_IMAGE):latest .
+
 ## One tar per image under $(IMAGES_DIR), and the tag they carry.
 docker-save: docker-build
 	@mkdir -p $(IMAGES_DIR)
 	@$(find_engine); \
-	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE) $(UI_IMAGE) $(OPERATOR_IMAGE); do \
+	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE) $(UI_IMAGE) $(OPERATOR_IMAGE) $(CALL_IMAGE); do \
 	  f=$(IMAGES_DIR)/$${i##*/}.tar; rm -f $$f; \
 	  $$e save -o $$f $$i:$(TAG) && echo "saved $$i:$(TAG) to $$f" || exit 1; \
 	done; \
@@ -159,7 +163,7 @@ k8s-load: $(if $(NO_BUILD),,docker-save)
 	@[ -n "$(TAG)" ] || { echo "no $(IMAGES_DIR)/TAG: make docker-save first" >&2; exit 1; }
 	@command -v k3s >/dev/null 2>&1 || { echo "k3s not found: install it (curl -sfL https://get.k3s.io | sh -), or import $(IMAGES_DIR)/*.tar into your cluster's runtime yourself" >&2; exit 1; }
 	@for f in $(IMAGES_DIR)/$(IMAGE_PREFIX)-signaling.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-rtpmanager.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-ui.tar \
-	  $(IMAGES_DIR)/$(IMAGE_PREFIX)-operator.tar; do \
+	  $(IMAGES_DIR)/$(IMAGE_PREFIX)-operator.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-call.tar; do \
 	  echo "importing $$f into k3s"; $(SUDO) k3s ctr images import $$f || exit 1; \
 	done
 

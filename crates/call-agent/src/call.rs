@@ -175,8 +175,17 @@ impl Sip {
             prefer: None,
             extra_headers: vec![format!("User-Agent: {USER_AGENT}")],
         };
+        // bounded by CALL_TIMEOUT too: an unreachable registrar would
+        // otherwise hold the agent for Timer F (32 s) whatever the timeout
+        let bounded = tokio::time::timeout(s.timeout, self.ua.register(&params));
         let registered = tokio::select! {
-            r = self.ua.register(&params) => r,
+            r = bounded => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    report.registered = Some(false);
+                    return Err(failed(Outcome::Network, "no answer to the REGISTER within CALL_TIMEOUT"));
+                }
+            },
             e = self.tls_refused() => {
                 report.registered = Some(false);
                 return Err(e);

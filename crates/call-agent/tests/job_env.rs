@@ -1,0 +1,176 @@
+//! The Job's container spec runs: a `POST /call` body goes through
+//! switchboard-operator's own validation and Job builder, the container's
+//! environment is resolved as the kubelet would (the request's password
+//! from the per-Job Secret, the server, port, user and transport from the
+//! `sip-credentials` Secret the request left them to), and
+//! `switchboard-call` runs with exactly that environment and nothing else
+//! against switchboard-signaling on loopback: the desk phone it calls hears
+//! it, and the report on its last line is what `GET /jobs/{name}` shows.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../signaling/tests/common/phone.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod phone;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use phone::SipPhone;
+use switchboard_media::g711::Codec;
+use switchboard_media::rtp_header::RtpView;
+use switchboard_operator::{CallRequest, OperatorConfig, build_job, resolve_env};
+use switchboard_sip::message::Method;
+use tokio::net::UdpSocket;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_job_env_places_the_call() {
+    let dir = std::env::temp_dir().join(format!("switchboard-job-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
+    std::fs::copy(plan, dir.join("dialplan.json")).unwrap();
+    let running = switchboard_signaling::run(switchboard_signaling::Config::for_tests(dir.clone()))
+        .await
+        .unwrap();
+    let sip = running.sip_addrs[0];
+    for (user, ext) in [("agent", "1001"), ("desk", "1002")] {
+        let body = serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext});
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .arg(format!("http://{}/api/v1/users", running.api_addr))
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", running.api_token),
+            ])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    }
+    let desk = SipPhone::bind(LO, sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+
+    // the request a sipstuff user sends, the password in it
+    let request = CallRequest::from_json(&serde_json::json!({
+        "dest": "1002",
+        "text": "The backup failed",
+        "sip_password": "agent-secret",
+        "timeout": 20,
+        "post_delay": 0.5,
+    }))
+    .unwrap();
+    let (job, secret) = build_job(&request, &OperatorConfig::default(), "sbcall-test-0001");
+    let per_job = secret.expect("the request's password goes into a per-Job Secret");
+    // what the cluster's sip-credentials Secret holds
+    let credentials = Secret {
+        metadata: ObjectMeta {
+            name: Some("sip-credentials".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("SIP_SERVER".to_owned(), sip.ip().to_string()),
+            ("SIP_PORT".to_owned(), sip.port().to_string()),
+            ("SIP_USER".to_owned(), "agent".to_owned()),
+            ("SIP_PASSWORD".to_owned(), "not-this-one".to_owned()),
+            ("SIP_TRANSPORT".to_owned(), "udp".to_owned()),
+        ])),
+        ..Secret::default()
+    };
+    let env = resolve_env(&job, &[per_job, credentials]).unwrap();
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        names.contains(&"CALL_DEST") && names.contains(&"SIP_PASSWORD"),
+        "{names:?}"
+    );
+    assert_eq!(
+        env.iter()
+            .find(|(k, _)| k == "SIP_PASSWORD")
+            .map(|(_, v)| v.as_str()),
+        Some("agent-secret"),
+        "the request's password wins over the Secret's"
+    );
+
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .kill_on_drop(true)
+        .output();
+    let child = tokio::spawn(child);
+    let invite = desk
+        .request_within(Method::Invite, Duration::from_secs(15))
+        .await;
+    let rtp = UdpSocket::bind((LO, 0)).await.unwrap();
+    let answer = phone::sdp(LO, rtp.local_addr().unwrap().port(), "sendrecv");
+    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
+    let to = switchboard_sip::sdp::parse(&invite.body)
+        .unwrap()
+        .remote_rtp()
+        .unwrap();
+    // the phone sends silence (latching) and counts the agent's loud frames
+    let loud = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&loud);
+    let phone_media = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let mut seq = 0u16;
+        loop {
+            let mut pkt = Vec::new();
+            switchboard_media::rtp_header::write_header(
+                &mut pkt,
+                0,
+                seq == 0,
+                seq,
+                u32::from(seq) * 160,
+                7,
+            );
+            pkt.extend([0xffu8; 160]);
+            seq = seq.wrapping_add(1);
+            let _ = rtp.send_to(&pkt, to).await;
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(20), rtp.recv_from(&mut buf)).await
+                && let Some(v) = RtpView::parse(&buf[..n])
+                && let Some(c) = Codec::from_payload_type(v.payload_type())
+            {
+                let mut s = Vec::new();
+                c.decode(v.payload(), &mut s);
+                if switchboard_call::audio::rms(&s) > 1000.0 {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let out = child.await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["outcome"], "answered");
+    assert_eq!(report["registered"], true);
+    assert_eq!(report["played"][0]["what"], "The backup failed");
+    phone_media.abort();
+    let heard = loud.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        heard > 20,
+        "the desk phone heard the agent speak: {heard} loud frames"
+    );
+    running.shutdown(Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
