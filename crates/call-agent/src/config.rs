@@ -175,9 +175,18 @@ pub struct Settings {
     pub tls_ca_file: Option<PathBuf>,
     pub stun_servers: Vec<String>,
     pub ice: bool,
-    pub turn_server: Option<String>,
+    /// TURN relay for the media (`SIP_TURN_SERVER` `host:port`, UDP).
+    pub turn: Option<Turn>,
     pub keepalive: Option<Duration>,
     pub public_address: Option<std::net::IpAddr>,
+}
+
+/// A TURN server and its long-term credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub server: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// A refused setting: the variable and why.
@@ -377,15 +386,47 @@ impl Config {
                 })
                 .unwrap_or_default(),
             ice: boolean("SIP_ICE_ENABLED", self.ice_enabled.as_ref(), false)?,
-            // a TURN server is used unless SIP_TURN_ENABLED says false
-            turn_server: set(self.turn_server.as_ref())
-                .filter(|_| turn_enabled || set(self.turn_enabled.as_ref()).is_none())
-                .map(str::to_owned),
+            turn: self.turn(turn_enabled)?,
             keepalive: integer("SIP_KEEPALIVE_SEC", self.keepalive_sec.as_ref(), 0..=600)?
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
             public_address,
         })
+    }
+}
+
+impl Config {
+    /// The TURN server, used unless SIP_TURN_ENABLED says false; UDP only.
+    fn turn(&self, enabled: bool) -> Result<Option<Turn>, ConfigError> {
+        let Some(server) = set(self.turn_server.as_ref()) else {
+            return Ok(None);
+        };
+        if !enabled && set(self.turn_enabled.as_ref()).is_some() {
+            return Ok(None);
+        }
+        match set(self.turn_transport.as_ref())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("udp") => {}
+            Some(o) => {
+                return err(
+                    "SIP_TURN_TRANSPORT",
+                    format!("{o:?}: only udp is supported"),
+                );
+            }
+        }
+        let server = server.trim_start_matches("turn:").to_owned();
+        if !server.contains(':') {
+            return err("SIP_TURN_SERVER", format!("{server:?} is not host:port"));
+        }
+        Ok(Some(Turn {
+            server,
+            username: set(self.turn_username.as_ref())
+                .unwrap_or_default()
+                .to_owned(),
+            password: self.turn_password.clone().unwrap_or_default(),
+        }))
     }
 }
 

@@ -71,11 +71,11 @@ async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), 
     })?;
     let mut sip = Sip::open(s).await?;
     report.transport = Some(s.transport.via_token());
-    if s.ice || s.turn_server.is_some() {
+    if s.ice {
         // said in the report rather than failing a call that works without
         report.errors.push(
-            "warning: SIP_ICE_ENABLED/SIP_TURN_SERVER: this agent does not do ICE or TURN; \
-             the media uses the SDP address (SIP_PUBLIC_ADDRESS or STUN's answer)"
+            "warning: SIP_ICE_ENABLED: this agent does not do ICE; the media uses the SDP \
+             address (the TURN relay, SIP_PUBLIC_ADDRESS or STUN's answer)"
                 .into(),
         );
     }
@@ -99,29 +99,37 @@ async fn talk(
     prompt: audio::Prompt,
     scratch: &Path,
 ) -> Result<(), Failed> {
-    let advertise = match s.public_address {
-        Some(ip) => ip,
-        None => stun_address(s, sip).await.unwrap_or(sip.local_ip),
-    };
-    let srtp_first = s.srtp != SrtpMode::Disabled;
-    let mut offer = media::offer(sip.local_ip, advertise, srtp_first)
-        .await
-        .map_err(|e| call::Failed {
-            outcome: Outcome::Network,
-            error: format!("binding the RTP socket: {e}"),
-        })?;
-    let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report).await {
-        Err(f) if s.srtp == SrtpMode::Optional && report.sip_code == Some(488) => {
-            report
-                .errors
-                .push("the far end refused SRTP (488); calling again with plain RTP".into());
-            let _ = f;
-            offer = media::offer(sip.local_ip, advertise, false)
+    let local = match &s.turn {
+        Some(t) => media::Local::relayed(sip.local_ip, t)
+            .await
+            .map_err(|e| Failed {
+                outcome: Outcome::Network,
+                error: format!("SIP_TURN_SERVER {}: {e}", t.server),
+            })?,
+        None => {
+            let advertise = match s.public_address {
+                Some(ip) => ip,
+                None => stun_address(s, sip).await.unwrap_or(sip.local_ip),
+            };
+            media::Local::udp(sip.local_ip, advertise)
                 .await
-                .map_err(|e| call::Failed {
+                .map_err(|e| Failed {
                     outcome: Outcome::Network,
                     error: format!("binding the RTP socket: {e}"),
-                })?;
+                })?
+        }
+    };
+    report.media.turn_relay = local
+        .relayed_by_turn()
+        .then(|| local.advertised.to_string());
+    let mut offer = media::offer(&local, s.srtp != SrtpMode::Disabled);
+    let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report).await {
+        Err(f) if s.srtp == SrtpMode::Optional && report.sip_code == Some(488) => {
+            report.errors.push(format!(
+                "the far end refused SRTP ({}); calling again with plain RTP",
+                f.error
+            ));
+            offer = media::offer(&local, false);
             sip.invite(s, &offer.sdp, report).await?
         }
         Err(f) if s.srtp == SrtpMode::Mandatory && report.sip_code == Some(488) => {
@@ -231,7 +239,10 @@ async fn talk(
     }
     report.talk_seconds = secs(answered.elapsed());
     let (heard, stats) = stream.stop();
+    let relay = report.media.turn_relay.take();
     report.media = stats;
+    report.media.turn_relay = relay;
+    drop(local);
     if let Some(path) = &s.record {
         keep_recording(s, report, path, &heard, scratch).await;
     }

@@ -4,7 +4,9 @@
 //! prompt or of silence (so NATs and symmetric-RTP latching see us from the
 //! start) and decode what arrives into the recording, the silence detector
 //! and the statistics. SRTP is the RTP manager's own per-leg code
-//! (`switchboard_rtpmanager::srtp::LegSrtp`, webrtc-srtp underneath).
+//! (`switchboard_rtpmanager::srtp::LegSrtp`, webrtc-srtp underneath). With
+//! a TURN server the stream goes through a relay allocated there (webrtc-rs
+//! `turn` client; its relayed address is the one in our SDP).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use switchboard_sip::sdp::crypto::{self, Crypto, Suite};
 use switchboard_sip::sdp::{self, Direction, LocalMedia};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use webrtc_util::Conn;
 
 use crate::audio::{SILENCE_RMS, rms};
 use crate::report::MediaStats;
@@ -29,21 +32,85 @@ const TE_PT: u8 = 101;
 /// The longest recording kept in memory (an hour at 8 kHz).
 const MAX_RECORDED: usize = 8000 * 3600;
 
+/// What the stream sends and receives on: a UDP socket or a TURN relay.
+pub type Socket = Arc<dyn Conn + Send + Sync>;
+
+/// Where our media is: the socket and the address written in our SDP.
+pub struct Local {
+    pub sock: Socket,
+    pub advertised: SocketAddr,
+    /// The TURN client of a relayed socket: kept for the allocation's life
+    /// (it refreshes the allocation and its permissions).
+    turn: Option<turn::client::Client>,
+}
+
+impl Local {
+    /// A UDP socket on `local`, advertised as `advertise` (a public address
+    /// or the local one).
+    ///
+    /// # Errors
+    /// The bind.
+    pub async fn udp(local: IpAddr, advertise: IpAddr) -> std::io::Result<Local> {
+        let sock = UdpSocket::bind((local, 0)).await?;
+        let port = sock.local_addr()?.port();
+        Ok(Local {
+            sock: Arc::new(sock),
+            advertised: SocketAddr::new(advertise, port),
+            turn: None,
+        })
+    }
+
+    /// A relay allocated on the TURN server `t` (long-term credentials,
+    /// UDP), from a socket on `local`.
+    ///
+    /// # Errors
+    /// The server does not answer, refuses the credentials or the allocation.
+    pub async fn relayed(local: IpAddr, t: &crate::config::Turn) -> Result<Local, String> {
+        let sock = UdpSocket::bind((local, 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = turn::client::Client::new(turn::client::ClientConfig {
+            stun_serv_addr: String::new(),
+            turn_serv_addr: t.server.clone(),
+            username: t.username.clone(),
+            password: t.password.clone(),
+            realm: String::new(),
+            software: String::new(),
+            rto_in_ms: 0,
+            conn: Arc::new(sock),
+            vnet: None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        client.listen().await.map_err(|e| e.to_string())?;
+        let relay = tokio::time::timeout(Duration::from_secs(10), client.allocate())
+            .await
+            .map_err(|_| "no answer to the Allocate request within 10 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let advertised = relay.local_addr().map_err(|e| e.to_string())?;
+        Ok(Local {
+            sock: Arc::new(relay),
+            advertised,
+            turn: Some(client),
+        })
+    }
+
+    /// Whether the media goes through a TURN relay.
+    pub fn relayed_by_turn(&self) -> bool {
+        self.turn.is_some()
+    }
+}
+
 /// Our side before the answer: the socket and what we offered.
 pub struct Offer {
-    pub sock: Arc<UdpSocket>,
+    pub sock: Socket,
     pub sdp: String,
     pub crypto: Option<Crypto>,
 }
 
-/// Binds the RTP socket on `local` and writes the offer advertising
-/// `advertise` (a public address, else the local one).
-///
-/// # Errors
-/// The bind.
-pub async fn offer(local: IpAddr, advertise: IpAddr, srtp: bool) -> std::io::Result<Offer> {
-    let sock = UdpSocket::bind((local, 0)).await?;
-    let port = sock.local_addr()?.port();
+/// The offer for media at `local` (SDES-SRTP when `srtp`).
+pub fn offer(local: &Local, srtp: bool) -> Offer {
+    let (advertise, port) = (local.advertised.ip(), local.advertised.port());
     let crypto = srtp.then(|| our_crypto(1, Suite::AesCm128HmacSha1_80));
     let line = crypto.as_ref().map(crypto::format);
     let media = LocalMedia {
@@ -60,11 +127,11 @@ pub async fn offer(local: IpAddr, advertise: IpAddr, srtp: bool) -> std::io::Res
         20,
         line.as_deref(),
     );
-    Ok(Offer {
-        sock: Arc::new(sock),
+    Offer {
+        sock: Arc::clone(&local.sock),
         sdp,
         crypto,
-    })
+    }
 }
 
 /// What the answer settled.
@@ -132,7 +199,7 @@ pub struct Stream {
 
 impl Stream {
     /// Starts sending silence to `agreed.remote` and receiving from it.
-    pub fn start(sock: Arc<UdpSocket>, agreed: Agreed) -> Stream {
+    pub fn start(sock: Socket, agreed: Agreed) -> Stream {
         let heard = Arc::new(Mutex::new(Heard::default()));
         let (play, play_rx) = watch::channel(None);
         let (done_tx, done) = watch::channel(0u64);
@@ -214,13 +281,14 @@ impl Stream {
             jitter_ms: (jitter * 100.0).round() / 100.0,
             mos: (h.packets > 0)
                 .then(|| (mos_estimate(loss, jitter, 20.0) * 100.0).round() / 100.0),
+            turn_relay: None,
         };
         (std::mem::take(&mut h.samples), stats)
     }
 }
 
 async fn send(
-    sock: Arc<UdpSocket>,
+    sock: Socket,
     to: SocketAddr,
     codec: Codec,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
@@ -278,7 +346,7 @@ async fn send(
 }
 
 async fn receive(
-    sock: Arc<UdpSocket>,
+    sock: Socket,
     from: SocketAddr,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
     heard: Arc<Mutex<Heard>>,
@@ -345,7 +413,7 @@ mod tests {
     #[tokio::test]
     async fn offers_and_answers() {
         let lo = IpAddr::from([127, 0, 0, 1]);
-        let o = offer(lo, lo, false).await.unwrap();
+        let o = offer(&Local::udp(lo, lo).await.unwrap(), false);
         assert!(
             o.sdp.contains("m=audio ") && o.sdp.contains(" RTP/AVP 0 8 101"),
             "{}",
@@ -356,9 +424,12 @@ mod tests {
                       m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
         let a = agree(&o, answer.as_bytes()).unwrap();
         assert_eq!((a.remote.port(), a.codec), (40000, Codec::Pcma));
-        let srtp = offer(lo, IpAddr::from([203, 0, 113, 5]), true)
-            .await
-            .unwrap();
+        let srtp = offer(
+            &Local::udp(lo, IpAddr::from([203, 0, 113, 5]))
+                .await
+                .unwrap(),
+            true,
+        );
         assert!(
             srtp.sdp.contains("RTP/SAVP")
                 && srtp

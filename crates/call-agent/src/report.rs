@@ -69,6 +69,8 @@ pub struct MediaStats {
     pub lost: u64,
     pub jitter_ms: f64,
     pub mos: Option<f64>,
+    /// The TURN relay's address our media went through, if one did.
+    pub turn_relay: Option<String>,
 }
 
 /// The report.
