@@ -167,9 +167,19 @@ impl pb::rtp_manager_server::RtpManager for Service {
                 )));
             }
         };
+        let webrtc = match pb::Profile::try_from(r.profile) {
+            Ok(pb::Profile::Unspecified | pb::Profile::Rtp) => false,
+            Ok(pb::Profile::Webrtc) => true,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "profile: {} is not a Profile",
+                    r.profile
+                )));
+            }
+        };
         let c = self
             .engine
-            .create_session(&r.call_id, &r.leg, remote, family, srtp)
+            .create_session(&r.call_id, &r.leg, remote, family, srtp, webrtc)
             .await?;
         Ok(Response::new(pb::CreateSessionResponse {
             session_id: c.session_id,

@@ -111,3 +111,138 @@ async fn chromium_talks_to_a_desk_phone_through_the_manager() {
     let h = m.health().await;
     assert_eq!((h.dtls_failed, h.srtp_dropped), (0, 0), "{h:?}");
 }
+
+/// Chromium takes the manager's offer: its oscillator on a track, the
+/// answer `a=setup:active` (it is the DTLS client, the manager the server).
+const ANSWER_TO_OFFER_JS: &str = r#"const offer = arguments[0];
+return (async () => {
+  const ctx = new AudioContext();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = 400;
+  const dst = ctx.createMediaStreamDestination();
+  osc.connect(dst);
+  osc.start();
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+  pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise(done => {
+    if (pc.iceGatheringState === 'complete') done();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') done(); };
+    setTimeout(done, 3000);
+  });
+  return pc.localDescription.sdp;
+})()"#;
+
+/// The strength of `freq` in 8 kHz samples (Goertzel), relative to the
+/// block's energy: near 1 for a pure tone at `freq`.
+fn tone_share(samples: &[i16], freq: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in samples {
+        let x = f64::from(x);
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+        energy += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (energy * samples.len() as f64)
+    }
+}
+
+#[tokio::test]
+async fn the_manager_offers_and_chromium_answers() {
+    if !std::path::Path::new(switchboard_browser_test::CHROMIUM).exists() {
+        eprintln!("skipped: no Chromium (scripts/ensure-deps.sh installs it)");
+        return;
+    }
+    let mut m = manager(49).await;
+    let a = m
+        .client
+        .create_session(switchboard_rtpmanager_api::v1::CreateSessionRequest {
+            call_id: "call-1".into(),
+            leg: "chromium".into(),
+            profile: switchboard_rtpmanager_api::v1::Profile::Webrtc.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let phone = Phone::on("127.0.0.1").await;
+    let p = create(
+        &mut m,
+        "desk-phone",
+        Some(phone.offer(&[(0, "PCMU")], None)),
+    )
+    .await;
+    m.bridge(&a.session_id, &p.session_id).await;
+
+    let browser = Browser::start_with_args(&[
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .await
+    .unwrap();
+    let answer = browser
+        .client()
+        .execute(ANSWER_TO_OFFER_JS, vec![json!(a.local_sdp)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}: offer not taken:\n{}", a.local_sdp));
+    let answer = answer.as_str().unwrap().to_owned();
+    assert!(answer.contains("a=setup:active"), "{answer}");
+    m.client
+        .update_session(switchboard_rtpmanager_api::v1::UpdateSessionRequest {
+            session_id: a.session_id.clone(),
+            remote_sdp: answer.clone(),
+            is_offer: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: answer refused:\n{answer}"));
+
+    let start = Instant::now();
+    let mut stats = Value::Null;
+    while start.elapsed() < Duration::from_secs(15) {
+        stats = browser.execute(STATS_JS).await.unwrap();
+        if stats["state"] == "connected" || stats["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let h = m.health().await;
+    assert_eq!(stats["state"], "connected", "{stats} {h:?}");
+
+    // the browser's 400 Hz reaches the phone as PCMU
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = phone.recv_all(Duration::from_millis(1)).await;
+    let mut samples = Vec::new();
+    while samples.len() < 8000 {
+        let got = phone
+            .recv(Duration::from_secs(3))
+            .await
+            .expect("browser audio relayed");
+        assert_eq!(got.pt, 0);
+        switchboard_media::g711::Codec::Pcmu.decode(&got.payload, &mut samples);
+    }
+    let share = tone_share(&samples, 400.0);
+    assert!(share > 0.5, "400 Hz share {share}");
+    assert!(tone_share(&samples, 1000.0) < 0.05);
+    // and the phone's audio reaches the browser
+    let to_leg = rtp_addr(&p.local_sdp);
+    let mut pcmu = Vec::new();
+    switchboard_media::g711::Codec::Pcmu.encode(&common::tone(160, 1000.0, 8000.0), &mut pcmu);
+    phone.burst(to_leg, 0, 50, &pcmu).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = browser.execute(STATS_JS).await.unwrap();
+    assert!(stats["received"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(stats["sent"].as_u64().unwrap_or(0) > 0, "{stats}");
+    let h = m.health().await;
+    assert_eq!((h.dtls_failed, h.srtp_dropped), (0, 0), "{h:?}");
+}

@@ -14,6 +14,7 @@
 //! (recordings, prompts) runs on tokio's blocking pool, never on the
 //! packet path.
 
+mod bind;
 mod counters;
 mod negotiate;
 mod packets;
@@ -33,7 +34,6 @@ use std::time::{Duration, Instant};
 use switchboard_media::g711::Codec;
 use switchboard_media::learning::Policy;
 use switchboard_sip::sdp::{self, Direction, LocalMedia};
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -357,7 +357,9 @@ impl Engine {
     /// Allocates a port pair for a leg and answers its offer, or writes our
     /// offer when there is none. `family` picks the address family of our
     /// offer ("IP4"/"IP6"); an offer's own c= decides otherwise. `srtp`
-    /// is the leg's SRTP policy (see [`SrtpPolicy`]).
+    /// is the leg's SRTP policy (see [`SrtpPolicy`]). `webrtc`: the leg is
+    /// a browser's, offered `UDP/TLS/RTP/SAVPF` (ICE-lite, DTLS-SRTP) when
+    /// there is no `remote_sdp`, whose offer must be a WebRTC one otherwise.
     pub async fn create_session(
         &self,
         call_id: &str,
@@ -365,6 +367,7 @@ impl Engine {
         remote_sdp: Option<&[u8]>,
         family: Option<&str>,
         srtp: SrtpPolicy,
+        webrtc: bool,
     ) -> Result<Created, EngineError> {
         if self.inner.draining.load(Ordering::Relaxed) {
             return Err(EngineError::Draining);
@@ -391,6 +394,13 @@ impl Engine {
         };
         let webrtc_leg = match &remote {
             Some(d) if d.is_webrtc() => Some(webrtc::on_offer(d, srtp, &self.inner.identity)?),
+            Some(_) if webrtc => {
+                return Err(EngineError::InvalidArgument(
+                    "remote_sdp: not a WebRTC offer (UDP/TLS/RTP/SAVPF) on a leg of profile WebRTC"
+                        .into(),
+                ));
+            }
+            None if webrtc => Some(webrtc::for_offer(srtp, &self.inner.identity)?),
             _ => None,
         };
         let mut leg_srtp = None;
@@ -414,18 +424,19 @@ impl Engine {
             session_id: sdp_session_id,
             version: 1,
         };
-        let local_sdp = match (&remote, chosen) {
-            (Some(d), Some(chosen)) => {
+        let cname = format!("{id}@{}", local.ip());
+        let local_sdp = match (&remote, chosen, &state.webrtc) {
+            (Some(d), Some(chosen), _) => {
                 state.apply_remote(d, false);
                 let answer = match &state.webrtc {
-                    Some(leg) => {
-                        let cname = format!("{id}@{}", local.ip());
-                        webrtc::answer(&media, d, chosen, leg, state.out.ssrc, &cname)
-                    }
+                    Some(leg) => webrtc::answer(&media, d, chosen, leg, state.out.ssrc, &cname),
                     None => our_answer(&media, d, chosen, leg_srtp.as_ref()),
                 };
                 state.srtp = leg_srtp;
                 answer
+            }
+            (_, _, Some(leg)) => {
+                webrtc::offer(&media, leg, Direction::SendRecv, state.out.ssrc, &cname)
             }
             _ => {
                 state.offered_crypto = offer_crypto(srtp, None);
@@ -478,74 +489,6 @@ impl Engine {
             chosen,
             telephone_event,
             local_address: local,
-        })
-    }
-
-    fn pick_address(&self, want_v6: Option<bool>) -> Result<RtpAddress, EngineError> {
-        let addrs = &self.inner.config.addresses;
-        match want_v6 {
-            None => Ok(addrs[0]),
-            Some(v6) => addrs
-                .iter()
-                .find(|a| a.bind.is_ipv6() == v6)
-                .copied()
-                .ok_or_else(|| {
-                    EngineError::InvalidArgument(format!(
-                        "this RTP manager has no {} address",
-                        if v6 { "IPv6" } else { "IPv4" }
-                    ))
-                }),
-        }
-    }
-
-    /// Binds a free pair picked at random; pairs another process holds are
-    /// skipped (and go back to the pool).
-    fn bind_pair(&self, ip: IpAddr) -> Result<(u16, UdpSocket, UdpSocket), EngineError> {
-        let tries = lock(&self.inner.ports).total_pairs();
-        let mut busy = Vec::new();
-        let mut bound = None;
-        let mut out_of_files = false;
-        for _ in 0..tries {
-            let Some(port) = lock(&self.inner.ports).allocate() else {
-                break;
-            };
-            match (bind_udp(ip, port), bind_udp(ip, port + 1)) {
-                (Ok(a), Ok(b)) => {
-                    bound = Some((port, a, b));
-                    break;
-                }
-                (a, b) => {
-                    let cause = a.err().or(b.err());
-                    if cause.as_ref().is_some_and(crate::fdlimit::out_of_files) {
-                        // every other pair would fail the same way: trying
-                        // them all burnt a core per request under load
-                        busy.push(port);
-                        out_of_files = true;
-                        break;
-                    }
-                    debug!(port, cause = ?cause, "RTP port pair busy, trying another");
-                    // kept out of the pool until this search ends, so it is
-                    // not picked again
-                    busy.push(port);
-                }
-            }
-        }
-        {
-            let mut pool = lock(&self.inner.ports);
-            for p in busy {
-                pool.release(p);
-            }
-        }
-        if out_of_files {
-            return Err(EngineError::Limit(
-                "out of file descriptors for RTP sockets (RLIMIT_NOFILE): raise the open-files \
-                 limit or add managers"
-                    .into(),
-            ));
-        }
-        bound.ok_or_else(|| {
-            let c = &self.inner.config;
-            EngineError::Exhausted(format!("{}-{}", c.port_min, c.port_max))
         })
     }
 
@@ -767,10 +710,4 @@ impl Engine {
         debug!(session = id, "session destroyed");
         Ok(info)
     }
-}
-
-fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
 }
