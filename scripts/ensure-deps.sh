@@ -27,6 +27,18 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# libopus (Debian's libopus-dev) and pkg-config: the RTP manager's Opus
+# transcoding links the system libopus through the `opus` crate, which
+# finds it with pkg-config (no cmake, no bundled build).
+if ! command -v pkg-config >/dev/null 2>&1; then
+  echo "installing pkg-config..."
+  apt_install pkg-config
+fi
+if ! pkg-config --exists opus 2>/dev/null; then
+  echo "installing libopus-dev..."
+  apt_install libopus-dev
+fi
+
 # Chromium and ChromeDriver: the dashboard's browser tests drive a headless
 # Chromium over WebDriver (crates/browser-test). Both come from Debian's
 # packages, which build them from one source at one version; ChromeDriver

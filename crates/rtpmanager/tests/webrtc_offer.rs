@@ -73,7 +73,8 @@ async fn the_manager_offers_and_a_browser_answers() {
     for line in [
         "a=ice-lite\r\n",
         "a=group:BUNDLE 0\r\n",
-        " UDP/TLS/RTP/SAVPF 0 8 101\r\n",
+        " UDP/TLS/RTP/SAVPF 0 8 111 101\r\n",
+        "a=rtpmap:111 opus/48000/2\r\n",
         "a=setup:actpass\r\n",
         "a=rtcp-mux\r\n",
         "a=mid:0\r\n",

@@ -344,7 +344,10 @@ async fn a_browser_on_ws_is_offered_webrtc_and_a_desk_phone_plain_rtp() {
         "{text}"
     );
     assert_eq!(b.webrtc.candidates.len(), 1, "{text}");
-    assert!(text.contains(" UDP/TLS/RTP/SAVPF 0 8 101\r\n"), "{text}");
+    assert!(
+        text.contains(" UDP/TLS/RTP/SAVPF 0 8 111 101\r\n"),
+        "{text}"
+    );
 
     let text = String::from_utf8_lossy(&to_desk.body).into_owned();
     let p = switchboard_sip::sdp::parse(&to_desk.body).unwrap();

@@ -8,7 +8,9 @@
 //! the receiving task from start to end: check its source
 //! ([`switchboard_media::learning`]), count it, detect DTMF, hand its
 //! samples to a recording, then send it (transcoded, renumbered) out of
-//! the peer session's socket with a non-blocking `send_to`. Per-session
+//! the peer session's socket with a non-blocking `send_to`. An Opus leg's
+//! packets are decoded on receipt by its own libopus decoder, and what is
+//! sent to it encoded by its own encoder ([`crate::codec`]). Per-session
 //! state sits behind a `std::sync::Mutex` that is never held across an
 //! await and never held together with another session's lock. File work
 //! (recordings, prompts) runs on tokio's blocking pool, never on the
@@ -38,6 +40,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use crate::codec::AudioCodec;
 use crate::ports::PortPool;
 use crate::recording;
 use crate::webrtc::dtls::Identity;
@@ -49,9 +52,12 @@ pub use crate::srtp::SrtpPolicy;
 pub use counters::{Counters, Health, Stats};
 pub use webrtc::DTLS_DEADLINE;
 
-/// Codecs the engine can receive, send and transcode between, in the order
+/// The G.711 codecs the engine can receive, send and transcode between
+/// (Opus too, see [`crate::codec`]), in the order
 /// it offers them.
 pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+/// The Opus payload type of our offers to browsers (the one Chromium uses).
+pub const OFFER_OPUS_PT: u8 = 111;
 /// The telephone-event payload type of our offers (RFC 4733).
 pub const OFFER_TE_PT: u8 = 101;
 const PTIME_MS: u32 = 20;
@@ -151,7 +157,7 @@ pub struct Created {
     pub session_id: String,
     pub local_sdp: String,
     pub offered: Vec<sdp::AudioCodec>,
-    pub chosen: Option<(u8, Codec)>,
+    pub chosen: Option<(u8, AudioCodec)>,
     pub telephone_event: Option<u8>,
     pub local_address: SocketAddr,
 }
@@ -160,7 +166,7 @@ pub struct Created {
 #[derive(Debug, Clone)]
 pub struct Updated {
     pub local_sdp: Option<String>,
-    pub chosen: Option<(u8, Codec)>,
+    pub chosen: Option<(u8, AudioCodec)>,
     pub telephone_event: Option<u8>,
 }
 
@@ -172,7 +178,7 @@ pub struct SessionInfo {
     pub leg: String,
     pub local_address: SocketAddr,
     pub remote_address: Option<SocketAddr>,
-    pub codec: Option<(u8, Codec)>,
+    pub codec: Option<(u8, AudioCodec)>,
     pub bridged_to: Option<String>,
     pub packets_received: u64,
     pub packets_sent: u64,
@@ -414,7 +420,10 @@ impl Engine {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = format!("{:08x}-{n}", rand::random::<u32>()).into();
         let sdp_session_id = u64::from(rand::random::<u32>());
-        let mut state = State::new(chosen, self.inner.config.source_policy);
+        let mut state = State::new(self.inner.config.source_policy);
+        if let Some(chosen) = chosen {
+            state.set_codec(chosen)?;
+        }
         state.srtp_policy = srtp;
         let is_webrtc = webrtc_leg.is_some();
         state.webrtc = webrtc_leg;
@@ -517,7 +526,7 @@ impl Engine {
         };
         next.apply(&mut st.srtp);
         st.apply_remote(&d, is_offer);
-        st.codec = Some(chosen);
+        st.set_codec(chosen)?;
         let local_sdp = is_offer.then(|| {
             let media = session.media(session.next_version());
             our_answer(&media, &d, chosen, st.srtp.as_ref())

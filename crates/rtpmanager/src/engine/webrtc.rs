@@ -24,14 +24,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchboard_media::g711::Codec;
 use switchboard_sip::sdp::webrtc::{self as sdp_webrtc, Fingerprint, LocalTransport};
 use switchboard_sip::sdp::{Description, Direction, LocalMedia};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::session::{Session, State};
-use super::{CODECS, EngineError, OFFER_TE_PT, PTIME_MS, Updated, lock};
+use super::{CODECS, EngineError, OFFER_OPUS_PT, OFFER_TE_PT, PTIME_MS, Updated, lock};
+use crate::codec::{AudioCodec, OPUS_CLOCK};
 use crate::srtp::{LegSrtp, SrtpPolicy};
 use crate::webrtc::dtls::{self, DtlsError, FEED_QUEUE, Identity, LegConn};
 use crate::webrtc::ice::{Demux, IceLite, Refused, Selected, demux};
@@ -159,7 +159,8 @@ pub(super) fn for_offer(
     })
 }
 
-/// Our offer to the leg: every codec we transcode between, telephone-event.
+/// Our offer to the leg: PCMU, PCMA, then Opus (in the order we prefer
+/// them, see `negotiate::choose`), telephone-event.
 pub(super) fn offer(
     media: &LocalMedia,
     leg: &WebRtcLeg,
@@ -170,6 +171,7 @@ pub(super) fn offer(
     let codecs: Vec<(u8, &str, u32)> = CODECS
         .iter()
         .map(|c| (c.payload_type(), c.name(), 8000))
+        .chain([(OFFER_OPUS_PT, AudioCodec::Opus.name(), OPUS_CLOCK)])
         .collect();
     sdp_webrtc::offer(
         media,
@@ -251,7 +253,7 @@ pub(super) fn on_reoffer(leg: &WebRtcLeg, d: &Description) -> Result<(), EngineE
 pub(super) fn answer(
     media: &LocalMedia,
     d: &Description,
-    chosen: (u8, Codec),
+    chosen: (u8, AudioCodec),
     leg: &WebRtcLeg,
     ssrc: u32,
     cname: &str,
@@ -280,7 +282,7 @@ pub(super) fn update(
     st: &mut State,
     d: &Description,
     is_offer: bool,
-    chosen: (u8, Codec),
+    chosen: (u8, AudioCodec),
 ) -> Result<Updated, EngineError> {
     let Some(leg) = st.webrtc.as_mut().filter(|_| session.webrtc) else {
         return Err(EngineError::InvalidArgument(
@@ -301,7 +303,7 @@ pub(super) fn update(
             on_reoffer(leg, d)?;
         }
         st.apply_remote(d, false);
-        st.codec = Some(chosen);
+        st.set_codec(chosen)?;
         return Ok(Updated {
             local_sdp: None,
             chosen: Some(chosen),
@@ -315,7 +317,7 @@ pub(super) fn update(
     }
     on_reoffer(leg, d)?;
     st.apply_remote(d, true);
-    st.codec = Some(chosen);
+    st.set_codec(chosen)?;
     let media = session.media(session.next_version());
     let cname = format!("{}@{}", session.id, session.local.ip());
     let text = match st.webrtc.as_ref() {

@@ -293,8 +293,14 @@ impl Browser {
 
     /// An SRTP packet (PCMU) of this browser's stream.
     pub fn seal(&mut self, seq: u16, payload: &[u8]) -> Vec<u8> {
+        self.seal_as(0, seq, u32::from(seq) * 160, payload)
+    }
+
+    /// An SRTP packet of this browser's stream with this payload type and
+    /// timestamp (Opus: 111, 960 units per 20 ms).
+    pub fn seal_as(&mut self, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut buf = Vec::new();
-        write_header(&mut buf, 0, seq == 0, seq, u32::from(seq) * 160, self.ssrc);
+        write_header(&mut buf, pt, seq == 0, seq, ts, self.ssrc);
         buf.extend_from_slice(payload);
         self.tx
             .as_mut()
@@ -306,6 +312,12 @@ impl Browser {
 
     pub async fn send_srtp(&mut self, to: SocketAddr, seq: u16, payload: &[u8]) {
         let p = self.seal(seq, payload);
+        self.sock.send_to(&p, to).await.unwrap();
+    }
+
+    /// An Opus SRTP packet (PT 111) of 20 ms, packet `seq` of the stream.
+    pub async fn send_opus(&mut self, to: SocketAddr, seq: u16, payload: &[u8]) {
+        let p = self.seal_as(111, seq, u32::from(seq) * 960, payload);
         self.sock.send_to(&p, to).await.unwrap();
     }
 
