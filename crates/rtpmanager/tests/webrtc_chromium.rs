@@ -2,8 +2,9 @@
 //! chromedriver; `switchboard-browser-test`) offers an audio track (a
 //! WebAudio oscillator), takes the manager's answer and connects: ICE-lite
 //! checks, DTLS with BoringSSL, SRTP. A plain phone bridged to it receives
-//! the browser's audio, and the browser counts the packets the phone sends.
-//! Also the other way round (the manager offers, Chromium answers
+//! the browser's audio, and the browser counts the packets the phone sends;
+//! a re-offer of the manager's is taken without an ICE restart or a new
+//! DTLS association. Also the other way round (the manager offers, Chromium answers
 //! `a=setup:active`), and Chromium set to Opus only (the manager
 //! transcodes to the phone's PCMU): there the phone checks the
 //! oscillator's 400 Hz (Goertzel).
@@ -42,6 +43,14 @@ const ANSWER_JS: &str = r#"const sdp = arguments[0];
 return (async () => {
   await window.pc.setRemoteDescription({ type: 'answer', sdp });
   return 'ok';
+})()"#;
+
+/// Chromium takes a re-offer of the manager's and returns its answer.
+const REOFFER_JS: &str = r#"const sdp = arguments[0];
+return (async () => {
+  await window.pc.setRemoteDescription({ type: 'offer', sdp });
+  await window.pc.setLocalDescription(await window.pc.createAnswer());
+  return window.pc.localDescription.sdp;
 })()"#;
 
 const STATS_JS: &str = r#"return (async () => {
@@ -112,6 +121,36 @@ async fn chromium_talks_to_a_desk_phone_through_the_manager() {
     let stats = browser.execute(STATS_JS).await.unwrap();
     assert!(stats["received"].as_u64().unwrap_or(0) > 0, "{stats}");
     assert!(stats["sent"].as_u64().unwrap_or(0) > 0, "{stats}");
+
+    // a re-offer of the manager's (a re-INVITE to the browser) is taken
+    // without an ICE restart or a new DTLS association: audio goes on
+    let again = m
+        .client
+        .create_offer(switchboard_rtpmanager_api::v1::CreateOfferRequest {
+            session_id: a.session_id.clone(),
+            direction: switchboard_rtpmanager_api::v1::Direction::Sendrecv.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .local_sdp;
+    let answer = browser
+        .client()
+        .execute(REOFFER_JS, vec![json!(again)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}: re-offer not taken:\n{again}"));
+    m.client
+        .update_session(switchboard_rtpmanager_api::v1::UpdateSessionRequest {
+            session_id: a.session_id.clone(),
+            remote_sdp: answer.as_str().unwrap().to_owned(),
+            is_offer: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: answer refused:\n{answer}"));
+    let _ = phone.recv_all(Duration::from_millis(1)).await;
+    assert!(phone.recv(Duration::from_secs(2)).await.is_some());
+    let stats = browser.execute(STATS_JS).await.unwrap();
+    assert_eq!(stats["state"], "connected", "{stats}");
     let h = m.health().await;
     assert_eq!((h.dtls_failed, h.srtp_dropped), (0, 0), "{h:?}");
 }

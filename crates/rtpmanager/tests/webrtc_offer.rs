@@ -2,8 +2,8 @@
 //! no SDP): the webrtc-rs browser of tests/common answers `a=setup:active`,
 //! runs ICE checks (the first before its answer reaches the manager) and
 //! the DTLS client handshake, and talks SRTP PCMU to a plain desk phone
-//! (samples checked both ways). Answers the manager cannot take are
-//! refused.
+//! (samples checked both ways); re-offers of the manager's (hold, resume)
+//! keep ICE and DTLS. Answers the manager cannot take are refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -145,6 +145,31 @@ async fn the_manager_offers_and_a_browser_answers() {
         Codec::Pcmu.decode(&r.payload, &mut samples);
         assert!(close(&samples, &tone(Codec::Pcma, usize::from(seq)).1));
     }
+
+    // a re-offer (hold, then resume) keeps ICE and DTLS: the keys stay
+    for (direction, answered) in [
+        (pb::Direction::Sendonly, "a=recvonly"),
+        (pb::Direction::Sendrecv, "a=sendrecv"),
+    ] {
+        let again = m
+            .client
+            .create_offer(pb::CreateOfferRequest {
+                session_id: a.session_id.clone(),
+                direction: direction.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .local_sdp;
+        assert_eq!(Answer::parse(&again).ufrag, offer.ufrag);
+        let sdp = b.answer(0, "PCMU/8000").replace("a=sendrecv", answered);
+        answer(&mut m, &a.session_id, sdp).await.unwrap();
+    }
+    for seq in 10..15u16 {
+        let (pcmu, _) = tone(Codec::Pcmu, usize::from(seq));
+        b.send_srtp(offer.candidate, seq, &pcmu).await;
+    }
+    assert_eq!(phone.recv_all(Duration::from_millis(400)).await.len(), 5);
     let h = m.health().await;
     assert_eq!((h.ice_refused, h.dtls_failed, h.srtp_dropped), (0, 0, 0));
 }

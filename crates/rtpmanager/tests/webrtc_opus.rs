@@ -4,7 +4,7 @@
 //! phone receives it decoded (frequency checked with Goertzel); the phone's
 //! 1 kHz tone reaches the browser as Opus at the 48 kHz RTP clock. When a
 //! browser offers Opus and G.711, G.711 is chosen (no transcoding towards
-//! a desk phone).
+//! a desk phone). A prompt played to an Opus leg arrives as Opus.
 
 #![allow(clippy::unwrap_used)]
 
@@ -157,4 +157,39 @@ async fn g711_is_chosen_over_opus_and_junk_opus_is_dropped() {
     b.send_opus(answer.candidate, 5, &packet[..n]).await;
     let r = phone.recv(WAIT).await.expect("relayed");
     assert_eq!((r.pt, r.payload.len()), (8, 160));
+}
+
+#[tokio::test]
+async fn a_prompt_reaches_an_opus_leg_as_opus() {
+    let mut m = manager(53).await;
+    let mut b = Browser::new().await;
+    let a = create(&mut m, "browser", Some(opus_only(&b))).await;
+    let answer = Answer::parse(&a.local_sdp);
+    b.ice(&answer).await;
+    let _dtls = b.dtls(&answer).await.expect("DTLS handshake");
+    let _events = m
+        .client
+        .play(switchboard_rtpmanager_api::v1::PlayRequest {
+            session_id: a.session_id.clone(),
+            files: vec!["demo".into()],
+            repeat: 0,
+        })
+        .await
+        .unwrap();
+    let mut dec = opus::Decoder::new(48000, opus::Channels::Mono).unwrap();
+    let mut last_ts = None;
+    let mut energy = 0.0f64;
+    for _ in 0..25 {
+        let r = b.recv_srtp(WAIT).await.expect("the prompt, as Opus");
+        assert_eq!(r.pt, 111);
+        if let Some(last) = last_ts {
+            assert_eq!(r.ts.wrapping_sub(last), 960);
+        }
+        last_ts = Some(r.ts);
+        let mut out = vec![0i16; 5760];
+        let n = dec.decode(&r.payload, &mut out, false).unwrap();
+        assert_eq!(n, 960);
+        energy += out[..n].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
+    }
+    assert!(energy > 0.0, "the prompt is not silence");
 }

@@ -542,9 +542,7 @@ impl Engine {
     pub fn create_offer(&self, id: &str, direction: Direction) -> Result<String, EngineError> {
         let session = self.session(id)?;
         if session.webrtc {
-            return Err(EngineError::Precondition(format!(
-                "session {id} is a WebRTC leg: offers to WebRTC legs are not supported yet"
-            )));
+            return webrtc::reoffer(&session, &mut lock(&session.state), direction);
         }
         let media = session.media(session.next_version());
         let mut st = lock(&session.state);

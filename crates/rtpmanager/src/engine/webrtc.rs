@@ -53,7 +53,9 @@ pub(super) struct WebRtcLeg {
     fingerprints: watch::Sender<Vec<Fingerprint>>,
     identity: Arc<Identity>,
     pub(super) dtls: DtlsState,
-    /// The leg was created with our offer (so it takes an answer).
+    /// The audio stream's mid: the browser's, or ours when we offered first.
+    mid: String,
+    /// An offer of ours is out (so the leg takes an answer).
     we_offered: bool,
     /// We offered and the browser's answer has not come yet.
     awaiting_answer: bool,
@@ -130,6 +132,10 @@ pub(super) fn on_offer(
         fingerprints: watch::Sender::new(t.fingerprints.clone()),
         identity: identity.clone(),
         dtls: DtlsState::AwaitingIce,
+        mid: t
+            .mid
+            .clone()
+            .unwrap_or_else(|| sdp_webrtc::OFFER_MID.to_owned()),
         we_offered: false,
         awaiting_answer: false,
     })
@@ -154,13 +160,14 @@ pub(super) fn for_offer(
         fingerprints: watch::Sender::new(Vec::new()),
         identity: identity.clone(),
         dtls: DtlsState::AwaitingIce,
+        mid: sdp_webrtc::OFFER_MID.to_owned(),
         we_offered: true,
         awaiting_answer: true,
     })
 }
 
-/// Our offer to the leg: PCMU, PCMA, then Opus (in the order we prefer
-/// them, see `negotiate::choose`), telephone-event.
+/// Our first offer to the leg: PCMU, PCMA, then Opus (in the order we
+/// prefer them, see `negotiate::choose`), telephone-event.
 pub(super) fn offer(
     media: &LocalMedia,
     leg: &WebRtcLeg,
@@ -173,12 +180,67 @@ pub(super) fn offer(
         .map(|c| (c.payload_type(), c.name(), 8000))
         .chain([(OFFER_OPUS_PT, AudioCodec::Opus.name(), OPUS_CLOCK)])
         .collect();
-    sdp_webrtc::offer(
+    write_offer(
         media,
+        leg,
         &codecs,
         Some(OFFER_TE_PT),
         direction,
+        ssrc,
+        cname,
+    )
+}
+
+/// A new offer to the leg (CreateOffer: hold, resume, a session
+/// refresh): the same ICE credentials, fingerprint and mid, so ICE and
+/// DTLS carry on as they are; the leg's codec and telephone-event with the
+/// payload types it has, or our first offer's list while it has none. The
+/// browser's answer comes through UpdateSession as any answer.
+pub(super) fn reoffer(
+    session: &Session,
+    st: &mut State,
+    direction: Direction,
+) -> Result<String, EngineError> {
+    let media = session.media(session.next_version());
+    let cname = format!("{}@{}", session.id, session.local.ip());
+    let (codec, te, ssrc) = (st.codec, st.te_pt, st.out.ssrc);
+    let Some(leg) = st.webrtc.as_mut() else {
+        return Err(EngineError::Internal(format!(
+            "session {} has no WebRTC state",
+            session.id
+        )));
+    };
+    leg.we_offered = true;
+    Ok(match codec {
+        Some((pt, c)) => write_offer(
+            &media,
+            leg,
+            &[(pt, c.name(), c.clock_rate())],
+            te,
+            direction,
+            ssrc,
+            &cname,
+        ),
+        None => offer(&media, leg, direction, ssrc, &cname),
+    })
+}
+
+fn write_offer(
+    media: &LocalMedia,
+    leg: &WebRtcLeg,
+    codecs: &[(u8, &str, u32)],
+    te: Option<u8>,
+    direction: Direction,
+    ssrc: u32,
+    cname: &str,
+) -> String {
+    sdp_webrtc::offer(
+        media,
+        codecs,
+        te,
+        direction,
         PTIME_MS,
+        &leg.mid,
         &LocalTransport {
             ice_ufrag: leg.ice.local_ufrag(),
             ice_pwd: leg.ice.local_pwd(),
@@ -275,8 +337,9 @@ pub(super) fn answer(
 
 /// A new SDP on a WebRTC leg, or a WebRTC SDP on a phone's leg (refused:
 /// a leg's transport is fixed at creation). Taken: the answer to our offer,
-/// that answer again (a 18x then the 2xx carry it twice), and a re-offer
-/// from the browser, each keeping its ICE ufrag and fingerprints.
+/// that answer again (a 18x then the 2xx carry it twice), the answer to a
+/// re-offer of ours ([`reoffer`]) and a re-offer from the browser, each
+/// keeping its ICE ufrag and fingerprints.
 pub(super) fn update(
     session: &Session,
     st: &mut State,
@@ -299,8 +362,10 @@ pub(super) fn update(
         if leg.awaiting_answer {
             on_answer(leg, d)?;
         } else {
-            // the answer again: the same transport
+            // the answer again, or the answer to a re-offer of ours: the
+            // same transport, we still the DTLS server
             on_reoffer(leg, d)?;
+            sdp_webrtc::answered_setup(d.webrtc.setup).map_err(invalid)?;
         }
         st.apply_remote(d, false);
         st.set_codec(chosen)?;

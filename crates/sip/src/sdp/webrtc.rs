@@ -452,7 +452,8 @@ fn transport_lines(out: &mut String, local: &LocalMedia, ours: &LocalTransport<'
 pub const OFFER_MID: &str = "0";
 
 /// Our offer to a browser: session-level `a=ice-lite` and `a=group:BUNDLE
-/// 0`, one `UDP/TLS/RTP/SAVPF` audio stream (mid `0`) listing `codecs`
+/// <mid>`, one `UDP/TLS/RTP/SAVPF` audio stream with that `mid` ([`OFFER_MID`]
+/// in a first offer; a re-offer keeps the stream's) listing `codecs`
 /// `(pt, name, clock rate)` in this order plus telephone-event/8000 (PT
 /// `te_pt`), our ICE credentials and host candidate, our fingerprint,
 /// `a=setup:actpass` (RFC 5763 §5: what an offerer writes; we then require
@@ -463,19 +464,21 @@ pub fn offer(
     te_pt: Option<u8>,
     direction: super::Direction,
     ptime: u32,
+    mid: &str,
     ours: &LocalTransport<'_>,
 ) -> String {
+    let mid = clean(mid);
     let codecs: Vec<(u8, String, u32)> = codecs
         .iter()
         .map(|&(pt, name, rate)| (pt, token(name), rate))
         .collect();
     let mut out = session_header(local);
     push_line(&mut out, format_args!("a=ice-lite"));
-    push_line(&mut out, format_args!("a=group:BUNDLE {OFFER_MID}"));
+    push_line(&mut out, format_args!("a=group:BUNDLE {mid}"));
     audio_section(
         &mut out, local.port, PROTO, &codecs, te_pt, direction, ptime, None,
     );
-    push_line(&mut out, format_args!("a=mid:{OFFER_MID}"));
+    push_line(&mut out, format_args!("a=mid:{mid}"));
     transport_lines(&mut out, local, ours, Setup::ActPass);
     out
 }

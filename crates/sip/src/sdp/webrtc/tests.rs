@@ -402,6 +402,7 @@ fn offer_to_a_browser_reads_back() {
         Some(101),
         crate::sdp::Direction::SendRecv,
         20,
+        OFFER_MID,
         &ours,
     );
     for line in [
