@@ -65,7 +65,8 @@ clean:
 # Containers and Kubernetes (k3s). README, "Kubernetes (k3s)".
 # ---------------------------------------------------------------------------
 .PHONY: check-deploy image-check docker-build docker-build-signaling docker-build-rtpmanager docker-build-ui \
-	docker-save k8s-load k8s-secret k8s-deploy k8s-delete k8s-status k8s-logs k8s-restart
+	docker-build-operator docker-save k8s-load k8s-secret k8s-deploy k8s-delete k8s-status k8s-logs k8s-restart \
+	k8s-operator-token
 
 ## Image names: $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-signaling:$(TAG). The full
 ## name keeps docker, podman (which would say localhost/...) and k3s'
@@ -86,6 +87,10 @@ TAG ?= $(shell deploy/image-tag.sh)
 SIGNALING_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-signaling
 RTPMANAGER_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-rtpmanager
 UI_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-ui
+OPERATOR_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-operator
+## the call agent's image, the operator's JOB_IMAGE (k8s-deploy sets it to
+## $(CALL_IMAGE):$(TAG)); built from its own Dockerfile (crates/call-agent)
+CALL_IMAGE = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)-call
 ## docker or podman; empty: whichever answers (a docker client whose daemon
 ## does not answer does not count)
 ENGINE ?=
@@ -121,7 +126,7 @@ check-deploy: deps
 image-check:
 	@scripts/check-images.sh
 
-docker-build: docker-build-signaling docker-build-rtpmanager docker-build-ui
+docker-build: docker-build-signaling docker-build-rtpmanager docker-build-ui docker-build-operator
 
 docker-build-signaling:
 	@$(find_engine); echo "$$e build -f Dockerfile.signaling -t $(SIGNALING_IMAGE):$(TAG)"; \
@@ -135,11 +140,15 @@ docker-build-ui:
 	@$(find_engine); echo "$$e build -f Dockerfile.ui -t $(UI_IMAGE):$(TAG)"; \
 	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.ui -t $(UI_IMAGE):$(TAG) -t $(UI_IMAGE):latest .
 
+docker-build-operator:
+	@$(find_engine); echo "$$e build -f Dockerfile.operator -t $(OPERATOR_IMAGE):$(TAG)"; \
+	DOCKER_BUILDKIT=1 $$e build -f Dockerfile.operator -t $(OPERATOR_IMAGE):$(TAG) -t $(OPERATOR_IMAGE):latest .
+
 ## One tar per image under $(IMAGES_DIR), and the tag they carry.
 docker-save: docker-build
 	@mkdir -p $(IMAGES_DIR)
 	@$(find_engine); \
-	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE) $(UI_IMAGE); do \
+	for i in $(SIGNALING_IMAGE) $(RTPMANAGER_IMAGE) $(UI_IMAGE) $(OPERATOR_IMAGE); do \
 	  f=$(IMAGES_DIR)/$${i##*/}.tar; rm -f $$f; \
 	  $$e save -o $$f $$i:$(TAG) && echo "saved $$i:$(TAG) to $$f" || exit 1; \
 	done; \
@@ -149,7 +158,8 @@ docker-save: docker-build
 k8s-load: $(if $(NO_BUILD),,docker-save)
 	@[ -n "$(TAG)" ] || { echo "no $(IMAGES_DIR)/TAG: make docker-save first" >&2; exit 1; }
 	@command -v k3s >/dev/null 2>&1 || { echo "k3s not found: install it (curl -sfL https://get.k3s.io | sh -), or import $(IMAGES_DIR)/*.tar into your cluster's runtime yourself" >&2; exit 1; }
-	@for f in $(IMAGES_DIR)/$(IMAGE_PREFIX)-signaling.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-rtpmanager.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-ui.tar; do \
+	@for f in $(IMAGES_DIR)/$(IMAGE_PREFIX)-signaling.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-rtpmanager.tar $(IMAGES_DIR)/$(IMAGE_PREFIX)-ui.tar \
+	  $(IMAGES_DIR)/$(IMAGE_PREFIX)-operator.tar; do \
 	  echo "importing $$f into k3s"; $(SUDO) k3s ctr images import $$f || exit 1; \
 	done
 
@@ -167,6 +177,11 @@ k8s-deploy: k8s-load k8s-secret
 	  '  - name: switchboard-signaling' '    newName: $(SIGNALING_IMAGE)' '    newTag: "$(TAG)"' \
 	  '  - name: switchboard-rtpmanager' '    newName: $(RTPMANAGER_IMAGE)' '    newTag: "$(TAG)"' \
 	  '  - name: switchboard-ui' '    newName: $(UI_IMAGE)' '    newTag: "$(TAG)"' \
+	  '  - name: switchboard-operator' '    newName: $(OPERATOR_IMAGE)' '    newTag: "$(TAG)"' \
+	  'patches:' '  - patch: |-' '      apiVersion: apps/v1' '      kind: Deployment' \
+	  '      metadata:' '        name: switchboard-operator' '      spec:' '        template:' \
+	  '          spec:' '            containers:' '              - name: operator' '                env:' \
+	  '                  - name: JOB_IMAGE' '                    value: "$(CALL_IMAGE):$(TAG)"' \
 	  > build/k8s/kustomization.yaml
 	$(KUBECTL) apply -k build/k8s
 	@echo "deployed $(K8S_DIR) with images tagged $(TAG); make k8s-status to follow"
@@ -193,3 +208,7 @@ k8s-restart:
 	$(KUBECTL) -n $(K8S_NAMESPACE) rollout restart deployment/signaling statefulset/rtpmanager
 	$(KUBECTL) -n $(K8S_NAMESPACE) rollout status deployment/signaling --timeout=10m
 	@echo "rtpmanager pods drain one at a time: $(KUBECTL) -n $(K8S_NAMESPACE) rollout status statefulset/rtpmanager"
+
+## The operator's API token (README, "Operator"): curl -H "Authorization: Bearer $$(make -s k8s-operator-token)"
+k8s-operator-token:
+	@$(KUBECTL) -n $(K8S_NAMESPACE) get secret switchboard-secrets -o jsonpath='{.data.OPERATOR_TOKEN}' | base64 -d; echo

@@ -2,7 +2,7 @@
 # Checks the deployment files without a cluster or a container engine
 # (make check-deploy; part of make test):
 #   1. renders deploy/k8s and every deploy/k8s/overlays/* with kubectl's kustomize;
-#   2. validates every rendered object, and the example Secret, against the
+#   2. validates every rendered object, and the example Secrets, against the
 #      Kubernetes 1.33 schemas with kubernetes-validate --strict (an unknown
 #      field fails);
 #   3. lints every top-level Dockerfile.* with hadolint;
@@ -51,7 +51,8 @@ for dir in deploy/k8s deploy/k8s/overlays/*/; do
 done
 
 # 2. schemas
-for r in "${renders[@]}" "deploy/k8s/base/secret.example.yaml=deploy/k8s/base/secret.example.yaml"; do
+for r in "${renders[@]}" "deploy/k8s/base/secret.example.yaml=deploy/k8s/base/secret.example.yaml" \
+    "deploy/k8s/operator/sip-credentials.example.yaml=deploy/k8s/operator/sip-credentials.example.yaml"; do
   dir=${r%%=*}
   file=${r#*=}
   if ! "$VALIDATE" -k "$K8S_VERSION" --strict --quiet "$file" >"$out/validate.log" 2>&1; then

@@ -28,8 +28,9 @@ if ! command -v sipp >/dev/null 2>&1; then
 fi
 
 # libopus (Debian's libopus-dev) and pkg-config: the RTP manager's Opus
-# transcoding links the system libopus through the `opus` crate, which
-# finds it with pkg-config (no cmake, no bundled build).
+# transcoding uses the system libopus through the `opus` crate, found with
+# pkg-config (no cmake, no bundled build) and linked from its static
+# archive (crates/rtpmanager/build.rs).
 if ! command -v pkg-config >/dev/null 2>&1; then
   echo "installing pkg-config..."
   apt_install pkg-config
@@ -37,6 +38,27 @@ fi
 if ! pkg-config --exists opus 2>/dev/null; then
   echo "installing libopus-dev..."
   apt_install libopus-dev
+fi
+
+# baresip: the third-party softphone of the interop test
+# (crates/signaling/tests/baresip_tls.rs: TLS registration, an SDES-SRTP
+# call). Debian's baresip-core carries the modules it loads (g711, srtp,
+# ausine, sndfile, ctrl_tcp) without the GUI.
+if ! command -v baresip >/dev/null 2>&1; then
+  echo "installing baresip (baresip-core)..."
+  apt_install baresip-core
+fi
+
+# The call agent's speech (crates/call-agent): espeak-ng speaks its texts,
+# PocketSphinx with its en-us model transcribes recordings when no Whisper
+# model is given (tests/calls.rs uses both).
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  echo "installing espeak-ng..."
+  apt_install espeak-ng
+fi
+if ! command -v pocketsphinx_continuous >/dev/null 2>&1 || [ ! -d /usr/share/pocketsphinx/model/en-us ]; then
+  echo "installing pocketsphinx and pocketsphinx-en-us..."
+  apt_install pocketsphinx pocketsphinx-en-us
 fi
 
 # Chromium and ChromeDriver: the dashboard's browser tests drive a headless
@@ -105,4 +127,4 @@ fi
 # Postgres, Redis and NATS for the cluster tests (started when missing).
 "$(dirname "$0")/ensure-services.sh"
 
-echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"
+echo "dependencies ok: $(sipp -v 2>/dev/null | grep -o 'SIPp v[0-9.]*' | head -1), $(baresip -h 2>&1 | grep -o 'baresip v[0-9.]*' | head -1), $(chromium --version 2>/dev/null), $(cargo --version)"

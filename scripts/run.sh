@@ -6,12 +6,25 @@
 # with the API token (DATA_DIR/api_token, or API_TOKEN when set) in an
 # owner-only tokens file. Ctrl-C or SIGTERM stops both; when either one
 # exits, the other is stopped too.
+#
+# The browser phone (http://127.0.0.1:3000/phone) registers over SIP over
+# WebSocket: unless WS_PORT or UI_SIP_WSS_URL is set, signaling opens a
+# plain WS listener on WS_PORT 5066 (for a browser on this machine: plain
+# WS carries SIP in clear, so a phone on another machine uses WSS with a
+# certificate, see README) that lets in pages of the dashboard's origin.
 set -u
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 DATA_DIR=${DATA_DIR:-./data}
 API_PORT=${API_PORT:-8080}
 export UI_DATA_DIR=${UI_DATA_DIR:-$DATA_DIR}
+
+UI_PORT_RUN=${UI_PORT:-3000}
+if [ -z "${WS_PORT:-}" ] && [ -z "${UI_SIP_WSS_URL:-}" ]; then
+  export WS_PORT=5066
+  export UI_SIP_WSS_URL="ws://127.0.0.1:$WS_PORT"
+  export WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://127.0.0.1:$UI_PORT_RUN,http://localhost:$UI_PORT_RUN}
+fi
 
 pids=()
 stop() {
@@ -54,9 +67,12 @@ fi
 "$BIN/switchboard-ui" &
 pids+=($!)
 if [ -z "${UI_ADMIN_PASSWORD:-}" ]; then
-  echo "dashboard: http://127.0.0.1:${UI_PORT:-3000}/ — user admin, password in $UI_DATA_DIR/ui_admin_password"
+  echo "dashboard: http://127.0.0.1:$UI_PORT_RUN/ — user admin, password in $UI_DATA_DIR/ui_admin_password"
 else
-  echo "dashboard: http://127.0.0.1:${UI_PORT:-3000}/ — user admin, password UI_ADMIN_PASSWORD"
+  echo "dashboard: http://127.0.0.1:$UI_PORT_RUN/ — user admin, password UI_ADMIN_PASSWORD"
+fi
+if [ -n "${UI_SIP_WSS_URL:-}" ]; then
+  echo "browser phone: http://127.0.0.1:$UI_PORT_RUN/phone — a SIP user's name and password (registers to $UI_SIP_WSS_URL)"
 fi
 
 wait -n

@@ -208,6 +208,17 @@ impl Core for SipService {
     }
 
     fn screen(&self, req: &Request, from: &Target, stateless_tag: &str) -> Screen {
+        // §26.2.2: a sips: request travels over TLS (or WSS) on every hop;
+        // one that came over UDP, TCP or WS is refused before any
+        // challenge, not served as a downgraded sip: one
+        if req.uri.scheme.eq_ignore_ascii_case("sips") && !from.transport.is_secure() {
+            let b = response(req, 416, "Unsupported URI Scheme")
+                .to_tag(stateless_tag)
+                .header("Warning", "399 switchboard \"sips: needs TLS\"")
+                .build();
+            self.metrics.responses_out.inc(416);
+            return Screen::Reply(416, Bytes::from(b));
+        }
         if req.method == Method::Invite && req.to.tag().is_none() {
             return self.calls.screen_invite(req, from, stateless_tag);
         }

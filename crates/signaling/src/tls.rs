@@ -165,8 +165,8 @@ pub fn spawn_watcher(
     })
 }
 
-/// How outbound TLS to `trunks` is checked: a trunk's `tls_verify` and
-/// name; other destinations get the defaults.
+/// How outbound TLS to `trunks` is checked: a trunk's `tls_verify`, name
+/// and `tls_ca_file`; other destinations get the defaults.
 pub fn trunk_peers(
     trunks: Arc<Trunks>,
 ) -> impl Fn(std::net::SocketAddr) -> Option<TlsPeer> + Send + Sync {
@@ -175,6 +175,7 @@ pub fn trunk_peers(
         Some(TlsPeer {
             server_name: trunk.config.tls_name(),
             insecure: !trunk.config.tls_verify,
+            extra_ca: trunk.tls_ca.clone(),
         })
     }
 }

@@ -15,8 +15,10 @@
 //! With `"transport": "tls"` the trunk is reached over TLS: its
 //! certificate is verified (against the system's CA certificates and
 //! TLS_CA_FILE) for `tls_server_name`, else the `domain`, else the host's
-//! IP address, which is also sent as SNI when it is a name; `"tls_verify":
-//! false` accepts any certificate (a provider with a self-signed one).
+//! IP address, which is also sent as SNI when it is a name;
+//! `"tls_ca_file"` adds CA certificates trusted for that trunk alone (read
+//! when the trunk is set); `"tls_verify": false` accepts any certificate
+//! (a provider with a self-signed one).
 //!
 //! Trunks live in memory, are loaded from `TRUNKS_PATH` at start-up and
 //! changed through the API, which writes the file back (mode 0600: it
@@ -25,13 +27,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use switchboard_sip::digest::{Algorithm, ha1};
 use switchboard_sip_stack::target::TransportKind;
+use switchboard_sip_stack::transport::tls::CertificateDer;
 
 /// A trunk as configured (the file and the API body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +57,10 @@ pub struct TrunkConfig {
     /// (default: `domain` when it is a host name, else the host's IP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Over TLS: a PEM file of CA certificates trusted for this trunk
+    /// only, in addition to the system's and TLS_CA_FILE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
     /// Credentials the provider's 401/407 challenges are answered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -162,8 +169,15 @@ impl TrunkConfig {
         }
         self.addr()?;
         let kind = self.transport_kind()?;
-        if kind != TransportKind::Tls && (self.tls_server_name.is_some() || !self.tls_verify) {
-            return Err("tls_verify/tls_server_name: only with \"transport\": \"tls\"".into());
+        if kind != TransportKind::Tls
+            && (self.tls_server_name.is_some() || !self.tls_verify || self.tls_ca_file.is_some())
+        {
+            return Err(
+                "tls_verify/tls_server_name/tls_ca_file: only with \"transport\": \"tls\"".into(),
+            );
+        }
+        if self.tls_ca_file.is_some() && !self.tls_verify {
+            return Err("tls_ca_file: has no use with \"tls_verify\": false".into());
         }
         if let Some(n) = &self.tls_server_name
             && !switchboard_sip_stack::transport::tls::valid_server_name(n)
@@ -299,6 +313,8 @@ pub struct Trunk {
     pub config: TrunkConfig,
     pub addr: SocketAddr,
     pub transport: TransportKind,
+    /// The certificates of `tls_ca_file`, read when the trunk was set.
+    pub tls_ca: Vec<CertificateDer<'static>>,
     pub status: Mutex<TrunkStatus>,
     /// Stops this trunk's registration task when the trunk is replaced.
     pub stop: tokio_util::sync::CancellationToken,
@@ -307,9 +323,14 @@ pub struct Trunk {
 impl Trunk {
     fn new(config: TrunkConfig) -> Result<Self, String> {
         config.validate()?;
+        let tls_ca = match &config.tls_ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
         Ok(Self {
             addr: config.addr()?,
             transport: config.transport_kind()?,
+            tls_ca,
             config,
             status: Mutex::new(TrunkStatus::default()),
             stop: tokio_util::sync::CancellationToken::new(),
@@ -347,6 +368,14 @@ impl Trunk {
         }
         Some(h.clone())
     }
+}
+
+/// The CA certificates of a trunk's `tls_ca_file`; the error names the
+/// field and the file.
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let at = |e: &dyn std::fmt::Display| format!("tls_ca_file: {}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| at(&e))?;
+    switchboard_sip_stack::transport::tls::ca_certificates(&pem).map_err(|e| at(&e))
 }
 
 impl crate::auth::Secret for InboundHa1 {
@@ -576,6 +605,14 @@ mod tests {
                 serde_json::json!({"transport": "tcp", "tls_server_name": "a.example"}),
                 "tls_verify",
             ),
+            (
+                serde_json::json!({"transport": "udp", "tls_ca_file": "/etc/ca.pem"}),
+                "tls_verify/tls_server_name/tls_ca_file:",
+            ),
+            (
+                serde_json::json!({"tls_verify": false, "tls_ca_file": "/etc/ca.pem"}),
+                "tls_ca_file:",
+            ),
         ] {
             let err = tls(extra.clone()).unwrap_err();
             assert!(err.starts_with(field), "{extra}: {err}");
@@ -593,6 +630,20 @@ mod tests {
                 .by_tls_addr(&"192.0.2.9:5061".parse().unwrap())
                 .is_none()
         );
+        // a tls_ca_file is read when the trunk is set
+        let dir = std::env::temp_dir().join(format!("trunk-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (missing, junk) = (dir.join("missing.pem"), dir.join("junk.pem"));
+        std::fs::write(&junk, "not a certificate").unwrap();
+        for (file, says) in [(&missing, "No such file"), (&junk, "no certificate")] {
+            let c = tls(serde_json::json!({"tls_ca_file": file})).unwrap();
+            let Err(err) = trunks.put(c) else {
+                panic!("{} accepted", file.display())
+            };
+            let want = format!("tls_ca_file: {}: ", file.display());
+            assert!(err.starts_with(&want) && err.contains(says), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

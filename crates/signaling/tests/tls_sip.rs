@@ -421,3 +421,55 @@ async fn trunks_over_tls_verify_the_provider_unless_told_not_to() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunks_own_ca_file_is_trusted_for_that_trunk_only() {
+    let private = ca("a private CA one trunk trusts");
+    let mut trusting = provider(&private, &["127.0.0.1"]).await;
+    let mut other = provider(&private, &["127.0.0.1"]).await;
+    let dir = temp_dir("tls-trunk-ca");
+    let ca_file = dir.join("private-ca.pem");
+    std::fs::write(&ca_file, private.pem()).unwrap();
+    let s = start_in(dir.clone(), |_| {}).await;
+    let trunk = |p: &Provider, extra: serde_json::Value| {
+        let mut t = serde_json::json!({
+            "host": p.addr.to_string(), "transport": "tls",
+            "username": "u", "password": "trunk-secret", "register": true
+        });
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+
+    // a file that is not there is refused, naming the field
+    let missing = dir.join("missing.pem");
+    let body = trunk(&trusting, serde_json::json!({"tls_ca_file": missing}));
+    let (status, err) = s.http("PUT", "/api/v1/trunks/own", Some(&body)).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().starts_with("tls_ca_file: "),
+        "{err}"
+    );
+    // nor with a plain transport
+    let mut udp = trunk(&trusting, serde_json::json!({"tls_ca_file": ca_file}));
+    udp["transport"] = "udp".into();
+    let (status, err) = s.http("PUT", "/api/v1/trunks/own", Some(&udp)).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("tls_ca_file"));
+
+    // the trunk with the CA file verifies its provider's certificate...
+    let body = trunk(&trusting, serde_json::json!({"tls_ca_file": ca_file}));
+    let (status, view) = s.http("PUT", "/api/v1/trunks/own", Some(&body)).await;
+    assert!(status == 200 || status == 201, "{status} {view}");
+    assert_eq!(view["tls_ca_file"], serde_json::json!(ca_file), "{view}");
+    let (_, register) = first_event(&mut trusting).await.expect("a handshake");
+    assert!(register.starts_with("REGISTER "), "{register}");
+    // ...and a trunk without it does not trust that CA
+    let body = trunk(&other, serde_json::json!({}));
+    let (status, view) = s.http("PUT", "/api/v1/trunks/other", Some(&body)).await;
+    assert!(status == 200 || status == 201, "{status} {view}");
+    let refused = first_event(&mut other).await;
+    assert!(refused.is_err(), "the other trunk trusted it: {refused:?}");
+    s.stop().await;
+}

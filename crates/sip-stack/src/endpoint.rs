@@ -274,6 +274,11 @@ impl Endpoint {
     }
 
     fn on_request(&self, mut req: Request, from: Target) {
+        if let (Some(conn), Some(alias)) = (from.conn, crate::alias::via_alias(&req.vias[0], &from))
+            && let Some(t) = self.wire.transports()
+        {
+            t.add_alias(conn, alias);
+        }
         stamp_via(&mut req.vias[0], &from.remote);
         let key = server_key(&req, from.transport);
         let method = req.method.to_string();

@@ -10,6 +10,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alias;
 pub mod dialog;
 pub mod edge;
 pub mod endpoint;

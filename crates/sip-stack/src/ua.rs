@@ -14,6 +14,7 @@ use bytes::Bytes;
 use switchboard_sip::digest::{Algorithm, Challenge, respond};
 use switchboard_sip::message::{self, Message, Request, Response};
 use switchboard_sip::response::response;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::{Core, Endpoint};
@@ -76,11 +77,36 @@ pub struct RegisterParams {
     pub extra_headers: Vec<String>,
 }
 
-/// Requests to a UA are not expected yet: answer what a phone would.
-struct UaCore;
+/// A request the far end sent to the UA, with the server transaction that
+/// answers it and the flow it came on.
+pub struct Inbound {
+    pub request: Request,
+    pub tx: ServerTx,
+    pub from: Target,
+}
+
+/// Requests to a UA go to its inbox when it has one (a call in progress
+/// wants the far end's BYE); without one, or when the inbox is full, they
+/// are answered as a phone with no such call would.
+struct UaCore {
+    inbox: Option<mpsc::Sender<Inbound>>,
+}
 
 impl Core for UaCore {
-    fn on_request(&self, req: Request, tx: ServerTx, _from: Target) {
+    fn on_request(&self, req: Request, tx: ServerTx, from: Target) {
+        let (req, tx) = match &self.inbox {
+            Some(inbox) => match inbox.try_send(Inbound {
+                request: req,
+                tx,
+                from,
+            }) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i)) => {
+                    (i.request, i.tx)
+                }
+            },
+            None => (req, tx),
+        };
         let (code, reason) = match req.method.to_string().as_str() {
             "OPTIONS" => (200, "OK"),
             _ => (481, "Call/Transaction Does Not Exist"),
@@ -126,7 +152,27 @@ impl Ua {
     /// # Errors
     /// Bind failures.
     pub async fn bind_with(config: TransportConfig) -> Result<Self, UaError> {
-        let endpoint = Endpoint::new(Arc::new(UaCore), TimerConfig::default());
+        Self::bind_inner(config, None).await
+    }
+
+    /// [`Ua::bind_with`], with the far end's requests delivered to the
+    /// returned inbox (at most `capacity` waiting; more are answered 481).
+    ///
+    /// # Errors
+    /// Bind failures.
+    pub async fn bind_with_inbox(
+        config: TransportConfig,
+        capacity: usize,
+    ) -> Result<(Self, mpsc::Receiver<Inbound>), UaError> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        Ok((Self::bind_inner(config, Some(tx)).await?, rx))
+    }
+
+    async fn bind_inner(
+        config: TransportConfig,
+        inbox: Option<mpsc::Sender<Inbound>>,
+    ) -> Result<Self, UaError> {
+        let endpoint = Endpoint::new(Arc::new(UaCore { inbox }), TimerConfig::default());
         let shutdown = CancellationToken::new();
         let transports = Transports::bind(config, endpoint.clone(), shutdown.clone()).await?;
         endpoint.wire.set(transports.clone());
@@ -143,6 +189,12 @@ impl Ua {
     /// The local UDP address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.transports.local_addrs().into_iter().next()
+    }
+
+    /// The UA's endpoint: client transactions of requests built elsewhere
+    /// (a dialog's), and messages sent outside any (a 2xx's ACK).
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 
     /// The UA's transports (their counters, connections, TLS settings).

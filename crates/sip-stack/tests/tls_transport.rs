@@ -356,8 +356,8 @@ async fn outbound_tls_checks_the_certificate_unless_told_not_to() {
     // verification off for this destination: the message gets through
     sender.transports.set_tls_peers(Arc::new(move |addr| {
         (addr == to).then_some(TlsPeer {
-            server_name: None,
             insecure: true,
+            ..TlsPeer::default()
         })
     }));
     sender.transports.send(
@@ -414,7 +414,7 @@ async fn outbound_tls_sends_the_configured_name_and_checks_it() {
     sender.transports.set_tls_peers(Arc::new(move |addr| {
         (addr == to).then(|| TlsPeer {
             server_name: Some("sip.example.test".into()),
-            insecure: false,
+            ..TlsPeer::default()
         })
     }));
     for i in 2..=4 {

@@ -291,7 +291,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Paths served without a session.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/health" | "/login" | "/metrics") || path.starts_with("/assets/")
+    matches!(path, "/health" | "/login" | "/metrics" | "/phone") || path.starts_with("/assets/")
 }
 
 /// Requires a session (and, for changes, its CSRF token) on every path

@@ -13,6 +13,9 @@ use clap::Parser;
 
 use crate::secrets;
 
+mod phone;
+pub use phone::Phone;
+
 /// `switchboard-ui`: the operators' dashboard of the signaling replicas.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "switchboard-ui", version, about)]
@@ -108,6 +111,17 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub login_fail_window: u64,
+
+    /// The secure WebSocket URL of signaling the browser phone page
+    /// (`/phone`) registers to, e.g. `wss://sip.example.com:8089`; unset:
+    /// the page says the phone is not configured.
+    #[arg(long, env = "UI_SIP_WSS_URL", value_name = "UI_SIP_WSS_URL")]
+    pub sip_wss_url: Option<String>,
+
+    /// The SIP domain of the browser phone's address (`sip:user@domain`);
+    /// unset: the host of UI_SIP_WSS_URL.
+    #[arg(long, env = "UI_SIP_DOMAIN", value_name = "UI_SIP_DOMAIN")]
+    pub sip_domain: Option<String>,
 }
 
 /// One signaling API the dashboard reads.
@@ -177,6 +191,8 @@ pub struct Settings {
     pub backends: Vec<Backend>,
     pub admin_password: String,
     pub trusted_proxies: Vec<Cidr>,
+    /// The browser phone (UI_SIP_WSS_URL); `None`: not configured.
+    pub phone: Option<Phone>,
 }
 
 impl Config {
@@ -232,10 +248,12 @@ impl Config {
             Some(p) => p.clone(),
             None => admin_password_file(&self.data_dir)?,
         };
+        let phone = Phone::parse(self.sip_wss_url.as_deref(), self.sip_domain.as_deref())?;
         Ok(Settings {
             backends,
             admin_password,
             trusted_proxies,
+            phone,
         })
     }
 }

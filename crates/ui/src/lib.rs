@@ -46,6 +46,12 @@ pub const HTMX_VERSION: &str = "2.0.11";
 const HTMX_JS: &str = include_str!("../assets/htmx-2.0.11.min.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const APP_JS: &str = include_str!("../assets/app.js");
+/// JsSIP, the browser phone's SIP stack, vendored under `assets/` (npm
+/// package `jssip`, licence MIT; bundled with its dependencies by
+/// `scripts/vendor-jssip.sh`); cached for a year like htmx.
+pub const JSSIP_VERSION: &str = "3.13.8";
+const JSSIP_JS: &str = include_str!("../assets/jssip-3.13.8.min.js");
+const PHONE_JS: &str = include_str!("../assets/phone.js");
 
 /// The security headers of every response. Scripts and styles come from
 /// this server only (htmx is vendored; no inline script or style, no eval).
@@ -69,6 +75,15 @@ pub fn router(state: SharedState) -> Router {
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", DAILY, APP_JS) }),
         )
+        .route(
+            &format!("/assets/jssip-{JSSIP_VERSION}.min.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", IMMUTABLE, JSSIP_JS) }),
+        )
+        .route(
+            "/assets/phone.js",
+            get(|| async { asset("text/javascript; charset=utf-8", DAILY, PHONE_JS) }),
+        )
+        .route("/phone", get(pages::phone::page))
         .route("/login", get(pages::login::form).post(pages::login::submit))
         .route("/logout", post(pages::login::logout))
         .route("/", get(pages::overview::page))
@@ -116,7 +131,7 @@ pub fn router(state: SharedState) -> Router {
 
 /// The versioned htmx URL changes with its version: cached for a year.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// app.css and app.js keep their names: revalidated daily.
+/// app.css, app.js and phone.js keep their names: revalidated daily.
 const DAILY: &str = "public, max-age=86400";
 
 /// A static file with its type and cache lifetime.
@@ -133,10 +148,13 @@ fn asset(content_type: &'static str, cache: &'static str, body: &'static str) ->
 
 async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        // the phone page sets its own (its WebSocket origin added)
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,

@@ -104,6 +104,20 @@ impl SipPhone {
         }
     }
 
+    /// The next request of `method` within `wait` (other messages in
+    /// between are dropped); panics after it.
+    pub async fn request_within(&self, method: Method, wait: Duration) -> Request {
+        let end = tokio::time::Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Some(Message::Request(r)) if r.method == method => return r,
+                Some(_) => {}
+                None => panic!("no {method:?} within {wait:?}"),
+            }
+        }
+    }
+
     /// The next final response to a request of `method`; panics after 5 s.
     pub async fn final_response(&self, method: Method) -> Response {
         loop {

@@ -271,6 +271,12 @@ impl StreamPhone {
     /// Registers `user` over this connection (answering the 401); the
     /// Contact asks for this phone's transport.
     pub async fn register(&self, user: &str, password: &str) -> Response {
+        self.register_contact(user, password, &self.contact(user))
+            .await
+    }
+
+    /// [`StreamPhone::register`] with this Contact header value.
+    pub async fn register_contact(&self, user: &str, password: &str, contact: &str) -> Response {
         let host = self.server;
         let call_id = format!("{:x}@tls-test", rand::random::<u128>());
         let mut cseq = 1;
@@ -290,7 +296,7 @@ impl StreamPhone {
             .header("To", &format!("<sip:{user}@switchboard>"))
             .header("Call-ID", &call_id)
             .header("CSeq", &format!("{cseq} REGISTER"))
-            .header("Contact", &self.contact(user))
+            .header("Contact", contact)
             .header("Expires", "300");
             if let Some(a) = &auth {
                 b = b.header("Authorization", a);

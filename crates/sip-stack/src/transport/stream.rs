@@ -59,6 +59,8 @@ struct Conn {
     /// The source an accepted connection counts against; `None` for the
     /// ones we opened.
     source: Option<Source>,
+    /// The destination its peer named with a Via `alias` (RFC 5923).
+    alias: Option<Dest>,
 }
 
 /// A stream destination: the transport and the remote address.
@@ -66,12 +68,14 @@ type Dest = (TransportKind, SocketAddr);
 
 /// Connections by id, the newest connection to each remote address and
 /// transport (so requests to a phone reuse the connection it registered
-/// over), inbound connections per source, and the messages waiting for
+/// over), the connections standing for another address by RFC 5923
+/// aliases, inbound connections per source, and the messages waiting for
 /// each connect in progress.
 #[derive(Default)]
 pub(super) struct ConnTable {
     by_id: HashMap<u64, Conn>,
     by_remote: HashMap<Dest, u64>,
+    aliases: HashMap<Dest, u64>,
     per_source: HashMap<Source, usize>,
     connecting: HashMap<Dest, Vec<Bytes>>,
 }
@@ -182,9 +186,36 @@ impl Transports {
                 .contains_key(&(target.transport, target.remote))
     }
 
+    /// Makes the connection `conn` (one its peer opened) the way to `alias`
+    /// over its transport for as long as it lives (RFC 5923): the peer
+    /// put `alias` in the Via of a request it sent on it. A later alias
+    /// from the same connection replaces the earlier; a connection to the
+    /// address itself still comes first ([`Transports::send_stream`]).
+    pub fn add_alias(&self, conn: u64, alias: SocketAddr) {
+        let Ok(mut table) = self.conns.lock() else {
+            return;
+        };
+        let Some(c) = table.by_id.get_mut(&conn) else {
+            return;
+        };
+        let dest = (c.kind, alias);
+        if c.source.is_none() || c.kind.is_websocket() || c.alias == Some(dest) {
+            return;
+        }
+        let old = c.alias.replace(dest);
+        if let Some(old) = old
+            && table.aliases.get(&old) == Some(&conn)
+        {
+            table.aliases.remove(&old);
+        }
+        table.aliases.insert(dest, conn);
+        debug!(conn, %alias, "connection alias");
+    }
+
     /// Sends on a stream flow: on the connection `target` names, else the
-    /// newest one to its address over its transport, else a new one (never
-    /// for WebSocket flows).
+    /// newest one to its address over its transport, else one aliased to
+    /// that address (RFC 5923), else a new one (never for WebSocket
+    /// flows).
     pub(super) fn send_stream(self: &Arc<Self>, target: &Target, bytes: Bytes) {
         let dest = (target.transport, target.remote);
         let Ok(mut table) = self.conns.lock() else {
@@ -197,6 +228,7 @@ impl Transports {
                 table
                     .by_remote
                     .get(&dest)
+                    .or_else(|| table.aliases.get(&dest))
                     .and_then(|id| table.by_id.get(id))
             })
             .map(|c| c.tx.clone());
@@ -351,6 +383,7 @@ impl Transports {
                     local,
                     tx: tx.clone(),
                     source,
+                    alias: None,
                 },
             );
             table.by_remote.insert((kind, remote), id);
@@ -534,6 +567,11 @@ impl Transports {
             let dest = (conn.kind, conn.remote);
             if table.by_remote.get(&dest) == Some(&id) {
                 table.by_remote.remove(&dest);
+            }
+            if let Some(alias) = conn.alias
+                && table.aliases.get(&alias) == Some(&id)
+            {
+                table.aliases.remove(&alias);
             }
             if let Some(source) = conn.source
                 && let Some(n) = table.per_source.get_mut(&source)

@@ -16,8 +16,10 @@ use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+/// A certificate (DER), as [`TlsPeer::extra_ca`] holds them.
+pub use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -128,6 +130,30 @@ pub struct TlsPeer {
     /// `true`: any certificate is accepted (the handshake's signatures are
     /// still checked). For trunks that present self-signed certificates.
     pub insecure: bool,
+    /// CA certificates trusted for this destination only, in addition to
+    /// the client's anchors (a trunk's `tls_ca_file`).
+    pub extra_ca: Vec<CertificateDer<'static>>,
+}
+
+/// The certificates of a PEM CA file.
+///
+/// # Errors
+/// Unparseable PEM, or no certificate in it.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Ca(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Ca("no certificate in it".into()));
+    }
+    // each must be usable as a trust anchor
+    let mut roots = RootCertStore::empty();
+    for c in &certs {
+        roots
+            .add(c.clone())
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+    }
+    Ok(certs)
 }
 
 /// Whether `name` can be sent as SNI and checked against a certificate
@@ -148,7 +174,8 @@ pub type TlsPeers = Arc<dyn Fn(SocketAddr) -> Option<TlsPeer> + Send + Sync>;
 pub struct TlsClient {
     verifying: Arc<ClientConfig>,
     unverified: Arc<ClientConfig>,
-    anchors: usize,
+    /// The anchors of `verifying`, for destinations that trust more.
+    roots: Arc<RootCertStore>,
 }
 
 impl TlsClient {
@@ -170,22 +197,12 @@ impl TlsClient {
             tracing::debug!(added, ignored, "system CA certificates loaded");
         }
         if let Some(pem) = extra_ca {
-            let certs = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| TlsError::Ca(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(TlsError::Ca("no certificate in it".into()));
-            }
-            for c in certs {
+            for c in ca_certificates(pem)? {
                 roots.add(c).map_err(|e| TlsError::Ca(e.to_string()))?;
             }
         }
-        let anchors = roots.len();
-        let verifying = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let roots = Arc::new(roots);
+        let verifying = verifying_config(Arc::clone(&roots))?;
         let unverified = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -195,15 +212,15 @@ impl TlsClient {
             )))
             .with_no_client_auth();
         Ok(Self {
-            verifying: Arc::new(verifying),
+            verifying,
             unverified: Arc::new(unverified),
-            anchors,
+            roots,
         })
     }
 
     /// How many trust anchors the verifying side has.
     pub fn anchors(&self) -> usize {
-        self.anchors
+        self.roots.len()
     }
 
     /// The configuration and name for a connection to `remote`.
@@ -221,12 +238,33 @@ impl TlsClient {
             None => ServerName::IpAddress(remote.ip().into()),
         };
         let config = if peer.insecure {
-            &self.unverified
+            Arc::clone(&self.unverified)
+        } else if peer.extra_ca.is_empty() {
+            Arc::clone(&self.verifying)
         } else {
-            &self.verifying
+            // this destination's CAs on top of everyone's (a handshake
+            // to a trunk is rare enough to build its configuration anew)
+            let mut roots = RootCertStore::clone(&self.roots);
+            for c in &peer.extra_ca {
+                roots
+                    .add(c.clone())
+                    .map_err(|e| TlsError::Ca(e.to_string()))?;
+            }
+            verifying_config(Arc::new(roots))?
         };
-        Ok((Arc::clone(config), name))
+        Ok((config, name))
     }
+}
+
+/// A client configuration that verifies server certificates against
+/// `roots`.
+fn verifying_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Accepts any server certificate but still checks that the peer holds
@@ -333,15 +371,34 @@ mod tests {
         assert_eq!(name.to_str(), "192.0.2.1");
         let peer = TlsPeer {
             server_name: Some("sip.example.com".into()),
-            insecure: false,
+            ..TlsPeer::default()
         };
         let (_, name) = client.for_peer(remote, &peer).unwrap();
         assert_eq!(name.to_str(), "sip.example.com");
         let bad = TlsPeer {
             server_name: Some("not a name!".into()),
-            insecure: false,
+            ..TlsPeer::default()
         };
         assert!(client.for_peer(remote, &bad).is_err());
+        // a destination's own CAs: a configuration of its own; the shared
+        // one is left as it was
+        let (own_ca, _) = pair("own-ca.example");
+        let own = TlsPeer {
+            extra_ca: ca_certificates(own_ca.as_bytes()).unwrap(),
+            ..TlsPeer::default()
+        };
+        let (shared, _) = client.for_peer(remote, &TlsPeer::default()).unwrap();
+        let (mine, _) = client.for_peer(remote, &own).unwrap();
+        assert!(!Arc::ptr_eq(&shared, &mine));
+        assert_eq!(client.anchors(), 1);
+        let junk = TlsPeer {
+            extra_ca: vec![CertificateDer::from(vec![1u8, 2, 3])],
+            ..TlsPeer::default()
+        };
+        assert!(matches!(
+            client.for_peer(remote, &junk),
+            Err(TlsError::Ca(_))
+        ));
         assert_eq!(TlsClient::new(false, None).unwrap().anchors(), 0);
         assert!(matches!(
             TlsClient::new(false, Some(b"garbage")),

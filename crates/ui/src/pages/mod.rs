@@ -23,6 +23,7 @@ pub mod dialplan;
 pub mod login;
 pub mod overview;
 pub mod paged;
+pub mod phone;
 pub mod quality;
 pub mod registrations;
 pub mod rtp;

@@ -37,6 +37,10 @@ impl Call {
         let mut not_found = 0;
         let mut unavailable = 0;
         let mut starts = Vec::new();
+        // a sips: call is secure on every hop (RFC 3261 §26.2.2, RFC 5630
+        // §3.1.3): never placed over UDP or TCP, those targets are
+        // unavailable to it
+        let sips = is_sips(&self.invite.uri.scheme);
         for t in targets {
             match t {
                 DialTarget::User(who) => {
@@ -68,6 +72,12 @@ impl Call {
                         .await
                         .into_iter()
                         .filter(|l| self.calls.can_reach(&l.flow))
+                        // the phone's own flow, wherever it is held; a
+                        // sips: Contact is secure only over TLS too
+                        .filter(|l| {
+                            l.binding.received.transport.is_secure()
+                                || !(sips || is_sips_uri(&l.binding.contact))
+                        })
                         .collect();
                     if found.is_empty() {
                         unavailable += 1;
@@ -90,6 +100,7 @@ impl Call {
                         self.calls.local_for(remote, kind)
                     });
                     match flow {
+                        Some(flow) if sips && !flow.transport.is_secure() => unavailable += 1,
                         Some(flow) => starts.push(ForkTarget {
                             to: format!("<{uri}>"),
                             label: uri.clone(),
@@ -108,6 +119,11 @@ impl Call {
                         unavailable += 1;
                         continue;
                     };
+                    if sips && !trunk.transport.is_secure() {
+                        debug!(gateway = %name, "a sips: call is not placed over a trunk without TLS");
+                        unavailable += 1;
+                        continue;
+                    }
                     let number = trunk.config.rewrite(&self.destination);
                     let uri = format!("sip:{number}@{}", trunk.config.domain());
                     let Some(local) = self.calls.local_for(&trunk.addr, trunk.transport) else {
@@ -532,10 +548,20 @@ fn uri_target(
     })
 }
 
+fn is_sips(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("sips")
+}
+
+/// Whether a URI (as text) is a `sips:` one.
+fn is_sips_uri(uri: &str) -> bool {
+    uri.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+}
+
 /// The transport a URI asks for: TLS for `sips:`, else its `transport`
 /// parameter (`None`: none named, or one we do not speak).
 fn uri_transport(u: &switchboard_sip::message::Uri) -> Option<TransportKind> {
-    if u.scheme.eq_ignore_ascii_case("sips") {
+    if is_sips(&u.scheme) {
         return Some(TransportKind::Tls);
     }
     TransportKind::from_token(u.param("transport")??)
@@ -625,5 +651,7 @@ mod tests {
         assert!(uri_target("sip:1000@example.com", &caller, local_for).is_none());
         assert!(uri_target("sip:1000@[2001:db8::1]", &caller, local_for).is_none());
         assert!(uri_target("sips:1000@192.0.2.1", &caller, |_, _| None).is_none());
+        assert!(is_sips_uri("sips:a@192.0.2.1") && is_sips_uri("SIPS:a@192.0.2.1"));
+        assert!(!is_sips_uri("sip:a@192.0.2.1") && !is_sips_uri("sips") && !is_sips_uri(""));
     }
 }

@@ -1,0 +1,314 @@
+//! `switchboard-call`: the outbound call agent. It registers when it has
+//! credentials, calls the destination, waits for the answer up to the
+//! timeout, waits `pre_delay` and then for `wait_for_silence` seconds of
+//! remote silence, plays the text (TTS) or WAV `repeat` times with
+//! `inter_delay` between, hangs up after `post_delay`, records what the far
+//! end said, transcribes it, and reports everything as one JSON line.
+//!
+//! Modules: [`config`] (env and flags), [`call`] (SIP), [`media`] (RTP and
+//! SRTP), [`audio`] (TTS, WAV, silence, transcription), [`report`].
+//! `switchboard-operator` runs it as a Kubernetes Job; it runs as well from
+//! a shell or a cron job.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub mod audio;
+pub mod call;
+pub mod config;
+pub mod media;
+pub mod report;
+
+use call::{Failed, Sip, secs};
+use config::{Settings, SrtpMode};
+use report::{Outcome, Played, Report};
+
+/// The longest wait for remote silence beyond `wait_for_silence` itself:
+/// a far end that never stops talking still hears the message.
+pub const SILENCE_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// Places the call the settings describe and reports it. Never panics on
+/// what the network does; every failure is an outcome in the report.
+pub async fn run(s: &Settings) -> Report {
+    let mut report = Report::new(&s.dest);
+    let scratch = scratch_dir();
+    let outcome = match place(s, &mut report, &scratch).await {
+        Ok(()) => Outcome::Answered,
+        Err(f) => {
+            report.errors.push(f.error);
+            f.outcome
+        }
+    };
+    report.finish(outcome);
+    if let Some(rec) = &report.recording {
+        let path = PathBuf::from(format!("{rec}.json"));
+        if let Err(e) = std::fs::write(&path, report.to_line()) {
+            report.errors.push(format!("{}: {e}", path.display()));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    report
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-call-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), Failed> {
+    // the prompt first: a missing voice or file is known before a phone rings
+    let prompt = audio::prompt(s, scratch).await.map_err(|e| Failed {
+        outcome: Outcome::Configuration,
+        error: e.0,
+    })?;
+    let mut sip = Sip::open(s).await?;
+    report.transport = Some(s.transport.via_token());
+    if s.ice || s.turn_server.is_some() {
+        // said in the report rather than failing a call that works without
+        report.errors.push(
+            "warning: SIP_ICE_ENABLED/SIP_TURN_SERVER: this agent does not do ICE or TURN; \
+             the media uses the SDP address (SIP_PUBLIC_ADDRESS or STUN's answer)"
+                .into(),
+        );
+    }
+    let keepalive = sip.keepalive(s.keepalive);
+    sip.register(s, report, 300).await?;
+    let result = talk(s, report, &mut sip, prompt, scratch).await;
+    if report.registered == Some(true) {
+        let _ = sip.register(s, &mut Report::new(&s.dest), 0).await;
+    }
+    if let Some(k) = keepalive {
+        k.abort();
+    }
+    sip.ua.close();
+    result
+}
+
+async fn talk(
+    s: &Settings,
+    report: &mut Report,
+    sip: &mut Sip,
+    prompt: audio::Prompt,
+    scratch: &Path,
+) -> Result<(), Failed> {
+    let advertise = match s.public_address {
+        Some(ip) => ip,
+        None => stun_address(s, sip).await.unwrap_or(sip.local_ip),
+    };
+    let srtp_first = s.srtp != SrtpMode::Disabled;
+    let mut offer = media::offer(sip.local_ip, advertise, srtp_first)
+        .await
+        .map_err(|e| call::Failed {
+            outcome: Outcome::Network,
+            error: format!("binding the RTP socket: {e}"),
+        })?;
+    let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report).await {
+        Err(f) if s.srtp == SrtpMode::Optional && report.sip_code == Some(488) => {
+            report
+                .errors
+                .push("the far end refused SRTP (488); calling again with plain RTP".into());
+            let _ = f;
+            offer = media::offer(sip.local_ip, advertise, false)
+                .await
+                .map_err(|e| call::Failed {
+                    outcome: Outcome::Network,
+                    error: format!("binding the RTP socket: {e}"),
+                })?;
+            sip.invite(s, &offer.sdp, report).await?
+        }
+        Err(f) if s.srtp == SrtpMode::Mandatory && report.sip_code == Some(488) => {
+            return Err(Failed {
+                outcome: Outcome::Rejected,
+                error: format!(
+                    "SIP_SRTP mandatory and the far end does not take SRTP: {}",
+                    f.error
+                ),
+            });
+        }
+        other => other?,
+    };
+    report.answered = true;
+    let answered = Instant::now();
+    let agreed = match media::agree(&offer, &ok.body) {
+        Ok(a) => a,
+        Err(e) => {
+            sip.bye(&mut dialog).await;
+            report.hangup_by = Some("us");
+            return Err(Failed {
+                outcome: Outcome::Rejected,
+                error: format!("answered with unusable media: {e}"),
+            });
+        }
+    };
+    let mut stream = media::Stream::start(Arc::clone(&offer.sock), agreed);
+    let samples = Arc::new(prompt.samples);
+    let mut remote_hung_up = false;
+
+    // the script: pre-delay, silence, the prompt `repeat` times, post-delay
+    'script: {
+        if sip
+            .serve_until(&mut dialog, tokio::time::Instant::now() + s.pre_delay)
+            .await
+        {
+            remote_hung_up = true;
+            break 'script;
+        }
+        if let Some(quiet) = s.wait_for_silence {
+            let give_up = tokio::time::Instant::now() + quiet + SILENCE_WAIT_CAP;
+            let mut found = false;
+            while tokio::time::Instant::now() < give_up {
+                // silence counts once audio arrives (a far end that sends
+                // nothing is silent from the start)
+                if stream.quiet_for() >= quiet
+                    || (stream.received() == 0 && answered.elapsed() >= quiet)
+                {
+                    found = true;
+                    break;
+                }
+                if sip
+                    .serve_until(
+                        &mut dialog,
+                        tokio::time::Instant::now() + Duration::from_millis(100),
+                    )
+                    .await
+                {
+                    remote_hung_up = true;
+                    break 'script;
+                }
+            }
+            report.silence_detected = Some(found);
+        }
+        for i in 0..s.repeat {
+            if i > 0
+                && sip
+                    .serve_until(&mut dialog, tokio::time::Instant::now() + s.inter_delay)
+                    .await
+            {
+                remote_hung_up = true;
+                break 'script;
+            }
+            let started = Instant::now();
+            let playing = stream.play(Arc::clone(&samples));
+            tokio::pin!(playing);
+            let hung_up = loop {
+                tokio::select! {
+                    () = &mut playing => break false,
+                    bye = sip.serve_until(&mut dialog, tokio::time::Instant::now() + Duration::from_millis(200)) => {
+                        if bye { break true; }
+                    }
+                }
+            };
+            report.played.push(Played {
+                kind: prompt.kind,
+                what: prompt.what.clone(),
+                seconds: secs(started.elapsed()),
+            });
+            if hung_up {
+                remote_hung_up = true;
+                break 'script;
+            }
+        }
+        if sip
+            .serve_until(&mut dialog, tokio::time::Instant::now() + s.post_delay)
+            .await
+        {
+            remote_hung_up = true;
+        }
+    }
+    if remote_hung_up {
+        report.hangup_by = Some("remote");
+    } else {
+        sip.bye(&mut dialog).await;
+        report.hangup_by = Some("us");
+    }
+    report.talk_seconds = secs(answered.elapsed());
+    let (heard, stats) = stream.stop();
+    report.media = stats;
+    if let Some(path) = &s.record {
+        keep_recording(s, report, path, &heard, scratch).await;
+    }
+    Ok(())
+}
+
+/// Writes the recording and, when asked, its transcript into the report.
+async fn keep_recording(
+    s: &Settings,
+    report: &mut Report,
+    path: &Path,
+    heard: &[i16],
+    scratch: &Path,
+) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = audio::write_wav(path, 8000, heard) {
+        report
+            .errors
+            .push(format!("recording {}: {e}", path.display()));
+        return;
+    }
+    report.recording = Some(path.display().to_string());
+    if s.transcribe {
+        match audio::transcribe(s, path, scratch).await {
+            Ok((text, engine)) => {
+                report.transcript = Some(text);
+                report.transcript_engine = Some(engine);
+            }
+            Err(e) => report.errors.push(format!("transcription: {e}")),
+        }
+    }
+}
+
+/// Our public address from the first STUN server that answers (RFC 5389
+/// binding request from the RTP side's address family), if any is set.
+async fn stun_address(s: &Settings, sip: &Sip) -> Option<std::net::IpAddr> {
+    for server in &s.stun_servers {
+        match stun_binding(server, sip.local_ip).await {
+            Ok(ip) => return Some(ip),
+            Err(e) => tracing::warn!(%server, cause = %e, "STUN server did not answer"),
+        }
+    }
+    None
+}
+
+async fn stun_binding(server: &str, local: std::net::IpAddr) -> Result<std::net::IpAddr, String> {
+    use stun::agent::TransactionId;
+    use stun::message::{BINDING_REQUEST, Getter, Message};
+    use stun::xoraddr::XorMappedAddress;
+    let addr = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| e.to_string())?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .ok_or("no address of our family")?;
+    let sock = tokio::net::UdpSocket::bind((local, 0))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut m = Message::new();
+    m.build(&[Box::new(TransactionId::new()), Box::new(BINDING_REQUEST)])
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1500];
+    for _ in 0..3 {
+        sock.send_to(&m.raw, addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+        {
+            let mut r = Message::new();
+            r.raw = buf[..n].to_vec();
+            r.decode().map_err(|e| e.to_string())?;
+            let mut x = XorMappedAddress::default();
+            x.get_from(&r).map_err(|e| e.to_string())?;
+            return Ok(x.ip);
+        }
+    }
+    Err("no answer".into())
+}

@@ -1,0 +1,650 @@
+//! The call agent over real sockets against `switchboard-signaling` on
+//! loopback (in-process, its embedded RTP manager anchoring the media):
+//! it registers, calls a desk phone (signaling's test phone over UDP, its
+//! RTP a socket of the test) that answers and plays a tone, waits for the
+//! silence after it, speaks its text (espeak-ng) into the call, records the
+//! tone, transcribes the recording, and reports it; busy, no answer and a
+//! wrong password give their outcomes; SRTP mandatory works through the
+//! platform and fails clearly against a phone without SRTP; the binary
+//! prints the report as its last line and exits with the outcome's code.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../signaling/tests/common/phone.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod phone;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use phone::SipPhone;
+use switchboard_call::config::Config;
+use switchboard_call::report::Outcome;
+use switchboard_media::g711::Codec;
+use switchboard_media::rtp_header::{RtpView, write_header};
+use switchboard_sip::message::Method;
+use tokio::net::UdpSocket;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const TONE_HZ: f64 = 700.0;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-call-test-{name}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Node {
+    running: switchboard_signaling::Running,
+    sip: SocketAddr,
+    api: SocketAddr,
+    token: String,
+}
+
+async fn node(name: &str) -> Node {
+    node_with(name, |_| {}).await
+}
+
+async fn node_with(name: &str, tweak: impl FnOnce(&mut switchboard_signaling::Config)) -> Node {
+    let dir = temp_dir(name);
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
+    std::fs::copy(plan, dir.join("dialplan.json")).unwrap();
+    let mut config = switchboard_signaling::Config::for_tests(dir);
+    tweak(&mut config);
+    let running = switchboard_signaling::run(config).await.unwrap();
+    let node = Node {
+        sip: running.sip_addrs[0],
+        api: running.api_addr,
+        token: running.api_token.clone(),
+        running,
+    };
+    for (user, ext) in [("agent", "1001"), ("desk", "1002")] {
+        node.post_user(user, ext).await;
+    }
+    node
+}
+
+impl Node {
+    async fn post_user(&self, user: &str, ext: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext})
+            .to_string();
+        let mut s = tokio::net::TcpStream::connect(self.api).await.unwrap();
+        let req = format!(
+            "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    }
+}
+
+/// The agent's settings: `pairs` are its flags (the same as its env).
+fn settings(pairs: &[(&str, String)]) -> switchboard_call::config::Settings {
+    let mut args = vec!["switchboard-call".to_owned()];
+    args.extend(pairs.iter().map(|(k, v)| format!("--{k}={v}")));
+    Config::try_parse_from(args).unwrap().settings().unwrap()
+}
+
+fn agent_of(n: &Node, dest: &str, extra: &[(&str, String)]) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> = vec![
+        ("dest", dest.to_owned()),
+        ("sip-server", n.sip.to_string()),
+        ("sip-user", "agent".into()),
+        ("sip-password", "agent-secret".into()),
+    ];
+    for (k, val) in extra {
+        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+        v.push((k, val.clone()));
+    }
+    v
+}
+
+/// A decoded frame and when it arrived.
+type Frame = (Duration, Vec<i16>);
+
+/// A desk phone's media: plays `tone_for` of a tone then silence, and keeps
+/// what arrives (decoded, with arrival times).
+struct DeskMedia {
+    sock: Arc<UdpSocket>,
+    heard: Arc<Mutex<Vec<Frame>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DeskMedia {
+    async fn bind() -> DeskMedia {
+        DeskMedia {
+            sock: Arc::new(UdpSocket::bind((LO, 0)).await.unwrap()),
+            heard: Arc::default(),
+            tasks: Vec::new(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// Sends `script` (8 kHz samples) then silence, 20 ms a packet.
+    fn start(&mut self, to: SocketAddr, script: Vec<i16>) {
+        let sock = Arc::clone(&self.sock);
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for n in 0..u16::MAX {
+                tick.tick().await;
+                let mut pkt = Vec::new();
+                write_header(&mut pkt, 0, n == 0, n, u32::from(n) * 160, 0x1234_5678);
+                let at = usize::from(n) * 160;
+                pkt.extend((at..at + 160).map(|i| {
+                    switchboard_media::g711::ulaw_encode(script.get(i).copied().unwrap_or(0))
+                }));
+                let _ = sock.send_to(&pkt, to).await;
+            }
+        }));
+        let (sock, heard) = (Arc::clone(&self.sock), Arc::clone(&self.heard));
+        self.tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let mut buf = [0u8; 2048];
+            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                let Some(rtp) = RtpView::parse(&buf[..n]) else {
+                    continue;
+                };
+                let Some(codec) = Codec::from_payload_type(rtp.payload_type()) else {
+                    continue;
+                };
+                let mut out = Vec::new();
+                codec.decode(rtp.payload(), &mut out);
+                heard.lock().unwrap().push((start.elapsed(), out));
+            }
+        }));
+    }
+
+    /// (seconds after the start, RMS) of the first loud frame.
+    fn first_loud(&self) -> Option<(f64, f64)> {
+        let h = self.heard.lock().unwrap();
+        h.iter()
+            .map(|(at, f)| (at.as_secs_f64(), switchboard_call::audio::rms(f)))
+            .find(|(_, rms)| *rms > 1000.0)
+    }
+
+    fn loud_frames(&self) -> usize {
+        let h = self.heard.lock().unwrap();
+        h.iter()
+            .filter(|(_, f)| switchboard_call::audio::rms(f) > 1000.0)
+            .count()
+    }
+}
+
+impl Drop for DeskMedia {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `secs` of the test tone.
+fn tone(secs: f64) -> Vec<i16> {
+    (0..(secs * 8000.0) as usize)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * i as f64 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// `text` spoken by espeak-ng, 8 kHz.
+fn speech(text: &str, dir: &Path) -> Vec<i16> {
+    let wav = dir.join("speech.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    switchboard_media::wav::load_8k_mono(&wav).unwrap()
+}
+
+fn media_addr(sdp: &[u8]) -> SocketAddr {
+    switchboard_sip::sdp::parse(sdp)
+        .unwrap()
+        .remote_rtp()
+        .unwrap()
+}
+
+/// Goertzel power of `hz` in 8 kHz samples, per sample.
+fn power(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s0 = f64::from(x) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / samples.len().max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_waits_for_silence_speaks_records_and_transcribes() {
+    let n = node("answered").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let dir = temp_dir("answered-rec");
+    let rec = dir.join("answer.wav");
+    let s = settings(&agent_of(
+        &n,
+        "1002",
+        &[
+            ("text", "The backup failed. Please check the server.".into()),
+            ("wait-for-silence", "1".into()),
+            ("post-delay", "0.5".into()),
+            ("record", rec.display().to_string()),
+            ("transcribe", "true".into()),
+        ],
+    ));
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+
+    let invite = desk.request(Method::Invite).await;
+    let offer = invite.body.clone();
+    desk.answer(&invite, 180, Some("desk"), None).await;
+    let mut media = DeskMedia::bind().await;
+    let answer = phone::sdp(LO, media.port(), "sendrecv");
+    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
+    let answered = Instant::now();
+    // the phone plays a tone for 1 s, then speaks, then is quiet
+    let mut script = tone(1.0);
+    script.extend(speech(
+        "Hello, this is the night shift. I will check it now.",
+        &dir,
+    ));
+    // when the phone's last loud 20 ms frame ends (espeak ends in silence)
+    let talk = script
+        .chunks(160)
+        .rposition(|f| switchboard_call::audio::rms(f) >= switchboard_call::audio::SILENCE_RMS)
+        .map_or(0.0, |i| (i + 1) as f64 * 0.02);
+    media.start(media_addr(&offer), script);
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(30))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let report = agent.await.unwrap();
+    eprintln!("report: {}", report.to_line());
+
+    assert_eq!(report.outcome, Outcome::Answered, "{}", report.to_line());
+    assert_eq!(
+        (report.exit_code, report.sip_code, report.answered),
+        (0, Some(200), true)
+    );
+    assert_eq!(report.registered, Some(true));
+    assert_eq!(report.hangup_by, Some("us"));
+    assert_eq!(report.silence_detected, Some(true));
+    assert_eq!(report.played.len(), 1);
+    assert_eq!(report.played[0].kind, "text");
+    assert!(report.played[0].seconds > 1.5, "{:?}", report.played);
+    // the speech reached the phone, and only after its tone and 1 s of silence
+    let (first, rms) = media.first_loud().expect("the phone heard the agent");
+    let _ = answered;
+    assert!(
+        first > talk + 0.9,
+        "the agent spoke {first:.2} s after the answer (the phone's sound ends at {talk:.2} s, then 1 s of silence)"
+    );
+    assert!(
+        media.loud_frames() > 40,
+        "{} loud frames (rms {rms:.0})",
+        media.loud_frames()
+    );
+    // the recording holds the phone's tone
+    let recorded = switchboard_media::wav::load_8k_mono(&rec).unwrap();
+    assert!(recorded.len() >= 8000, "{} samples", recorded.len());
+    let tone = &recorded[..12_000.min(recorded.len())];
+    assert!(
+        power(tone, TONE_HZ) > 50.0 * power(tone, 1200.0).max(1.0),
+        "the recording holds 700 Hz"
+    );
+    assert_eq!(report.recording.as_deref(), Some(rec.to_str().unwrap()));
+    assert!(
+        report.media.packets_received > 50 && report.media.packets_sent > 50,
+        "{:?}",
+        report.media
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("answer.wav.json")).unwrap()).unwrap();
+    assert_eq!(saved["outcome"], "answered");
+    // a transcript from whichever engine is there, or the report says none is
+    if Path::new("/usr/bin/pocketsphinx_continuous").exists() {
+        assert_eq!(
+            report.transcript_engine,
+            Some("pocketsphinx"),
+            "{}",
+            report.to_line()
+        );
+        assert!(
+            !report.transcript.as_deref().unwrap_or("").is_empty(),
+            "{}",
+            report.to_line()
+        );
+    } else {
+        assert!(
+            report.errors.iter().any(|e| e.contains("speech-to-text")),
+            "{:?}",
+            report.errors
+        );
+    }
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_no_answer_and_a_wrong_password_have_their_outcomes() {
+    let n = node("failures").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let text = ("text", "hello".to_owned());
+
+    let s = settings(&agent_of(&n, "1002", std::slice::from_ref(&text)));
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    desk.answer(&invite, 486, Some("busy"), None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(
+        (r.outcome, r.exit_code, r.sip_code),
+        (Outcome::Busy, 10, Some(486)),
+        "{}",
+        r.to_line()
+    );
+
+    let s = settings(&agent_of(
+        &n,
+        "1002",
+        &[text.clone(), ("timeout", "2".into())],
+    ));
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    desk.answer(&invite, 180, Some("ring"), None).await;
+    let cancel = desk.request(Method::Cancel).await;
+    desk.answer(&cancel, 200, None, None).await;
+    desk.answer(&invite, 487, Some("ring"), None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(
+        (r.outcome, r.exit_code),
+        (Outcome::NoAnswer, 11),
+        "{}",
+        r.to_line()
+    );
+    assert!(r.ring_seconds >= 1.9, "{}", r.ring_seconds);
+
+    let mut wrong = agent_of(&n, "1002", &[text]);
+    wrong[3].1 = "not-the-password".into();
+    let r = switchboard_call::run(&settings(&wrong)).await;
+    assert_eq!(
+        (r.outcome, r.exit_code, r.registered),
+        (Outcome::Rejected, 12, Some(false)),
+        "{}",
+        r.to_line()
+    );
+    assert!(matches!(r.sip_code, Some(401 | 403)), "{}", r.to_line());
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_mandatory_through_the_platform_and_refused_by_a_plain_phone() {
+    let n = node("srtp").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let s = settings(&agent_of(
+        &n,
+        "1002",
+        &[
+            ("text", "Secure hello".into()),
+            ("sip-srtp", "mandatory".into()),
+        ],
+    ));
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    let offer = invite.body.clone();
+    // the platform answered the agent's SRTP and offers the phone plain RTP
+    assert!(String::from_utf8_lossy(&offer).contains("RTP/AVP"));
+    let mut media = DeskMedia::bind().await;
+    desk.answer(
+        &invite,
+        200,
+        Some("desk"),
+        Some(&phone::sdp(LO, media.port(), "sendrecv")),
+    )
+    .await;
+    media.start(media_addr(&offer), Vec::new());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(r.outcome, Outcome::Answered, "{}", r.to_line());
+    assert!(r.media.srtp, "{:?}", r.media);
+    assert!(
+        media.loud_frames() > 20,
+        "the phone heard the agent through SRTP: {}",
+        media.loud_frames()
+    );
+
+    // a phone called directly that refuses SRTP, and one that answers plainly
+    for refusal in [true, false] {
+        let mut plain = SipPhone::bind(LO, n.sip).await;
+        let s = settings(&[
+            ("dest", "desk".into()),
+            ("sip-server", plain.addr().to_string()),
+            ("text", "x".into()),
+            ("sip-srtp", "mandatory".into()),
+        ]);
+        let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+        let (invite, from) = plain.request_from(Method::Invite).await;
+        plain.server = from;
+        assert!(String::from_utf8_lossy(&invite.body).contains("RTP/SAVP"));
+        if refusal {
+            plain.answer(&invite, 488, Some("p"), None).await;
+        } else {
+            plain
+                .answer(
+                    &invite,
+                    200,
+                    Some("p"),
+                    Some(&phone::sdp(LO, 40_000, "sendrecv")),
+                )
+                .await;
+            let bye = plain
+                .request_within(Method::Bye, Duration::from_secs(5))
+                .await;
+            plain.answer(&bye, 200, None, None).await;
+        }
+        let r = agent.await.unwrap();
+        assert_eq!(
+            (r.outcome, r.exit_code),
+            (Outcome::Rejected, 12),
+            "{}",
+            r.to_line()
+        );
+        assert!(
+            r.errors.iter().any(|e| e.contains("SRTP")),
+            "{:?}",
+            r.errors
+        );
+    }
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_prints_its_report_last_and_exits_with_the_outcome() {
+    // nothing listens: no response to the REGISTER (network), quickly
+    // refused settings: configuration
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
+        .env_clear()
+        .env("CALL_DEST", "1002")
+        .env("CALL_TEXT", "x")
+        .env("SIP_SERVER", "127.0.0.1")
+        .env("CALL_TIMEOUT", "601")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(14));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["outcome"], "configuration");
+    assert!(
+        last["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("CALL_TIMEOUT"),
+        "{last}"
+    );
+
+    let n = node("binary").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
+        .env_clear()
+        .env("CALL_DEST", "1002")
+        .env("CALL_TEXT", "Hello from the binary")
+        .env("SIP_SERVER", n.sip.ip().to_string())
+        .env("SIP_PORT", n.sip.port().to_string())
+        .env("SIP_USER", "agent")
+        .env("SIP_PASSWORD", "agent-secret")
+        .env("SIP_TRANSPORT", "udp")
+        .kill_on_drop(true)
+        .output();
+    let child = tokio::spawn(child);
+    let invite = desk.request(Method::Invite).await;
+    let mut media = DeskMedia::bind().await;
+    desk.answer(
+        &invite,
+        200,
+        Some("desk"),
+        Some(&phone::sdp(LO, media.port(), "sendrecv")),
+    )
+    .await;
+    media.start(media_addr(&invite.body), Vec::new());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let out = child.await.unwrap().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["outcome"].as_str(), last["sip_code"].as_u64()),
+        (Some("answered"), Some(200))
+    );
+    assert!(media.loud_frames() > 20);
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`:
+/// (ca.pem, server.pem, server.key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "call agent test CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_the_servers_ca_and_refused_without_it() {
+    let dir = temp_dir("tls-files");
+    let (ca, cert, key) = tls_files(&dir);
+    let n = node_with("tls", |c| {
+        c.tls.tls_cert = Some(cert);
+        c.tls.tls_key = Some(key);
+    })
+    .await;
+    let tls = n.running.tls_addrs[0];
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let over_tls = |extra: Vec<(&'static str, String)>| {
+        let mut v = vec![
+            ("dest", "1002".to_owned()),
+            ("text", "Hello over TLS".to_owned()),
+            ("sip-server", "127.0.0.1".to_owned()),
+            ("sip-port", tls.port().to_string()),
+            ("sip-transport", "tls".to_owned()),
+            ("sip-user", "agent".to_owned()),
+            ("sip-password", "agent-secret".to_owned()),
+        ];
+        v.extend(extra);
+        settings(&v)
+    };
+
+    // the server's certificate is signed by a CA only SIP_TLS_CA_FILE names
+    let s = over_tls(vec![]);
+    let r = switchboard_call::run(&s).await;
+    assert_eq!(
+        (r.outcome, r.exit_code, r.registered),
+        (Outcome::Network, 13, Some(false)),
+        "{}",
+        r.to_line()
+    );
+    assert!(
+        r.errors.iter().any(|e| e.contains("TLS handshake")),
+        "{:?}",
+        r.errors
+    );
+
+    let s = over_tls(vec![("sip-tls-ca-file", ca.display().to_string())]);
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    let mut media = DeskMedia::bind().await;
+    desk.answer(
+        &invite,
+        200,
+        Some("desk"),
+        Some(&phone::sdp(LO, media.port(), "sendrecv")),
+    )
+    .await;
+    media.start(media_addr(&invite.body), Vec::new());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(
+        (r.outcome, r.registered),
+        (Outcome::Answered, Some(true)),
+        "{}",
+        r.to_line()
+    );
+    assert!(
+        media.loud_frames() > 20,
+        "the phone heard the agent: {}",
+        media.loud_frames()
+    );
+    assert_eq!(r.transport, Some("TLS"));
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
