@@ -27,6 +27,19 @@ if ! command -v sipp >/dev/null 2>&1; then
   apt_install sip-tester
 fi
 
+# libopus (Debian's libopus-dev) and pkg-config: the RTP manager's Opus
+# transcoding uses the system libopus through the `opus` crate, found with
+# pkg-config (no cmake, no bundled build) and linked from its static
+# archive (crates/rtpmanager/build.rs).
+if ! command -v pkg-config >/dev/null 2>&1; then
+  echo "installing pkg-config..."
+  apt_install pkg-config
+fi
+if ! pkg-config --exists opus 2>/dev/null; then
+  echo "installing libopus-dev..."
+  apt_install libopus-dev
+fi
+
 # baresip: the third-party softphone of the interop test
 # (crates/signaling/tests/baresip_tls.rs: TLS registration, an SDES-SRTP
 # call). Debian's baresip-core carries the modules it loads (g711, srtp,

@@ -9,6 +9,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod fdlimit;

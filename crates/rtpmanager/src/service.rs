@@ -7,7 +7,6 @@
 
 use std::pin::Pin;
 
-use switchboard_media::g711::Codec;
 use switchboard_rtpmanager_api::v1::{self as pb, playback_event, session_event};
 use switchboard_sip::sdp::Direction;
 use tokio::sync::broadcast::error::RecvError;
@@ -15,6 +14,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::codec::AudioCodec;
 use crate::engine::{self, Engine, EngineError, EventKind, PlaybackKind, SrtpPolicy};
 
 /// A server-streamed reply.
@@ -50,11 +50,11 @@ impl From<EngineError> for Status {
     }
 }
 
-fn codec(c: Option<(u8, Codec)>) -> Option<pb::Codec> {
+fn codec(c: Option<(u8, AudioCodec)>) -> Option<pb::Codec> {
     c.map(|(pt, codec)| pb::Codec {
         payload_type: u32::from(pt),
         name: codec.name().to_string(),
-        clock_rate: 8000,
+        clock_rate: codec.clock_rate(),
     })
 }
 
@@ -167,9 +167,19 @@ impl pb::rtp_manager_server::RtpManager for Service {
                 )));
             }
         };
+        let webrtc = match pb::Profile::try_from(r.profile) {
+            Ok(pb::Profile::Unspecified | pb::Profile::Rtp) => false,
+            Ok(pb::Profile::Webrtc) => true,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "profile: {} is not a Profile",
+                    r.profile
+                )));
+            }
+        };
         let c = self
             .engine
-            .create_session(&r.call_id, &r.leg, remote, family, srtp)
+            .create_session(&r.call_id, &r.leg, remote, family, srtp, webrtc)
             .await?;
         Ok(Response::new(pb::CreateSessionResponse {
             session_id: c.session_id,

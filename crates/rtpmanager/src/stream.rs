@@ -30,12 +30,17 @@ pub struct OutStream {
     last_seq: u16,
     last_ts: u32,
     last_at: Option<Instant>,
+    /// RTP timestamp units per millisecond of the leg's codec (8 for
+    /// G.711, 48 for Opus).
+    units_per_ms: u64,
     pub packets: u64,
     pub octets: u64,
 }
 
-/// 8 kHz clock: RTP timestamp units per millisecond.
+/// 8 kHz clock (G.711): RTP timestamp units per millisecond.
 const UNITS_PER_MS: u64 = 8;
+/// A packet's worth of time (20 ms) at least between two sources.
+const MIN_GAP_MS: u64 = 20;
 
 impl OutStream {
     /// A stream with random SSRC, first sequence number and timestamp
@@ -53,6 +58,7 @@ impl OutStream {
             last_seq: seq.wrapping_sub(1),
             last_ts: ts,
             last_at: None,
+            units_per_ms: UNITS_PER_MS,
             packets: 0,
             octets: 0,
         }
@@ -76,7 +82,7 @@ impl OutStream {
                 // never repeats a timestamp
                 Some(at) => {
                     let ms = now.saturating_duration_since(at).as_millis() as u64;
-                    let units = (ms * UNITS_PER_MS).max(160);
+                    let units = ms.max(MIN_GAP_MS) * self.units_per_ms;
                     self.last_ts.wrapping_add(units as u32)
                 }
                 None => self.last_ts,
@@ -105,10 +111,15 @@ impl OutStream {
         match self.last_at {
             Some(at) => {
                 let ms = now.saturating_duration_since(at).as_millis() as u64;
-                self.last_ts.wrapping_add((ms * UNITS_PER_MS) as u32)
+                self.last_ts.wrapping_add((ms * self.units_per_ms) as u32)
             }
             None => self.last_ts,
         }
+    }
+
+    /// The RTP clock rate of the leg's codec (Hz).
+    pub fn set_clock(&mut self, rate: u32) {
+        self.units_per_ms = u64::from(rate / 1000).max(1);
     }
 
     /// Forgets the current source: the next packet of any source starts a

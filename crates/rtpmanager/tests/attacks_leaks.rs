@@ -205,7 +205,7 @@ async fn a_reader_that_is_behind_loses_events_not_memory() {
     let config = engine_config(&["127.0.0.1"], range(17), Duration::from_secs(60));
     let engine = Engine::new(config).unwrap();
     let c = engine
-        .create_session("call", "a", None, None, Default::default())
+        .create_session("call", "a", None, None, Default::default(), false)
         .await
         .unwrap();
     let mut rx = engine.watch(&c.session_id).unwrap();

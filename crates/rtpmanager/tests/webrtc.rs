@@ -279,7 +279,7 @@ async fn offers_the_manager_cannot_answer_are_refused() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     // a re-offer keeping ICE and DTLS is answered with the same ones; an
-    // ICE restart is refused; CreateOffer to a browser is not there yet
+    // ICE restart is refused; CreateOffer to the browser keeps them too
     let a = create(&mut m, "browser", Some(offer.clone())).await;
     let again = m
         .client
@@ -293,7 +293,7 @@ async fn offers_the_manager_cannot_answer_are_refused() {
         .into_inner();
     let first = Answer::parse(&a.local_sdp);
     let second = Answer::parse(&again.local_sdp);
-    assert_eq!((first.ufrag, first.pwd), (second.ufrag, second.pwd));
+    assert_eq!((&first.ufrag, &first.pwd), (&second.ufrag, &second.pwd));
     assert!(
         again.local_sdp.contains("a=recvonly"),
         "{}",
@@ -309,13 +309,49 @@ async fn offers_the_manager_cannot_answer_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = m
+    let hold = m
         .client
         .create_offer(pb::CreateOfferRequest {
+            session_id: a.session_id.clone(),
+            direction: pb::Direction::Sendonly.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .local_sdp;
+    let third = Answer::parse(&hold);
+    assert_eq!(
+        (&first.ufrag, &first.pwd, &first.fingerprint),
+        (&third.ufrag, &third.pwd, &third.fingerprint)
+    );
+    // the leg's codec and telephone-event, with its payload types, and
+    // the browser's mid
+    for line in [
+        " UDP/TLS/RTP/SAVPF 0 126\r\n",
+        "a=sendonly\r\n",
+        "a=setup:actpass\r\n",
+        "a=mid:0\r\n",
+    ] {
+        assert!(hold.contains(line), "{line:?} in\n{hold}");
+    }
+    // the browser's answer to it is taken (DTLS client still)
+    let answer = b.answer(0, "PCMU/8000").replace("a=sendrecv", "a=recvonly");
+    m.client
+        .update_session(pb::UpdateSessionRequest {
+            session_id: a.session_id.clone(),
+            remote_sdp: answer.clone(),
+            is_offer: false,
+        })
+        .await
+        .unwrap();
+    let e = m
+        .client
+        .update_session(pb::UpdateSessionRequest {
             session_id: a.session_id,
-            direction: 0,
+            remote_sdp: answer.replace("a=setup:active", "a=setup:passive"),
+            is_offer: false,
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }

@@ -73,7 +73,7 @@ async fn a_failed_destroy_is_retried_until_the_manager_answers() {
     let pool = pool_for(addr, |_| {});
     let mgr = pool.get("m").unwrap();
     let s = engine
-        .create_session("call", "a", None, None, Default::default())
+        .create_session("call", "a", None, None, Default::default(), false)
         .await
         .unwrap()
         .session_id;
@@ -206,7 +206,7 @@ async fn a_broken_event_stream_resumes_until_the_session_is_gone() {
     let pool = pool_for(proxy.addr, |_| {});
     let mgr = pool.get("m").unwrap();
     let s = engine
-        .create_session("call", "a", None, None, Default::default())
+        .create_session("call", "a", None, None, Default::default(), false)
         .await
         .unwrap()
         .session_id;

@@ -4,7 +4,9 @@
 //! phone (reached only over its connection) and either side hangs up, a
 //! browser phone on WSS calls a UDP phone, a phone whose connection closed
 //! is unreachable at once (480, nothing connects anywhere), and the
-//! upgrade's Origin and subprotocol checks.
+//! upgrade's Origin and subprotocol checks. A contact on WebSocket is a
+//! browser: its INVITE carries the manager's WebRTC offer, while the same
+//! user's UDP phone is offered plain RTP/AVP.
 //! The attacks over WebSocket are in attacks_ws.rs.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
@@ -15,7 +17,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::phone::{SipPhone, sdp};
-use common::ws_phone::{ws_connect, ws_node, ws_phone};
+use common::ws_phone::{webrtc_answer, ws_connect, ws_node, ws_phone};
 use common::{metric, metric_becomes, no_live_calls};
 use switchboard_sip::message::Method;
 use switchboard_sip_stack::dialog::Dialog;
@@ -84,12 +86,13 @@ async fn a_udp_phone_calls_a_ws_phone_over_its_connection() {
 
     for bob_hangs_up in [true, false] {
         let offer = sdp(LO, 40_100, "sendrecv");
-        let answer = sdp(LO, 40_102, "sendrecv");
         // bob has no listener: the INVITE can only reach him on the
-        // connection he registered over
+        // connection he registered over; being on WebSocket, he is a
+        // browser and answers the manager's WebRTC offer as one
         let callee = async {
             let invite = bob.request(Method::Invite).await;
             bob.answer(&invite, 180, Some("bob-tag"), None).await;
+            let answer = webrtc_answer(&invite.body);
             bob.answer(&invite, 200, Some("bob-tag"), Some(&answer))
                 .await;
             invite
@@ -286,5 +289,78 @@ async fn upgrades_are_checked_for_origin_and_subprotocol() {
         metric(&s, &format!("{refused}\"subprotocol\"}} ")).await,
         Some(2)
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_on_ws_is_offered_webrtc_and_a_desk_phone_plain_rtp() {
+    let (s, ws, _, _) = ws_node("ws-webrtc", |_| {}).await;
+    s.create_user("alice", "alice-secret").await;
+    s.create_user("bob", "bob-secret").await;
+    // bob has a browser (WS) and a desk phone (UDP): both ring
+    let browser = ws_phone(ws, None, None).await;
+    assert_eq!(browser.register("bob", "bob-secret").await.code, 200);
+    let desk = SipPhone::bind(LO, s.sip).await;
+    assert_eq!(desk.register("bob", "bob-secret", &[]).await.code, 200);
+    assert_eq!(s.contacts("bob").await.len(), 2);
+    let alice = SipPhone::bind(LO, s.sip).await;
+
+    let offer = sdp(LO, 40_400, "sendrecv");
+    let callee = async {
+        let (to_browser, to_desk) = tokio::join!(
+            browser.request(Method::Invite),
+            desk.request(Method::Invite)
+        );
+        // (a CANCEL waits for a provisional response, RFC 3261 §9.1)
+        desk.answer(&to_desk, 180, Some("desk-tag"), None).await;
+        let answer = webrtc_answer(&to_browser.body);
+        browser
+            .answer(&to_browser, 200, Some("br-tag"), Some(&answer))
+            .await;
+        // the desk phone's fork is cancelled
+        let cancel = desk.request(Method::Cancel).await;
+        desk.answer(&cancel, 200, None, None).await;
+        desk.answer(&to_desk, 487, Some("desk-tag"), None).await;
+        (to_browser, to_desk)
+    };
+    let ((mut d, ok), (to_browser, to_desk)) = tokio::join!(
+        alice.call("alice", "alice-secret", "bob", &offer, &[]),
+        callee
+    );
+    assert_eq!(ok.code, 200, "{ok:?}");
+
+    let text = String::from_utf8_lossy(&to_browser.body).into_owned();
+    let b = switchboard_sip::sdp::parse(&to_browser.body).unwrap();
+    assert!(b.is_webrtc(), "{text}");
+    assert!(b.rtcp_mux && b.webrtc.ice_lite, "{text}");
+    assert!(
+        b.webrtc.ice_ufrag.is_some() && b.webrtc.ice_pwd.is_some(),
+        "{text}"
+    );
+    assert_eq!(b.webrtc.fingerprints.len(), 1, "{text}");
+    assert_eq!(
+        b.webrtc.setup,
+        Some(switchboard_sip::sdp::webrtc::Setup::ActPass),
+        "{text}"
+    );
+    assert_eq!(b.webrtc.candidates.len(), 1, "{text}");
+    assert!(
+        text.contains(" UDP/TLS/RTP/SAVPF 0 8 111 101\r\n"),
+        "{text}"
+    );
+
+    let text = String::from_utf8_lossy(&to_desk.body).into_owned();
+    let p = switchboard_sip::sdp::parse(&to_desk.body).unwrap();
+    assert_eq!(p.audio_proto(), "RTP/AVP", "{text}");
+    assert!(!p.is_webrtc() && p.webrtc.ice_ufrag.is_none(), "{text}");
+    assert!(!text.contains("a=fingerprint"), "{text}");
+
+    browser.request(Method::Ack).await;
+    let bye = d.request(&Method::Bye, None, &[]);
+    alice.send(&bye.bytes).await;
+    let bye = browser.request(Method::Bye).await;
+    browser.answer(&bye, 200, None, None).await;
+    assert_eq!(alice.final_response(Method::Bye).await.code, 200);
+    no_live_calls(&s).await;
     s.stop().await;
 }

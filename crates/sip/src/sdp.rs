@@ -542,7 +542,13 @@ fn audio_section(
     }
     push_line(out, format_args!("{m}"));
     for (pt, name, rate) in codecs {
-        push_line(out, format_args!("a=rtpmap:{pt} {name}/{rate}"));
+        // Opus is always `opus/48000/2` (RFC 7587 §7), mono or not
+        let channels = if name.eq_ignore_ascii_case("opus") {
+            "/2"
+        } else {
+            ""
+        };
+        push_line(out, format_args!("a=rtpmap:{pt} {name}/{rate}{channels}"));
     }
     if let Some(te) = te_pt {
         push_line(out, format_args!("a=rtpmap:{te} telephone-event/8000"));

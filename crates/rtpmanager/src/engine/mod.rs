@@ -8,12 +8,15 @@
 //! the receiving task from start to end: check its source
 //! ([`switchboard_media::learning`]), count it, detect DTMF, hand its
 //! samples to a recording, then send it (transcoded, renumbered) out of
-//! the peer session's socket with a non-blocking `send_to`. Per-session
+//! the peer session's socket with a non-blocking `send_to`. An Opus leg's
+//! packets are decoded on receipt by its own libopus decoder, and what is
+//! sent to it encoded by its own encoder ([`crate::codec`]). Per-session
 //! state sits behind a `std::sync::Mutex` that is never held across an
 //! await and never held together with another session's lock. File work
 //! (recordings, prompts) runs on tokio's blocking pool, never on the
 //! packet path.
 
+mod bind;
 mod counters;
 mod negotiate;
 mod packets;
@@ -33,11 +36,11 @@ use std::time::{Duration, Instant};
 use switchboard_media::g711::Codec;
 use switchboard_media::learning::Policy;
 use switchboard_sip::sdp::{self, Direction, LocalMedia};
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use crate::codec::AudioCodec;
 use crate::ports::PortPool;
 use crate::recording;
 use crate::webrtc::dtls::Identity;
@@ -49,9 +52,12 @@ pub use crate::srtp::SrtpPolicy;
 pub use counters::{Counters, Health, Stats};
 pub use webrtc::DTLS_DEADLINE;
 
-/// Codecs the engine can receive, send and transcode between, in the order
+/// The G.711 codecs the engine can receive, send and transcode between
+/// (Opus too, see [`crate::codec`]), in the order
 /// it offers them.
 pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+/// The Opus payload type of our offers to browsers (the one Chromium uses).
+pub const OFFER_OPUS_PT: u8 = 111;
 /// The telephone-event payload type of our offers (RFC 4733).
 pub const OFFER_TE_PT: u8 = 101;
 const PTIME_MS: u32 = 20;
@@ -151,7 +157,7 @@ pub struct Created {
     pub session_id: String,
     pub local_sdp: String,
     pub offered: Vec<sdp::AudioCodec>,
-    pub chosen: Option<(u8, Codec)>,
+    pub chosen: Option<(u8, AudioCodec)>,
     pub telephone_event: Option<u8>,
     pub local_address: SocketAddr,
 }
@@ -160,7 +166,7 @@ pub struct Created {
 #[derive(Debug, Clone)]
 pub struct Updated {
     pub local_sdp: Option<String>,
-    pub chosen: Option<(u8, Codec)>,
+    pub chosen: Option<(u8, AudioCodec)>,
     pub telephone_event: Option<u8>,
 }
 
@@ -172,7 +178,7 @@ pub struct SessionInfo {
     pub leg: String,
     pub local_address: SocketAddr,
     pub remote_address: Option<SocketAddr>,
-    pub codec: Option<(u8, Codec)>,
+    pub codec: Option<(u8, AudioCodec)>,
     pub bridged_to: Option<String>,
     pub packets_received: u64,
     pub packets_sent: u64,
@@ -357,7 +363,9 @@ impl Engine {
     /// Allocates a port pair for a leg and answers its offer, or writes our
     /// offer when there is none. `family` picks the address family of our
     /// offer ("IP4"/"IP6"); an offer's own c= decides otherwise. `srtp`
-    /// is the leg's SRTP policy (see [`SrtpPolicy`]).
+    /// is the leg's SRTP policy (see [`SrtpPolicy`]). `webrtc`: the leg is
+    /// a browser's, offered `UDP/TLS/RTP/SAVPF` (ICE-lite, DTLS-SRTP) when
+    /// there is no `remote_sdp`, whose offer must be a WebRTC one otherwise.
     pub async fn create_session(
         &self,
         call_id: &str,
@@ -365,6 +373,7 @@ impl Engine {
         remote_sdp: Option<&[u8]>,
         family: Option<&str>,
         srtp: SrtpPolicy,
+        webrtc: bool,
     ) -> Result<Created, EngineError> {
         if self.inner.draining.load(Ordering::Relaxed) {
             return Err(EngineError::Draining);
@@ -391,6 +400,13 @@ impl Engine {
         };
         let webrtc_leg = match &remote {
             Some(d) if d.is_webrtc() => Some(webrtc::on_offer(d, srtp, &self.inner.identity)?),
+            Some(_) if webrtc => {
+                return Err(EngineError::InvalidArgument(
+                    "remote_sdp: not a WebRTC offer (UDP/TLS/RTP/SAVPF) on a leg of profile WebRTC"
+                        .into(),
+                ));
+            }
+            None if webrtc => Some(webrtc::for_offer(srtp, &self.inner.identity)?),
             _ => None,
         };
         let mut leg_srtp = None;
@@ -404,7 +420,10 @@ impl Engine {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = format!("{:08x}-{n}", rand::random::<u32>()).into();
         let sdp_session_id = u64::from(rand::random::<u32>());
-        let mut state = State::new(chosen, self.inner.config.source_policy);
+        let mut state = State::new(self.inner.config.source_policy);
+        if let Some(chosen) = chosen {
+            state.set_codec(chosen)?;
+        }
         state.srtp_policy = srtp;
         let is_webrtc = webrtc_leg.is_some();
         state.webrtc = webrtc_leg;
@@ -414,18 +433,19 @@ impl Engine {
             session_id: sdp_session_id,
             version: 1,
         };
-        let local_sdp = match (&remote, chosen) {
-            (Some(d), Some(chosen)) => {
+        let cname = format!("{id}@{}", local.ip());
+        let local_sdp = match (&remote, chosen, &state.webrtc) {
+            (Some(d), Some(chosen), _) => {
                 state.apply_remote(d, false);
                 let answer = match &state.webrtc {
-                    Some(leg) => {
-                        let cname = format!("{id}@{}", local.ip());
-                        webrtc::answer(&media, d, chosen, leg, state.out.ssrc, &cname)
-                    }
+                    Some(leg) => webrtc::answer(&media, d, chosen, leg, state.out.ssrc, &cname),
                     None => our_answer(&media, d, chosen, leg_srtp.as_ref()),
                 };
                 state.srtp = leg_srtp;
                 answer
+            }
+            (_, _, Some(leg)) => {
+                webrtc::offer(&media, leg, Direction::SendRecv, state.out.ssrc, &cname)
             }
             _ => {
                 state.offered_crypto = offer_crypto(srtp, None);
@@ -481,74 +501,6 @@ impl Engine {
         })
     }
 
-    fn pick_address(&self, want_v6: Option<bool>) -> Result<RtpAddress, EngineError> {
-        let addrs = &self.inner.config.addresses;
-        match want_v6 {
-            None => Ok(addrs[0]),
-            Some(v6) => addrs
-                .iter()
-                .find(|a| a.bind.is_ipv6() == v6)
-                .copied()
-                .ok_or_else(|| {
-                    EngineError::InvalidArgument(format!(
-                        "this RTP manager has no {} address",
-                        if v6 { "IPv6" } else { "IPv4" }
-                    ))
-                }),
-        }
-    }
-
-    /// Binds a free pair picked at random; pairs another process holds are
-    /// skipped (and go back to the pool).
-    fn bind_pair(&self, ip: IpAddr) -> Result<(u16, UdpSocket, UdpSocket), EngineError> {
-        let tries = lock(&self.inner.ports).total_pairs();
-        let mut busy = Vec::new();
-        let mut bound = None;
-        let mut out_of_files = false;
-        for _ in 0..tries {
-            let Some(port) = lock(&self.inner.ports).allocate() else {
-                break;
-            };
-            match (bind_udp(ip, port), bind_udp(ip, port + 1)) {
-                (Ok(a), Ok(b)) => {
-                    bound = Some((port, a, b));
-                    break;
-                }
-                (a, b) => {
-                    let cause = a.err().or(b.err());
-                    if cause.as_ref().is_some_and(crate::fdlimit::out_of_files) {
-                        // every other pair would fail the same way: trying
-                        // them all burnt a core per request under load
-                        busy.push(port);
-                        out_of_files = true;
-                        break;
-                    }
-                    debug!(port, cause = ?cause, "RTP port pair busy, trying another");
-                    // kept out of the pool until this search ends, so it is
-                    // not picked again
-                    busy.push(port);
-                }
-            }
-        }
-        {
-            let mut pool = lock(&self.inner.ports);
-            for p in busy {
-                pool.release(p);
-            }
-        }
-        if out_of_files {
-            return Err(EngineError::Limit(
-                "out of file descriptors for RTP sockets (RLIMIT_NOFILE): raise the open-files \
-                 limit or add managers"
-                    .into(),
-            ));
-        }
-        bound.ok_or_else(|| {
-            let c = &self.inner.config;
-            EngineError::Exhausted(format!("{}-{}", c.port_min, c.port_max))
-        })
-    }
-
     /// Applies the leg's new SDP (an answer to our offer, or a new offer
     /// that we answer). A new address, or any new offer, re-opens the
     /// learning of the leg's source.
@@ -574,7 +526,7 @@ impl Engine {
         };
         next.apply(&mut st.srtp);
         st.apply_remote(&d, is_offer);
-        st.codec = Some(chosen);
+        st.set_codec(chosen)?;
         let local_sdp = is_offer.then(|| {
             let media = session.media(session.next_version());
             our_answer(&media, &d, chosen, st.srtp.as_ref())
@@ -590,9 +542,7 @@ impl Engine {
     pub fn create_offer(&self, id: &str, direction: Direction) -> Result<String, EngineError> {
         let session = self.session(id)?;
         if session.webrtc {
-            return Err(EngineError::Precondition(format!(
-                "session {id} is a WebRTC leg: offers to WebRTC legs are not supported yet"
-            )));
+            return webrtc::reoffer(&session, &mut lock(&session.state), direction);
         }
         let media = session.media(session.next_version());
         let mut st = lock(&session.state);
@@ -767,10 +717,4 @@ impl Engine {
         debug!(session = id, "session destroyed");
         Ok(info)
     }
-}
-
-fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
 }

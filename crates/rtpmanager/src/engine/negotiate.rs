@@ -1,11 +1,11 @@
 //! What the engine answers and offers: the codec chosen from a leg's SDP,
 //! our offer, and the leg's SRTP (SDES) under its [`SrtpPolicy`].
 
-use switchboard_media::g711::Codec;
 use switchboard_sip::sdp::crypto::{self, Crypto, Suite};
 use switchboard_sip::sdp::{self, Description, Direction, LocalMedia};
 
 use super::{CODECS, EngineError, OFFER_TE_PT, PTIME_MS};
+use crate::codec::{AudioCodec, OPUS_CLOCK};
 use crate::srtp::{LegSrtp, SrtpPolicy, our_crypto};
 
 pub(super) fn parse_sdp(body: &[u8]) -> Result<Description, EngineError> {
@@ -107,14 +107,30 @@ pub(super) fn offer_crypto(policy: SrtpPolicy, current: Option<&LegSrtp>) -> Opt
     }
 }
 
-/// The first offered codec we support (PCMU or PCMA), keeping its PT.
-pub(super) fn choose(d: &Description) -> Result<(u8, Codec), EngineError> {
+/// The codec for the leg, keeping the SDP's PT: the first G.711 one
+/// (PCMU or PCMA) it lists, else Opus (`opus/48000/2`).
+///
+/// G.711 before Opus, whatever the order: the far leg of a call through
+/// the manager is nearly always a desk phone or a trunk on G.711, so the
+/// call is narrowband whatever the browser's leg carries. G.711 on the
+/// browser's leg is relayed as it is (no transcoding: no added delay, no
+/// second lossy generation, no CPU per packet beyond the relay), where
+/// Opus would cost a decode and an encode per packet each way for no
+/// audio the phone can hear. Opus is taken when the SDP has no G.711
+/// (a browser set to Opus only): its audio is transcoded then.
+pub(super) fn choose(d: &Description) -> Result<(u8, AudioCodec), EngineError> {
     let names: Vec<&str> = CODECS.iter().map(|c| c.name()).collect();
     sdp::choose_codec(d, &names)
-        .and_then(|c| Codec::from_name(&c.name).map(|codec| (c.payload_type, codec)))
+        .and_then(|c| AudioCodec::from_name(&c.name).map(|codec| (c.payload_type, codec)))
+        .or_else(|| {
+            d.codecs
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case("opus") && c.clock_rate == OPUS_CLOCK)
+                .map(|c| (c.payload_type, AudioCodec::Opus))
+        })
         .ok_or_else(|| {
             EngineError::InvalidArgument(format!(
-                "remote_sdp: no common codec (offered {}; supported PCMU, PCMA)",
+                "remote_sdp: no common codec (offered {}; supported PCMU, PCMA, opus)",
                 d.codecs
                     .iter()
                     .map(|c| c.name.as_str())
@@ -150,7 +166,7 @@ pub(super) fn our_offer(
 pub(super) fn our_answer(
     media: &LocalMedia,
     d: &Description,
-    chosen: (u8, Codec),
+    chosen: (u8, AudioCodec),
     srtp: Option<&LegSrtp>,
 ) -> String {
     let line = srtp.and_then(LegSrtp::local).map(crypto::format);

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 
 use super::session::{Mode, Session, State};
 use super::{EventKind, OFFER_TE_PT, lock};
+use crate::codec::{AudioCodec, OPUS_TS_PER_SAMPLE};
 use crate::stream::Source;
 
 /// Buffers a receive task reuses for every packet.
@@ -126,8 +127,9 @@ fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut
     let now = Instant::now();
     let pt = rtp.payload_type();
     let mut digit = None;
-    let target = {
-        let mut st = lock(&session.state);
+    let (target, ts8k) = {
+        let mut guard = lock(&session.state);
+        let st = &mut *guard;
         match st.source.on_packet(from, rtp.ssrc(), rtp.sequence()) {
             Verdict::Accept => {}
             Verdict::Locked(addr, origin) => {
@@ -135,14 +137,22 @@ fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut
             }
             Verdict::Probation => return,
             Verdict::Foreign => {
-                foreign(session, &mut st, from, "RTP");
+                foreign(session, st, from, "RTP");
                 return;
             }
         }
         st.last_rx = now;
         st.remote_ssrc = Some(rtp.ssrc());
+        // the packet's time in 8 kHz units (an Opus leg's clock, its
+        // telephone-events' included, is 48 kHz)
+        let ts8k = match st.opus.as_mut() {
+            Some(opus) if Codec::from_payload_type(pt).is_none() => {
+                opus.rx_timestamp_8k(rtp.timestamp())
+            }
+            _ => rtp.timestamp(),
+        };
         let arrival = (now.saturating_duration_since(session.created).as_micros() / 125) as u32;
-        st.stats.on_packet(rtp.sequence(), rtp.timestamp(), arrival);
+        st.stats.on_packet(rtp.sequence(), ts8k, arrival);
         let is_event = st.te_pt == Some(pt) || (st.te_pt.is_none() && pt == OFFER_TE_PT);
         if is_event
             && let Some(d) = st
@@ -157,22 +167,42 @@ fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut
         // `None`: a telephone-event
         let audio = if is_event {
             Some(None)
+        } else if let Some((opus_pt, AudioCodec::Opus)) = st.codec
+            && opus_pt == pt
+        {
+            // decoded here, once, by the leg's own decoder (its history
+            // conceals losses): the samples serve a recording and any
+            // G.711 leg it is relayed to
+            scratch.samples.clear();
+            let decoded = st
+                .opus
+                .as_mut()
+                .is_some_and(|opus| opus.decode(rtp.payload(), &mut scratch.samples));
+            if !decoded {
+                st.dropped += 1;
+                return;
+            }
+            if let Some(tap) = st.recorder.as_ref() {
+                tap.push(&scratch.samples);
+            }
+            Some(Some(AudioCodec::Opus))
         } else if let Some(codec) = Codec::from_payload_type(pt) {
             if let Some(tap) = st.recorder.as_ref() {
                 scratch.samples.clear();
                 codec.decode(rtp.payload(), &mut scratch.samples);
                 tap.push(&scratch.samples);
             }
-            Some(Some(codec))
+            Some(Some(AudioCodec::G711(codec)))
         } else {
             // comfort noise and unknown payload types are not relayed
             None
         };
-        match (&st.mode, audio) {
+        let target = match (&st.mode, audio) {
             (Mode::Bridged(peer), Some(audio)) => peer.upgrade().map(|p| (p, audio)),
             (Mode::Echo, Some(audio)) => Some((session.clone(), audio)),
             _ => None,
-        }
+        };
+        (target, ts8k)
     };
     if let Some((digit, duration_ms)) = digit {
         debug!(session = %session.id, %digit, "DTMF");
@@ -181,31 +211,60 @@ fn on_rtp(session: &Arc<Session>, packet: &[u8], from: SocketAddr, scratch: &mut
     let Some((target, audio)) = target else {
         return;
     };
-    let mut st = lock(&target.state);
-    let (out_pt, body): (u8, &[u8]) = match audio {
+    let mut guard = lock(&target.state);
+    let st = &mut *guard;
+    let (out_pt, body, ts): (u8, &[u8], u32) = match audio {
         None => {
             // the far leg hears telephone-events only if it negotiated them
             let Some(te) = st.te_pt else {
                 return;
             };
-            (te, rtp.payload())
+            let clock = st.codec.map_or(1, |(_, c)| c.ts_per_sample());
+            (te, rtp.payload(), ts8k.wrapping_mul(clock))
         }
-        Some(from_codec) => match st.codec {
-            Some((out_pt, to_codec)) if to_codec != from_codec => {
+        Some(from) => match st.codec {
+            // the same codec: relayed as it is
+            Some((out_pt, to)) if to == from => (out_pt, rtp.payload(), rtp.timestamp()),
+            Some((out_pt, AudioCodec::G711(to))) => {
                 scratch.payload.clear();
-                scratch.payload.extend_from_slice(rtp.payload());
-                Codec::transcode(from_codec, to_codec, &mut scratch.payload);
-                (out_pt, scratch.payload.as_slice())
+                match from {
+                    AudioCodec::G711(from) => {
+                        scratch.payload.extend_from_slice(rtp.payload());
+                        Codec::transcode(from, to, &mut scratch.payload);
+                    }
+                    // decoded on receipt
+                    AudioCodec::Opus => to.encode(&scratch.samples, &mut scratch.payload),
+                }
+                (out_pt, scratch.payload.as_slice(), ts8k)
             }
-            Some((out_pt, _)) => (out_pt, rtp.payload()),
-            None => (pt, rtp.payload()),
+            Some((out_pt, AudioCodec::Opus)) => {
+                if let AudioCodec::G711(from) = from {
+                    scratch.samples.clear();
+                    from.decode(rtp.payload(), &mut scratch.samples);
+                }
+                let encoded = st
+                    .opus
+                    .as_mut()
+                    .is_some_and(|opus| opus.encode(&scratch.samples, &mut scratch.payload));
+                if !encoded {
+                    // not a frame length Opus has (a 30 ms G.711 packet)
+                    st.dropped += 1;
+                    return;
+                }
+                (
+                    out_pt,
+                    scratch.payload.as_slice(),
+                    ts8k.wrapping_mul(OPUS_TS_PER_SAMPLE),
+                )
+            }
+            None => (pt, rtp.payload(), rtp.timestamp()),
         },
     };
     target.send(
-        &mut st,
+        st,
         Source::Relay(rtp.ssrc()),
         rtp.sequence(),
-        rtp.timestamp(),
+        ts,
         out_pt,
         body,
         rtp.marker(),

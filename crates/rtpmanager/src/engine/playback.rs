@@ -14,6 +14,7 @@ use super::session::{Mode, Session};
 use super::{
     Engine, EventKind, PTIME_MS, PlaybackEvent, PlaybackKind, lock, safe_relative, with_wav,
 };
+use crate::codec::AudioCodec;
 use crate::stream::Source;
 
 /// Samples per 20 ms packet at 8 kHz.
@@ -116,9 +117,17 @@ pub(super) async fn playback(
             continue;
         };
         payload.clear();
-        codec.encode(&frame, &mut payload);
+        match (codec, st.opus.as_mut()) {
+            (AudioCodec::G711(c), _) => c.encode(&frame, &mut payload),
+            (AudioCodec::Opus, Some(opus)) => {
+                if !opus.encode(&frame, &mut payload) {
+                    continue;
+                }
+            }
+            (AudioCodec::Opus, None) => continue,
+        }
         let seq = sent as u16;
-        let ts = (sent as u32).wrapping_mul(FRAME as u32);
+        let ts = (sent as u32).wrapping_mul(FRAME as u32 * codec.ts_per_sample());
         session.send(
             &mut st,
             Source::Local(id),

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 
 use switchboard_media::dtmf::DtmfDetector;
-use switchboard_media::g711::Codec;
 use switchboard_media::learning::{Policy, RtcpSource, RtpSource};
 use switchboard_media::rtcp;
 use switchboard_media::rtp_header::write_header;
@@ -22,6 +21,7 @@ use super::webrtc::{WebRtcLeg, no_keys_yet};
 use super::{
     Counters, EngineError, Event, EventKind, MAX_WATCHERS, SessionInfo, WATCH_QUEUE, lock,
 };
+use crate::codec::{AudioCodec, OpusLeg};
 use crate::ports::PortPool;
 use crate::recording::Tap;
 use crate::srtp::{LegSrtp, SrtpPolicy};
@@ -81,7 +81,10 @@ pub(super) struct State {
     /// The last RTP timeout reported (or `last_rx`, whichever is later).
     pub(super) last_report: Instant,
     /// The codec we send to this leg (and expect from it), with its PT.
-    pub(super) codec: Option<(u8, Codec)>,
+    /// Set with [`State::set_codec`].
+    pub(super) codec: Option<(u8, AudioCodec)>,
+    /// libopus' state while the leg talks Opus.
+    pub(super) opus: Option<OpusLeg>,
     /// The leg's telephone-event PT.
     pub(super) te_pt: Option<u8>,
     /// The leg's own direction as its SDP says.
@@ -117,14 +120,15 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(codec: Option<(u8, Codec)>, policy: Policy) -> State {
+    pub(super) fn new(policy: Policy) -> State {
         let now = Instant::now();
         State {
             source: RtpSource::new(policy),
             rtcp_source: RtcpSource::new(),
             last_rx: now,
             last_report: now,
-            codec,
+            codec: None,
+            opus: None,
             te_pt: None,
             remote_direction: Direction::SendRecv,
             mode: Mode::Idle,
@@ -167,6 +171,21 @@ impl State {
         let now = Instant::now();
         self.last_rx = now;
         self.last_report = now;
+    }
+
+    /// The leg's codec from now on: an Opus leg gets its libopus state
+    /// (kept while it stays Opus), and our stream to it the 48 kHz clock.
+    pub(super) fn set_codec(&mut self, chosen: (u8, AudioCodec)) -> Result<(), EngineError> {
+        match chosen.1 {
+            AudioCodec::Opus if self.opus.is_none() => {
+                self.opus = Some(OpusLeg::new().map_err(EngineError::Internal)?);
+            }
+            AudioCodec::Opus => {}
+            AudioCodec::G711(_) => self.opus = None,
+        }
+        self.out.set_clock(chosen.1.clock_rate());
+        self.codec = Some(chosen);
+        Ok(())
     }
 
     pub(super) fn set_mode(&mut self, mode: Mode) {

@@ -154,7 +154,7 @@ mod tests {
         ];
         for (dir, watched, silent, reported, want) in cases {
             let now = Instant::now() + s(10_000);
-            let mut st = State::new(None, Policy::SdpIp);
+            let mut st = State::new(Policy::SdpIp);
             st.remote_direction = dir;
             st.last_rx = now - silent;
             st.last_report = reported.map(|r| now - r).unwrap_or(st.last_rx);

@@ -12,22 +12,28 @@
 //! out of time leaves the leg [`DtlsState::Failed`], counted
 //! (`dtls_failed`): it relays nothing, and its silence ends the call by
 //! the usual RTP timeout.
+//!
+//! A leg we offer to (CreateSession without an SDP, profile WebRTC) starts
+//! the same way with our offer: checks are answered as soon as they come,
+//! even before the browser's answer reaches us (our ice-pwd authenticates
+//! them); the DTLS server then waits for the answer's fingerprints, which
+//! the browser's certificate is checked against, within the same deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchboard_media::g711::Codec;
 use switchboard_sip::sdp::webrtc::{self as sdp_webrtc, Fingerprint, LocalTransport};
-use switchboard_sip::sdp::{Description, LocalMedia};
+use switchboard_sip::sdp::{Description, Direction, LocalMedia};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::session::{Session, State};
-use super::{EngineError, PTIME_MS, Updated, lock};
+use super::{CODECS, EngineError, OFFER_OPUS_PT, OFFER_TE_PT, PTIME_MS, Updated, lock};
+use crate::codec::{AudioCodec, OPUS_CLOCK};
 use crate::srtp::{LegSrtp, SrtpPolicy};
-use crate::webrtc::dtls::{self, FEED_QUEUE, Identity, LegConn};
+use crate::webrtc::dtls::{self, DtlsError, FEED_QUEUE, Identity, LegConn};
 use crate::webrtc::ice::{Demux, IceLite, Refused, Selected, demux};
 
 /// How long a leg's DTLS handshake may take from its first authenticated
@@ -43,9 +49,16 @@ pub(super) struct WebRtcLeg {
     ice: IceLite,
     selected: Selected,
     /// The leg's `a=fingerprint`s: its DTLS certificate must match one.
-    fingerprints: Vec<Fingerprint>,
+    /// Empty until the browser's answer to our offer came.
+    fingerprints: watch::Sender<Vec<Fingerprint>>,
     identity: Arc<Identity>,
     pub(super) dtls: DtlsState,
+    /// The audio stream's mid: the browser's, or ours when we offered first.
+    mid: String,
+    /// An offer of ours is out (so the leg takes an answer).
+    we_offered: bool,
+    /// We offered and the browser's answer has not come yet.
+    awaiting_answer: bool,
 }
 
 /// Where a leg's DTLS stands.
@@ -116,10 +129,164 @@ pub(super) fn on_offer(
     Ok(WebRtcLeg {
         ice: IceLite::new(local_ufrag, local_pwd, ufrag.to_owned()),
         selected: Selected::default(),
-        fingerprints: t.fingerprints.clone(),
+        fingerprints: watch::Sender::new(t.fingerprints.clone()),
         identity: identity.clone(),
         dtls: DtlsState::AwaitingIce,
+        mid: t
+            .mid
+            .clone()
+            .unwrap_or_else(|| sdp_webrtc::OFFER_MID.to_owned()),
+        we_offered: false,
+        awaiting_answer: false,
     })
+}
+
+/// A leg we are going to offer WebRTC to: fresh ICE credentials of ours,
+/// the browser's ufrag and fingerprints to come with its answer.
+pub(super) fn for_offer(
+    policy: SrtpPolicy,
+    identity: &Arc<Identity>,
+) -> Result<WebRtcLeg, EngineError> {
+    if policy == SrtpPolicy::Disabled {
+        return Err(EngineError::InvalidArgument(
+            "profile: a WebRTC leg is DTLS-SRTP and SRTP is disabled on this leg (srtp: disabled)"
+                .into(),
+        ));
+    }
+    let (local_ufrag, local_pwd) = sdp_webrtc::random_credentials();
+    Ok(WebRtcLeg {
+        ice: IceLite::new(local_ufrag, local_pwd, String::new()),
+        selected: Selected::default(),
+        fingerprints: watch::Sender::new(Vec::new()),
+        identity: identity.clone(),
+        dtls: DtlsState::AwaitingIce,
+        mid: sdp_webrtc::OFFER_MID.to_owned(),
+        we_offered: true,
+        awaiting_answer: true,
+    })
+}
+
+/// Our first offer to the leg: PCMU, PCMA, then Opus (in the order we
+/// prefer them, see `negotiate::choose`), telephone-event.
+pub(super) fn offer(
+    media: &LocalMedia,
+    leg: &WebRtcLeg,
+    direction: Direction,
+    ssrc: u32,
+    cname: &str,
+) -> String {
+    let codecs: Vec<(u8, &str, u32)> = CODECS
+        .iter()
+        .map(|c| (c.payload_type(), c.name(), 8000))
+        .chain([(OFFER_OPUS_PT, AudioCodec::Opus.name(), OPUS_CLOCK)])
+        .collect();
+    write_offer(
+        media,
+        leg,
+        &codecs,
+        Some(OFFER_TE_PT),
+        direction,
+        ssrc,
+        cname,
+    )
+}
+
+/// A new offer to the leg (CreateOffer: hold, resume, a session
+/// refresh): the same ICE credentials, fingerprint and mid, so ICE and
+/// DTLS carry on as they are; the leg's codec and telephone-event with the
+/// payload types it has, or our first offer's list while it has none. The
+/// browser's answer comes through UpdateSession as any answer.
+pub(super) fn reoffer(
+    session: &Session,
+    st: &mut State,
+    direction: Direction,
+) -> Result<String, EngineError> {
+    let media = session.media(session.next_version());
+    let cname = format!("{}@{}", session.id, session.local.ip());
+    let (codec, te, ssrc) = (st.codec, st.te_pt, st.out.ssrc);
+    let Some(leg) = st.webrtc.as_mut() else {
+        return Err(EngineError::Internal(format!(
+            "session {} has no WebRTC state",
+            session.id
+        )));
+    };
+    leg.we_offered = true;
+    Ok(match codec {
+        Some((pt, c)) => write_offer(
+            &media,
+            leg,
+            &[(pt, c.name(), c.clock_rate())],
+            te,
+            direction,
+            ssrc,
+            &cname,
+        ),
+        None => offer(&media, leg, direction, ssrc, &cname),
+    })
+}
+
+fn write_offer(
+    media: &LocalMedia,
+    leg: &WebRtcLeg,
+    codecs: &[(u8, &str, u32)],
+    te: Option<u8>,
+    direction: Direction,
+    ssrc: u32,
+    cname: &str,
+) -> String {
+    sdp_webrtc::offer(
+        media,
+        codecs,
+        te,
+        direction,
+        PTIME_MS,
+        &leg.mid,
+        &LocalTransport {
+            ice_ufrag: leg.ice.local_ufrag(),
+            ice_pwd: leg.ice.local_pwd(),
+            fingerprint: leg.identity.fingerprint(),
+            ssrc,
+            cname,
+        },
+    )
+}
+
+/// The browser's answer to our offer: its ICE ufrag (checks must name it
+/// from now on) and fingerprints (the DTLS server waits for them), with
+/// `a=setup:active` so that we stay the DTLS server.
+fn on_answer(leg: &mut WebRtcLeg, d: &Description) -> Result<(), EngineError> {
+    if !d.is_webrtc() {
+        return Err(invalid(
+            "the answer to our WebRTC offer is not UDP/TLS/RTP/SAVPF",
+        ));
+    }
+    let t = &d.webrtc;
+    let ufrag = t
+        .ice_ufrag
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid("a WebRTC answer without a=ice-ufrag"))?;
+    if t.ice_pwd.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid("a WebRTC answer without a=ice-pwd"));
+    }
+    if t.ice_lite {
+        return Err(invalid(
+            "the answer is ICE-lite too: two lite agents cannot connect (RFC 8445 §2.5)",
+        ));
+    }
+    if t.fingerprints.is_empty() {
+        return Err(invalid(
+            "a WebRTC answer without a=fingerprint (sha-256, sha-384 or sha-512)",
+        ));
+    }
+    sdp_webrtc::answered_setup(t.setup).map_err(invalid)?;
+    if !d.rtcp_mux {
+        return Err(invalid("a WebRTC answer without a=rtcp-mux"));
+    }
+    leg.ice.set_remote_ufrag(ufrag.to_owned());
+    leg.fingerprints.send_replace(t.fingerprints.clone());
+    leg.awaiting_answer = false;
+    Ok(())
 }
 
 /// A new offer from a WebRTC leg (hold, resume): its ICE ufrag and
@@ -136,7 +303,7 @@ pub(super) fn on_reoffer(leg: &WebRtcLeg, d: &Description) -> Result<(), EngineE
             "a=ice-ufrag changed: ICE restarts are not supported",
         ));
     }
-    if d.webrtc.fingerprints != leg.fingerprints {
+    if *leg.fingerprints.borrow() != d.webrtc.fingerprints {
         return Err(invalid(
             "a=fingerprint changed: a new DTLS association is not supported",
         ));
@@ -148,7 +315,7 @@ pub(super) fn on_reoffer(leg: &WebRtcLeg, d: &Description) -> Result<(), EngineE
 pub(super) fn answer(
     media: &LocalMedia,
     d: &Description,
-    chosen: (u8, Codec),
+    chosen: (u8, AudioCodec),
     leg: &WebRtcLeg,
     ssrc: u32,
     cname: &str,
@@ -169,29 +336,53 @@ pub(super) fn answer(
 }
 
 /// A new SDP on a WebRTC leg, or a WebRTC SDP on a phone's leg (refused:
-/// a leg's transport is fixed at creation). Only a re-offer from the
-/// browser keeping its ICE ufrag and fingerprint is taken.
+/// a leg's transport is fixed at creation). Taken: the answer to our offer,
+/// that answer again (a 18x then the 2xx carry it twice), the answer to a
+/// re-offer of ours ([`reoffer`]) and a re-offer from the browser, each
+/// keeping its ICE ufrag and fingerprints.
 pub(super) fn update(
     session: &Session,
     st: &mut State,
     d: &Description,
     is_offer: bool,
-    chosen: (u8, Codec),
+    chosen: (u8, AudioCodec),
 ) -> Result<Updated, EngineError> {
-    let Some(leg) = st.webrtc.as_ref().filter(|_| session.webrtc) else {
+    let Some(leg) = st.webrtc.as_mut().filter(|_| session.webrtc) else {
         return Err(EngineError::InvalidArgument(
             "remote_sdp: a WebRTC SDP on a leg created without one (a leg's transport cannot change)"
                 .into(),
         ));
     };
     if !is_offer {
-        return Err(EngineError::InvalidArgument(
-            "remote_sdp: an answer on a WebRTC leg, which has no offer of ours to answer".into(),
+        if !leg.we_offered {
+            return Err(invalid(
+                "an answer on a WebRTC leg, which has no offer of ours to answer",
+            ));
+        }
+        if leg.awaiting_answer {
+            on_answer(leg, d)?;
+        } else {
+            // the answer again, or the answer to a re-offer of ours: the
+            // same transport, we still the DTLS server
+            on_reoffer(leg, d)?;
+            sdp_webrtc::answered_setup(d.webrtc.setup).map_err(invalid)?;
+        }
+        st.apply_remote(d, false);
+        st.set_codec(chosen)?;
+        return Ok(Updated {
+            local_sdp: None,
+            chosen: Some(chosen),
+            telephone_event: st.te_pt,
+        });
+    }
+    if leg.awaiting_answer {
+        return Err(invalid(
+            "an offer from a WebRTC leg while our offer awaits its answer",
         ));
     }
     on_reoffer(leg, d)?;
     st.apply_remote(d, true);
-    st.codec = Some(chosen);
+    st.set_codec(chosen)?;
     let media = session.media(session.next_version());
     let cname = format!("{}@{}", session.id, session.local.ip());
     let text = match st.webrtc.as_ref() {
@@ -301,7 +492,7 @@ fn start_or_move(session: &Arc<Session>, leg: &mut WebRtcLeg, addr: SocketAddr) 
     tokio::spawn(run_dtls(
         session.clone(),
         leg.identity.clone(),
-        leg.fingerprints.clone(),
+        leg.fingerprints.subscribe(),
         rx,
         peer_rx,
     ));
@@ -312,13 +503,20 @@ fn start_or_move(session: &Arc<Session>, leg: &mut WebRtcLeg, addr: SocketAddr) 
 async fn run_dtls(
     session: Arc<Session>,
     identity: Arc<Identity>,
-    fingerprints: Vec<Fingerprint>,
+    mut fingerprints: watch::Receiver<Vec<Fingerprint>>,
     rx: mpsc::Receiver<Vec<u8>>,
     peer: watch::Receiver<SocketAddr>,
 ) {
     let conn = Arc::new(LegConn::new(rx, &session.rtp, peer, session.local));
-    let handshake =
-        tokio::time::timeout(DTLS_DEADLINE, dtls::accept(&identity, fingerprints, conn));
+    // a leg we offered to may reach us before its answer does: its DTLS
+    // datagrams queue until the fingerprints to check it against are here
+    let handshake = tokio::time::timeout(DTLS_DEADLINE, async {
+        let expected = match fingerprints.wait_for(|f| !f.is_empty()).await {
+            Ok(f) => f.clone(),
+            Err(_) => return Err(DtlsError::Handshake("the leg ended".into())),
+        };
+        dtls::accept(&identity, expected, conn).await
+    });
     let outcome = tokio::select! {
         _ = session.cancel.cancelled() => return,
         r = handshake => r,
@@ -329,7 +527,9 @@ async fn run_dtls(
         Err(_) => {
             return failed(
                 &session,
-                &format!("no DTLS handshake within {DTLS_DEADLINE:?} of the first ICE check"),
+                &format!(
+                    "no DTLS handshake (or no answer to our offer) within {DTLS_DEADLINE:?} of the first ICE check"
+                ),
             );
         }
     };

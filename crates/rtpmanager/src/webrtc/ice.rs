@@ -113,6 +113,23 @@ impl IceLite {
         &self.remote_ufrag
     }
 
+    /// Their ufrag, from the answer to our offer (empty until then).
+    pub fn set_remote_ufrag(&mut self, remote_ufrag: String) {
+        self.username = format!("{}:{remote_ufrag}", self.local_ufrag);
+        self.remote_ufrag = remote_ufrag;
+    }
+
+    /// Whether a check's USERNAME names us (and them, once known).
+    fn username_ok(&self, user: &str) -> bool {
+        if self.remote_ufrag.is_empty() {
+            user.strip_prefix(self.local_ufrag.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|theirs| !theirs.is_empty())
+        } else {
+            user == self.username
+        }
+    }
+
     /// Checks one STUN datagram that came from `from`; a valid Binding
     /// request gets its answer.
     pub fn check(&self, packet: &[u8], from: SocketAddr) -> Result<Answered, Refused> {
@@ -134,7 +151,7 @@ impl IceLite {
         }
         FINGERPRINT.check(&m).map_err(|_| Refused::Fingerprint)?;
         let user = TextAttribute::get_from_as(&m, ATTR_USERNAME).map_err(|_| Refused::Username)?;
-        if user.text != self.username {
+        if !self.username_ok(&user.text) {
             return Err(Refused::Username);
         }
         MessageIntegrity::new_short_term_integrity(self.local_pwd.clone())
@@ -341,6 +358,24 @@ mod tests {
             ice().check(&trailing, from).err(),
             Some(Refused::Fingerprint)
         );
+    }
+
+    #[test]
+    fn before_the_answer_any_ufrag_of_theirs_until_it_is_known() {
+        let from: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        let mut ice = IceLite::new(OURS.0.into(), OURS.1.into(), String::new());
+        let early = check_msg("AbCd1234:EsAw", OURS.1, true, true);
+        assert!(ice.check(&early, from).is_ok());
+        for bad in ["AbCd1234:", "AbCd1234", "EsAw:AbCd1234", "AbCd12345:EsAw"] {
+            let p = check_msg(bad, OURS.1, true, true);
+            assert_eq!(ice.check(&p, from).err(), Some(Refused::Username), "{bad}");
+        }
+        let wrong_pwd = check_msg("AbCd1234:EsAw", "not-the-password-at-all", true, true);
+        assert_eq!(ice.check(&wrong_pwd, from).err(), Some(Refused::Integrity));
+        ice.set_remote_ufrag("Zz9".into());
+        assert_eq!(ice.check(&early, from).err(), Some(Refused::Username));
+        let p = check_msg("AbCd1234:Zz9", OURS.1, true, true);
+        assert!(ice.check(&p, from).is_ok());
     }
 
     #[test]

@@ -273,3 +273,25 @@ pub fn tone(n: usize, freq: f64, amp: f64) -> Vec<i16> {
         .map(|i| ((i as f64 * freq * std::f64::consts::TAU / 8000.0).sin() * amp) as i16)
         .collect()
 }
+
+/// The strength of `freq` in samples at `rate` Hz (Goertzel), relative to
+/// the block's energy: near 1 for a pure tone at `freq`.
+pub fn tone_share(samples: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in samples {
+        let x = f64::from(x);
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+        energy += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    if energy == 0.0 {
+        0.0
+    } else {
+        2.0 * power / (energy * samples.len() as f64)
+    }
+}

@@ -153,6 +153,32 @@ impl Browser {
         )
     }
 
+    /// Its answer to the manager's offer, as Chromium writes one: the
+    /// offer's mid bundled, `pt` chosen with its rtpmap `name` (e.g.
+    /// `PCMU/8000`; and telephone-event/8000
+    /// as 101), `a=setup:active` (the DTLS client), rtcp-mux.
+    pub fn answer(&self, pt: u8, name: &str) -> String {
+        let a = self.addr();
+        format!(
+            "v=0\r\no=- 4611731400430051337 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0\r\na=msid-semantic: WMS s1\r\n\
+             m=audio {port} UDP/TLS/RTP/SAVPF {pt} 101\r\nc=IN IP4 {ip}\r\n\
+             a=rtcp:9 IN IP4 0.0.0.0\r\n\
+             a=candidate:1467250027 1 udp 2122260223 {ip} {port} typ host generation 0 network-id 1\r\n\
+             a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=ice-options:trickle\r\n\
+             a=fingerprint:{fp}\r\na=setup:active\r\na=mid:0\r\n\
+             a=sendrecv\r\na=msid:s1 t1\r\na=rtcp-mux\r\n\
+             a=rtpmap:{pt} {name}\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=ssrc:{ssrc} cname:browser\r\n",
+            ip = a.ip(),
+            port = a.port(),
+            ufrag = self.ufrag,
+            pwd = self.pwd,
+            fp = self.fingerprint,
+            ssrc = self.ssrc,
+        )
+    }
+
     /// A connectivity check to the manager, keyed with `pwd` (the answer's
     /// ice-pwd unless a test lies).
     pub fn check(&self, answer: &Answer, pwd: &str, nominate: bool) -> Vec<u8> {
@@ -267,8 +293,14 @@ impl Browser {
 
     /// An SRTP packet (PCMU) of this browser's stream.
     pub fn seal(&mut self, seq: u16, payload: &[u8]) -> Vec<u8> {
+        self.seal_as(0, seq, u32::from(seq) * 160, payload)
+    }
+
+    /// An SRTP packet of this browser's stream with this payload type and
+    /// timestamp (Opus: 111, 960 units per 20 ms).
+    pub fn seal_as(&mut self, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut buf = Vec::new();
-        write_header(&mut buf, 0, seq == 0, seq, u32::from(seq) * 160, self.ssrc);
+        write_header(&mut buf, pt, seq == 0, seq, ts, self.ssrc);
         buf.extend_from_slice(payload);
         self.tx
             .as_mut()
@@ -280,6 +312,12 @@ impl Browser {
 
     pub async fn send_srtp(&mut self, to: SocketAddr, seq: u16, payload: &[u8]) {
         let p = self.seal(seq, payload);
+        self.sock.send_to(&p, to).await.unwrap();
+    }
+
+    /// An Opus SRTP packet (PT 111) of 20 ms, packet `seq` of the stream.
+    pub async fn send_opus(&mut self, to: SocketAddr, seq: u16, payload: &[u8]) {
+        let p = self.seal_as(111, seq, u32::from(seq) * 960, payload);
         self.sock.send_to(&p, to).await.unwrap();
     }
 

@@ -150,3 +150,25 @@ pub async fn ws_node(
     let (ws, wss) = (s.running.ws_addrs[0], s.running.wss_addrs[0]);
     (s, ws, wss, ca)
 }
+
+/// A browser's answer (as the RTCPeerConnection behind JsSIP writes one)
+/// to the manager's WebRTC offer `offer`: PCMU and telephone-event, the
+/// offer's mid bundled, ICE credentials, `a=setup:active`, rtcp-mux, and a
+/// fingerprint of no real certificate (these tests run no DTLS).
+pub fn webrtc_answer(offer: &[u8]) -> String {
+    let d = switchboard_sip::sdp::parse(offer).unwrap();
+    assert!(d.is_webrtc(), "{}", String::from_utf8_lossy(offer));
+    let mid = d.webrtc.mid.unwrap_or_else(|| "0".into());
+    let fp = (0..32u8)
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    format!(
+        "v=0\r\no=- 4611731400430051337 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE {mid}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 101\r\nc=IN IP4 0.0.0.0\r\n\
+         a=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n\
+         a=ice-options:trickle\r\na=fingerprint:sha-256 {fp}\r\na=setup:active\r\n\
+         a=mid:{mid}\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=ssrc:1 cname:browser\r\n"
+    )
+}

@@ -385,11 +385,6 @@ pub fn answer(
     {
         push_line(&mut out, format_args!("a=group:BUNDLE {mid}"));
     }
-    let ip = if local.address.is_ipv4() {
-        "IP4"
-    } else {
-        "IP6"
-    };
     for (i, m) in remote.media.iter().enumerate() {
         if remote.audio_index == Some(i) && m.port != 0 {
             let proto = if is_dtls_proto(&m.proto) {
@@ -410,27 +405,7 @@ pub fn answer(
             if let Some(mid) = &t.mid {
                 push_line(&mut out, format_args!("a=mid:{mid}"));
             }
-            push_line(&mut out, format_args!("a=ice-ufrag:{}", ours.ice_ufrag));
-            push_line(&mut out, format_args!("a=ice-pwd:{}", ours.ice_pwd));
-            push_line(&mut out, format_args!("a=fingerprint:{}", ours.fingerprint));
-            push_line(&mut out, format_args!("a=setup:passive"));
-            push_line(&mut out, format_args!("a=rtcp-mux"));
-            push_line(
-                &mut out,
-                format_args!("a=rtcp:{} IN {ip} {}", local.port, local.address),
-            );
-            push_line(
-                &mut out,
-                format_args!(
-                    "a=candidate:1 1 udp 2130706431 {} {} typ host",
-                    local.address, local.port
-                ),
-            );
-            push_line(&mut out, format_args!("a=end-of-candidates"));
-            push_line(
-                &mut out,
-                format_args!("a=ssrc:{} cname:{}", ours.ssrc, clean(ours.cname)),
-            );
+            transport_lines(&mut out, local, ours, Setup::Passive);
         } else {
             let fmt = m.formats.first().map_or("0", String::as_str);
             push_line(&mut out, format_args!("m={} 0 {} {fmt}", m.media, m.proto));
@@ -440,6 +415,85 @@ pub fn answer(
         }
     }
     out
+}
+
+/// Our ICE credentials and host candidate, fingerprint, `a=setup`,
+/// rtcp-mux and SSRC: the transport half of an audio section.
+fn transport_lines(out: &mut String, local: &LocalMedia, ours: &LocalTransport<'_>, setup: Setup) {
+    let ip = if local.address.is_ipv4() {
+        "IP4"
+    } else {
+        "IP6"
+    };
+    push_line(out, format_args!("a=ice-ufrag:{}", ours.ice_ufrag));
+    push_line(out, format_args!("a=ice-pwd:{}", ours.ice_pwd));
+    push_line(out, format_args!("a=fingerprint:{}", ours.fingerprint));
+    push_line(out, format_args!("a=setup:{}", setup.as_str()));
+    push_line(out, format_args!("a=rtcp-mux"));
+    push_line(
+        out,
+        format_args!("a=rtcp:{} IN {ip} {}", local.port, local.address),
+    );
+    push_line(
+        out,
+        format_args!(
+            "a=candidate:1 1 udp 2130706431 {} {} typ host",
+            local.address, local.port
+        ),
+    );
+    push_line(out, format_args!("a=end-of-candidates"));
+    push_line(
+        out,
+        format_args!("a=ssrc:{} cname:{}", ours.ssrc, clean(ours.cname)),
+    );
+}
+
+/// The mid of the audio stream of our offers.
+pub const OFFER_MID: &str = "0";
+
+/// Our offer to a browser: session-level `a=ice-lite` and `a=group:BUNDLE
+/// <mid>`, one `UDP/TLS/RTP/SAVPF` audio stream with that `mid` ([`OFFER_MID`]
+/// in a first offer; a re-offer keeps the stream's) listing `codecs`
+/// `(pt, name, clock rate)` in this order plus telephone-event/8000 (PT
+/// `te_pt`), our ICE credentials and host candidate, our fingerprint,
+/// `a=setup:actpass` (RFC 5763 §5: what an offerer writes; we then require
+/// the browser to answer `active`, see [`answered_setup`]) and rtcp-mux.
+pub fn offer(
+    local: &LocalMedia,
+    codecs: &[(u8, &str, u32)],
+    te_pt: Option<u8>,
+    direction: super::Direction,
+    ptime: u32,
+    mid: &str,
+    ours: &LocalTransport<'_>,
+) -> String {
+    let mid = clean(mid);
+    let codecs: Vec<(u8, String, u32)> = codecs
+        .iter()
+        .map(|&(pt, name, rate)| (pt, token(name), rate))
+        .collect();
+    let mut out = session_header(local);
+    push_line(&mut out, format_args!("a=ice-lite"));
+    push_line(&mut out, format_args!("a=group:BUNDLE {mid}"));
+    audio_section(
+        &mut out, local.port, PROTO, &codecs, te_pt, direction, ptime, None,
+    );
+    push_line(&mut out, format_args!("a=mid:{mid}"));
+    transport_lines(&mut out, local, ours, Setup::ActPass);
+    out
+}
+
+/// Whether a browser's answer to our `actpass` offer keeps us the DTLS
+/// server: `active` (or no `a=setup`, whose default for an answer is
+/// `active`, RFC 4145 §4.1).
+pub fn answered_setup(setup: Option<Setup>) -> Result<(), String> {
+    match setup {
+        None | Some(Setup::Active) => Ok(()),
+        Some(s) => Err(format!(
+            "a=setup:{} answered; this RTP manager is the DTLS server only (the answer must be a=setup:active)",
+            s.as_str()
+        )),
+    }
 }
 
 /// Random ICE credentials (RFC 8445 §5.3: a ufrag of at least 24 bits and

@@ -6,6 +6,9 @@
 //! when the INVITE had none); every B-leg gets its own session and the
 //! manager's offer, which lists PCMU and PCMA whatever the caller offered,
 //! so the manager transcodes when the two sides pick different codecs.
+//! A leg reached over SIP over WebSocket is a browser's (JsSIP, SIP.js):
+//! the manager's offer to it is WebRTC (`UDP/TLS/RTP/SAVPF`, ICE-lite,
+//! DTLS-SRTP), see [`profile`].
 //! Early media and the answer bridge the caller's session to the fork's.
 
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ use switchboard_sip::message::{Method, Request};
 use switchboard_sip::response::response;
 use switchboard_sip::sdp;
 use switchboard_sip_stack::dialog::our_contact;
+use switchboard_sip_stack::target::{Target, TransportKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Code;
@@ -78,6 +82,16 @@ pub(in crate::calls) fn is_sdp(content_type: Option<&str>, body: &[u8]) -> bool 
 
 pub(super) fn family(ip: std::net::IpAddr) -> &'static str {
     if ip.is_ipv6() { "IP6" } else { "IP4" }
+}
+
+/// The media profile of the offers the manager writes for a leg whose
+/// signaling flow is `flow`: a contact over WS or WSS is a browser, which
+/// takes only WebRTC; any other is offered plain RTP/AVP (or RTP/SAVP).
+pub(super) fn profile(flow: &Target) -> pb::Profile {
+    match flow.transport {
+        TransportKind::Ws | TransportKind::Wss => pb::Profile::Webrtc,
+        TransportKind::Udp | TransportKind::Tcp | TransportKind::Tls => pb::Profile::Unspecified,
+    }
 }
 
 pub(super) fn pb_direction(d: sdp::Direction) -> pb::Direction {
@@ -147,6 +161,13 @@ impl Call {
                 // the route's `srtp`: with "required" a plain offer (or a
                 // plain answer to our late-offer SDP) is refused
                 srtp: self.route.srtp.policy().into(),
+                // with an offer, the offer decides; our late-offer SDP to
+                // a browser is WebRTC
+                profile: if a_late {
+                    profile(&self.a.source).into()
+                } else {
+                    pb::Profile::Unspecified.into()
+                },
             };
             match mgr.create_session(req).await {
                 Ok(r) => {
@@ -214,21 +235,20 @@ impl Call {
         });
     }
 
-    /// A session for fork `index` and the offer its INVITE carries.
-    /// `None` when the manager cannot take it (the fork is not started).
-    pub(super) async fn fork_offer(
-        &mut self,
-        index: usize,
-        remote: std::net::SocketAddr,
-    ) -> Option<Vec<u8>> {
+    /// A session for fork `index`, reached over `flow`, and the offer its
+    /// INVITE carries. `None` when the manager cannot take it (the fork is
+    /// not started).
+    pub(super) async fn fork_offer(&mut self, index: usize, flow: &Target) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
         let req = pb::CreateSessionRequest {
             call_id: self.id.clone(),
             leg: format!("B{}", index + 1),
             remote_sdp: String::new(),
-            address_family: family(remote.ip()).into(),
+            address_family: family(flow.remote.ip()).into(),
             // the callee is offered plain RTP/AVP, which any phone takes
+            // (a browser over WebSocket: WebRTC, DTLS-SRTP)
             srtp: pb::SrtpPolicy::Optional.into(),
+            profile: profile(flow).into(),
         };
         let mgr = Arc::clone(&media.mgr);
         match mgr.create_session(req).await {

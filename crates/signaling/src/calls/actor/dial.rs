@@ -173,7 +173,7 @@ impl Call {
     async fn start_fork(&mut self, t: ForkTarget) -> bool {
         let index = self.forks.len();
         let offer: Option<(String, Vec<u8>)> = if self.media.is_some() {
-            match self.fork_offer(index, t.flow.remote).await {
+            match self.fork_offer(index, &t.flow).await {
                 Some(sdp) => Some(("application/sdp".to_owned(), sdp)),
                 None => return false,
             }

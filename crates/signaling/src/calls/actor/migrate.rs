@@ -70,11 +70,18 @@ impl Call {
                 &self.forks[w].peer.remote_sdp,
             ),
         ] {
-            // a leg that talks SRTP is offered SRTP (fresh keys) again
-            let savp = sdp
+            // a leg that talks SRTP is offered SRTP (fresh keys) again, a
+            // browser WebRTC (new ICE credentials: an ICE restart, and a
+            // new DTLS association)
+            let parsed = sdp
                 .as_deref()
-                .and_then(|b| switchboard_sip::sdp::parse(b).ok())
-                .is_some_and(|d| d.is_savp());
+                .and_then(|b| switchboard_sip::sdp::parse(b).ok());
+            let savp = parsed.as_ref().is_some_and(|d| d.is_savp());
+            let profile = if parsed.as_ref().is_some_and(|d| d.is_webrtc()) {
+                pb::Profile::Webrtc
+            } else {
+                pb::Profile::Unspecified
+            };
             let srtp = if savp {
                 pb::SrtpPolicy::Required
             } else {
@@ -86,6 +93,7 @@ impl Call {
                 remote_sdp: String::new(),
                 address_family: family(remote.ip()).into(),
                 srtp: srtp.into(),
+                profile: profile.into(),
             };
             match to.create_session(req).await {
                 Ok(r) => offers.push(r),

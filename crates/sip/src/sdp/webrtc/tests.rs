@@ -382,3 +382,55 @@ fn random_credentials_are_ice_chars_and_differ() {
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
     );
 }
+
+#[test]
+fn offer_to_a_browser_reads_back() {
+    let fp = Fingerprint {
+        hash: HashFunction::Sha256,
+        digest: (0..32).collect(),
+    };
+    let ours = LocalTransport {
+        ice_ufrag: "AbCd1234",
+        ice_pwd: "abcdefghijklmnopqrstuvwx",
+        fingerprint: &fp,
+        ssrc: 7,
+        cname: "sess@198.51.100.2",
+    };
+    let text = offer(
+        &local4(),
+        &[(0, "PCMU", 8000), (8, "PCMA", 8000)],
+        Some(101),
+        crate::sdp::Direction::SendRecv,
+        20,
+        OFFER_MID,
+        &ours,
+    );
+    for line in [
+        "a=ice-lite\r\n",
+        "a=group:BUNDLE 0\r\n",
+        "m=audio 30000 UDP/TLS/RTP/SAVPF 0 8 101\r\n",
+        "a=rtpmap:101 telephone-event/8000\r\n",
+        "a=mid:0\r\n",
+        "a=setup:actpass\r\n",
+        "a=rtcp-mux\r\n",
+        "a=candidate:1 1 udp 2130706431 198.51.100.2 30000 typ host\r\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    let back = parse(text.as_bytes()).unwrap();
+    assert!(back.is_webrtc() && back.rtcp_mux && back.webrtc.ice_lite);
+    assert_eq!(back.webrtc.setup, Some(Setup::ActPass));
+    assert_eq!(back.webrtc.fingerprints, std::slice::from_ref(&fp));
+    assert_eq!(back.webrtc.mid.as_deref(), Some("0"));
+    assert_eq!(back.webrtc.bundle, ["0"]);
+    assert_eq!(back.codecs.len(), 2);
+    assert_eq!(back.telephone_event, Some(101));
+}
+
+#[test]
+fn answered_setup_keeps_us_the_server() {
+    assert!(answered_setup(Some(Setup::Active)).is_ok());
+    assert!(answered_setup(None).is_ok());
+    assert!(answered_setup(Some(Setup::Passive)).is_err());
+    assert!(answered_setup(Some(Setup::ActPass)).is_err());
+}
