@@ -3,7 +3,9 @@
 //! RTP manager answering the browser's WebRTC offer: ICE-lite, DTLS-SRTP),
 //! calls 600 and hears its own tone back, calls a desk phone that receives
 //! the browser's tone and whose tone the browser hears (samples checked on
-//! both sides), and a page from a foreign origin cannot open the socket.
+//! both sides; a keypad digit arrives as RFC 4733), is called by the desk
+//! phone and answers on the page (signaling offers it WebRTC), and a page
+//! from a foreign origin cannot open the socket.
 //!
 //! Chromium's microphone is a WAV file (`--use-file-for-fake-audio-capture`).
 //! Everything runs in a network namespace that holds only loopback
@@ -214,6 +216,50 @@ async fn scenario() {
     browser.click("#phone-hangup").await.expect("hang up");
     let bye = desk.request(Method::Bye).await;
     desk.answer(&bye, 200, None, None).await;
+    wait_state(&browser, "call", &["ended"]).await;
+
+    // the desk phone calls the browser: it rings on the page (signaling
+    // offers the browser WebRTC: its contact is on a WebSocket), is
+    // answered there, and the tones cross both ways
+    let rtp = std::sync::Arc::new(UdpSocket::bind((LO, 0)).await.expect("bind RTP"));
+    let port = rtp.local_addr().expect("addr").port();
+    let mut d = desk.dialog_to("bob", "1001");
+    let offer = common::phone::sdp(LO, port, "sendrecv");
+    let cseq = desk
+        .start_invite(&mut d, "bob", "bob-secret", &offer, &[])
+        .await;
+    wait_state(&browser, "call", &["incoming"]).await;
+    let from = browser
+        .text("#phone-incoming-from")
+        .await
+        .expect("caller shown");
+    assert!(from.contains("bob") || from.contains("1002"), "{from}");
+    browser.click("#phone-answer").await.expect("answer");
+    let ok = desk.final_response(Method::Invite).await;
+    assert_eq!(ok.code, 200, "{ok:?}");
+    d.establish(&ok);
+    desk.send(&d.ack(cseq, None)).await;
+    wait_state(&browser, "call", &["in-call"]).await;
+    let talk = tokio::spawn(send_tone(
+        std::sync::Arc::clone(&rtp),
+        media_addr(&String::from_utf8_lossy(&ok.body)),
+        DESK_HZ,
+    ));
+    let heard = hear(&browser, DESK_HZ).await;
+    eprintln!("answered on the page: the browser hears {heard:?} (Hz, dB)");
+    let samples = receive_pcmu(&rtp, Duration::from_secs(2)).await;
+    let (at, off) = (power(&samples, BROWSER_HZ), power(&samples, 1500.0));
+    eprintln!(
+        "answered on the page: the desk phone got {} samples, 1 kHz {at:.0}, 1.5 kHz {off:.0}",
+        samples.len()
+    );
+    assert!(
+        at > 20.0 * off.max(1.0),
+        "the desk phone hears the browser's 1 kHz: {at} vs {off}"
+    );
+    talk.abort();
+    let bye = d.request(&Method::Bye, None, &[]);
+    desk.send(&bye.bytes).await;
     wait_state(&browser, "call", &["ended"]).await;
 
     // a page from another origin cannot open signaling's WebSocket
