@@ -61,6 +61,10 @@ pub struct TrunkConfig {
     /// only, in addition to the system's and TLS_CA_FILE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
+    /// `"required"`: calls to the trunk are offered RTP/SAVP with SDES keys
+    /// (a plain answer ends that fork); unset or `"optional"`: RTP/AVP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<String>,
     /// Credentials the provider's 401/407 challenges are answered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -184,6 +188,8 @@ impl TrunkConfig {
         {
             return Err(format!("tls_server_name: {n:?} is not a host name"));
         }
+        crate::dialplan::Srtp::parse(self.srtp.as_deref(), "srtp")
+            .map_err(|e| format!("srtp: {}", e.reason))?;
         if self.register && (self.username.is_none() || self.password.is_none()) {
             return Err("register: needs username and password".into());
         }
@@ -335,6 +341,11 @@ impl Trunk {
             status: Mutex::new(TrunkStatus::default()),
             stop: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// The media policy of calls to the trunk (`srtp`).
+    pub fn srtp(&self) -> crate::dialplan::Srtp {
+        crate::dialplan::Srtp::parse(self.config.srtp.as_deref(), "srtp").unwrap_or_default()
     }
 
     pub fn status(&self) -> TrunkStatus {

@@ -54,6 +54,27 @@ async fn wait_healthy(api: SocketAddr) {
     }
 }
 
+/// Waits for the node's health like [`wait_healthy`]; false when the
+/// process exited first (a port picked free was taken meanwhile by
+/// another test's connection: the caller picks others).
+async fn came_up(child: &mut Child, api: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("switchboard-signaling exited at start ({status}); trying other ports");
+            return false;
+        }
+        if tokio::net::TcpStream::connect(api).await.is_ok() {
+            let (status, _) = http(api, "GET", "/api/v1/health", None, None).await;
+            if status == 200 {
+                return true;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn sigterm_and_wait(mut child: Child) -> i32 {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -184,20 +205,30 @@ async fn sighup_reloads_the_tls_certificate() {
     let dir = temp_dir("restart-tls");
     let ca = ca("switchboard test CA");
     let first = leaf(&dir, "server", &["127.0.0.1"], &ca);
-    let (sip, api, tls) = (free_port(LO), free_port(LO), free_port(LO));
-    let child = spawn_with(
-        &dir,
-        sip,
-        api,
-        &[
-            ("TLS_CERT", dir.join("server.pem").display().to_string()),
-            ("TLS_KEY", dir.join("server.key").display().to_string()),
-            ("TLS_PORT", tls.to_string()),
-            // SIGHUP only: no polling of the files
-            ("TLS_RELOAD_INTERVAL", "0".into()),
-        ],
-    );
-    wait_healthy(SocketAddr::new(LO, api)).await;
+    let mut attempt = 0;
+    let (child, tls) = loop {
+        attempt += 1;
+        let (sip, api, tls) = (free_port(LO), free_port(LO), free_port(LO));
+        let mut child = spawn_with(
+            &dir,
+            sip,
+            api,
+            &[
+                ("TLS_CERT", dir.join("server.pem").display().to_string()),
+                ("TLS_KEY", dir.join("server.key").display().to_string()),
+                ("TLS_PORT", tls.to_string()),
+                // SIGHUP only: no polling of the files
+                ("TLS_RELOAD_INTERVAL", "0".into()),
+            ],
+        );
+        if came_up(&mut child, SocketAddr::new(LO, api)).await {
+            break (child, tls);
+        }
+        assert!(
+            attempt < 3,
+            "switchboard-signaling did not start three times"
+        );
+    };
     let tls = SocketAddr::new(LO, tls);
     assert_eq!(TlsPhone::connect(tls, &ca).await.server_cert, first);
     let second = leaf(&dir, "server", &["127.0.0.1"], &ca);

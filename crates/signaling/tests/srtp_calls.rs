@@ -4,7 +4,8 @@
 //! reaches the SRTP phone is ciphertext that decodes only with the key of
 //! the manager's a=crypto; a plain offer to a route that requires SRTP gets
 //! 488, as does one from an account that requires SRTP; a bad `srtp`
-//! value in a route or an account is refused naming the field.
+//! value in a route or an account is refused naming the field; a trunk
+//! with `"srtp": "required"` is offered SRTP and hears it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -238,4 +239,121 @@ async fn a_bad_srtp_value_is_refused_naming_the_field() {
     assert_eq!(e["path"], "routes[0].srtp", "{e}");
     assert_eq!(e["route"], "x", "{e}");
     assert!(e["reason"].as_str().unwrap().contains("required"), "{e}");
+}
+
+/// Calls through trunks use the same SRTP code: a trunk with `"srtp":
+/// "required"` is offered RTP/SAVP with the manager's a=crypto and hears a
+/// plain phone's audio as SRTP under that key; a trunk without it is
+/// offered plain RTP/AVP; a bad value is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_requires_srtp_is_offered_srtp() {
+    let s = start("srtp-trunk", |_| {}).await;
+    s.create_user("alice", "alice-secret").await;
+    let secure = SipPhone::bind(LO, s.sip).await;
+    let plain = SipPhone::bind(LO, s.sip).await;
+    for (name, phone, srtp) in [
+        ("secure", &secure, Some("required")),
+        ("plain", &plain, None),
+    ] {
+        let mut body =
+            serde_json::json!({"host": phone.addr().to_string(), "domain": "provider.test"});
+        if let Some(v) = srtp {
+            body["srtp"] = v.into();
+        }
+        let (status, t) = s
+            .http("PUT", &format!("/api/v1/trunks/{name}"), Some(&body))
+            .await;
+        assert_eq!(status, 201, "{t}");
+        assert_eq!(t.get("srtp").and_then(|v| v.as_str()), srtp, "{t}");
+    }
+    let (status, e) = s
+        .http(
+            "PUT",
+            "/api/v1/trunks/bad",
+            Some(&serde_json::json!({"host": "127.0.0.1:5999", "srtp": "always"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e.to_string().contains("srtp"), "{e}");
+    let plan = serde_json::json!({"version": "1.0", "routes": [
+        {"id": "secure-out", "pattern": "8*", "priority": 10,
+         "actions": [{"type": "dial", "params": {"target": "gateway/secure"}}]},
+        {"id": "plain-out", "pattern": "9*", "priority": 10,
+         "actions": [{"type": "dial", "params": {"target": "gateway/plain"}}]}]});
+    let (status, body) = s.http("PUT", "/api/v1/dialplan", Some(&plan)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let alice = SipPhone::bind(LO, s.sip).await;
+    let alice_rtp = UdpSocket::bind((LO, 0)).await.unwrap();
+    let trunk_rtp = UdpSocket::bind((LO, 0)).await.unwrap();
+    let offer = sdp(LO, alice_rtp.local_addr().unwrap().port(), "sendrecv");
+    let trunk_key = Crypto {
+        tag: 1,
+        suite: Suite::AesCm128HmacSha1_80,
+        key: KeySalt::random(),
+        lifetime: None,
+    };
+    let answer = sdp(LO, trunk_rtp.local_addr().unwrap().port(), "sendrecv")
+        .replace(" RTP/AVP ", " RTP/SAVP ")
+        + &format!("a=crypto:{}\r\n", crypto::format(&trunk_key));
+    let callee = async {
+        let inv = secure.request(Method::Invite).await;
+        secure.answer(&inv, 200, Some("trunk"), Some(&answer)).await;
+        inv
+    };
+    let ((_d, ok), inv) = tokio::join!(
+        alice.call("alice", "alice-secret", "8000", &offer, &[]),
+        callee
+    );
+    let to_trunk = switchboard_sip::sdp::parse(&inv.body).unwrap();
+    assert!(to_trunk.is_savp(), "{}", String::from_utf8_lossy(&inv.body));
+    let ours = crypto::parse(&to_trunk.crypto[0]).unwrap();
+    // alice (plain) talks; the trunk gets SRTP that opens with the key of
+    // the manager's a=crypto
+    let mut rx = context(&ours);
+    let mut buf = [0u8; 2048];
+    let to_alice_session = media_addr(&ok.body);
+    for k in 0..5u16 {
+        let samples = tone(usize::from(k));
+        alice_rtp
+            .send_to(&rtp(k, 0xa11ce, &pcmu(&samples)), to_alice_session)
+            .await
+            .unwrap();
+        let (n, _) = tokio::time::timeout(WAIT, trunk_rtp.recv_from(&mut buf))
+            .await
+            .expect("the trunk hears alice")
+            .unwrap();
+        assert_eq!(n, 12 + 160 + 10, "SRTP with an 80-bit tag");
+        let opened = rx
+            .decrypt_rtp(&buf[..n])
+            .expect("decrypts with the offer's key");
+        let v = RtpView::parse(&opened).unwrap();
+        let mut got = Vec::new();
+        Codec::Pcmu.decode(v.payload(), &mut got);
+        assert_eq!(got, samples);
+    }
+
+    // the plain trunk is offered plain RTP/AVP
+    let callee = async {
+        let inv = plain.request(Method::Invite).await;
+        plain
+            .answer(
+                &inv,
+                200,
+                Some("trunk2"),
+                Some(&sdp(LO, 40_010, "sendrecv")),
+            )
+            .await;
+        inv
+    };
+    let (_, inv) = tokio::join!(
+        alice.call("alice", "alice-secret", "9000", &offer, &[]),
+        callee
+    );
+    let d = switchboard_sip::sdp::parse(&inv.body).unwrap();
+    assert!(
+        !d.is_savp() && d.crypto.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&inv.body)
+    );
 }

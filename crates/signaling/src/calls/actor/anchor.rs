@@ -238,7 +238,12 @@ impl Call {
     /// A session for fork `index`, reached over `flow`, and the offer its
     /// INVITE carries. `None` when the manager cannot take it (the fork is
     /// not started).
-    pub(super) async fn fork_offer(&mut self, index: usize, flow: &Target) -> Option<Vec<u8>> {
+    pub(super) async fn fork_offer(
+        &mut self,
+        index: usize,
+        flow: &Target,
+        srtp: crate::dialplan::Srtp,
+    ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
         let req = pb::CreateSessionRequest {
             call_id: self.id.clone(),
@@ -246,8 +251,9 @@ impl Call {
             remote_sdp: String::new(),
             address_family: family(flow.remote.ip()).into(),
             // the callee is offered plain RTP/AVP, which any phone takes
-            // (a browser over WebSocket: WebRTC, DTLS-SRTP)
-            srtp: pb::SrtpPolicy::Optional.into(),
+            // (a browser over WebSocket: WebRTC, DTLS-SRTP; a trunk with
+            // "srtp": "required": RTP/SAVP with our a=crypto)
+            srtp: srtp.policy().into(),
             profile: profile(flow).into(),
         };
         let mgr = Arc::clone(&media.mgr);

@@ -27,6 +27,9 @@ struct ForkTarget {
     /// Route headers preloaded from the binding's Path (RFC 3327).
     path: Vec<String>,
     credentials: Option<(String, String)>,
+    /// The callee's media policy: a trunk's `srtp`, else optional (plain
+    /// RTP/AVP, which any phone takes).
+    srtp: crate::dialplan::Srtp,
 }
 
 impl Call {
@@ -91,6 +94,7 @@ impl Call {
                             user: Some(user.username.to_string()),
                             path: l.path,
                             credentials: None,
+                            srtp: crate::dialplan::Srtp::Optional,
                         });
                     }
                 }
@@ -109,6 +113,7 @@ impl Call {
                             user: None,
                             path: Vec::new(),
                             credentials: None,
+                            srtp: crate::dialplan::Srtp::Optional,
                         }),
                         None => not_found += 1,
                     }
@@ -147,6 +152,7 @@ impl Call {
                             .username
                             .clone()
                             .zip(trunk.config.password.clone()),
+                        srtp: trunk.srtp(),
                     });
                 }
             }
@@ -173,7 +179,7 @@ impl Call {
     async fn start_fork(&mut self, t: ForkTarget) -> bool {
         let index = self.forks.len();
         let offer: Option<(String, Vec<u8>)> = if self.media.is_some() {
-            match self.fork_offer(index, &t.flow).await {
+            match self.fork_offer(index, &t.flow, t.srtp).await {
                 Some(sdp) => Some(("application/sdp".to_owned(), sdp)),
                 None => return false,
             }
