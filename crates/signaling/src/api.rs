@@ -16,13 +16,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_sip::digest::{Algorithm, ha1};
-use switchboard_store::{AccountPatch, NewAccount, NewUser, User, UserPatch};
 
 mod cluster;
 mod dialplan;
+mod directory;
 mod listing;
 
 use crate::Node;
@@ -174,17 +172,25 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/stats/calls", get(listing::call_minutes))
         .route("/api/v1/cluster", get(cluster::cluster))
-        .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v1/accounts",
+            get(directory::list_accounts).post(directory::create_account),
+        )
         .route(
             "/api/v1/accounts/{id}",
-            get(get_account)
-                .patch(update_account)
-                .delete(delete_account),
+            get(directory::get_account)
+                .patch(directory::update_account)
+                .delete(directory::delete_account),
         )
-        .route("/api/v1/users", get(listing::list_users).post(create_user))
+        .route(
+            "/api/v1/users",
+            get(listing::list_users).post(directory::create_user),
+        )
         .route(
             "/api/v1/users/{id}",
-            get(get_user).patch(update_user).delete(delete_user),
+            get(directory::get_user)
+                .patch(directory::update_user)
+                .delete(directory::delete_user),
         )
         .route("/api/v1/registrations", get(listing::list_registrations))
         .route(
@@ -304,299 +310,6 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     (headers, node.render_metrics())
-}
-
-// === accounts ===
-
-async fn list_accounts(State(node): State<Arc<Node>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(node.store.list_accounts().await?)))
-}
-
-async fn get_account(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
-    match node.store.get_account(id).await {
-        Ok(a) => Ok(Json(json!(a))),
-        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("account")),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountBody {
-    name: String,
-    #[serde(default)]
-    domain: Option<String>,
-    #[serde(default)]
-    max_concurrent_calls: Option<i64>,
-    /// `optional` (default) or `required`.
-    #[serde(default)]
-    srtp: Option<String>,
-}
-
-async fn create_account(
-    State(node): State<Arc<Node>>,
-    ApiJson(body): ApiJson<AccountBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let a = node
-        .store
-        .create_account(NewAccount {
-            name: body.name,
-            domain: body.domain.map(|d| d.to_ascii_lowercase()),
-            max_concurrent_calls: body.max_concurrent_calls.unwrap_or(0),
-            srtp: body.srtp,
-        })
-        .await?;
-    node.directory.upsert_account(&a);
-    Ok((StatusCode::CREATED, Json(json!(a))))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountPatchBody {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default, with = "double_option")]
-    domain: Option<Option<String>>,
-    #[serde(default)]
-    max_concurrent_calls: Option<i64>,
-    #[serde(default)]
-    srtp: Option<String>,
-}
-
-async fn update_account(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<AccountPatchBody>,
-) -> ApiResult<Json<Value>> {
-    let current = node.store.get_account(id).await.map_err(|e| match e {
-        switchboard_store::Error::NotFound => ApiError::not_found("account"),
-        e => e.into(),
-    })?;
-    if let Some(domain) = &body.domain
-        && domain.as_deref().map(str::to_ascii_lowercase) != current.domain
-        && !node.store.list_users(Some(id)).await?.is_empty()
-    {
-        // HA1 = H(username:realm:password) and the realm is the domain:
-        // changing it would silently invalidate every password.
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "domain: cannot change while the account has users (their digest hashes are bound to the realm)",
-        ));
-    }
-    let a = node
-        .store
-        .update_account(
-            id,
-            AccountPatch {
-                name: body.name,
-                domain: body.domain.map(|d| d.map(|d| d.to_ascii_lowercase())),
-                max_concurrent_calls: body.max_concurrent_calls,
-                srtp: body.srtp,
-            },
-        )
-        .await?;
-    node.directory.upsert_account(&a);
-    Ok(Json(json!(a)))
-}
-
-async fn delete_account(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<StatusCode> {
-    match node.store.delete_account(id).await {
-        Ok(()) => {
-            node.directory.remove_account(id);
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("account")),
-        Err(e) => Err(e.into()),
-    }
-}
-
-// === users ===
-
-/// A user as the API shows it: never a password or a digest hash.
-fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "account_id": u.account_id,
-        "username": u.username,
-        "extension": u.extension,
-        "display_name": u.display_name,
-        "enabled": u.enabled,
-        "created_at": u.created_at,
-        "updated_at": u.updated_at,
-    })
-}
-
-async fn get_user(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
-    match node.store.get_user(id).await {
-        Ok(u) => Ok(Json(user_json(&u))),
-        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("user")),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserBody {
-    username: String,
-    password: String,
-    #[serde(default)]
-    extension: Option<String>,
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    account_id: Option<i64>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-/// Shortest password accepted. Weak SIP passwords are how PBXes get used
-/// for toll fraud; eight characters is a floor, not a recommendation.
-pub const MIN_PASSWORD: usize = 8;
-
-fn check_password(p: &str) -> ApiResult<()> {
-    if p.chars().count() < MIN_PASSWORD {
-        return Err(ApiError::invalid(format!(
-            "password: must be at least {MIN_PASSWORD} characters"
-        )));
-    }
-    if p.len() > 256 {
-        return Err(ApiError::invalid("password: must be at most 256 bytes"));
-    }
-    Ok(())
-}
-
-async fn account_realm(node: &Node, account_id: i64) -> ApiResult<String> {
-    match node.store.get_account(account_id).await {
-        Ok(a) => Ok(node.directory.realm_for(&a)),
-        Err(switchboard_store::Error::NotFound) => Err(ApiError::invalid(format!(
-            "account_id: no account {account_id}"
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn default_account_id(node: &Node) -> ApiResult<i64> {
-    let accounts = node.store.list_accounts().await?;
-    accounts
-        .iter()
-        .find(|a| a.name == "default" && a.domain.is_none())
-        .or_else(|| accounts.iter().find(|a| a.domain.is_none()))
-        .map(|a| a.id)
-        .ok_or_else(|| ApiError::invalid("account_id: required (there is no default account)"))
-}
-
-async fn create_user(
-    State(node): State<Arc<Node>>,
-    ApiJson(body): ApiJson<UserBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_password(&body.password)?;
-    let account_id = match body.account_id {
-        Some(id) => id,
-        None => default_account_id(&node).await?,
-    };
-    let realm = account_realm(&node, account_id).await?;
-    let u = node
-        .store
-        .create_user(NewUser {
-            account_id,
-            ha1_md5: ha1(Algorithm::Md5, &body.username, &realm, &body.password),
-            ha1_sha256: ha1(Algorithm::Sha256, &body.username, &realm, &body.password),
-            username: body.username,
-            extension: body.extension,
-            display_name: body.display_name,
-            enabled: body.enabled.unwrap_or(true),
-        })
-        .await?;
-    node.directory.upsert_user(&u);
-    Ok((StatusCode::CREATED, Json(user_json(&u))))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserPatchBody {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default, with = "double_option")]
-    extension: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    display_name: Option<Option<String>>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-async fn update_user(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<UserPatchBody>,
-) -> ApiResult<Json<Value>> {
-    let current = match node.store.get_user(id).await {
-        Ok(u) => u,
-        Err(switchboard_store::Error::NotFound) => return Err(ApiError::not_found("user")),
-        Err(e) => return Err(e.into()),
-    };
-    let renamed = body
-        .username
-        .as_ref()
-        .is_some_and(|n| *n != current.username);
-    if renamed && body.password.is_none() {
-        return Err(ApiError::invalid(
-            "password: required when username changes (the digest hash covers the username)",
-        ));
-    }
-    let (ha1_md5, ha1_sha256) = match &body.password {
-        Some(p) => {
-            check_password(p)?;
-            let realm = account_realm(&node, current.account_id).await?;
-            let name = body.username.as_deref().unwrap_or(&current.username);
-            (
-                Some(ha1(Algorithm::Md5, name, &realm, p)),
-                Some(ha1(Algorithm::Sha256, name, &realm, p)),
-            )
-        }
-        None => (None, None),
-    };
-    let u = node
-        .store
-        .update_user(
-            id,
-            UserPatch {
-                username: body.username,
-                extension: body.extension,
-                display_name: body.display_name,
-                ha1_md5,
-                ha1_sha256,
-                enabled: body.enabled,
-            },
-        )
-        .await?;
-    node.directory.upsert_user(&u);
-    Ok(Json(user_json(&u)))
-}
-
-async fn delete_user(
-    State(node): State<Arc<Node>>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<StatusCode> {
-    match node.store.delete_user(id).await {
-        Ok(()) => {
-            node.directory.remove_user(id);
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Err(switchboard_store::Error::NotFound) => Err(ApiError::not_found("user")),
-        Err(e) => Err(e.into()),
-    }
 }
 
 // === registrations ===

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_store::{Store, UserFilter};
 
-use super::{ApiQuery, ApiResult, cluster, user_json};
+use super::directory::user_json;
+use super::{ApiQuery, ApiResult, cluster};
 use crate::Node;
 use crate::location::page::{AorPage, Search};
 use crate::registrar::Now;
