@@ -137,6 +137,9 @@ pub fn offer(local: &Local, srtp: bool) -> Offer {
 /// What the answer settled.
 pub struct Agreed {
     pub remote: SocketAddr,
+    /// The socket is an ICE connection: it sends on the selected pair (no
+    /// address of ours) and passes only packets from the peer's candidates.
+    pub connected: bool,
     pub codec: Codec,
     pub srtp: Option<LegSrtp>,
 }
@@ -166,6 +169,7 @@ pub fn agree(offer: &Offer, answer: &[u8]) -> Result<Agreed, String> {
     };
     Ok(Agreed {
         remote,
+        connected: false,
         codec,
         srtp,
     })
@@ -209,7 +213,7 @@ impl Stream {
         let tasks = vec![
             tokio::spawn(send(
                 Arc::clone(&sock),
-                agreed.remote,
+                (!agreed.connected).then_some(agreed.remote),
                 agreed.codec,
                 Arc::clone(&srtp),
                 play_rx,
@@ -218,7 +222,7 @@ impl Stream {
             )),
             tokio::spawn(receive(
                 sock,
-                agreed.remote,
+                (!agreed.connected).then_some(agreed.remote),
                 Arc::clone(&srtp),
                 Arc::clone(&heard),
             )),
@@ -282,14 +286,16 @@ impl Stream {
             mos: (h.packets > 0)
                 .then(|| (mos_estimate(loss, jitter, 20.0) * 100.0).round() / 100.0),
             turn_relay: None,
+            ice: None,
         };
         (std::mem::take(&mut h.samples), stats)
     }
 }
 
+/// Sends to `to`, or on the connection's own path when `None` (ICE).
 async fn send(
     sock: Socket,
-    to: SocketAddr,
+    to: Option<SocketAddr>,
     codec: Codec,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
     mut play: watch::Receiver<Option<Arc<Vec<i16>>>>,
@@ -330,8 +336,14 @@ async fn send(
             Ok(mut s) => s.as_mut().is_none_or(|s| s.protect_rtp(&mut pkt)),
             Err(_) => false,
         };
-        if ok && sock.send_to(&pkt, to).await.is_ok() {
-            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if ok {
+            let out = match to {
+                Some(to) => sock.send_to(&pkt, to).await,
+                None => sock.send(&pkt).await,
+            };
+            if out.is_ok() {
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(FRAME as u32);
@@ -345,9 +357,11 @@ async fn send(
     }
 }
 
+/// Receives from `from` (its IP), or whatever the connection passes when
+/// `None` (ICE checked the source already).
 async fn receive(
     sock: Socket,
-    from: SocketAddr,
+    from: Option<SocketAddr>,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
     heard: Arc<Mutex<Heard>>,
 ) {
@@ -362,7 +376,7 @@ async fn receive(
         let Ok(mut h) = heard.lock() else { return };
         // symmetric RTP: only the answer's address (its IP, any port: a
         // relay may send from another port than it listens on)
-        if src.ip() != from.ip() {
+        if from.is_some_and(|f| f.ip() != src.ip()) {
             h.refused += 1;
             continue;
         }
