@@ -5,7 +5,8 @@
 //! The agent gathers host candidates on the address that routes to the SIP
 //! server only (never `SIP_PUBLIC_ADDRESS`, never other interfaces),
 //! server-reflexive ones from `SIP_STUN_SERVERS` and a relay from the TURN
-//! settings. One component: `a=rtcp-mux`.
+//! settings (webrtc-rs binds the sockets of those two on the wildcard
+//! address of the family). One component: `a=rtcp-mux`.
 //!
 //! The default candidate (`c=`/`m=`) is the plain media socket the agent
 //! uses without ICE ([`crate::media::Local`]: the TURN relay, else the
@@ -241,5 +242,35 @@ impl Ice {
     /// Closes the agent (its sockets and relay), bounded in time.
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.agent.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_candidate_is_written_by_its_kind() {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let host = Local::udp(lo, lo).await.unwrap();
+        let port = host.advertised.port();
+        assert_eq!(
+            default_candidate(&host, lo),
+            format!("sbhost 1 udp 2113929471 127.0.0.1 {port} typ host")
+        );
+        let public = Local::udp(lo, IpAddr::from([203, 0, 113, 7]))
+            .await
+            .unwrap();
+        let port = public.advertised.port();
+        assert_eq!(
+            default_candidate(&public, lo),
+            format!(
+                "sbsrflx 1 udp 1677721855 203.0.113.7 {port} typ srflx raddr 127.0.0.1 rport {port}"
+            )
+        );
+        // what the callee parses back
+        let c = switchboard_sip::sdp::webrtc::Candidate::parse(&default_candidate(&public, lo))
+            .unwrap();
+        assert_eq!((c.component, c.typ.as_str(), c.port), (1, "srflx", port));
     }
 }

@@ -6,7 +6,7 @@
 //! end said, transcribes it, and reports everything as one JSON line.
 //!
 //! Modules: [`config`] (env and flags), [`call`] (SIP), [`media`] (RTP and
-//! SRTP), [`audio`] (TTS, WAV, silence, transcription), [`report`].
+//! SRTP), [`ice`] (ICE when asked), [`audio`] (TTS, WAV, silence, transcription), [`report`].
 //! `switchboard-operator` runs it as a Kubernetes Job; it runs as well from
 //! a shell or a cron job.
 

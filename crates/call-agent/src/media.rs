@@ -6,7 +6,9 @@
 //! and the statistics. SRTP is the RTP manager's own per-leg code
 //! (`switchboard_rtpmanager::srtp::LegSrtp`, webrtc-srtp underneath). With
 //! a TURN server the stream goes through a relay allocated there (webrtc-rs
-//! `turn` client; its relayed address is the one in our SDP).
+//! `turn` client; its relayed address is the one in our SDP). With ICE
+//! ([`crate::ice`]) and an answer doing ICE, the stream runs over the ICE
+//! connection of the selected pair instead.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,8 @@ const TE_PT: u8 = 101;
 /// The longest recording kept in memory (an hour at 8 kHz).
 const MAX_RECORDED: usize = 8000 * 3600;
 
-/// What the stream sends and receives on: a UDP socket or a TURN relay.
+/// What the stream sends and receives on: a UDP socket, a TURN relay or an
+/// ICE connection.
 pub type Socket = Arc<dyn Conn + Send + Sync>;
 
 /// Where our media is: the socket and the address written in our SDP.
