@@ -26,8 +26,8 @@ use switchboard_sip::sdp::webrtc::Transport;
 use tokio::sync::mpsc;
 use webrtc_ice::agent::Agent;
 use webrtc_ice::agent::agent_config::AgentConfig;
-use webrtc_ice::candidate::Candidate;
 use webrtc_ice::candidate::candidate_base::unmarshal_candidate;
+use webrtc_ice::candidate::{Candidate, CandidateType};
 use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_ice::url::Url;
@@ -49,6 +49,16 @@ pub struct Ice {
     /// `a=candidate` values: the default candidate's first, then the
     /// agent's gathered ones.
     pub candidates: Vec<String>,
+}
+
+/// The outcome of successful checks.
+pub struct Connected {
+    /// The connection on the selected pair.
+    pub sock: Socket,
+    /// The pair as `<type> <address> -> <type> <address>`, ours first.
+    pub pair: String,
+    /// Our relayed address when our side of the pair is a TURN relay.
+    pub relay: Option<SocketAddr>,
 }
 
 /// The STUN and TURN servers of the settings as the agent's URLs.
@@ -177,12 +187,11 @@ impl Ice {
 
     /// Checks against the answer's credentials and candidates (component 1,
     /// UDP, IP addresses) as the controlling agent, up to
-    /// [`CHECK_TIMEOUT`]. Returns the connection on the selected pair and
-    /// the pair as `local -> remote`.
+    /// [`CHECK_TIMEOUT`]. Returns the connection on the selected pair.
     ///
     /// # Errors
     /// No usable candidate, or no pair succeeded in time.
-    pub async fn connect(&self, answer: &Transport) -> Result<(Socket, String), String> {
+    pub async fn connect(&self, answer: &Transport) -> Result<Connected, String> {
         let (Some(ufrag), Some(pwd)) = (&answer.ice_ufrag, &answer.ice_pwd) else {
             return Err("the answer has no ice-ufrag/ice-pwd".into());
         };
@@ -223,9 +232,9 @@ impl Ice {
             )
         })?
         .map_err(|e| e.to_string())?;
-        let pair = self
-            .agent
-            .get_selected_candidate_pair()
+        let selected = self.agent.get_selected_candidate_pair();
+        let pair = selected
+            .as_ref()
             .map(|p| {
                 format!(
                     "{} {} -> {} {}",
@@ -236,7 +245,14 @@ impl Ice {
                 )
             })
             .unwrap_or_default();
-        Ok((conn, pair))
+        let relay = selected
+            .filter(|p| p.local.candidate_type() == CandidateType::Relay)
+            .map(|p| p.local.addr());
+        Ok(Connected {
+            sock: conn,
+            pair,
+            relay,
+        })
     }
 
     /// Closes the agent (its sockets and relay), bounded in time.

@@ -182,21 +182,44 @@ async fn talk(
             let transport = switchboard_sip::sdp::parse(&ok.body)
                 .map(|d| d.webrtc)
                 .unwrap_or_default();
-            match i.connect(&transport).await {
-                Ok((conn, pair)) => {
-                    agreed.remote = conn.remote_addr().unwrap_or(agreed.remote);
+            // the far end's requests are answered during the checks
+            let checked = {
+                let checks = i.connect(&transport);
+                tokio::pin!(checks);
+                loop {
+                    tokio::select! {
+                        r = &mut checks => break Some(r),
+                        bye = sip.serve_until(&mut dialog, tokio::time::Instant::now() + Duration::from_millis(200)) => {
+                            if bye { break None; }
+                        }
+                    }
+                }
+            };
+            match checked {
+                Some(Ok(c)) => {
+                    agreed.remote = c.sock.remote_addr().unwrap_or(agreed.remote);
                     agreed.connected = true;
-                    sock = conn;
-                    ice_pair = Some(pair);
+                    sock = c.sock;
+                    ice_pair = Some(c.pair);
+                    // the plain relay carries nothing; the pair's may
+                    report.media.turn_relay = c.relay.map(|r| r.to_string());
                     Some(i)
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     i.close().await;
                     sip.bye(&mut dialog).await;
                     report.hangup_by = Some("us");
                     return Err(Failed {
                         outcome: Outcome::Network,
                         error: format!("ICE failed: {e}"),
+                    });
+                }
+                None => {
+                    i.close().await;
+                    report.hangup_by = Some("remote");
+                    return Err(Failed {
+                        outcome: Outcome::Network,
+                        error: "ICE: the far end hung up during the connectivity checks".into(),
                     });
                 }
             }

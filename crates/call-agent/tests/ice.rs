@@ -7,7 +7,9 @@
 //! agent's tone over its ICE connection while sending silence back; the
 //! report names the pair. A callee answering without ICE gets the plain
 //! stream at its c=/m= address; one whose candidates never answer ends
-//! the call as a network failure naming ICE.
+//! the call as a network failure naming ICE. With a TURN server (webrtc-rs
+//! `turn`'s, on loopback) the offer's default is the relay, and the ICE
+//! agent offers a relay candidate of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +31,10 @@ use switchboard_media::rtp_header::{RtpView, write_header};
 use switchboard_sip::message::{Method, Request};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use turn::auth::{AuthHandler, generate_auth_key};
+use turn::relay::relay_static::RelayAddressGeneratorStatic;
+use turn::server::Server;
+use turn::server::config::{ConnConfig, ServerConfig};
 use webrtc_ice::agent::Agent;
 use webrtc_ice::agent::agent_config::AgentConfig;
 use webrtc_ice::candidate::Candidate;
@@ -38,6 +44,46 @@ use webrtc_ice::network_type::NetworkType;
 use webrtc_util::Conn;
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+struct Users;
+
+impl AuthHandler for Users {
+    fn auth_handle(
+        &self,
+        username: &str,
+        realm: &str,
+        _src: SocketAddr,
+    ) -> Result<Vec<u8>, turn::Error> {
+        if username == "relay-user" {
+            Ok(generate_auth_key(username, realm, "relay-pass"))
+        } else {
+            Err(turn::Error::ErrNoSuchUser)
+        }
+    }
+}
+
+/// webrtc-rs `turn`'s server on loopback, relaying on loopback.
+async fn turn_server() -> (Server, SocketAddr) {
+    let conn = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
+    let addr = conn.local_addr().unwrap();
+    let server = Server::new(ServerConfig {
+        conn_configs: vec![ConnConfig {
+            conn,
+            relay_addr_generator: Box::new(RelayAddressGeneratorStatic {
+                relay_address: LO,
+                address: "127.0.0.1".to_owned(),
+                net: Arc::new(webrtc_util::vnet::net::Net::new(None)),
+            }),
+        }],
+        realm: "switchboard.test".to_owned(),
+        auth_handler: Arc::new(Users),
+        channel_bind_timeout: Duration::from_secs(0),
+        alloc_close_notify: None,
+    })
+    .await
+    .unwrap();
+    (server, addr)
+}
 
 /// A WAV of 2 s of a 700 Hz tone, what the agent plays.
 fn tone_wav() -> PathBuf {
@@ -56,25 +102,31 @@ fn tone_wav() -> PathBuf {
 }
 
 /// The agent calling 1002 at `server` (the test phone) with ICE enabled.
-fn start_agent(server: SocketAddr, wav: &std::path::Path) -> tokio::task::JoinHandle<Report> {
-    let s = Config::try_parse_from([
+fn start_agent(
+    server: SocketAddr,
+    wav: &std::path::Path,
+    extra: &[String],
+) -> tokio::task::JoinHandle<Report> {
+    let mut args = vec![
         "switchboard-call".to_owned(),
         "--dest=1002".to_owned(),
         format!("--sip-server={server}"),
         format!("--wav={}", wav.display()),
         "--ice-enabled=true".to_owned(),
         "--post-delay=0.5".to_owned(),
-    ])
-    .unwrap()
-    .settings()
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    let s = Config::try_parse_from(args).unwrap().settings().unwrap();
     tokio::spawn(async move { switchboard_call::run(&s).await })
 }
 
 /// The phone (as the agent's SIP server) and the agent's INVITE.
-async fn invited(wav: &std::path::Path) -> (SipPhone, Request, tokio::task::JoinHandle<Report>) {
+async fn invited(
+    wav: &std::path::Path,
+    extra: &[String],
+) -> (SipPhone, Request, tokio::task::JoinHandle<Report>) {
     let mut phone = SipPhone::bind(LO, SocketAddr::new(LO, 9)).await;
-    let agent = start_agent(phone.addr(), wav);
+    let agent = start_agent(phone.addr(), wav, extra);
     let (invite, from) = phone.request_from(Method::Invite).await;
     phone.server = from;
     (phone, invite, agent)
@@ -147,10 +199,11 @@ async fn listen(conn: Arc<dyn Conn + Send + Sync>, to: Option<SocketAddr>, secs:
     loud
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ice_checks_complete_and_the_callee_hears_the_agent_over_them() {
+/// An ICE call: the offer checked, the ICE callee answers, hears the
+/// agent's tone over the checked pair; returns the offer and the report.
+async fn ice_call(extra: &[String]) -> (String, Report) {
     let wav = tone_wav();
-    let (phone, invite, agent) = invited(&wav).await;
+    let (phone, invite, agent) = invited(&wav, extra).await;
     let offer = String::from_utf8(invite.body.clone()).unwrap();
     let parsed = switchboard_sip::sdp::parse(offer.as_bytes()).unwrap();
     let (ufrag, pwd) = (
@@ -227,12 +280,59 @@ async fn ice_checks_complete_and_the_callee_hears_the_agent_over_them() {
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), callee.close()).await;
     let _ = std::fs::remove_file(wav);
+    (offer, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_checks_complete_and_the_callee_hears_the_agent_over_them() {
+    let (offer, r) = ice_call(&[]).await;
+    // no STUN or TURN: host candidates, the default one a plain socket
+    assert!(
+        !offer.contains("typ srflx") && !offer.contains("typ relay"),
+        "{offer}"
+    );
+    assert!(r.media.turn_relay.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_turn_the_offer_has_relay_candidates_and_a_relayed_default() {
+    let (turn, turn_addr) = turn_server().await;
+    let (offer, r) = ice_call(&[
+        format!("--turn-server={turn_addr}"),
+        "--turn-username=relay-user".to_owned(),
+        "--turn-password=relay-pass".to_owned(),
+    ])
+    .await;
+    let parsed = switchboard_sip::sdp::parse(offer.as_bytes()).unwrap();
+    let default = parsed.remote_rtp().unwrap();
+    let relays: Vec<&str> = attrs(&offer, "candidate")
+        .into_iter()
+        .filter(|c| c.contains(" typ relay"))
+        .collect();
+    // the default (the agent's plain relay) and the ICE agent's own relay
+    assert_eq!(relays.len(), 2, "{offer}");
+    assert!(
+        relays.iter().any(|c| c.contains(&format!(
+            " {} {} typ relay",
+            default.ip(),
+            default.port()
+        ))),
+        "{offer}"
+    );
+    // the report names a relay only when the checked pair went through one
+    let pair = r.media.ice.clone().unwrap();
+    assert_eq!(
+        r.media.turn_relay.is_some(),
+        pair.starts_with("relay "),
+        "{pair}"
+    );
+    turn.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callee_without_ice_gets_the_plain_stream() {
     let wav = tone_wav();
-    let (phone, invite, agent) = invited(&wav).await;
+    let (phone, invite, agent) = invited(&wav, &[]).await;
     let to = switchboard_sip::sdp::parse(&invite.body)
         .unwrap()
         .remote_rtp()
@@ -262,7 +362,7 @@ async fn a_callee_without_ice_gets_the_plain_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_that_never_connects_is_a_network_failure() {
     let wav = tone_wav();
-    let (phone, invite, agent) = invited(&wav).await;
+    let (phone, invite, agent) = invited(&wav, &[]).await;
     // a candidate nobody answers on: a bound socket that never reads
     let silent = UdpSocket::bind((LO, 0)).await.unwrap();
     let port = silent.local_addr().unwrap().port();
