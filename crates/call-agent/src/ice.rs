@@ -4,9 +4,10 @@
 //!
 //! The agent gathers host candidates on the address that routes to the SIP
 //! server only (never `SIP_PUBLIC_ADDRESS`, never other interfaces),
-//! server-reflexive ones from `SIP_STUN_SERVERS` and a relay from the TURN
-//! settings (webrtc-rs binds the sockets of those two on the wildcard
-//! address of the family). One component: `a=rtcp-mux`.
+//! server-reflexive ones from `SIP_STUN_SERVERS` (and the TURN server,
+//! which answers binding requests too) and a relay from the TURN settings
+//! (webrtc-rs binds the sockets of those two kinds on the wildcard address
+//! of the family). One component: `a=rtcp-mux`.
 //!
 //! The default candidate (`c=`/`m=`) is the plain media socket the agent
 //! uses without ICE ([`crate::media::Local`]: the TURN relay, else the
@@ -46,8 +47,8 @@ pub struct Ice {
     v4: bool,
     pub ufrag: String,
     pub pwd: String,
-    /// `a=candidate` values: the default candidate's first, then the
-    /// agent's gathered ones.
+    /// The gathered candidates as `a=candidate` values (the default one is
+    /// written before them, see [`Ice::sdp_lines`]).
     pub candidates: Vec<String>,
 }
 
