@@ -95,6 +95,8 @@ pub struct Config {
     /// STUN servers (`host:port`, comma-separated) to learn our public address.
     #[arg(long = "stun-servers", env = "SIP_STUN_SERVERS")]
     pub stun_servers: Option<String>,
+    /// ICE (RFC 8445) for the media: candidates in the offer, checks when
+    /// the answer does ICE (false).
     #[arg(long = "ice-enabled", env = "SIP_ICE_ENABLED")]
     pub ice_enabled: Option<String>,
     #[arg(long = "turn-server", env = "SIP_TURN_SERVER")]

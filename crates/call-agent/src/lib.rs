@@ -6,7 +6,7 @@
 //! end said, transcribes it, and reports everything as one JSON line.
 //!
 //! Modules: [`config`] (env and flags), [`call`] (SIP), [`media`] (RTP and
-//! SRTP), [`audio`] (TTS, WAV, silence, transcription), [`report`].
+//! SRTP), [`ice`] (ICE when asked), [`audio`] (TTS, WAV, silence, transcription), [`report`].
 //! `switchboard-operator` runs it as a Kubernetes Job; it runs as well from
 //! a shell or a cron job.
 
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub mod audio;
 pub mod call;
 pub mod config;
+pub mod ice;
 pub mod media;
 pub mod report;
 
@@ -71,14 +72,6 @@ async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), 
     })?;
     let mut sip = Sip::open(s).await?;
     report.transport = Some(s.transport.via_token());
-    if s.ice {
-        // said in the report rather than failing a call that works without
-        report.errors.push(
-            "warning: SIP_ICE_ENABLED: this agent does not do ICE; the media uses the SDP \
-             address (the TURN relay, SIP_PUBLIC_ADDRESS or STUN's answer)"
-                .into(),
-        );
-    }
     let keepalive = sip.keepalive(s.keepalive);
     sip.register(s, report, 300).await?;
     let result = talk(s, report, &mut sip, prompt, scratch).await;
@@ -122,14 +115,38 @@ async fn talk(
     report.media.turn_relay = local
         .relayed_by_turn()
         .then(|| local.advertised.to_string());
-    let mut offer = media::offer(&local, s.srtp != SrtpMode::Disabled);
+    // ICE: the agent's candidates beside the plain socket, the default
+    // candidate (see `ice`); a gathering that fails leaves a plain offer
+    let ice = if s.ice {
+        match ice::Ice::gather(s, sip.local_ip).await {
+            Ok(i) => Some(i),
+            Err(e) => {
+                report.errors.push(format!(
+                    "warning: SIP_ICE_ENABLED: {e}; offering without ICE"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let ice_lines = ice
+        .as_ref()
+        .map(|i| i.sdp_lines(&ice::default_candidate(&local, sip.local_ip)))
+        .unwrap_or_default();
+    let make_offer = |srtp: bool| {
+        let mut o = media::offer(&local, srtp);
+        o.sdp.push_str(&ice_lines);
+        o
+    };
+    let mut offer = make_offer(s.srtp != SrtpMode::Disabled);
     let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report).await {
         Err(f) if s.srtp == SrtpMode::Optional && report.sip_code == Some(488) => {
             report.errors.push(format!(
                 "the far end refused SRTP ({}); calling again with plain RTP",
                 f.error
             ));
-            offer = media::offer(&local, false);
+            offer = make_offer(false);
             sip.invite(s, &offer.sdp, report).await?
         }
         Err(f) if s.srtp == SrtpMode::Mandatory && report.sip_code == Some(488) => {
@@ -145,7 +162,7 @@ async fn talk(
     };
     report.answered = true;
     let answered = Instant::now();
-    let agreed = match media::agree(&offer, &ok.body) {
+    let mut agreed = match media::agree(&offer, &ok.body) {
         Ok(a) => a,
         Err(e) => {
             sip.bye(&mut dialog).await;
@@ -156,7 +173,64 @@ async fn talk(
             });
         }
     };
-    let mut stream = media::Stream::start(Arc::clone(&offer.sock), agreed);
+    // an answer with ICE: the media goes over the pair the checks select;
+    // without: the plain stream from the default candidate's socket
+    let mut sock = Arc::clone(&offer.sock);
+    let mut ice_pair = None;
+    let ice = match ice {
+        Some(i) if answers_ice(&ok.body) => {
+            let transport = switchboard_sip::sdp::parse(&ok.body)
+                .map(|d| d.webrtc)
+                .unwrap_or_default();
+            // the far end's requests are answered during the checks
+            let checked = {
+                let checks = i.connect(&transport);
+                tokio::pin!(checks);
+                loop {
+                    tokio::select! {
+                        r = &mut checks => break Some(r),
+                        bye = sip.serve_until(&mut dialog, tokio::time::Instant::now() + Duration::from_millis(200)) => {
+                            if bye { break None; }
+                        }
+                    }
+                }
+            };
+            match checked {
+                Some(Ok(c)) => {
+                    agreed.remote = c.sock.remote_addr().unwrap_or(agreed.remote);
+                    agreed.connected = true;
+                    sock = c.sock;
+                    ice_pair = Some(c.pair);
+                    // the plain relay carries nothing; the pair's may
+                    report.media.turn_relay = c.relay.map(|r| r.to_string());
+                    Some(i)
+                }
+                Some(Err(e)) => {
+                    i.close().await;
+                    sip.bye(&mut dialog).await;
+                    report.hangup_by = Some("us");
+                    return Err(Failed {
+                        outcome: Outcome::Network,
+                        error: format!("ICE failed: {e}"),
+                    });
+                }
+                None => {
+                    i.close().await;
+                    report.hangup_by = Some("remote");
+                    return Err(Failed {
+                        outcome: Outcome::Network,
+                        error: "ICE: the far end hung up during the connectivity checks".into(),
+                    });
+                }
+            }
+        }
+        Some(i) => {
+            i.close().await;
+            None
+        }
+        None => None,
+    };
+    let mut stream = media::Stream::start(sock, agreed);
     let samples = Arc::new(prompt.samples);
     let mut remote_hung_up = false;
 
@@ -242,11 +316,21 @@ async fn talk(
     let relay = report.media.turn_relay.take();
     report.media = stats;
     report.media.turn_relay = relay;
+    report.media.ice = ice_pair;
+    if let Some(i) = ice {
+        i.close().await;
+    }
     drop(local);
     if let Some(path) = &s.record {
         keep_recording(s, report, path, &heard, scratch).await;
     }
     Ok(())
+}
+
+/// Whether an answer does ICE: it has `a=ice-ufrag` and `a=ice-pwd`.
+fn answers_ice(answer: &[u8]) -> bool {
+    switchboard_sip::sdp::parse(answer)
+        .is_ok_and(|d| d.webrtc.ice_ufrag.is_some() && d.webrtc.ice_pwd.is_some())
 }
 
 /// Writes the recording and, when asked, its transcript into the report.

@@ -6,7 +6,9 @@
 //! and the statistics. SRTP is the RTP manager's own per-leg code
 //! (`switchboard_rtpmanager::srtp::LegSrtp`, webrtc-srtp underneath). With
 //! a TURN server the stream goes through a relay allocated there (webrtc-rs
-//! `turn` client; its relayed address is the one in our SDP).
+//! `turn` client; its relayed address is the one in our SDP). With ICE
+//! ([`crate::ice`]) and an answer doing ICE, the stream runs over the ICE
+//! connection of the selected pair instead.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,8 @@ const TE_PT: u8 = 101;
 /// The longest recording kept in memory (an hour at 8 kHz).
 const MAX_RECORDED: usize = 8000 * 3600;
 
-/// What the stream sends and receives on: a UDP socket or a TURN relay.
+/// What the stream sends and receives on: a UDP socket, a TURN relay or an
+/// ICE connection.
 pub type Socket = Arc<dyn Conn + Send + Sync>;
 
 /// Where our media is: the socket and the address written in our SDP.
@@ -137,6 +140,9 @@ pub fn offer(local: &Local, srtp: bool) -> Offer {
 /// What the answer settled.
 pub struct Agreed {
     pub remote: SocketAddr,
+    /// The socket is an ICE connection: it sends on the selected pair (no
+    /// address of ours) and passes only packets from the peer's candidates.
+    pub connected: bool,
     pub codec: Codec,
     pub srtp: Option<LegSrtp>,
 }
@@ -166,6 +172,7 @@ pub fn agree(offer: &Offer, answer: &[u8]) -> Result<Agreed, String> {
     };
     Ok(Agreed {
         remote,
+        connected: false,
         codec,
         srtp,
     })
@@ -209,7 +216,7 @@ impl Stream {
         let tasks = vec![
             tokio::spawn(send(
                 Arc::clone(&sock),
-                agreed.remote,
+                (!agreed.connected).then_some(agreed.remote),
                 agreed.codec,
                 Arc::clone(&srtp),
                 play_rx,
@@ -218,7 +225,7 @@ impl Stream {
             )),
             tokio::spawn(receive(
                 sock,
-                agreed.remote,
+                (!agreed.connected).then_some(agreed.remote),
                 Arc::clone(&srtp),
                 Arc::clone(&heard),
             )),
@@ -282,14 +289,16 @@ impl Stream {
             mos: (h.packets > 0)
                 .then(|| (mos_estimate(loss, jitter, 20.0) * 100.0).round() / 100.0),
             turn_relay: None,
+            ice: None,
         };
         (std::mem::take(&mut h.samples), stats)
     }
 }
 
+/// Sends to `to`, or on the connection's own path when `None` (ICE).
 async fn send(
     sock: Socket,
-    to: SocketAddr,
+    to: Option<SocketAddr>,
     codec: Codec,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
     mut play: watch::Receiver<Option<Arc<Vec<i16>>>>,
@@ -330,8 +339,14 @@ async fn send(
             Ok(mut s) => s.as_mut().is_none_or(|s| s.protect_rtp(&mut pkt)),
             Err(_) => false,
         };
-        if ok && sock.send_to(&pkt, to).await.is_ok() {
-            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if ok {
+            let out = match to {
+                Some(to) => sock.send_to(&pkt, to).await,
+                None => sock.send(&pkt).await,
+            };
+            if out.is_ok() {
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(FRAME as u32);
@@ -345,9 +360,11 @@ async fn send(
     }
 }
 
+/// Receives from `from` (its IP), or whatever the connection passes when
+/// `None` (ICE checked the source already).
 async fn receive(
     sock: Socket,
-    from: SocketAddr,
+    from: Option<SocketAddr>,
     srtp: Arc<Mutex<Option<LegSrtp>>>,
     heard: Arc<Mutex<Heard>>,
 ) {
@@ -362,7 +379,7 @@ async fn receive(
         let Ok(mut h) = heard.lock() else { return };
         // symmetric RTP: only the answer's address (its IP, any port: a
         // relay may send from another port than it listens on)
-        if src.ip() != from.ip() {
+        if from.is_some_and(|f| f.ip() != src.ip()) {
             h.refused += 1;
             continue;
         }

@@ -71,6 +71,9 @@ pub struct MediaStats {
     pub mos: Option<f64>,
     /// The TURN relay's address our media went through, if one did.
     pub turn_relay: Option<String>,
+    /// The ICE pair the media went over (`<type> <address> -> <type>
+    /// <address>`, ours first), when ICE was done.
+    pub ice: Option<String>,
 }
 
 /// The report.
