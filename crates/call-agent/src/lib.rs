@@ -26,6 +26,7 @@ pub mod report;
 use call::{Failed, Sip, secs};
 use config::{Settings, SrtpMode};
 use report::{Outcome, Played, Report};
+use tokio_util::sync::CancellationToken;
 
 /// The longest wait for remote silence beyond `wait_for_silence` itself:
 /// a far end that never stops talking still hears the message.
@@ -34,9 +35,15 @@ pub const SILENCE_WAIT_CAP: Duration = Duration::from_secs(30);
 /// Places the call the settings describe and reports it. Never panics on
 /// what the network does; every failure is an outcome in the report.
 pub async fn run(s: &Settings) -> Report {
+    run_until(s, CancellationToken::new()).await
+}
+
+/// [`run`], cut short by `stop` (SIGTERM: the Job deleted): an answered
+/// call is hung up with a BYE and reported with what was played so far.
+pub async fn run_until(s: &Settings, stop: CancellationToken) -> Report {
     let mut report = Report::new(&s.dest);
     let scratch = scratch_dir();
-    let outcome = match place(s, &mut report, &scratch).await {
+    let outcome = match place(s, &mut report, &scratch, &stop).await {
         Ok(()) => Outcome::Answered,
         Err(f) => {
             report.errors.push(f.error);
@@ -64,7 +71,12 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), Failed> {
+async fn place(
+    s: &Settings,
+    report: &mut Report,
+    scratch: &Path,
+    stop: &CancellationToken,
+) -> Result<(), Failed> {
     // the prompt first: a missing voice or file is known before a phone rings
     let prompt = audio::prompt(s, scratch).await.map_err(|e| Failed {
         outcome: Outcome::Configuration,
@@ -74,7 +86,7 @@ async fn place(s: &Settings, report: &mut Report, scratch: &Path) -> Result<(), 
     report.transport = Some(s.transport.via_token());
     let keepalive = sip.keepalive(s.keepalive);
     sip.register(s, report, 300).await?;
-    let result = talk(s, report, &mut sip, prompt, scratch).await;
+    let result = talk(s, report, &mut sip, prompt, scratch, stop).await;
     if report.registered == Some(true) {
         let _ = sip.register(s, &mut Report::new(&s.dest), 0).await;
     }
@@ -91,6 +103,7 @@ async fn talk(
     sip: &mut Sip,
     prompt: audio::Prompt,
     scratch: &Path,
+    stop: &CancellationToken,
 ) -> Result<(), Failed> {
     let local = match &s.turn {
         Some(t) => media::Local::relayed(sip.local_ip, t)
@@ -232,16 +245,14 @@ async fn talk(
     };
     let mut stream = media::Stream::start(sock, agreed);
     let samples = Arc::new(prompt.samples);
-    let mut remote_hung_up = false;
-
-    // the script: pre-delay, silence, the prompt `repeat` times, post-delay
-    'script: {
+    // the script: pre-delay, silence, the prompt `repeat` times,
+    // post-delay; true when the far end hung up
+    let script = async {
         if sip
             .serve_until(&mut dialog, tokio::time::Instant::now() + s.pre_delay)
             .await
         {
-            remote_hung_up = true;
-            break 'script;
+            return true;
         }
         if let Some(quiet) = s.wait_for_silence {
             let give_up = tokio::time::Instant::now() + quiet + SILENCE_WAIT_CAP;
@@ -262,8 +273,7 @@ async fn talk(
                     )
                     .await
                 {
-                    remote_hung_up = true;
-                    break 'script;
+                    return true;
                 }
             }
             report.silence_detected = Some(found);
@@ -274,8 +284,7 @@ async fn talk(
                     .serve_until(&mut dialog, tokio::time::Instant::now() + s.inter_delay)
                     .await
             {
-                remote_hung_up = true;
-                break 'script;
+                return true;
             }
             let started = Instant::now();
             let playing = stream.play(Arc::clone(&samples));
@@ -294,17 +303,19 @@ async fn talk(
                 seconds: secs(started.elapsed()),
             });
             if hung_up {
-                remote_hung_up = true;
-                break 'script;
+                return true;
             }
         }
-        if sip
-            .serve_until(&mut dialog, tokio::time::Instant::now() + s.post_delay)
+        sip.serve_until(&mut dialog, tokio::time::Instant::now() + s.post_delay)
             .await
-        {
-            remote_hung_up = true;
+    };
+    let remote_hung_up = tokio::select! {
+        bye = script => bye,
+        () = stop.cancelled() => {
+            report.errors.push("stopped (SIGTERM or Ctrl-C): the call was hung up early".into());
+            false
         }
-    }
+    };
     if remote_hung_up {
         report.hangup_by = Some("remote");
     } else {

@@ -19,7 +19,29 @@ fn main() {
         .init();
     let report = match settings {
         Ok(s) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(switchboard_call::run(&s)),
+            Ok(rt) => rt.block_on(async {
+                // SIGTERM (the Job deleted) or Ctrl-C: hang up and report
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    let term = async {
+                        match tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        ) {
+                            Ok(mut t) => {
+                                t.recv().await;
+                            }
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = term => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                    on_signal.cancel();
+                });
+                switchboard_call::run_until(&s, stop).await
+            }),
             Err(e) => failed(
                 &s.dest,
                 Outcome::Configuration,

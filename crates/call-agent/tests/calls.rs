@@ -648,3 +648,57 @@ async fn over_tls_with_the_servers_ca_and_refused_without_it() {
     assert_eq!(r.transport, Some("TLS"));
     n.running.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
+    let n = node("sigterm").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
+        .env_clear()
+        .env("CALL_DEST", "1002")
+        .env("CALL_TEXT", "This message repeats for a long time")
+        .env("CALL_REPEAT", "100")
+        .env("SIP_SERVER", n.sip.to_string())
+        .env("SIP_USER", "agent")
+        .env("SIP_PASSWORD", "agent-secret")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let invite = desk.request(Method::Invite).await;
+    let mut media = DeskMedia::bind().await;
+    desk.answer(
+        &invite,
+        200,
+        Some("desk"),
+        Some(&phone::sdp(LO, media.port(), "sendrecv")),
+    )
+    .await;
+    media.start(media_addr(&invite.body), Vec::new());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // the Job deleted: the kubelet sends SIGTERM
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(5))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("the agent exits after its BYE")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["outcome"].as_str(), last["hangup_by"].as_str()),
+        (Some("answered"), Some("us"))
+    );
+    assert!(last["errors"].to_string().contains("stopped"), "{last}");
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
