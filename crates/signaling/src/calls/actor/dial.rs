@@ -131,7 +131,15 @@ impl Call {
                     }
                     let number = trunk.config.rewrite(&self.destination);
                     let uri = format!("sip:{number}@{}", trunk.config.domain());
-                    let Some(local) = self.calls.local_for(&trunk.addr, trunk.transport) else {
+                    let Some((remote, local)) =
+                        trunk.pick(|a| self.calls.local_for(a, trunk.transport))
+                    else {
+                        debug!(gateway = %name, addresses = ?trunk.addrs(), "no address of the trunk to send to");
+                        if trunk.is_name() {
+                            // its name may resolve now: look again for the next call
+                            let t = std::sync::Arc::clone(&trunk);
+                            tokio::spawn(async move { t.resolve().await });
+                        }
                         unavailable += 1;
                         continue;
                     };
@@ -141,7 +149,7 @@ impl Call {
                         flow: Target {
                             transport: trunk.transport,
                             local,
-                            remote: trunk.addr,
+                            remote,
                             conn: None,
                         },
                         label: format!("gateway/{name}"),
