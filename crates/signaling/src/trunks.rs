@@ -352,6 +352,8 @@ pub struct Trunk {
     /// Its addresses ([`Trunk::addrs`]): the IP address, or what the name
     /// resolved to last (none before the first answer).
     addrs: RwLock<Vec<SocketAddr>>,
+    /// A lookup started by [`Trunk::resolve_soon`] is under way.
+    resolving: std::sync::atomic::AtomicBool,
     pub transport: TransportKind,
     /// The certificates of `tls_ca_file`, read when the trunk was set.
     pub tls_ca: Vec<CertificateDer<'static>>,
@@ -387,6 +389,7 @@ impl Trunk {
             config,
             host,
             addrs: RwLock::new(addrs),
+            resolving: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(status),
             stop: tokio_util::sync::CancellationToken::new(),
         })

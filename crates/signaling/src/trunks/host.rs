@@ -3,7 +3,8 @@
 //! system's resolver (tokio's `lookup_host`; no SRV or NAPTR lookups, so
 //! the port is the one written, else 5060, 5061 over TLS) when the trunk
 //! is set, every [`RESOLVE_INTERVAL`] after that, and again after a failed
-//! registration or a call that found no address, so a provider that moves
+//! registration, a call that found no address, or a call the provider did
+//! not answer at all (timeout or transport error), so a provider that moves
 //! needs no restart. A lookup that fails keeps the addresses of the last
 //! one that worked (a DNS outage does not take a working trunk down); a
 //! name that never resolved leaves the trunk without addresses: calls to it
@@ -161,6 +162,20 @@ impl Trunk {
         if let Ok(mut st) = self.status.lock() {
             st.resolve_error = error;
         }
+    }
+
+    /// Looks the host name up again in the background (a call found no
+    /// address, or the provider did not answer), one lookup at a time.
+    pub fn resolve_soon(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if !self.is_name() || self.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let t = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            t.resolve().await;
+            t.resolving.store(false, Ordering::Release);
+        });
     }
 
     /// Whether the host is a name that needs lookups.

@@ -386,4 +386,19 @@ async fn localhost_resolves_through_the_system_resolver() {
             .any(|a| a.ip().is_loopback() && a.port() == 5999),
         "{st:?}"
     );
+    // in the background too (a call that found no address)
+    let (later, _) = trunks
+        .put(TrunkConfig {
+            name: "later".into(),
+            ..trunk("localhost")
+        })
+        .unwrap();
+    later.resolve_soon();
+    for _ in 0..100 {
+        if !later.addrs().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(later.has_addr(|a| a.port() == 5060), "{:?}", later.status());
 }
