@@ -708,8 +708,11 @@ async fn put_trunk(
         crate::cluster::trunks::save(&node, &config).await?;
     }
     let (trunk, old) = node.calls.trunks.put(config).map_err(ApiError::invalid)?;
+    // a host name is looked up before answering: the status shows the
+    // addresses, or why there are none (the trunk is kept either way)
+    trunk.resolve().await;
     node.calls
-        .start_trunk_registration(Arc::clone(&trunk), node.shutdown.clone());
+        .start_trunk_tasks(Arc::clone(&trunk), node.shutdown.clone(), true);
     save_trunks(&node)?;
     let status = if old.is_some() {
         StatusCode::OK

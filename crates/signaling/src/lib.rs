@@ -636,7 +636,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     }
     calls.set_endpoint(&endpoint);
     for t in trunks.list() {
-        calls.start_trunk_registration(t, shutdown.clone());
+        calls.start_trunk_tasks(t, shutdown.clone(), false);
     }
     let mut transport = config.transport();
     transport.tls = Some(tls_setup);

@@ -12,10 +12,15 @@
 //! routed only by the dialplan's routes for trunks
 //! ([`crate::dialplan::Origin`]).
 //!
+//! `host` may be a DNS name, resolved when the trunk is set and again
+//! every minute ([`host`]); a call comes from the trunk when it comes from
+//! any of the addresses the name resolved to.
+//!
 //! With `"transport": "tls"` the trunk is reached over TLS: its
 //! certificate is verified (against the system's CA certificates and
-//! TLS_CA_FILE) for `tls_server_name`, else the `domain`, else the host's
-//! IP address, which is also sent as SNI when it is a name;
+//! TLS_CA_FILE) for `tls_server_name`, else the host name, else the
+//! `domain` when it is a name, else the host's IP address; a name is also
+//! sent as SNI;
 //! `"tls_ca_file"` adds CA certificates trusted for that trunk alone (read
 //! when the trunk is set); `"tls_verify": false` accepts any certificate
 //! (a provider with a self-signed one).
@@ -27,6 +32,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+
+pub mod host;
+pub use host::{Host, HostPort, RESOLVE_INTERVAL};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -43,8 +51,8 @@ pub struct TrunkConfig {
     /// Taken from the path when the API body leaves it out.
     #[serde(default)]
     pub name: String,
-    /// `ip:port` (or `ip`, port 5060, 5061 over TLS) of the provider; no
-    /// DNS yet.
+    /// The provider: an IP address or a DNS name (A/AAAA only, no SRV),
+    /// with `:port` or port 5060 (5061 over TLS).
     pub host: String,
     /// `udp`, `tcp` or `tls`.
     #[serde(default = "udp")]
@@ -54,7 +62,8 @@ pub struct TrunkConfig {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub tls_verify: bool,
     /// Over TLS: the name the certificate must carry, sent as SNI
-    /// (default: `domain` when it is a host name, else the host's IP).
+    /// (default: the host when it is a name, else `domain` when it is a
+    /// host name, else the host's IP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
     /// Over TLS: a PEM file of CA certificates trusted for this trunk
@@ -171,7 +180,7 @@ impl TrunkConfig {
         {
             return Err("name: letters, digits, - and _ only".into());
         }
-        self.addr()?;
+        self.host_port()?;
         let kind = self.transport_kind()?;
         if kind != TransportKind::Tls
             && (self.tls_server_name.is_some() || !self.tls_verify || self.tls_ca_file.is_some())
@@ -247,21 +256,13 @@ impl TrunkConfig {
         }
     }
 
-    pub fn addr(&self) -> Result<SocketAddr, String> {
-        if let Ok(a) = self.host.parse::<SocketAddr>() {
-            return Ok(a);
-        }
+    /// `host` parsed, with the transport's default port.
+    pub fn host_port(&self) -> Result<HostPort, String> {
         let port = match self.transport_kind() {
             Ok(TransportKind::Tls) => 5061,
             _ => 5060,
         };
-        let ip: IpAddr = self
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| format!("host: {:?} is not an IP address or ip:port", self.host))?;
-        Ok(SocketAddr::new(ip, port))
+        HostPort::parse(&self.host, port)
     }
 
     pub fn transport_kind(&self) -> Result<TransportKind, String> {
@@ -274,11 +275,19 @@ impl TrunkConfig {
     }
 
     /// The name the trunk's TLS certificate is checked for (and sent as
-    /// SNI): `tls_server_name`, else `domain` when it is a host name (not
-    /// an IP address, no port); `None`: the host's IP address.
+    /// SNI): `tls_server_name`, else the host when it is a name, else
+    /// `domain` when it is a host name (not an IP address, no port);
+    /// `None`: the host's IP address.
     pub fn tls_name(&self) -> Option<String> {
         if let Some(n) = &self.tls_server_name {
             return Some(n.clone());
+        }
+        if let Ok(HostPort {
+            host: Host::Name(n),
+            ..
+        }) = self.host_port()
+        {
+            return Some(n);
         }
         let d = self.domain.as_deref()?;
         let is_name = d.parse::<IpAddr>().is_err()
@@ -287,13 +296,29 @@ impl TrunkConfig {
         is_name.then(|| d.to_owned())
     }
 
-    /// The domain written in URIs towards the provider.
+    /// The domain written in URIs towards the provider (default: the
+    /// host, with its port when it is an IP address or names one).
     pub fn domain(&self) -> String {
-        self.domain.clone().unwrap_or_else(|| {
-            self.addr()
-                .map(|a| switchboard_sip_stack::dialog::host_port(&a))
-                .unwrap_or_else(|_| self.host.clone())
-        })
+        if let Some(d) = &self.domain {
+            return d.clone();
+        }
+        match self.host_port() {
+            Ok(HostPort {
+                host: Host::Ip(ip),
+                port,
+                ..
+            }) => switchboard_sip_stack::dialog::host_port(&SocketAddr::new(ip, port)),
+            Ok(HostPort {
+                host: Host::Name(n),
+                port,
+                port_given: true,
+            }) => format!("{n}:{port}"),
+            Ok(HostPort {
+                host: Host::Name(n),
+                ..
+            }) => n,
+            Err(_) => self.host.clone(),
+        }
     }
 
     /// A dialled number as the provider wants it.
@@ -313,11 +338,22 @@ pub struct TrunkStatus {
     pub expires_at: Option<i64>,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// The addresses requests go to (what a host name resolved to last).
+    pub addresses: Vec<SocketAddr>,
+    /// Why the host name did not resolve at its last lookup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve_error: Option<String>,
 }
 
 pub struct Trunk {
     pub config: TrunkConfig,
-    pub addr: SocketAddr,
+    /// `host`, parsed when the trunk was set.
+    pub host: HostPort,
+    /// Its addresses ([`Trunk::addrs`]): the IP address, or what the name
+    /// resolved to last (none before the first answer).
+    addrs: RwLock<Vec<SocketAddr>>,
+    /// A lookup started by [`Trunk::resolve_soon`] is under way.
+    resolving: std::sync::atomic::AtomicBool,
     pub transport: TransportKind,
     /// The certificates of `tls_ca_file`, read when the trunk was set.
     pub tls_ca: Vec<CertificateDer<'static>>,
@@ -333,12 +369,28 @@ impl Trunk {
             Some(path) => read_ca_file(path)?,
             None => Vec::new(),
         };
+        let host = config.host_port()?;
+        let (addrs, status) = match &host.host {
+            Host::Ip(ip) => (
+                vec![SocketAddr::new(*ip, host.port)],
+                TrunkStatus::default(),
+            ),
+            Host::Name(n) => (
+                Vec::new(),
+                TrunkStatus {
+                    resolve_error: Some(format!("host: {n} not looked up yet")),
+                    ..TrunkStatus::default()
+                },
+            ),
+        };
         Ok(Self {
-            addr: config.addr()?,
             transport: config.transport_kind()?,
             tls_ca,
             config,
-            status: Mutex::new(TrunkStatus::default()),
+            host,
+            addrs: RwLock::new(addrs),
+            resolving: std::sync::atomic::AtomicBool::new(false),
+            status: Mutex::new(status),
             stop: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -349,7 +401,9 @@ impl Trunk {
     }
 
     pub fn status(&self) -> TrunkStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        s.addresses = self.addrs();
+        s
     }
 
     /// Whether a request over `transport` from the trunk's address counts
@@ -506,19 +560,20 @@ impl Trunks {
         v
     }
 
-    /// The trunk a request from `source` over `transport` comes from: same
-    /// IP, and the same port when the trunk's host names one and the
-    /// request came over UDP (a connection comes from an ephemeral port);
-    /// a trunk with `"inbound_transport": "tcp"` only over a connection.
+    /// The trunk a request from `source` over `transport` comes from: the
+    /// IP of one of its addresses (any its name resolved to), and the same
+    /// port when the trunk's host names one and the request came over UDP
+    /// (a connection comes from an ephemeral port); a trunk with
+    /// `"inbound_transport": "tcp"` only over a connection.
     pub fn by_source(&self, source: &SocketAddr, transport: TransportKind) -> Option<Arc<Trunk>> {
         let map = self.by_name.read().ok()?;
         let candidates = || map.values().filter(|t| t.accepts(transport));
         candidates()
-            .find(|t| t.addr == *source)
+            .find(|t| t.has_addr(|a| a == source))
             .or_else(|| {
                 candidates().find(|t| {
-                    t.addr.ip() == source.ip()
-                        && (transport.is_reliable() || t.config.host.parse::<SocketAddr>().is_err())
+                    (transport.is_reliable() || !t.host.port_given)
+                        && t.has_addr(|a| a.ip() == source.ip())
                 })
             })
             .cloned()
@@ -531,7 +586,7 @@ impl Trunks {
     pub fn by_tls_addr(&self, addr: &SocketAddr) -> Option<Arc<Trunk>> {
         let map = self.by_name.read().ok()?;
         map.values()
-            .find(|t| t.transport == TransportKind::Tls && t.addr == *addr)
+            .find(|t| t.transport == TransportKind::Tls && t.has_addr(|a| a == addr))
             .cloned()
     }
 }
@@ -543,261 +598,4 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn trunk(host: &str) -> TrunkConfig {
-        serde_json::from_value(serde_json::json!({
-            "name": "provider", "host": host, "username": "u", "password": "p",
-            "strip": 1, "prefix": "+49"
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn numbers_are_rewritten() {
-        let t = trunk("127.0.0.1:5090");
-        assert_eq!(t.rewrite("0301234"), "+49301234");
-        assert_eq!(t.rewrite(""), "+49");
-    }
-
-    #[test]
-    fn tls_trunks() {
-        let tls = |extra: serde_json::Value| -> Result<TrunkConfig, String> {
-            let mut v = serde_json::json!({"name": "p", "host": "192.0.2.9", "transport": "tls"});
-            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-                m.extend(e.clone());
-            }
-            let c: TrunkConfig = serde_json::from_value(v).map_err(|e| e.to_string())?;
-            c.validate().map(|()| c)
-        };
-        let t = tls(serde_json::json!({})).unwrap();
-        assert_eq!(t.transport_kind(), Ok(TransportKind::Tls));
-        assert_eq!(
-            t.addr().unwrap(),
-            "192.0.2.9:5061".parse::<SocketAddr>().unwrap()
-        );
-        assert!(t.tls_verify, "verification is on by default");
-        assert_eq!(t.tls_name(), None, "the IP address is checked");
-        // the name: tls_server_name, else a domain that is a host name
-        let cases = [
-            (
-                serde_json::json!({"domain": "sip.example.com"}),
-                Some("sip.example.com"),
-            ),
-            (serde_json::json!({"domain": "192.0.2.9"}), None),
-            (serde_json::json!({"domain": "sip.example.com:5061"}), None),
-            (
-                serde_json::json!({"domain": "example.com", "tls_server_name": "edge.example.net"}),
-                Some("edge.example.net"),
-            ),
-        ];
-        for (extra, want) in cases {
-            let t = tls(extra.clone()).unwrap();
-            assert_eq!(t.tls_name().as_deref(), want, "{extra}");
-        }
-        let off = tls(serde_json::json!({"tls_verify": false, "host": "192.0.2.9:5071"})).unwrap();
-        assert!(!off.tls_verify);
-        assert_eq!(off.addr().unwrap().port(), 5071);
-        // stored without the default, with tls_verify when it is off
-        let stored = Trunks::stored(&off);
-        assert_eq!(stored["tls_verify"], serde_json::json!(false));
-        assert!(Trunks::stored(&t).get("tls_verify").is_none());
-        for (extra, field) in [
-            (
-                serde_json::json!({"tls_server_name": "not a name"}),
-                "tls_server_name:",
-            ),
-            (
-                serde_json::json!({"transport": "udp", "tls_verify": false}),
-                "tls_verify",
-            ),
-            (
-                serde_json::json!({"transport": "tcp", "tls_server_name": "a.example"}),
-                "tls_verify",
-            ),
-            (
-                serde_json::json!({"transport": "udp", "tls_ca_file": "/etc/ca.pem"}),
-                "tls_verify/tls_server_name/tls_ca_file:",
-            ),
-            (
-                serde_json::json!({"tls_verify": false, "tls_ca_file": "/etc/ca.pem"}),
-                "tls_ca_file:",
-            ),
-        ] {
-            let err = tls(extra.clone()).unwrap_err();
-            assert!(err.starts_with(field), "{extra}: {err}");
-        }
-        // the TLS trunk is found by its address for outbound connections
-        let trunks = Trunks::default();
-        trunks.put(off.clone()).unwrap();
-        assert!(
-            trunks
-                .by_tls_addr(&"192.0.2.9:5071".parse().unwrap())
-                .is_some()
-        );
-        assert!(
-            trunks
-                .by_tls_addr(&"192.0.2.9:5061".parse().unwrap())
-                .is_none()
-        );
-        // a tls_ca_file is read when the trunk is set
-        let dir = std::env::temp_dir().join(format!("trunk-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (missing, junk) = (dir.join("missing.pem"), dir.join("junk.pem"));
-        std::fs::write(&junk, "not a certificate").unwrap();
-        for (file, says) in [(&missing, "No such file"), (&junk, "no certificate")] {
-            let c = tls(serde_json::json!({"tls_ca_file": file})).unwrap();
-            let Err(err) = trunks.put(c) else {
-                panic!("{} accepted", file.display())
-            };
-            let want = format!("tls_ca_file: {}: ", file.display());
-            assert!(err.starts_with(&want) && err.contains(says), "{err}");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn validation_names_the_field() {
-        let mut t = trunk("example.com");
-        assert!(t.validate().unwrap_err().starts_with("host:"));
-        t = trunk("127.0.0.1");
-        assert_eq!(
-            t.addr().unwrap(),
-            "127.0.0.1:5060".parse::<SocketAddr>().unwrap()
-        );
-        t.transport = "sctp".into();
-        assert!(t.validate().unwrap_err().starts_with("transport:"));
-        t = trunk("127.0.0.1");
-        t.register = true;
-        t.password = None;
-        assert!(t.validate().unwrap_err().starts_with("register:"));
-        t = trunk("127.0.0.1");
-        t.name = "a b".into();
-        assert!(t.validate().unwrap_err().starts_with("name:"));
-    }
-
-    #[test]
-    fn source_matching_uses_the_port_when_given_and_the_inbound_transport() {
-        use TransportKind::{Tcp, Udp};
-        let trunks = Trunks::default();
-        trunks.put(trunk("127.0.0.1:5090")).unwrap();
-        let mut any_port = trunk("127.0.0.2");
-        any_port.name = "other".into();
-        trunks.put(any_port).unwrap();
-        let mut tcp_only = trunk("127.0.0.3:5060");
-        tcp_only.name = "tcp-only".into();
-        tcp_only.inbound_transport = InboundTransport::Tcp;
-        trunks.put(tcp_only).unwrap();
-        // (source, transport, trunk)
-        for (source, transport, want) in [
-            ("127.0.0.1:5090", Udp, Some("provider")),
-            ("127.0.0.1:5091", Udp, None),
-            // a connection comes from an ephemeral port
-            ("127.0.0.1:40000", Tcp, Some("provider")),
-            ("127.0.0.2:40000", Udp, Some("other")),
-            ("127.0.0.2:40000", Tcp, Some("other")),
-            // inbound_transport tcp: UDP from the address is not the trunk
-            ("127.0.0.3:5060", Udp, None),
-            ("127.0.0.3:5060", Tcp, Some("tcp-only")),
-            ("127.0.0.3:41000", Tcp, Some("tcp-only")),
-            ("127.0.0.4:5060", Udp, None),
-        ] {
-            assert_eq!(
-                trunks
-                    .by_source(&source.parse().unwrap(), transport)
-                    .map(|t| t.config.name.clone())
-                    .as_deref(),
-                want,
-                "{source} over {transport}"
-            );
-        }
-    }
-
-    #[test]
-    fn inbound_digest_stores_ha1s_only() {
-        let mut c: TrunkConfig = serde_json::from_value(serde_json::json!({
-            "name": "p", "host": "127.0.0.1", "inbound_auth": "digest",
-            "inbound_username": "in", "inbound_password": "in-secret"
-        }))
-        .unwrap();
-        assert!(c.validate().unwrap_err().starts_with("inbound_password:"));
-        c.seal("switchboard");
-        c.validate().unwrap();
-        assert_eq!(c.inbound_password, None);
-        let h = c.inbound_ha1.clone().unwrap();
-        assert_eq!(h.md5, ha1(Algorithm::Md5, "in", "switchboard", "in-secret"));
-        // the API shows neither password nor HA1s...
-        let shown = serde_json::to_value(&c).unwrap();
-        assert!(shown.get("inbound_password").is_none(), "{shown}");
-        assert!(shown.get("inbound_ha1").is_none(), "{shown}");
-        assert_eq!(shown["inbound_auth"], "digest");
-        // ...the file keeps the HA1s, not the password
-        let dir = std::env::temp_dir().join(format!("sb-trunks-{}", rand::random::<u32>()));
-        let path = dir.join("trunks.json");
-        let trunks = Trunks::default();
-        trunks.put(c).unwrap();
-        trunks.save(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.contains(&h.sha256) && !text.contains("in-secret"),
-            "{text}"
-        );
-        let back = Trunks::load(&path, |_| None).unwrap();
-        let t = back.get("p").unwrap();
-        assert_eq!(t.inbound_secret("in", "switchboard"), Some(h));
-        assert_eq!(t.inbound_secret("other", "switchboard"), None);
-        assert_eq!(t.inbound_secret("in", "example.com"), None, "other realm");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn inbound_fields_are_validated() {
-        let base = serde_json::json!({"name": "p", "host": "127.0.0.1"});
-        // (extra fields, error prefix)
-        for (extra, err) in [
-            (
-                serde_json::json!({"inbound_auth": "digest"}),
-                "inbound_username:",
-            ),
-            (
-                serde_json::json!({"inbound_auth": "digest", "inbound_username": "u"}),
-                "inbound_password:",
-            ),
-            (
-                serde_json::json!({"inbound_username": "u"}),
-                "inbound_username:",
-            ),
-            (
-                serde_json::json!({"inbound_auth": "digest", "inbound_username": "u",
-                    "inbound_ha1": {"realm": "r", "md5": "xyz", "sha256": "00"}}),
-                "inbound_ha1:",
-            ),
-        ] {
-            let mut v = base.clone();
-            for (k, x) in extra.as_object().unwrap() {
-                v[k] = x.clone();
-            }
-            let c: TrunkConfig = serde_json::from_value(v).unwrap();
-            assert!(c.validate().unwrap_err().starts_with(err), "{extra}");
-        }
-        let bad: Result<TrunkConfig, _> = serde_json::from_value(
-            serde_json::json!({"name": "p", "host": "127.0.0.1", "inbound_transport": "udp"}),
-        );
-        assert!(bad.is_err(), "inbound_transport is any or tcp");
-    }
-
-    #[test]
-    fn passwords_are_not_serialized_for_the_api() {
-        let t = trunk("127.0.0.1");
-        let v = serde_json::to_value(&t).unwrap();
-        assert!(v.get("password").is_none(), "{v}");
-    }
-
-    #[test]
-    fn backoff_doubles_to_five_minutes() {
-        assert_eq!(backoff(0), Duration::from_secs(5));
-        assert_eq!(backoff(1), Duration::from_secs(10));
-        assert_eq!(backoff(10), Duration::from_secs(300));
-    }
-}
+mod tests;

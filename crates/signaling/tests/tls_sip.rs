@@ -473,3 +473,28 @@ async fn a_trunks_own_ca_file_is_trusted_for_that_trunk_only() {
     assert!(refused.is_err(), "the other trunk trusted it: {refused:?}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_named_by_dns_is_verified_for_that_name_and_sends_it_as_sni() {
+    let private = ca("the named provider's CA");
+    // a certificate for the name only, not for 127.0.0.1
+    let mut named = provider(&private, &["localhost"]).await;
+    let dir = temp_dir("tls-trunk-dns");
+    let ca_file = dir.join("private-ca.pem");
+    std::fs::write(&ca_file, private.pem()).unwrap();
+    let s = start_in(dir.clone(), |_| {}).await;
+    let host = format!("localhost:{}", named.addr.port());
+    let body = serde_json::json!({
+        "host": host, "transport": "tls", "tls_ca_file": ca_file,
+        "username": "u", "password": "trunk-secret", "register": true
+    });
+    let (status, view) = s.http("PUT", "/api/v1/trunks/named", Some(&body)).await;
+    assert_eq!(status, 201, "{view}");
+    let (sni, register) = first_event(&mut named).await.expect("a handshake");
+    assert_eq!(sni.as_deref(), Some("localhost"));
+    assert!(
+        register.starts_with(&format!("REGISTER sip:{host} ")),
+        "{register}"
+    );
+    s.stop().await;
+}

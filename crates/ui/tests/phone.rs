@@ -4,8 +4,10 @@
 //! calls 600 and hears its own tone back, calls a desk phone that receives
 //! the browser's tone and whose tone the browser hears (samples checked on
 //! both sides; a keypad digit arrives as RFC 4733), is called by the desk
-//! phone and answers on the page (signaling offers it WebRTC), and a page
-//! from a foreign origin cannot open the socket.
+//! phone and answers on the page (signaling offers it WebRTC), calls a
+//! baresip registered over UDP that answers by itself and records what it
+//! decodes (the browser's tone, checked in that WAV) while the browser hears
+//! baresip's tone, and a page from a foreign origin cannot open the socket.
 //!
 //! Chromium's microphone is a WAV file (`--use-file-for-fake-audio-capture`).
 //! Everything runs in a network namespace that holds only loopback
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::baresip::{Baresip, Ctrl, Setup, account, tone_share};
 use common::phone::SipPhone;
 use serde_json::{Value, json};
 use switchboard_browser_test::Browser;
@@ -33,6 +36,8 @@ const TEST: &str = "the_browser_phone_registers_calls_echo_and_a_desk_phone";
 /// The browser's microphone tone, and the desk phone's.
 const BROWSER_HZ: f64 = 1000.0;
 const DESK_HZ: f64 = 600.0;
+/// The tone baresip's `ausine` source sends.
+const BARESIP_HZ: u32 = 440;
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
@@ -81,7 +86,7 @@ async fn scenario() {
     let ui_origin = format!("http://127.0.0.1:{ui_port}");
     let sig = signaling(&dir, &ui_origin).await;
     let wss = sig.running.wss_addrs[0];
-    for (user, ext) in [("alice", "1001"), ("bob", "1002")] {
+    for (user, ext) in [("alice", "1001"), ("bob", "1002"), ("carol", "1003")] {
         let body =
             json!({"username": user, "password": format!("{user}-secret"), "extension": ext});
         let (status, v) = sig.api("POST", "/api/v1/users", Some(&body)).await;
@@ -262,6 +267,8 @@ async fn scenario() {
     desk.send(&bye.bytes).await;
     wait_state(&browser, "call", &["ended"]).await;
 
+    call_baresip(&browser, &sig, &dir).await;
+
     // a page from another origin cannot open signaling's WebSocket
     let foreign = browser
         .execute(&format!(
@@ -302,6 +309,72 @@ async fn scenario() {
     ui.shutdown(Duration::from_secs(2)).await;
     sig.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// baresip registers over UDP as carol (1003) and answers by itself; the
+/// browser calls it: what baresip decodes (its `sndfile` dump) holds the
+/// browser's 1 kHz, the browser hears baresip's tone, and the page hangs up.
+async fn call_baresip(browser: &Browser, sig: &Sig, dir: &Path) {
+    let setup = Setup {
+        account: account(
+            "1003",
+            sig.sip,
+            "udp",
+            ("carol", "carol-secret"),
+            "answermode=auto",
+        ),
+        tone: BARESIP_HZ,
+        ca_file: None,
+        modules: &[],
+    };
+    let phone = Baresip::spawn(&dir.join("baresip"), &setup);
+    let mut ctrl = Ctrl::connect(phone.ctrl).await;
+    let start = Instant::now();
+    loop {
+        let regs = sig.api("GET", "/api/v1/registrations", None).await.1;
+        if regs.to_string().contains("carol") {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "baresip did not register: {regs}\n{}",
+            phone.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    dial(browser, "1003").await;
+    ctrl.event("CALL_ESTABLISHED", WAIT).await;
+    wait_state(browser, "call", &["in-call"]).await;
+    let heard = hear(browser, f64::from(BARESIP_HZ)).await;
+    eprintln!("baresip call: the browser hears {heard:?} (Hz, dB)");
+    // a few seconds of the browser's tone into baresip's recording
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.click("#phone-hangup").await.expect("hang up");
+    wait_state(browser, "call", &["ended"]).await;
+    ctrl.event("CALL_CLOSED", WAIT).await;
+    let log = phone.log();
+    let dump = phone
+        .decoded_dump()
+        .unwrap_or_else(|| panic!("no decoded audio dump from baresip:\n{log}"));
+    let samples = switchboard_media::wav::load_8k_mono(&dump).expect("baresip's WAV");
+    assert!(
+        samples.len() >= 8000,
+        "baresip decoded {} samples",
+        samples.len()
+    );
+    // the half second most of 1 kHz (the call starts with silence)
+    let (at, off) = samples
+        .chunks(4000)
+        .map(|c| (tone_share(c, BROWSER_HZ), tone_share(c, 1500.0)))
+        .fold((0.0, 0.0), |best, x| if x.0 > best.0 { x } else { best });
+    eprintln!(
+        "baresip decoded {} samples: 1 kHz share {at:.3}, 1.5 kHz {off:.3}",
+        samples.len()
+    );
+    assert!(
+        at > 0.3 && at > 20.0 * off,
+        "baresip hears the browser's 1 kHz: {at:.3} vs {off:.3}"
+    );
 }
 
 struct Sig {

@@ -11,10 +11,42 @@ use super::{Calls, answer_challenge};
 use crate::registrar::Now;
 
 impl Calls {
+    /// Starts what `trunk` needs while it is configured: lookups of its
+    /// host name (at once unless `looked_up`, then every
+    /// [`crate::trunks::RESOLVE_INTERVAL`]) and, with `register`, its
+    /// outbound registration (after the first lookup).
+    pub fn start_trunk_tasks(
+        self: &Arc<Self>,
+        trunk: Arc<crate::trunks::Trunk>,
+        shutdown: tokio_util::sync::CancellationToken,
+        looked_up: bool,
+    ) {
+        let calls = Arc::downgrade(self);
+        tokio::spawn(async move {
+            if !looked_up {
+                trunk.resolve().await;
+            }
+            if let Some(c) = calls.upgrade() {
+                c.start_trunk_registration(Arc::clone(&trunk), shutdown.clone());
+            }
+            if !trunk.is_name() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(crate::trunks::RESOLVE_INTERVAL) => {}
+                    () = trunk.stop.cancelled() => return,
+                    () = shutdown.cancelled() => return,
+                }
+                trunk.resolve().await;
+            }
+        });
+    }
+
     /// Keeps `trunk` registered with its provider while it is configured
     /// with `register` (refresh at 80 % of the granted interval, back-off
     /// after failures); its status is in [`crate::trunks::Trunk::status`].
-    pub fn start_trunk_registration(
+    fn start_trunk_registration(
         self: &Arc<Self>,
         trunk: Arc<crate::trunks::Trunk>,
         shutdown: tokio_util::sync::CancellationToken,
@@ -50,6 +82,8 @@ impl Calls {
                             st.failures
                         });
                         warn!(trunk = %trunk.config.name, %why, "trunk registration failed");
+                        // the provider may have moved: look its name up again
+                        trunk.resolve().await;
                         crate::trunks::backoff(failures.saturating_sub(1))
                     }
                 };
@@ -76,14 +110,19 @@ impl Calls {
         let ep = self
             .endpoint()
             .ok_or((None, "no SIP endpoint".to_owned()))?;
-        let local = self.local_for(&trunk.addr, trunk.transport).ok_or((
-            None,
-            "no SIP socket of the trunk's address family".to_owned(),
-        ))?;
+        let (remote, local) = trunk
+            .pick(|a| self.local_for(a, trunk.transport))
+            .ok_or_else(|| {
+                let why = match trunk.status().resolve_error {
+                    Some(e) if trunk.addrs().is_empty() => e,
+                    _ => "no SIP socket of the trunk's address family".to_owned(),
+                };
+                (None, why)
+            })?;
         let target = Target {
             transport: trunk.transport,
             local,
-            remote: trunk.addr,
+            remote,
             conn: None,
         };
         let cfg = &trunk.config;

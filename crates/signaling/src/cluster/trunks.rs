@@ -43,7 +43,7 @@ pub async fn reload(node: &Node) -> anyhow::Result<()> {
             Ok((trunk, _)) => {
                 info!(trunk = %name, "trunk loaded from the database");
                 node.calls
-                    .start_trunk_registration(Arc::clone(&trunk), node.shutdown.clone());
+                    .start_trunk_tasks(Arc::clone(&trunk), node.shutdown.clone(), false);
             }
             Err(e) => warn!(trunk = %name, cause = %e, "stored trunk refused"),
         }

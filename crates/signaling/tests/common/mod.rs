@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod baresip;
 pub mod cluster;
 pub mod fake_k8s;
 pub mod manifests;

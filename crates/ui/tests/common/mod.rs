@@ -1,7 +1,8 @@
 //! Shared harness of the dashboard tests: a real signaling server started
 //! in-process on loopback, the UI on loopback pointed at it, a raw HTTP/1.1
 //! client that can speak from any 127.0.0.x address (so a test can be a
-//! trusted proxy or an untrusted client), and signaling's own test phone.
+//! trusted proxy or an untrusted client), signaling's own test phone, and
+//! baresip.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,6 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The SIP phone signaling's tests drive message by message.
 #[path = "../../../signaling/tests/common/phone.rs"]
 pub mod phone;
+
+/// baresip as a test peer, as signaling's tests drive it.
+#[path = "../../../signaling/tests/common/baresip.rs"]
+pub mod baresip;
 
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

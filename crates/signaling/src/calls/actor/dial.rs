@@ -131,7 +131,12 @@ impl Call {
                     }
                     let number = trunk.config.rewrite(&self.destination);
                     let uri = format!("sip:{number}@{}", trunk.config.domain());
-                    let Some(local) = self.calls.local_for(&trunk.addr, trunk.transport) else {
+                    let Some((remote, local)) =
+                        trunk.pick(|a| self.calls.local_for(a, trunk.transport))
+                    else {
+                        debug!(gateway = %name, addresses = ?trunk.addrs(), "no address of the trunk to send to");
+                        // its name may resolve now: look again for the next call
+                        trunk.resolve_soon();
                         unavailable += 1;
                         continue;
                     };
@@ -141,7 +146,7 @@ impl Call {
                         flow: Target {
                             transport: trunk.transport,
                             local,
-                            remote: trunk.addr,
+                            remote,
                             conn: None,
                         },
                         label: format!("gateway/{name}"),
@@ -299,6 +304,15 @@ impl Call {
     /// `code`).
     pub(super) async fn fork_response(&mut self, i: usize, code: u16, resp: Option<&Response>) {
         let Some(resp) = resp else {
+            // no answer at all (timeout, transport error): a trunk's
+            // provider may have moved, so its name is looked up again
+            if let Some(t) = self.forks[i]
+                .label
+                .strip_prefix("gateway/")
+                .and_then(|name| self.calls.trunks.get(name))
+            {
+                t.resolve_soon();
+            }
             self.forks[i].state.failure(code);
             return self.fork_view(i, &format!("failed {code}"));
         };
