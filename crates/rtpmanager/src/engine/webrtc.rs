@@ -90,6 +90,35 @@ impl WebRtcLeg {
     }
 }
 
+/// What a browser's offer or answer (`what`) must carry whichever it is:
+/// ICE credentials of a full agent (two lite agents cannot connect, RFC
+/// 8445 §2.5), a DTLS fingerprint and rtcp-mux. Returns its ICE ufrag.
+fn peer_transport<'a>(d: &'a Description, what: &str) -> Result<&'a str, EngineError> {
+    let t = &d.webrtc;
+    let ufrag = t
+        .ice_ufrag
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid(format!("a WebRTC {what} without a=ice-ufrag")))?;
+    if t.ice_pwd.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid(format!("a WebRTC {what} without a=ice-pwd")));
+    }
+    if t.ice_lite {
+        return Err(invalid(format!(
+            "the {what} is ICE-lite too: two lite agents cannot connect (RFC 8445 §2.5)"
+        )));
+    }
+    if t.fingerprints.is_empty() {
+        return Err(invalid(format!(
+            "a WebRTC {what} without a=fingerprint (sha-256, sha-384 or sha-512)"
+        )));
+    }
+    if !d.rtcp_mux {
+        return Err(invalid(format!("a WebRTC {what} without a=rtcp-mux")));
+    }
+    Ok(ufrag)
+}
+
 /// Checks a browser's offer and makes the leg's WebRTC state, with fresh
 /// ICE credentials of ours.
 pub(super) fn on_offer(
@@ -102,29 +131,9 @@ pub(super) fn on_offer(
             "a WebRTC (DTLS-SRTP) offer and SRTP is disabled on this leg (srtp: disabled)",
         ));
     }
+    let ufrag = peer_transport(d, "offer")?;
     let t = &d.webrtc;
-    let ufrag = t
-        .ice_ufrag
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| invalid("a WebRTC offer without a=ice-ufrag"))?;
-    if t.ice_pwd.as_deref().is_none_or(str::is_empty) {
-        return Err(invalid("a WebRTC offer without a=ice-pwd"));
-    }
-    if t.ice_lite {
-        return Err(invalid(
-            "the offer is ICE-lite too: two lite agents cannot connect (RFC 8445 §2.5)",
-        ));
-    }
-    if t.fingerprints.is_empty() {
-        return Err(invalid(
-            "a WebRTC offer without a=fingerprint (sha-256, sha-384 or sha-512)",
-        ));
-    }
     sdp_webrtc::answerable_setup(t.setup).map_err(invalid)?;
-    if !d.rtcp_mux {
-        return Err(invalid("a WebRTC offer without a=rtcp-mux"));
-    }
     let (local_ufrag, local_pwd) = sdp_webrtc::random_credentials();
     Ok(WebRtcLeg {
         ice: IceLite::new(local_ufrag, local_pwd, ufrag.to_owned()),
@@ -260,31 +269,10 @@ fn on_answer(leg: &mut WebRtcLeg, d: &Description) -> Result<(), EngineError> {
             "the answer to our WebRTC offer is not UDP/TLS/RTP/SAVPF",
         ));
     }
-    let t = &d.webrtc;
-    let ufrag = t
-        .ice_ufrag
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| invalid("a WebRTC answer without a=ice-ufrag"))?;
-    if t.ice_pwd.as_deref().is_none_or(str::is_empty) {
-        return Err(invalid("a WebRTC answer without a=ice-pwd"));
-    }
-    if t.ice_lite {
-        return Err(invalid(
-            "the answer is ICE-lite too: two lite agents cannot connect (RFC 8445 §2.5)",
-        ));
-    }
-    if t.fingerprints.is_empty() {
-        return Err(invalid(
-            "a WebRTC answer without a=fingerprint (sha-256, sha-384 or sha-512)",
-        ));
-    }
-    sdp_webrtc::answered_setup(t.setup).map_err(invalid)?;
-    if !d.rtcp_mux {
-        return Err(invalid("a WebRTC answer without a=rtcp-mux"));
-    }
+    let ufrag = peer_transport(d, "answer")?;
+    sdp_webrtc::answered_setup(d.webrtc.setup).map_err(invalid)?;
     leg.ice.set_remote_ufrag(ufrag.to_owned());
-    leg.fingerprints.send_replace(t.fingerprints.clone());
+    leg.fingerprints.send_replace(d.webrtc.fingerprints.clone());
     leg.awaiting_answer = false;
     Ok(())
 }
