@@ -13,17 +13,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../signaling/tests/common/phone.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod phone;
+mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use phone::SipPhone;
+use common::phone::{self, SipPhone};
+use common::{LO, turn_server};
 use switchboard_call::config::Config;
 use switchboard_call::report::{Outcome, Report};
 use switchboard_media::g711::Codec;
@@ -31,10 +30,6 @@ use switchboard_media::rtp_header::{RtpView, write_header};
 use switchboard_sip::message::{Method, Request};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use turn::auth::{AuthHandler, generate_auth_key};
-use turn::relay::relay_static::RelayAddressGeneratorStatic;
-use turn::server::Server;
-use turn::server::config::{ConnConfig, ServerConfig};
 use webrtc_ice::agent::Agent;
 use webrtc_ice::agent::agent_config::AgentConfig;
 use webrtc_ice::candidate::Candidate;
@@ -42,48 +37,6 @@ use webrtc_ice::candidate::candidate_base::unmarshal_candidate;
 use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_util::Conn;
-
-const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-struct Users;
-
-impl AuthHandler for Users {
-    fn auth_handle(
-        &self,
-        username: &str,
-        realm: &str,
-        _src: SocketAddr,
-    ) -> Result<Vec<u8>, turn::Error> {
-        if username == "relay-user" {
-            Ok(generate_auth_key(username, realm, "relay-pass"))
-        } else {
-            Err(turn::Error::ErrNoSuchUser)
-        }
-    }
-}
-
-/// webrtc-rs `turn`'s server on loopback, relaying on loopback.
-async fn turn_server() -> (Server, SocketAddr) {
-    let conn = Arc::new(UdpSocket::bind((LO, 0)).await.unwrap());
-    let addr = conn.local_addr().unwrap();
-    let server = Server::new(ServerConfig {
-        conn_configs: vec![ConnConfig {
-            conn,
-            relay_addr_generator: Box::new(RelayAddressGeneratorStatic {
-                relay_address: LO,
-                address: "127.0.0.1".to_owned(),
-                net: Arc::new(webrtc_util::vnet::net::Net::new(None)),
-            }),
-        }],
-        realm: "switchboard.test".to_owned(),
-        auth_handler: Arc::new(Users),
-        channel_bind_timeout: Duration::from_secs(0),
-        alloc_close_notify: None,
-    })
-    .await
-    .unwrap();
-    (server, addr)
-}
 
 /// A WAV of 2 s of a 700 Hz tone, what the agent plays.
 fn tone_wav() -> PathBuf {

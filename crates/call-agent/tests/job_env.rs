@@ -9,55 +9,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../signaling/tests/common/phone.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod phone;
+mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::Duration;
 
+use common::phone::{self, SipPhone};
+use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use phone::SipPhone;
-use switchboard_media::g711::Codec;
-use switchboard_media::rtp_header::RtpView;
 use switchboard_operator::{CallRequest, OperatorConfig, build_job, resolve_env};
 use switchboard_sip::message::Method;
-use tokio::net::UdpSocket;
-
-const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_job_env_places_the_call() {
-    let dir = std::env::temp_dir().join(format!("switchboard-job-env-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dialplan.json");
-    std::fs::copy(plan, dir.join("dialplan.json")).unwrap();
-    let running = switchboard_signaling::run(switchboard_signaling::Config::for_tests(dir.clone()))
-        .await
-        .unwrap();
-    let sip = running.sip_addrs[0];
-    for (user, ext) in [("agent", "1001"), ("desk", "1002")] {
-        let body = serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext});
-        let out = std::process::Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-            .arg(format!("http://{}/api/v1/users", running.api_addr))
-            .args([
-                "-H",
-                &format!("Authorization: Bearer {}", running.api_token),
-            ])
-            .args([
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body.to_string(),
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
-    }
+    let n = node("job-env").await;
+    let sip = n.sip;
     let desk = SipPhone::bind(LO, sip).await;
     assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
 
@@ -110,45 +77,11 @@ async fn the_operators_job_env_places_the_call() {
     let invite = desk
         .request_within(Method::Invite, Duration::from_secs(15))
         .await;
-    let rtp = UdpSocket::bind((LO, 0)).await.unwrap();
-    let answer = phone::sdp(LO, rtp.local_addr().unwrap().port(), "sendrecv");
-    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
-    let to = switchboard_sip::sdp::parse(&invite.body)
-        .unwrap()
-        .remote_rtp()
-        .unwrap();
     // the phone sends silence (latching) and counts the agent's loud frames
-    let loud = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&loud);
-    let phone_media = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        let mut seq = 0u16;
-        loop {
-            let mut pkt = Vec::new();
-            switchboard_media::rtp_header::write_header(
-                &mut pkt,
-                0,
-                seq == 0,
-                seq,
-                u32::from(seq) * 160,
-                7,
-            );
-            pkt.extend([0xffu8; 160]);
-            seq = seq.wrapping_add(1);
-            let _ = rtp.send_to(&pkt, to).await;
-            if let Ok(Ok((n, _))) =
-                tokio::time::timeout(Duration::from_millis(20), rtp.recv_from(&mut buf)).await
-                && let Some(v) = RtpView::parse(&buf[..n])
-                && let Some(c) = Codec::from_payload_type(v.payload_type())
-            {
-                let mut s = Vec::new();
-                c.decode(v.payload(), &mut s);
-                if switchboard_call::audio::rms(&s) > 1000.0 {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-    });
+    let mut media = DeskMedia::bind().await;
+    let answer = phone::sdp(LO, media.port(), "sendrecv");
+    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
+    media.start(media_addr(&invite.body), Vec::new());
     let bye = desk
         .request_within(Method::Bye, Duration::from_secs(20))
         .await;
@@ -165,12 +98,10 @@ async fn the_operators_job_env_places_the_call() {
     assert_eq!(report["outcome"], "answered");
     assert_eq!(report["registered"], true);
     assert_eq!(report["played"][0]["what"], "The backup failed");
-    phone_media.abort();
-    let heard = loud.load(std::sync::atomic::Ordering::Relaxed);
+    let heard = media.loud_frames();
     assert!(
         heard > 20,
         "the desk phone heard the agent speak: {heard} loud frames"
     );
-    running.shutdown(Duration::from_secs(2)).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    n.running.shutdown(Duration::from_secs(2)).await;
 }
