@@ -250,14 +250,21 @@ fn write_offer(
         direction,
         PTIME_MS,
         &leg.mid,
-        &LocalTransport {
-            ice_ufrag: leg.ice.local_ufrag(),
-            ice_pwd: leg.ice.local_pwd(),
-            fingerprint: leg.identity.fingerprint(),
+        &leg.transport(ssrc, cname),
+    )
+}
+
+impl WebRtcLeg {
+    /// Our side of the leg's transport, as our offers and answers write it.
+    fn transport<'a>(&'a self, ssrc: u32, cname: &'a str) -> LocalTransport<'a> {
+        LocalTransport {
+            ice_ufrag: self.ice.local_ufrag(),
+            ice_pwd: self.ice.local_pwd(),
+            fingerprint: self.identity.fingerprint(),
             ssrc,
             cname,
-        },
-    )
+        }
+    }
 }
 
 /// The browser's answer to our offer: its ICE ufrag (checks must name it
@@ -313,13 +320,7 @@ pub(super) fn answer(
         d,
         (chosen.0, chosen.1.name()),
         PTIME_MS,
-        &LocalTransport {
-            ice_ufrag: leg.ice.local_ufrag(),
-            ice_pwd: leg.ice.local_pwd(),
-            fingerprint: leg.identity.fingerprint(),
-            ssrc,
-            cname,
-        },
+        &leg.transport(ssrc, cname),
     )
 }
 
