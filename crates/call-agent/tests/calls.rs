@@ -463,3 +463,41 @@ async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
     assert!(last["errors"].to_string().contains("stopped"), "{last}");
     n.running.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_it_registers_and_calls() {
+    let n = node("tcp").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let s = settings(&agent_of(
+        &n,
+        "1002",
+        &[
+            ("text", "Hello over TCP".into()),
+            ("sip-transport", "tcp".into()),
+        ],
+    ));
+    let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
+    let invite = desk.request(Method::Invite).await;
+    // while it calls, the platform holds the agent's binding on its TCP flow
+    let (status, regs) = n.api_get("/api/v1/registrations").await;
+    assert_eq!(status, 200);
+    let agent_binding = regs
+        .split("\"aor\"")
+        .find(|r| r.contains("agent@"))
+        .unwrap_or("");
+    assert!(agent_binding.contains("\"received\":\"tcp:"), "{regs}");
+    let mut media = DeskMedia::bind().await;
+    let answer = phone::sdp(LO, media.port(), "sendrecv");
+    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
+    media.start(media_addr(&invite.body), Vec::new());
+    let bye = desk
+        .request_within(Method::Bye, Duration::from_secs(20))
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+    let r = agent.await.unwrap();
+    assert_eq!(r.outcome, Outcome::Answered, "{}", r.to_line());
+    assert_eq!((r.transport, r.registered), (Some("TCP"), Some(true)));
+    assert!(media.loud_frames() > 20, "the desk phone heard the agent");
+    n.running.shutdown(Duration::from_secs(2)).await;
+}

@@ -68,6 +68,25 @@ pub async fn node_with(name: &str, tweak: impl FnOnce(&mut switchboard_signaling
 }
 
 impl Node {
+    /// GET `path` of the API: status and body.
+    pub async fn api_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.api).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.token
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     pub async fn post_user(&self, user: &str, ext: &str) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body = serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext})
