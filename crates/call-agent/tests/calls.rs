@@ -89,6 +89,15 @@ async fn the_agent_waits_for_silence_speaks_records_and_transcribes() {
         "{} loud frames (rms {rms:.0})",
         media.loud_frames()
     );
+    // and it is the text spoken: espeak-ng's samples of it, through PCMU,
+    // arrive frame for frame
+    let spoken = through_pcmu(&speech("The backup failed. Please check the server.", &dir));
+    let (found, want) = frames_found(&media.samples(), &spoken);
+    eprintln!("the phone got {found} of {want} frames of the spoken text sample for sample");
+    assert!(
+        want > 50 && found * 10 >= want * 9,
+        "{found} of {want} frames of the spoken text arrived sample for sample"
+    );
     // the recording holds the phone's tone
     let recorded = switchboard_media::wav::load_8k_mono(&rec).unwrap();
     assert!(recorded.len() >= 8000, "{} samples", recorded.len());

@@ -675,6 +675,8 @@ async fn in_dialog_info_is_relayed_with_its_body() {
         "callee scenario failed"
     );
     // CDR filters: by disposition and caller, and one that matches nothing
+    // (the CDR is written behind the call: wait until it is there)
+    let _ = only_cdr(&s).await;
     let (_, hit) = s
         .http("GET", "/api/v1/cdrs?disposition=answered&caller=1001", None)
         .await;

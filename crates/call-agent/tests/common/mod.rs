@@ -192,6 +192,12 @@ impl DeskMedia {
             .find(|(_, rms)| *rms > 1000.0)
     }
 
+    /// Everything heard, decoded, in arrival order.
+    pub fn samples(&self) -> Vec<i16> {
+        let h = self.heard.lock().unwrap();
+        h.iter().flat_map(|(_, f)| f.iter().copied()).collect()
+    }
+
     pub fn loud_frames(&self) -> usize {
         let h = self.heard.lock().unwrap();
         h.iter()
@@ -311,4 +317,35 @@ pub async fn turn_server() -> (Server, SocketAddr) {
     .await
     .unwrap();
     (server, addr)
+}
+
+/// `samples` as a phone decodes them after a PCMU hop.
+pub fn through_pcmu(samples: &[i16]) -> Vec<i16> {
+    samples
+        .iter()
+        .map(|&x| switchboard_media::g711::ulaw_decode(switchboard_media::g711::ulaw_encode(x)))
+        .collect()
+}
+
+/// How many of `expected`'s 20 ms frames, from its first loud one on,
+/// arrived sample for sample and in order in `heard`; and how many there
+/// were to find.
+pub fn frames_found(heard: &[i16], expected: &[i16]) -> (usize, usize) {
+    let frames: Vec<&[i16]> = expected.chunks_exact(160).collect();
+    let Some(first) = frames
+        .iter()
+        .position(|f| switchboard_call::audio::rms(f) > 1000.0)
+    else {
+        return (0, 0);
+    };
+    let want = frames.len() - first;
+    let Some(at) = heard.windows(160).position(|w| w == frames[first]) else {
+        return (0, want);
+    };
+    let found = frames[first..]
+        .iter()
+        .enumerate()
+        .filter(|(k, f)| heard.get(at + k * 160..at + k * 160 + 160) == Some(**f))
+        .count();
+    (found, want)
 }
