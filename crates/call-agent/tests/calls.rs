@@ -208,19 +208,8 @@ async fn srtp_mandatory_through_the_platform_and_refused_by_a_plain_phone() {
     let offer = invite.body.clone();
     // the platform answered the agent's SRTP and offers the phone plain RTP
     assert!(String::from_utf8_lossy(&offer).contains("RTP/AVP"));
-    let mut media = DeskMedia::bind().await;
-    desk.answer(
-        &invite,
-        200,
-        Some("desk"),
-        Some(&phone::sdp(LO, media.port(), "sendrecv")),
-    )
-    .await;
-    media.start(media_addr(&offer), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let r = agent.await.unwrap();
     assert_eq!(r.outcome, Outcome::Answered, "{}", r.to_line());
     assert!(r.media.srtp, "{:?}", r.media);
@@ -316,19 +305,8 @@ async fn the_binary_prints_its_report_last_and_exits_with_the_outcome() {
         .output();
     let child = tokio::spawn(child);
     let invite = desk.request(Method::Invite).await;
-    let mut media = DeskMedia::bind().await;
-    desk.answer(
-        &invite,
-        200,
-        Some("desk"),
-        Some(&phone::sdp(LO, media.port(), "sendrecv")),
-    )
-    .await;
-    media.start(media_addr(&invite.body), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let out = child.await.unwrap().unwrap();
     assert_eq!(
         out.status.code(),
@@ -390,19 +368,8 @@ async fn over_tls_with_the_servers_ca_and_refused_without_it() {
     let s = over_tls(vec![("sip-tls-ca-file", ca.display().to_string())]);
     let agent = tokio::spawn(async move { switchboard_call::run(&s).await });
     let invite = desk.request(Method::Invite).await;
-    let mut media = DeskMedia::bind().await;
-    desk.answer(
-        &invite,
-        200,
-        Some("desk"),
-        Some(&phone::sdp(LO, media.port(), "sendrecv")),
-    )
-    .await;
-    media.start(media_addr(&invite.body), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let r = agent.await.unwrap();
     assert_eq!(
         (r.outcome, r.registered),
@@ -438,15 +405,7 @@ async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
         .unwrap();
     let pid = child.id().unwrap();
     let invite = desk.request(Method::Invite).await;
-    let mut media = DeskMedia::bind().await;
-    desk.answer(
-        &invite,
-        200,
-        Some("desk"),
-        Some(&phone::sdp(LO, media.port(), "sendrecv")),
-    )
-    .await;
-    media.start(media_addr(&invite.body), Vec::new());
+    let _media = answer_with_media(&desk, &invite).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // the Job deleted: the kubelet sends SIGTERM
     let killed = std::process::Command::new("kill")
@@ -496,14 +455,8 @@ async fn over_tcp_it_registers_and_calls() {
         .find(|r| r.contains("agent@"))
         .unwrap_or("");
     assert!(agent_binding.contains("\"received\":\"tcp:"), "{regs}");
-    let mut media = DeskMedia::bind().await;
-    let answer = phone::sdp(LO, media.port(), "sendrecv");
-    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
-    media.start(media_addr(&invite.body), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let r = agent.await.unwrap();
     assert_eq!(r.outcome, Outcome::Answered, "{}", r.to_line());
     assert_eq!((r.transport, r.registered), (Some("TCP"), Some(true)));

@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::phone::{self, SipPhone};
+use common::phone::SipPhone;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -78,14 +78,8 @@ async fn the_operators_job_env_places_the_call() {
         .request_within(Method::Invite, Duration::from_secs(15))
         .await;
     // the phone sends silence (latching) and counts the agent's loud frames
-    let mut media = DeskMedia::bind().await;
-    let answer = phone::sdp(LO, media.port(), "sendrecv");
-    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
-    media.start(media_addr(&invite.body), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let out = child.await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use common::phone::{self, SipPhone};
+use common::phone::SipPhone;
 use common::*;
 use switchboard_call::config::Config;
 use switchboard_call::report::Outcome;
@@ -64,14 +64,8 @@ async fn the_media_goes_through_the_turn_relay() {
         i = desk.request_within(Method::Invite, Duration::from_secs(10)) => i,
         r = &mut agent => panic!("the agent ended first: {}", r.unwrap().to_line()),
     };
-    let mut media = DeskMedia::bind().await;
-    let answer = phone::sdp(LO, media.port(), "sendrecv");
-    desk.answer(&invite, 200, Some("desk"), Some(&answer)).await;
-    media.start(media_addr(&invite.body), Vec::new());
-    let bye = desk
-        .request_within(Method::Bye, Duration::from_secs(20))
-        .await;
-    desk.answer(&bye, 200, None, None).await;
+    let media = answer_with_media(&desk, &invite).await;
+    take_bye(&desk).await;
     let r = agent.await.unwrap();
     assert_eq!(r.outcome, Outcome::Answered, "{}", r.to_line());
     // the platform saw the relayed address as the agent's media address

@@ -349,3 +349,27 @@ pub fn frames_found(heard: &[i16], expected: &[i16]) -> (usize, usize) {
         .count();
     (found, want)
 }
+
+/// The desk phone answers `invite` 200 with media on a socket of its own
+/// that sends silence (so the platform latches) and keeps what it hears.
+pub async fn answer_with_media(
+    desk: &phone::SipPhone,
+    invite: &switchboard_sip::message::Request,
+) -> DeskMedia {
+    let mut media = DeskMedia::bind().await;
+    let answer = phone::sdp(LO, media.port(), "sendrecv");
+    desk.answer(invite, 200, Some("desk"), Some(&answer)).await;
+    media.start(media_addr(&invite.body), Vec::new());
+    media
+}
+
+/// Waits up to 20 s for the agent's BYE and answers it 200.
+pub async fn take_bye(desk: &phone::SipPhone) {
+    let bye = desk
+        .request_within(
+            switchboard_sip::message::Method::Bye,
+            Duration::from_secs(20),
+        )
+        .await;
+    desk.answer(&bye, 200, None, None).await;
+}
