@@ -9,7 +9,8 @@
 //! framing, and the bounds on what a peer can hold), TCP, TLS and
 //! WebSocket alike, is in `stream`, what TLS adds (certificates,
 //! verification) in [`tls`], and the WebSocket upgrade and messages in
-//! [`ws`].
+//! [`ws`]. A stream connection that carried SIP is reported when it
+//! closes ([`CloseReports`]), so state learnt on it can go with it.
 //!
 //! Why one socket per address: `BIND=0.0.0.0,::` must give IPv4 and IPv6 on
 //! the same port, so IPv6 sockets are opened `IPV6_V6ONLY` and the kernel's
@@ -105,6 +106,27 @@ pub struct TransportConfig {
     /// SIP over WebSocket listeners (WSS needs `tls` with a listener: it
     /// serves that certificate); `None`: no WebSocket.
     pub ws: Option<WsSetup>,
+    /// Where closed stream flows are reported; `None`: nowhere.
+    pub closes: Option<CloseReports>,
+}
+
+/// Where the transports report a stream flow that has closed, for whoever
+/// keeps state learnt on it (a registrar's bindings).
+///
+/// A connection is reported once, when it has ended for any reason (the
+/// peer closed it, a limit or deadline closed it, its writer failed), if
+/// it was of one of `kinds` and delivered at least one well-formed SIP
+/// message (nothing can have been learnt on another). Connections ended
+/// by shutdown are not reported. The report is the flow as its messages
+/// named it (`conn` set).
+#[derive(Debug, Clone)]
+pub struct CloseReports {
+    /// Bounded: a report that does not fit is dropped (counted in
+    /// [`TransportStats::close_reports_dropped`]) and the closing
+    /// connection never waits.
+    pub tx: mpsc::Sender<Target>,
+    /// The transports whose connections are reported.
+    pub kinds: Vec<TransportKind>,
 }
 
 impl Default for TransportConfig {
@@ -124,6 +146,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(10),
             tls: None,
             ws: None,
+            closes: None,
         }
     }
 }
@@ -187,6 +210,11 @@ pub struct TransportStats {
     pub udp_queued: AtomicU64,
     /// Datagrams dropped because that queue was full too.
     pub udp_queue_drops: AtomicU64,
+    /// Closed flows reported to [`TransportConfig::closes`].
+    pub close_reports: AtomicU64,
+    /// Closed flows not reported because the receiver's queue was full
+    /// (or it was gone).
+    pub close_reports_dropped: AtomicU64,
 }
 
 /// One datagram waiting for its socket to drain.

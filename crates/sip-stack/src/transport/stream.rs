@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
@@ -405,11 +405,13 @@ impl Transports {
                 remote,
                 conn: Some(id),
             };
+            let spoke_sip = Arc::new(AtomicBool::new(false));
             let conn = Connection {
                 target,
                 tx,
                 standing,
                 outbound,
+                spoke_sip: spoke_sip.clone(),
             };
             let close = tokio::select! {
                 close = this.run(stream, handshake, conn, rx) => close,
@@ -417,6 +419,9 @@ impl Transports {
             };
             this.forget(id);
             this.count_close(close, &target);
+            if !this.shutdown.is_cancelled() && spoke_sip.load(Ordering::Relaxed) {
+                this.report_close(target);
+            }
         });
         Ok(())
     }
@@ -509,7 +514,7 @@ impl Transports {
         W: AsyncWrite + Unpin,
     {
         let receiver = self.receiver.clone();
-        let reader = stream_reader(self, read, conn.target, &*receiver, &conn.tx, conn.standing);
+        let reader = stream_reader(self, read, &conn, &*receiver);
         tokio::select! {
             close = reader => Some(close),
             _ = stream_writer(write, rx) => None,
@@ -560,6 +565,26 @@ impl Transports {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Tells [`super::TransportConfig::closes`] that `flow` (a
+    /// connection that carried SIP) has closed, if its transport is one
+    /// asked for; never waits.
+    fn report_close(&self, flow: Target) {
+        let Some(reports) = &self.config.closes else {
+            return;
+        };
+        if !reports.kinds.contains(&flow.transport) {
+            return;
+        }
+        let counter = match reports.tx.try_send(flow) {
+            Ok(()) => &self.stats.close_reports,
+            Err(_) => {
+                debug!(%flow, "closed flow not reported: the queue is full");
+                &self.stats.close_reports_dropped
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn forget(&self, id: u64) {
         if let Ok(mut table) = self.conns.lock()
             && let Some(conn) = table.by_id.remove(&id)
@@ -593,6 +618,9 @@ pub(super) struct Connection {
     pub(super) standing: Standing,
     /// We opened it.
     outbound: bool,
+    /// Set once it has delivered a well-formed SIP message (its close is
+    /// reported then, see [`super::CloseReports`]).
+    pub(super) spoke_sip: Arc<AtomicBool>,
 }
 
 /// Accepts `kind` connections on a TCP listener; each one starts with
@@ -648,11 +676,10 @@ pub(super) async fn accept_loop(
 async fn stream_reader<R: AsyncRead + Unpin>(
     transports: &Transports,
     mut read: R,
-    target: Target,
+    conn: &Connection,
     receiver: &dyn Receive,
-    writer: &mpsc::Sender<Bytes>,
-    mut standing: Standing,
 ) -> Close {
+    let (target, writer, mut standing) = (conn.target, &conn.tx, conn.standing);
     let config = &transports.config;
     let stats = &transports.stats;
     let messages_in = match target.transport {
@@ -683,6 +710,7 @@ async fn stream_reader<R: AsyncRead + Unpin>(
                     messages_in.fetch_add(1, Ordering::Relaxed);
                     if receiver.receive(msg, target) == Received::Sip {
                         standing = Standing::Proven;
+                        conn.spoke_sip.store(true, Ordering::Relaxed);
                     }
                 }
                 Ok(None) => break,

@@ -322,6 +322,7 @@ impl Transports {
             messages_in.fetch_add(1, Ordering::Relaxed);
             if self.receiver.receive(bytes, target) == Received::Sip {
                 standing = Standing::Proven;
+                conn.spoke_sip.store(true, Ordering::Relaxed);
             }
         }
     }
