@@ -177,6 +177,33 @@ return n
     )
 });
 
+/// KEYS: loc:{aor}, locidx, locn. ARGV: aor, replica, received, contacts…
+/// Removes each contact whose binding still names that replica and that
+/// flow (`received`), and returns the contacts removed. The binding's
+/// replica and received are its 2nd and 5th fields.
+static REMOVE_FLOW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+for i = 4, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local ok, b = pcall(cjson.decode, v)
+    if ok and type(b) == 'table' and b[2] == ARGV[2] and b[5] == ARGV[3] then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      out[#out + 1] = ARGV[i]
+    end
+  end
+end
+if #out > 0 then
+  redis.call('DECRBY', KEYS[3], #out)
+  reindex(KEYS[1], KEYS[2], ARGV[1])
+end
+return out
+",
+    )
+});
+
 /// KEYS: loc:{aor}, locidx, locn. ARGV: aor. Returns how many bindings the
 /// AOR had.
 static REMOVE_AOR: LazyLock<Script> = LazyLock::new(|| {
@@ -272,6 +299,42 @@ impl Shared {
         let (key, idx, cnt) = (k.loc(aor), k.loc_idx(), k.loc_count());
         self.conn()
             .run(REMOVE.key(key).key(idx).key(cnt).arg(aor).arg(contacts))
+            .await
+    }
+
+    /// Removes the given contacts of `aor` that are still bound through
+    /// `replica` over the flow `received` (as [`Registration::received`]
+    /// writes it); returns the contacts removed. A contact the phone has
+    /// since registered again, through another replica or over another
+    /// connection, stays.
+    ///
+    /// # Errors
+    ///
+    /// The connection errors of every operation.
+    pub async fn remove_flow_bindings(
+        &self,
+        aor: &str,
+        replica: &str,
+        received: &str,
+        contacts: &[&str],
+    ) -> Result<Vec<String>> {
+        self.part("aor", aor)?;
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let (key, idx, cnt) = (k.loc(aor), k.loc_idx(), k.loc_count());
+        self.conn()
+            .run(
+                REMOVE_FLOW
+                    .key(key)
+                    .key(idx)
+                    .key(cnt)
+                    .arg(aor)
+                    .arg(replica)
+                    .arg(received)
+                    .arg(contacts),
+            )
             .await
     }
 

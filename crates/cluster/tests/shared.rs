@@ -74,6 +74,68 @@ async fn bindings_put_by_one_replica_are_seen_by_another() {
 }
 
 #[tokio::test]
+async fn bindings_of_a_closed_flow_go_unless_registered_again_elsewhere() {
+    let p = Prefix::new(SHARED_REDIS);
+    let a = handle(&p, "a").await;
+    let b = handle(&p, "b").await;
+    let now = now_ms();
+    let aor = "sip:100001@example.com";
+    let flow = "ws:203.0.113.5:40000";
+    let mk = |host: &str, replica: &str, received: &str| {
+        let mut x = binding(1, replica, now + 60_000);
+        x.reg.contact = format!("sip:100001@{host}.invalid;transport=ws");
+        x.reg.received = received.into();
+        x
+    };
+    let gone = mk("a1", "a", flow);
+    // registered again through B, and over another connection to A
+    let moved = mk("b1", "b", flow);
+    let renewed = mk("a2", "a", "ws:203.0.113.5:40002");
+    a.put_bindings(aor, &[gone.clone(), renewed.clone()])
+        .await
+        .unwrap();
+    b.put_bindings(aor, std::slice::from_ref(&moved))
+        .await
+        .unwrap();
+    a.put_bindings("sip:100002@example.com", &[binding(2, "a", now + 60_000)])
+        .await
+        .unwrap();
+    let contacts = [
+        gone.reg.contact.as_str(),
+        moved.reg.contact.as_str(),
+        renewed.reg.contact.as_str(),
+        "sip:nobody@192.0.2.1",
+    ];
+    let removed = a
+        .remove_flow_bindings(aor, "a", flow, &contacts)
+        .await
+        .unwrap();
+    assert_eq!(removed, vec![gone.reg.contact.clone()]);
+    let mut left = b.lookup(aor, now).await.unwrap();
+    left.sort_by(|x, y| x.reg.contact.cmp(&y.reg.contact));
+    assert_eq!(left, vec![renewed.clone(), moved.clone()]);
+    assert_eq!(a.count().await.unwrap(), (2, 3));
+    // again: nothing left to remove
+    assert!(
+        a.remove_flow_bindings(aor, "a", flow, &contacts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // the last contact of an AOR leaves the index with it
+    let removed = b
+        .remove_flow_bindings(aor, "b", flow, &[moved.reg.contact.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    a.remove_flow_bindings(aor, "a", "ws:203.0.113.5:40002", &[&renewed.reg.contact])
+        .await
+        .unwrap();
+    assert_eq!(a.count().await.unwrap(), (1, 1));
+    assert!(a.lookup(aor, now).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn list_walks_the_index_and_skips_expired() {
     let p = Prefix::new(SHARED_REDIS);
     let a = handle(&p, "a").await;
