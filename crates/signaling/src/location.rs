@@ -9,6 +9,10 @@
 //! database that is down only delays the flush: the pending set is kept
 //! (bounded by the number of distinct bindings) and retried.
 //!
+//! Bindings learnt on a stream connection are indexed by it ([`flows`]),
+//! so the ones a closed connection leaves unreachable are removed at once
+//! ([`Location::remove_flow`]).
+//!
 //! All functions take `now_ms` (unix milliseconds) so the rules are tested
 //! without a clock.
 
@@ -17,16 +21,18 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 use switchboard_sip_stack::target::{Target, TransportKind};
-use switchboard_store::{Registration, Store};
+use switchboard_store::Registration;
 use tokio::sync::mpsc;
+use tracing::warn;
 
+mod flows;
 pub mod page;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+mod persist;
+pub use flows::{FlowClosedCounts, FlowRemoved};
+pub use persist::{restore_from, spawn_persister};
 
 const SHARDS: usize = 64;
 
@@ -133,6 +139,10 @@ pub struct Applied {
     pub bound: Vec<(Box<str>, bool)>,
 }
 
+/// What [`Location::apply`] changed on a record: the changes for the
+/// store, and the contacts bound (whether each is new).
+type Changed = (Vec<PersistOp>, Vec<(Box<str>, bool)>);
+
 /// Why the update was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateError {
@@ -163,6 +173,8 @@ pub struct LocationStats {
     pub persisted: AtomicU64,
     /// Changes not queued for the store because its queue was full.
     pub persist_dropped: AtomicU64,
+    /// Bindings removed because the connection they came on closed.
+    pub flow_closed: FlowClosedCounts,
 }
 
 /// Changes waiting for the persister (a few seconds of a registrar's peak).
@@ -177,6 +189,8 @@ pub struct Location {
     /// Distinct User-Agent strings, shared by every binding that sent one:
     /// a site has a handful of phone models and thousands of bindings.
     user_agents: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// AORs by the stream connections their bindings came on.
+    flows: flows::FlowIndex,
     pub stats: LocationStats,
 }
 
@@ -215,6 +229,7 @@ impl Location {
             max_contacts: max_contacts.max(1),
             persist,
             user_agents: Mutex::default(),
+            flows: flows::FlowIndex::default(),
             stats: LocationStats::default(),
         }
     }
@@ -269,6 +284,38 @@ impl Location {
             return Ok(Applied::default());
         };
         let record = shard.entry(u.aor.as_str().into()).or_default();
+        let before = flows::conns_of(&record.bindings);
+        let changed = self.change(record, u, now_ms);
+        self.flows
+            .update(&u.aor, &before, &flows::conns_of(&record.bindings));
+        let (ops, bound) = changed?;
+        let bindings = record.bindings.clone();
+        if record.bindings.is_empty() {
+            shard.remove(u.aor.as_str());
+        }
+        drop(shard);
+        let mut removed = Vec::new();
+        for op in ops {
+            if let PersistOp::Delete { contact, .. } = &op {
+                removed.push(contact.clone());
+            }
+            self.queue(op);
+        }
+        Ok(Applied {
+            bindings,
+            removed,
+            bound,
+        })
+    }
+
+    /// The body of [`Location::apply`] on the AOR's record: the changes
+    /// for the store and the contacts bound.
+    fn change(
+        &self,
+        record: &mut AorRecord,
+        u: &Update,
+        now_ms: i64,
+    ) -> Result<Changed, UpdateError> {
         record.user_id = u.user_id;
         record.account_id = u.account_id;
         record.bindings.retain(|b| b.expires_at_ms > now_ms);
@@ -389,23 +436,7 @@ impl Location {
                 }
             }
         }
-        let bindings = record.bindings.clone();
-        if record.bindings.is_empty() {
-            shard.remove(u.aor.as_str());
-        }
-        drop(shard);
-        let mut removed = Vec::new();
-        for op in ops {
-            if let PersistOp::Delete { contact, .. } = &op {
-                removed.push(contact.clone());
-            }
-            self.queue(op);
-        }
-        Ok(Applied {
-            bindings,
-            removed,
-            bound,
-        })
+        Ok((ops, bound))
     }
 
     /// The live bindings of an AOR.
@@ -427,7 +458,11 @@ impl Location {
 
     /// Removes an AOR with all its bindings; false if it had none.
     pub fn remove_aor(&self, aor: &str) -> bool {
-        let removed = self.shard(aor).lock().ok().and_then(|mut s| s.remove(aor));
+        let removed = self.shard(aor).lock().ok().and_then(|mut s| {
+            let r = s.remove(aor)?;
+            self.flows.update(aor, &flows::conns_of(&r.bindings), &[]);
+            Some(r)
+        });
         match removed {
             Some(r) => {
                 for b in r.bindings {
@@ -448,6 +483,7 @@ impl Location {
         for shard in &self.shards {
             let Ok(mut s) = shard.lock() else { continue };
             s.retain(|aor, r| {
+                let before = flows::conns_of(&r.bindings);
                 r.bindings.retain(|b| {
                     let keep = b.expires_at_ms > now_ms;
                     if !keep {
@@ -455,6 +491,8 @@ impl Location {
                     }
                     keep
                 });
+                self.flows
+                    .update(aor, &before, &flows::conns_of(&r.bindings));
                 !r.bindings.is_empty()
             });
         }
@@ -644,131 +682,6 @@ pub(crate) fn to_registration(
         expires_at: b.expires_at_ms,
         updated_at: b.updated_ms,
     }
-}
-
-/// How long the persister gathers changes before writing them: the most a
-/// registration waits to be durable (a restart within it loses it; the
-/// phone's next refresh brings it back).
-const GATHER: Duration = Duration::from_millis(20);
-
-/// Flushes queued changes to the store in batches until `shutdown`, then
-/// flushes what is left. Repeated changes to one binding coalesce, so the
-/// pending set never holds more than one entry per binding.
-pub fn spawn_persister(
-    store: Store,
-    mut rx: mpsc::Receiver<PersistOp>,
-    location: Arc<Location>,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut pending: HashMap<(String, String), Option<Registration>> = HashMap::new();
-        let mut backoff = Duration::from_millis(100);
-        let mut closing = false;
-        loop {
-            // Gather: wait for the first op, then for GATHER more, then take
-            // all queued. Under load this makes one store transaction of
-            // many registrations instead of one per few, and wakes this
-            // task (and the database's thread) a few dozen times a second
-            // rather than once per REGISTER.
-            if pending.is_empty() && !closing {
-                tokio::select! {
-                    op = rx.recv() => match op {
-                        Some(op) => add(&mut pending, op),
-                        None => closing = true,
-                    },
-                    _ = shutdown.cancelled() => closing = true,
-                }
-                if !closing {
-                    tokio::select! {
-                        _ = tokio::time::sleep(GATHER) => {}
-                        _ = shutdown.cancelled() => closing = true,
-                    }
-                }
-            } else if !closing {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = shutdown.cancelled() => closing = true,
-                }
-            }
-            while let Ok(op) = rx.try_recv() {
-                add(&mut pending, op);
-            }
-            if pending.is_empty() {
-                if closing {
-                    return;
-                }
-                continue;
-            }
-            match flush(&store, &pending).await {
-                Ok(n) => {
-                    location
-                        .stats
-                        .persisted
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    pending.clear();
-                    backoff = Duration::from_millis(100);
-                }
-                Err(e) => {
-                    location
-                        .stats
-                        .persist_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    warn!(cause = %e, pending = pending.len(), "registration flush failed; will retry");
-                    if closing {
-                        warn!(
-                            pending = pending.len(),
-                            "shutting down with unflushed registrations"
-                        );
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-            if closing && rx.is_empty() && pending.is_empty() {
-                debug!("registration persister finished");
-                return;
-            }
-        }
-    })
-}
-
-fn add(pending: &mut HashMap<(String, String), Option<Registration>>, op: PersistOp) {
-    match op {
-        PersistOp::Upsert(r) => {
-            pending.insert((r.aor.clone(), r.contact.clone()), Some(r));
-        }
-        PersistOp::Delete { aor, contact } => {
-            pending.insert((aor, contact), None);
-        }
-    }
-}
-
-async fn flush(
-    store: &Store,
-    pending: &HashMap<(String, String), Option<Registration>>,
-) -> switchboard_store::Result<usize> {
-    let upserts: Vec<Registration> = pending.values().flatten().cloned().collect();
-    let deletes: Vec<(String, String)> = pending
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.clone())
-        .collect();
-    if !upserts.is_empty() {
-        store.upsert_registrations(&upserts).await?;
-    }
-    if !deletes.is_empty() {
-        store.delete_registrations(&deletes).await?;
-    }
-    Ok(upserts.len() + deletes.len())
-}
-
-/// Restores the table from the store at start-up.
-pub async fn restore_from(store: &Store, location: &Location, now_ms: i64) -> anyhow::Result<()> {
-    let regs = store.load_registrations(now_ms).await?;
-    let n = location.restore(regs, now_ms);
-    info!(contacts = n, "registrations restored");
-    Ok(())
 }
 
 #[cfg(test)]

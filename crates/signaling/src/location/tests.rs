@@ -159,3 +159,148 @@ fn received_round_trips() {
     assert!(v6.remote.is_ipv6());
     assert!(parse_received("sctp:1.2.3.4:1").is_none());
 }
+
+/// A WebSocket flow on connection `conn` from `port`.
+fn ws(conn: u64, port: u16) -> Target {
+    Target {
+        transport: TransportKind::Ws,
+        conn: Some(conn),
+        ..target(port)
+    }
+}
+
+fn on(aor: &str, contact: &str, call_id: &str, flow: Target) -> Update {
+    Update {
+        aor: aor.into(),
+        received: flow,
+        ..set(&[(contact, 300)], call_id, 1)
+    }
+}
+
+#[test]
+fn a_closed_connection_takes_its_bindings_and_only_those() {
+    let (tx, mut rx) = mpsc::channel(PERSIST_QUEUE);
+    let loc = Location::new(10, Some(tx));
+    let (alice, bob) = ("sip:alice@example.com", "sip:bob@example.com");
+    // alice's browser and bob's on connection 7 (one phone for two users),
+    // alice's desk phone on UDP, carol's browser on connection 8
+    loc.update(
+        &on(alice, "sip:a@x.invalid;transport=ws", "c1", ws(7, 4000)),
+        0,
+    )
+    .unwrap();
+    loc.update(
+        &on(bob, "sip:b@x.invalid;transport=ws", "c2", ws(7, 4000)),
+        0,
+    )
+    .unwrap();
+    loc.update(&on(alice, "sip:a@192.0.2.1", "c3", target(5062)), 0)
+        .unwrap();
+    loc.update(
+        &on(
+            "sip:carol@example.com",
+            "sip:c@y.invalid",
+            "c4",
+            ws(8, 4001),
+        ),
+        0,
+    )
+    .unwrap();
+    assert_eq!(loc.flows_indexed(), 2);
+    while rx.try_recv().is_ok() {}
+
+    let mut removed = loc.remove_flow(&ws(7, 4000), 1000);
+    removed.sort_by(|a, b| a.aor.cmp(&b.aor));
+    let names: Vec<(&str, Vec<&str>)> = removed
+        .iter()
+        .map(|r| {
+            (
+                r.aor.as_str(),
+                r.bindings.iter().map(|b| &*b.contact).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (alice, vec!["sip:a@x.invalid;transport=ws"]),
+            (bob, vec!["sip:b@x.invalid;transport=ws"]),
+        ]
+    );
+    assert_eq!(loc.lookup(alice, 1000).len(), 1, "the UDP phone stays");
+    assert!(loc.lookup(bob, 1000).is_empty());
+    assert_eq!(loc.counts(), (2, 2));
+    assert_eq!(loc.flows_indexed(), 1, "connection 8 only");
+    assert_eq!(loc.stats.flow_closed.get(TransportKind::Ws), 2);
+    let deletes = std::iter::from_fn(|| rx.try_recv().ok())
+        .filter(|op| matches!(op, PersistOp::Delete { .. }))
+        .count();
+    assert_eq!(deletes, 2, "the store forgets them too");
+    // reported twice, removed once; a flow without a connection names none
+    assert!(loc.remove_flow(&ws(7, 4000), 1000).is_empty());
+    assert!(loc.remove_flow(&target(5062), 1000).is_empty());
+}
+
+#[test]
+fn a_binding_refreshed_over_a_new_connection_stays_when_the_old_one_closes() {
+    let loc = Location::new(10, None);
+    let aor = "sip:alice@example.com";
+    let contact = "sip:a@x.invalid;transport=ws";
+    loc.update(&on(aor, contact, "c1", ws(7, 4000)), 0).unwrap();
+    // the browser reconnected and registered again before the old socket
+    // was seen to close
+    loc.update(&on(aor, contact, "c2", ws(9, 4002)), 500)
+        .unwrap();
+    assert_eq!(loc.flows_indexed(), 1);
+    assert!(loc.remove_flow(&ws(7, 4000), 1000).is_empty());
+    assert_eq!(loc.lookup(aor, 1000).len(), 1);
+    // the same connection id on another transport is not this flow
+    let tcp = Target {
+        transport: TransportKind::Tcp,
+        ..ws(9, 4002)
+    };
+    assert!(loc.remove_flow(&tcp, 1000).is_empty());
+    assert_eq!(loc.remove_flow(&ws(9, 4002), 1000).len(), 1);
+    assert_eq!(loc.counts(), (0, 0));
+    assert_eq!(loc.flows_indexed(), 0);
+}
+
+#[test]
+fn the_flow_index_forgets_what_expires_is_unregistered_or_deleted() {
+    let loc = Location::new(10, None);
+    let aor = "sip:alice@example.com";
+    // expiry: the sweep reports it, not the close
+    loc.update(&on(aor, "sip:a@x.invalid", "c1", ws(1, 4000)), 0)
+        .unwrap();
+    assert!(loc.remove_flow(&ws(1, 4000), 301_000).is_empty());
+    assert_eq!(loc.expire(301_000).len(), 1);
+    assert_eq!(loc.flows_indexed(), 0);
+    // unregistration by the phone
+    loc.update(&on(aor, "sip:a@x.invalid", "c2", ws(2, 4000)), 0)
+        .unwrap();
+    let mut bye = on(aor, "sip:a@x.invalid", "c2", ws(2, 4000));
+    bye.cseq = 2;
+    bye.change = Change::Set(vec![NewBinding {
+        contact: "sip:a@x.invalid".into(),
+        expires: 0,
+        q: None,
+        instance: None,
+        reg_id: None,
+    }]);
+    loc.update(&bye, 10).unwrap();
+    assert_eq!(loc.flows_indexed(), 0);
+    // deleted through the API
+    loc.update(&on(aor, "sip:a@x.invalid", "c3", ws(3, 4000)), 0)
+        .unwrap();
+    assert!(loc.remove_aor(aor));
+    assert_eq!(loc.flows_indexed(), 0);
+    // a refused (out of order) REGISTER changes nothing
+    loc.update(&on(aor, "sip:a@x.invalid", "c4", ws(4, 4000)), 0)
+        .unwrap();
+    assert!(
+        loc.update(&on(aor, "sip:a@x.invalid", "c4", ws(5, 4001)), 10)
+            .is_err()
+    );
+    assert_eq!(loc.flows_indexed(), 1);
+    assert_eq!(loc.remove_flow(&ws(4, 4000), 20).len(), 1);
+}
