@@ -235,7 +235,8 @@ verbs! {
         Registered = "registered",
         /// An existing binding re-registered.
         Refreshed = "refreshed",
-        /// Removed by the phone (Expires: 0).
+        /// Removed by the phone (Expires: 0), or with the connection it
+        /// was registered over (the phone can no longer be reached).
         Unregistered = "unregistered",
         /// Removed by the registrar because it was not refreshed.
         Expired = "expired",

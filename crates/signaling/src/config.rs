@@ -16,8 +16,10 @@ use switchboard_sip_stack::flood::Rate;
 use switchboard_sip_stack::transport::TransportConfig;
 
 mod cluster;
+mod flows;
 mod tls;
 pub use cluster::{ClusterConfig, MIN_SECRET};
+pub use flows::{FlowConfig, UnregisterOnClose};
 pub use tls::TlsConfig;
 
 /// `switchboard-signaling`: SIP registrar and call server.
@@ -507,6 +509,10 @@ pub struct Config {
     /// SIP over TLS (`config/tls.rs`).
     #[command(flatten)]
     pub tls: TlsConfig,
+
+    /// Bindings of closed connections (`config/flows.rs`).
+    #[command(flatten)]
+    pub flows: FlowConfig,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {

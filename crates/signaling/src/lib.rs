@@ -4,7 +4,8 @@
 //! the API, and returns a [`Running`] handle with the bound addresses; the
 //! binary and the tests start the very same server this way. Layout:
 //! [`config`] (settings), [`directory`] (accounts and users in memory),
-//! [`location`] (bindings, write-behind to the store), [`auth`] +
+//! [`location`] (bindings, write-behind to the store; [`flow_close`]
+//! removes those of closed connections), [`auth`] +
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
 //! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads),
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod directory;
+pub mod flow_close;
 pub mod location;
 pub mod media;
 pub mod metrics;
@@ -296,6 +298,7 @@ impl Node {
         if let Some(ep) = self.endpoint() {
             stack_metrics::render(&mut out, ep);
         }
+        flow_close::render_metrics(self, &mut out);
         self.metrics.render(&mut out);
         self.calls.render_metrics(&mut out);
         self.calls.media.render_metrics(&mut out);
@@ -640,6 +643,9 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     }
     let mut transport = config.transport();
     transport.tls = Some(tls_setup);
+    let (closes, closed) = flow_close::reports(config.flows.unregister_on_close).unzip();
+    transport.closes = closes;
+    tasks.extend(closed.map(|rx| flow_close::spawn(node.clone(), rx, shutdown.clone())));
     let transports = Transports::bind(transport, endpoint.clone(), shutdown.clone())
         .await
         .with_context(|| {

@@ -1,5 +1,6 @@
 //! `/metrics` families for the bounds of the SIP stack: TCP connections
-//! (caps, deadlines, connects), WebSocket upgrades, the UDP send queue, the per-source rate
+//! (caps, deadlines, connects), WebSocket upgrades, closed flows reported
+//! to the registrar, the UDP send queue, the per-source rate
 //! limit, the transaction cap, stateless replies and the merge guard.
 
 use std::fmt::Write;
@@ -14,7 +15,13 @@ fn load(c: &AtomicU64) -> u64 {
 }
 
 /// One counter family with a single label.
-fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+pub(crate) fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (value, n) in values {
         let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
@@ -223,6 +230,16 @@ pub(crate) fn render(out: &mut String, ep: &Endpoint) {
         "counter",
         "Messages dropped because too many connects were in progress or a connect's queue was full.",
         load(&s.connect_queue_drops),
+    );
+    labelled(
+        out,
+        "switchboard_flow_close_reports_total",
+        "Closed connections that carried SIP, reported to the registrar (UNREGISTER_ON_CLOSE), or dropped because its queue was full.",
+        "result",
+        &[
+            ("reported", load(&s.close_reports)),
+            ("dropped", load(&s.close_reports_dropped)),
+        ],
     );
     metric(
         out,
