@@ -12,11 +12,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    LO, Platform, SECRET, eventually, sees_alive, sees_dead, two_replicas, users_plan,
+    LO, Platform, SECRET, eventually, sees_alive, sees_dead, two_replicas, users_plan, watch_events,
 };
 use common::phone::{SipPhone, sdp};
 use common::start;
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard_sip::digest::{Challenge, respond};
 use switchboard_sip::message::{Message, Method};
 use switchboard_sip::request::{RequestBuilder, new_branch};
@@ -628,50 +628,6 @@ async fn a_replica_killed_with_sigkill_leaves_its_phones_reachable_and_its_calls
     assert_eq!(call.await.expect("caller"), 486);
     b.stop().await;
     p.cleanup().await;
-}
-
-/// Events seen on NATS: (subject, payload).
-struct Events(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
-
-impl Events {
-    /// Everything seen once `subject` has been (at most 10 s).
-    async fn wait_for(&self, subject: &str) -> Vec<(String, Value)> {
-        let list = &self.0;
-        eventually(Duration::from_secs(10), subject, || async {
-            list.lock()
-                .expect("events")
-                .iter()
-                .any(|(s, _)| s == subject)
-        })
-        .await;
-        // a moment for anything published after it (nothing should be)
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        list.lock().expect("events").clone()
-    }
-}
-
-/// Every event published under this test's subject root from now on.
-async fn watch_events(p: &Platform) -> Events {
-    use futures_util::StreamExt;
-    let client = async_nats::connect("nats://127.0.0.1:4222")
-        .await
-        .expect("NATS on 4222 (make test starts it)");
-    let mut sub = client
-        .subscribe(format!("{}.>", p.nats_prefix))
-        .await
-        .expect("subscribe");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        let _client = client;
-        while let Some(m) = sub.next().await {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-            sink.lock()
-                .expect("events")
-                .push((m.subject.to_string(), v));
-        }
-    });
-    Events(seen)
 }
 
 /// A phone on one TCP connection: what it sends and receives travels on

@@ -3,8 +3,9 @@
 //! get their answers on their connection, a UDP phone calls a WebSocket
 //! phone (reached only over its connection) and either side hangs up, a
 //! browser phone on WSS calls a UDP phone, a phone whose connection closed
-//! is unreachable at once (480, nothing connects anywhere), and the
-//! upgrade's Origin and subprotocol checks. A contact on WebSocket is a
+//! is unreachable at once even while its binding is kept (480, nothing
+//! connects anywhere; by default the binding goes too, see flow_close.rs),
+//! and the upgrade's Origin and subprotocol checks. A contact on WebSocket is a
 //! browser: its INVITE carries the manager's WebRTC offer, while the same
 //! user's UDP phone is offered plain RTP/AVP.
 //! The attacks over WebSocket are in attacks_ws.rs.
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::phone::{SipPhone, sdp};
 use common::ws_phone::{webrtc_answer, ws_connect, ws_node, ws_phone};
 use common::{metric, metric_becomes, no_live_calls};
+use switchboard_signaling::config::UnregisterOnClose;
 use switchboard_sip::message::Method;
 use switchboard_sip_stack::dialog::Dialog;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -202,7 +204,12 @@ async fn a_browser_phone_on_wss_calls_a_udp_phone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ws_phone_whose_connection_closed_is_unreachable_at_once() {
-    let (s, ws, _, _) = ws_node("ws-gone", |_| {}).await;
+    // the binding would go with its connection (flow_close.rs); kept here,
+    // a call must still skip it
+    let (s, ws, _, _) = ws_node("ws-gone", |c| {
+        c.flows.unregister_on_close = UnregisterOnClose::Never;
+    })
+    .await;
     s.create_user("alice", "alice-secret").await;
     s.create_user("bob", "bob-secret").await;
     let bob = ws_phone(ws, None, None).await;
@@ -213,7 +220,7 @@ async fn a_ws_phone_whose_connection_closed_is_unreachable_at_once() {
         Some(0),
         "the server saw the connection close"
     );
-    // the binding is still there (until it expires), its flow is not
+    // the binding is still there (UNREGISTER_ON_CLOSE=none), its flow is not
     assert_eq!(s.contacts("bob").await.len(), 1);
     let opened = metric(&s, "switchboard_tcp_connections_total ").await;
 

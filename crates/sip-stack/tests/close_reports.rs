@@ -18,7 +18,10 @@ use switchboard_sip_stack::transport::{CloseReports, TransportConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-fn reporting(capacity: usize, kinds: &[TransportKind]) -> (TransportConfig, mpsc::Receiver<Target>) {
+fn reporting(
+    capacity: usize,
+    kinds: &[TransportKind],
+) -> (TransportConfig, mpsc::Receiver<Target>) {
     let (tx, rx) = mpsc::channel(capacity);
     let config = TransportConfig {
         closes: Some(CloseReports {
@@ -87,7 +90,11 @@ async fn only_the_transports_asked_for_are_reported() {
         "a TCP close is not reported when only WebSocket ones are asked for"
     );
     assert_eq!(
-        server.transports.stats.close_reports.load(Ordering::Relaxed),
+        server
+            .transports
+            .stats
+            .close_reports
+            .load(Ordering::Relaxed),
         0
     );
 }

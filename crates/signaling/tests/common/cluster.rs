@@ -285,3 +285,47 @@ pub async fn two_replicas(
     }
     (a, b)
 }
+
+/// Events seen on NATS: (subject, payload).
+pub struct Events(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl Events {
+    /// Everything seen once `subject` has been (at most 10 s).
+    pub async fn wait_for(&self, subject: &str) -> Vec<(String, Value)> {
+        let list = &self.0;
+        eventually(Duration::from_secs(10), subject, || async {
+            list.lock()
+                .expect("events")
+                .iter()
+                .any(|(s, _)| s == subject)
+        })
+        .await;
+        // a moment for anything published after it (nothing should be)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        list.lock().expect("events").clone()
+    }
+}
+
+/// Every event published under this test's subject root from now on.
+pub async fn watch_events(p: &Platform) -> Events {
+    use futures_util::StreamExt;
+    let client = async_nats::connect(p.servers.nats_url.as_str())
+        .await
+        .expect("NATS on 4222 (make test starts it)");
+    let mut sub = client
+        .subscribe(format!("{}.>", p.nats_prefix))
+        .await
+        .expect("subscribe");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Some(m) = sub.next().await {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            sink.lock()
+                .expect("events")
+                .push((m.subject.to_string(), v));
+        }
+    });
+    Events(seen)
+}

@@ -1,5 +1,5 @@
 //! A SIP phone on one stream connection for the tests: TLS here (a test
-//! CA and certificates made with rcgen), or a WebSocket
+//! CA and certificates made with rcgen), plain TCP, or a WebSocket
 //! ([`super::ws_phone`]), kept open as a phone behind NAT keeps it, with
 //! the same message-by-message driving as [`super::phone`]: everything
 //! sent is built by the project's pure layers (dialog, digest),
@@ -20,7 +20,7 @@ use switchboard_sip::request::ack_for_failure;
 use switchboard_sip::response::response;
 use switchboard_sip_stack::dialog::Dialog;
 use switchboard_sip_stack::target::{Target, TransportKind};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
@@ -134,31 +134,8 @@ impl StreamPhone {
         let stream = tls_connect(server, trust).await.expect("TLS handshake");
         let local = stream.get_ref().0.local_addr().unwrap();
         let server_cert = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
-        let (mut read, write) = tokio::io::split(stream);
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 16384];
-            loop {
-                // pongs and keep-alive CRLFs between messages
-                while buf.starts_with(b"\r\n") {
-                    buf.drain(..2);
-                }
-                if let Some(n) = frame(&buf) {
-                    let bytes: Vec<u8> = buf.drain(..n).collect();
-                    if let Ok(m) = parse(&bytes)
-                        && tx.send(m).await.is_err()
-                    {
-                        return;
-                    }
-                    continue;
-                }
-                match read.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        });
+        let (read, write) = tokio::io::split(stream);
+        let rx = read_messages(read);
         Self {
             out: Mutex::new(Out::Bytes(Box::new(write))),
             incoming: Mutex::new(rx),
@@ -166,6 +143,22 @@ impl StreamPhone {
             server,
             server_cert,
             kind: TransportKind::Tls,
+            host: local.to_string(),
+        }
+    }
+
+    /// A phone on a plain TCP connection to `server` (SIP's UDP/TCP port).
+    pub async fn tcp(server: SocketAddr) -> Self {
+        let stream = TcpStream::connect(server).await.expect("TCP connect");
+        let local = stream.local_addr().unwrap();
+        let (read, write) = stream.into_split();
+        Self {
+            out: Mutex::new(Out::Bytes(Box::new(write))),
+            incoming: Mutex::new(read_messages(read)),
+            local,
+            server,
+            server_cert: CertificateDer::from(Vec::new()),
+            kind: TransportKind::Tcp,
             host: local.to_string(),
         }
     }
@@ -364,6 +357,35 @@ impl StreamPhone {
         self.send(&second.bytes).await;
         (self.final_response(Method::Invite).await, second.cseq)
     }
+}
+
+/// Each SIP message framed off `read` (pongs and keep-alive CRLFs between
+/// messages skipped); ends when the connection does.
+fn read_messages<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> mpsc::Receiver<Message> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16384];
+        loop {
+            while buf.starts_with(b"\r\n") {
+                buf.drain(..2);
+            }
+            if let Some(n) = frame(&buf) {
+                let bytes: Vec<u8> = buf.drain(..n).collect();
+                if let Ok(m) = parse(&bytes)
+                    && tx.send(m).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    rx
 }
 
 /// The length of the complete SIP message at the front of `buf`, if any.
