@@ -10,8 +10,10 @@
 //! a cluster Redis, where only a binding that still names this replica
 //! and the closed flow is removed (the phone may have registered again
 //! through another replica meanwhile), then one `unregistered` event per
-//! contact the platform no longer lists. A binding refreshed over a new
-//! connection before the old one closed names the new one and stays.
+//! contact the platform no longer lists (while Redis does not answer, per
+//! contact this replica removed: it serves from its own table then). A
+//! binding refreshed over a new connection before the old one closed
+//! names the new one and stays.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,9 +32,10 @@ use crate::config::UnregisterOnClose;
 use crate::location::{FlowRemoved, format_received};
 use crate::registrar::Now;
 
-/// Closed connections waiting to have their bindings removed. Each is a
-/// few bytes; the task empties it at thousands a second, so it fills only
-/// when Redis stalls while a burst of phones goes away.
+/// Closed connections waiting to have their bindings removed (a flow,
+/// some 60 bytes, each). The task takes them as fast as the location
+/// table and Redis answer, so it fills only while Redis stalls (up to
+/// [`PUBLISH_WAIT`] per AOR) and many phones go away at once.
 pub const CLOSE_QUEUE: usize = 8192;
 
 /// The transports' report queue for `policy`, and its receiving end; none
