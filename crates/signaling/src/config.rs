@@ -15,8 +15,10 @@ use switchboard_sip_stack::endpoint::Limits;
 use switchboard_sip_stack::flood::Rate;
 use switchboard_sip_stack::transport::TransportConfig;
 
+mod api_tls;
 mod cluster;
 mod tls;
+pub use api_tls::ApiTlsConfig;
 pub use cluster::{ClusterConfig, MIN_SECRET};
 pub use tls::TlsConfig;
 
@@ -507,6 +509,10 @@ pub struct Config {
     /// SIP over TLS (`config/tls.rs`).
     #[command(flatten)]
     pub tls: TlsConfig,
+
+    /// HTTPS on API_PORT (`config/api_tls.rs`).
+    #[command(flatten)]
+    pub api_tls: ApiTlsConfig,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -598,6 +604,7 @@ impl Config {
         }
         self.cluster.validate()?;
         self.tls.validate()?;
+        self.api_tls.validate()?;
         if self.cluster.redis_addr.is_some()
             && self.cluster.cluster_addr.is_none()
             && self.bind.iter().all(IpAddr::is_unspecified)
