@@ -15,9 +15,11 @@ use switchboard_sip_stack::endpoint::Limits;
 use switchboard_sip_stack::flood::Rate;
 use switchboard_sip_stack::transport::TransportConfig;
 
+mod api_tls;
 mod cluster;
 mod flows;
 mod tls;
+pub use api_tls::ApiTlsConfig;
 pub use cluster::{ClusterConfig, MIN_SECRET};
 pub use flows::{FlowConfig, UnregisterOnClose};
 pub use tls::TlsConfig;
@@ -513,6 +515,10 @@ pub struct Config {
     /// Bindings of closed connections (`config/flows.rs`).
     #[command(flatten)]
     pub flows: FlowConfig,
+
+    /// HTTPS on API_PORT (`config/api_tls.rs`).
+    #[command(flatten)]
+    pub api_tls: ApiTlsConfig,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -604,6 +610,7 @@ impl Config {
         }
         self.cluster.validate()?;
         self.tls.validate()?;
+        self.api_tls.validate()?;
         if self.cluster.redis_addr.is_some()
             && self.cluster.cluster_addr.is_none()
             && self.bind.iter().all(IpAddr::is_unspecified)

@@ -9,10 +9,12 @@
 //! [`ratelimit`] (digest and the failed-auth limiter), [`registrar`]
 //! (REGISTER), [`service`] (the SIP transaction user), [`api`] (REST),
 //! [`metrics`] (Prometheus), [`secrets`] (files only their owner reads),
-//! [`probe`] (the `health` subcommand), [`tls`] (SIP over TLS: the
-//! certificate and its reloads).
+//! [`probe`] (the `health` subcommand), [`tls`] (the certificates of SIP
+//! over TLS and of the API, and their reloads); [`api_server`] binds and
+//! serves the API's port (HTTP or HTTPS) and METRICS_PORT.
 
 pub mod api;
+pub mod api_server;
 pub mod auth;
 pub mod calls;
 pub mod cluster;
@@ -83,6 +85,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// The TLS listener's certificate, when TLS is served.
     pub tls: Option<Arc<tls::TlsCert>>,
+    /// The REST API's certificate, when API_PORT speaks HTTPS.
+    pub api_tls: Option<Arc<tls::TlsCert>>,
     endpoint: std::sync::OnceLock<Arc<Endpoint>>,
 }
 
@@ -396,6 +400,18 @@ impl Node {
         }
     }
 
+    /// Reads API_TLS_CERT and API_TLS_KEY again (SIGHUP); `Ok(false)` when
+    /// the API speaks plain HTTP.
+    ///
+    /// # Errors
+    /// The new files do not load; the certificate in use stays.
+    pub fn reload_api_tls(&self) -> anyhow::Result<bool> {
+        match &self.api_tls {
+            Some(cert) => cert.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Re-reads DIALPLAN_PATH (SIGHUP). A bad file leaves the running
     /// dialplan in place and returns why.
     pub fn reload_dialplan(&self) -> Result<usize, DialplanError> {
@@ -436,6 +452,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     let token = api_token(&config)?;
     let shutdown = CancellationToken::new();
     let (tls_setup, tls_cert) = tls::setup(&config.tls)?;
+    let api_tls = tls::api_setup(&config.api_tls)?;
 
     let directory = Arc::new(Directory::new(config.realm.clone()));
     match directory.load(&store).await {
@@ -539,6 +556,7 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         started: Instant::now(),
         endpoint: std::sync::OnceLock::new(),
         tls: tls_cert.clone(),
+        api_tls: api_tls.as_ref().map(|(cert, _)| Arc::clone(cert)),
         config: config.clone(),
     });
 
@@ -670,8 +688,10 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
             }
         }
     }
-    if let (Some(cert), Some(every)) = (tls_cert, config.tls.reload_interval()) {
-        tasks.push(tls::spawn_watcher(cert, every, shutdown.clone()));
+    if let Some(every) = config.tls.reload_interval() {
+        for cert in tls_cert.into_iter().chain(node.api_tls.clone()) {
+            tasks.push(tls::spawn_watcher(cert, every, shutdown.clone()));
+        }
     }
     endpoint.wire.set(transports.clone());
     let _ = node.endpoint.set(endpoint);
@@ -687,58 +707,14 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
         cluster.set_addr(addr);
     }
 
-    let listener = tokio::net::TcpListener::bind((config.api_bind, config.api_port))
-        .await
-        .with_context(|| {
-            format!(
-                "API_PORT: cannot bind {}:{}",
-                config.api_bind, config.api_port
-            )
-        })?;
-    let api_addr = listener.local_addr()?;
-    info!(%api_addr, "REST API listening");
-    let metrics_listener = match config.metrics_port {
-        None => None,
-        Some(port) => {
-            let bind = config.metrics_bind.unwrap_or(config.api_bind);
-            let l = tokio::net::TcpListener::bind((bind, port))
-                .await
-                .with_context(|| format!("METRICS_PORT: cannot bind {bind}:{port}"))?;
-            Some(l)
-        }
-    };
-    let metrics_addr = metrics_listener
-        .as_ref()
-        .map(|l| l.local_addr())
-        .transpose()?;
-    if let Some(addr) = metrics_addr {
-        info!(%addr, "/metrics listening without token (METRICS_PORT)");
-    }
+    let ports = api_server::bind(&config, api_tls.map(|(_, server)| server)).await?;
+    let (api_addr, metrics_addr) = (ports.api_addr, ports.metrics_addr);
     tasks.extend(cluster::tasks::spawn(
         node.clone(),
         api_addr,
         shutdown.clone(),
     ));
-    let app = api::router(node.clone(), token.clone());
-    let api_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            warn!(cause = %e, "REST API server stopped");
-        }
-    }));
-    if let Some(listener) = metrics_listener {
-        let app = api::metrics_router(node.clone());
-        let metrics_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await });
-            if let Err(e) = serve.await {
-                warn!(cause = %e, "metrics server stopped");
-            }
-        }));
-    }
+    tasks.extend(ports.serve(node.clone(), token.clone(), shutdown.clone())?);
 
     Ok(Running {
         node,

@@ -55,7 +55,8 @@ async fn main() -> ExitCode {
 }
 
 /// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the dialplan and
-/// the TLS certificate (a bad file is logged and the one in use stays).
+/// the TLS certificates, SIP's and the API's (a bad file is logged and the
+/// one in use stays).
 async fn wait_for_signal(node: &switchboard_signaling::Node) {
     #[cfg(unix)]
     {
@@ -80,6 +81,11 @@ async fn wait_for_signal(node: &switchboard_signaling::Node) {
                         Ok(true) => info!("TLS certificate reloaded (SIGHUP)"),
                         Ok(false) => {}
                         Err(e) => error!("TLS certificate not reloaded, keeping the one in use: {e:#}"),
+                    }
+                    match node.reload_api_tls() {
+                        Ok(true) => info!("API TLS certificate reloaded (SIGHUP)"),
+                        Ok(false) => {}
+                        Err(e) => error!("API TLS certificate not reloaded, keeping the one in use: {e:#}"),
                     }
                 }
             }

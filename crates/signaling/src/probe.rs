@@ -6,14 +6,24 @@
 //! family when API_BIND is a wildcard (`0.0.0.0` → `127.0.0.1`, `::` →
 //! `::1`), within 2 s. Exit 0 on HTTP 200 (the body, the health JSON, is
 //! printed on stdout), 1 on anything else with the reason on stderr.
+//!
+//! With API_TLS_CERT set it speaks HTTPS, and the server must present the
+//! very certificate in that file (the first of its chain, compared byte
+//! for byte): the probe asks its own server, so it pins the certificate
+//! rather than checking a CA, names or dates. It reads no private key.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use switchboard_sip_stack::transport::tls::{certificate_chain, pinned_config};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::Config;
 
@@ -40,7 +50,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// GETs /api/v1/health on API_PORT (loopback when API_BIND is a
-    /// wildcard) within 2 s: exit 0 on HTTP 200, 1 otherwise (for Docker's
+    /// wildcard; HTTPS with API_TLS_CERT's certificate when it is set)
+    /// within 2 s: exit 0 on HTTP 200, 1 otherwise (for Docker's
     /// HEALTHCHECK).
     Health,
 }
@@ -55,32 +66,79 @@ pub fn target(config: &Config) -> SocketAddr {
     SocketAddr::new(ip, config.api_port)
 }
 
-/// GET /api/v1/health on `addr`: the status code and the body.
-pub async fn get_health(addr: SocketAddr, timeout: Duration) -> Result<(u16, String), String> {
+/// How the probe reaches an API that speaks HTTPS: accepting only the
+/// certificate in API_TLS_CERT; `None` when it is unset (plain HTTP).
+///
+/// # Errors
+/// The file cannot be read or holds no certificate (the message names
+/// API_TLS_CERT).
+pub fn tls_client(config: &Config) -> Result<Option<Arc<ClientConfig>>, String> {
+    let Some(path) = &config.api_tls.api_tls_cert else {
+        return Ok(None);
+    };
+    let bad = |e: &dyn std::fmt::Display| format!("API_TLS_CERT: {}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+    let leaf = certificate_chain(&pem)
+        .map_err(|e| bad(&e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad(&"no certificate"))?;
+    pinned_config(leaf).map(Some).map_err(|e| bad(&e))
+}
+
+/// GET /api/v1/health on `addr`, over TLS with `tls`: the status code and
+/// the body.
+pub async fn get_health(
+    addr: SocketAddr,
+    tls: Option<Arc<ClientConfig>>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let request = format!(
-            "GET /api/v1/health HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchboard-signaling-health\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .take(MAX_ANSWER)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        Ok::<_, String>(raw)
+        match tls {
+            None => ask(stream, addr).await,
+            Some(config) => {
+                // a pinned certificate: the name is not checked, and an
+                // IP address sends no SNI
+                let name = ServerName::IpAddress(addr.ip().into());
+                let stream = TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("{addr}: TLS: {e}"))?;
+                ask(stream, addr).await
+            }
+        }
     };
     let raw = match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r?,
         Err(_) => return Err(format!("{addr}: no answer within {timeout:?}")),
     };
     parse_answer(&raw).ok_or_else(|| format!("{addr}: not an HTTP answer"))
+}
+
+/// Sends the request on `stream` and reads the answer.
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+) -> Result<Vec<u8>, String> {
+    let request = format!(
+        "GET /api/v1/health HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchboard-signaling-health\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut raw = Vec::new();
+    // a TLS server that closes without close_notify is an error to
+    // rustls; what was read before it is kept and judged
+    if let Err(e) = (&mut stream).take(MAX_ANSWER).read_to_end(&mut raw).await
+        && raw.is_empty()
+    {
+        return Err(format!("{addr}: {e}"));
+    }
+    Ok(raw)
 }
 
 /// The status code of an HTTP/1.x answer, and its body unless chunked.
@@ -109,7 +167,14 @@ fn parse_answer(raw: &[u8]) -> Option<(u16, String)> {
 /// The `health` subcommand: prints, and says how the process should exit.
 pub async fn main(config: &Config) -> ExitCode {
     let addr = target(config);
-    match get_health(addr, TIMEOUT).await {
+    let tls = match tls_client(config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("switchboard-signaling health: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match get_health(addr, tls, TIMEOUT).await {
         Ok((200, body)) => {
             println!("{body}");
             ExitCode::SUCCESS

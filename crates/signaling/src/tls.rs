@@ -1,10 +1,11 @@
-//! SIP over TLS on a node: the transports' TLS setup from TLS_* (see
-//! [`crate::config::TlsConfig`]), and the listener's certificate kept
-//! current: read again on SIGHUP ([`TlsCert::reload`]) and whenever the
-//! files change on disk ([`spawn_watcher`], which polls their modification
-//! times), so a renewed certificate (cert-manager, ACME) is served from
-//! the next handshake on without a restart. A new file that does not load
-//! (half written, a key that is not the certificate's) is logged and the
+//! The TLS certificates a node serves, kept current: SIP over TLS's
+//! (TLS_CERT/TLS_KEY, with the transports' TLS setup: [`setup`]) and the
+//! REST API's (API_TLS_CERT/API_TLS_KEY: [`api_setup`]). Each is read
+//! again on SIGHUP ([`TlsCert::reload`]) and whenever its files change on
+//! disk ([`spawn_watcher`], which polls their modification times), so a
+//! renewed certificate (cert-manager, ACME) is served from the next
+//! handshake on without a restart. A new file that does not load (half
+//! written, a key that is not the certificate's) is logged and the
 //! certificate in use is kept.
 
 use std::path::{Path, PathBuf};
@@ -12,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use rustls::ServerConfig;
 use switchboard_sip_stack::transport::tls::{
     ServerCert, TlsClient, TlsPeer, TlsSetup, certified_key,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::TlsConfig;
+use crate::config::{ApiTlsConfig, TlsConfig};
 use crate::trunks::Trunks;
 
 /// What a file looked like when it was last read: its modification time
@@ -38,9 +40,30 @@ fn changed(last: (Stamp, Stamp), now: (Stamp, Stamp)) -> bool {
     now != last && now.0.is_some() && now.1.is_some()
 }
 
-/// The listener's certificate and the files it comes from.
+/// The variables a certificate's files are set by, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertVars {
+    pub cert: &'static str,
+    pub key: &'static str,
+}
+
+/// SIP over TLS's (and WSS's) certificate.
+pub const SIP_CERT: CertVars = CertVars {
+    cert: "TLS_CERT",
+    key: "TLS_KEY",
+};
+
+/// The REST API's certificate.
+pub const API_CERT: CertVars = CertVars {
+    cert: "API_TLS_CERT",
+    key: "API_TLS_KEY",
+};
+
+/// A listener's certificate and the files it comes from.
 pub struct TlsCert {
     pub served: Arc<ServerCert>,
+    /// Which settings name the files.
+    pub vars: CertVars,
     cert: PathBuf,
     key: PathBuf,
     /// The files' stamps at the last load attempt.
@@ -52,14 +75,15 @@ impl TlsCert {
     ///
     /// # Errors
     /// A file that cannot be read, or a certificate and key that do not
-    /// load together; the message names TLS_CERT or TLS_KEY.
-    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+    /// load together; the message names the variable (`vars`).
+    pub fn load(vars: CertVars, cert: &Path, key: &Path) -> anyhow::Result<Self> {
         let seen = (stamp(cert), stamp(key));
-        let (c, k) = read_pair(cert, key)?;
-        let served =
-            ServerCert::from_pem(&c, &k).map_err(|e| anyhow::anyhow!("TLS_CERT/TLS_KEY: {e}"))?;
+        let (c, k) = read_pair(vars, cert, key)?;
+        let served = ServerCert::from_pem(&c, &k)
+            .map_err(|e| anyhow::anyhow!("{}/{}: {e}", vars.cert, vars.key))?;
         Ok(Self {
             served,
+            vars,
             cert: cert.to_owned(),
             key: key.to_owned(),
             seen: Mutex::new(seen),
@@ -75,8 +99,9 @@ impl TlsCert {
         if let Ok(mut seen) = self.seen.lock() {
             *seen = now;
         }
-        let (c, k) = read_pair(&self.cert, &self.key)?;
-        let key = certified_key(&c, &k).map_err(|e| anyhow::anyhow!("TLS_CERT/TLS_KEY: {e}"))?;
+        let (c, k) = read_pair(self.vars, &self.cert, &self.key)?;
+        let key = certified_key(&c, &k)
+            .map_err(|e| anyhow::anyhow!("{}/{}: {e}", self.vars.cert, self.vars.key))?;
         self.served.replace(key);
         Ok(())
     }
@@ -90,16 +115,20 @@ impl TlsCert {
             return false;
         }
         match self.reload() {
-            Ok(()) => info!(cert = %self.cert.display(), "TLS certificate reloaded (file changed)"),
+            Ok(()) => info!(
+                var = self.vars.cert,
+                cert = %self.cert.display(),
+                "TLS certificate reloaded (file changed)"
+            ),
             Err(e) => error!("TLS certificate not reloaded, keeping the one in use: {e:#}"),
         }
         true
     }
 }
 
-fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let c = std::fs::read(cert).with_context(|| format!("TLS_CERT: {}", cert.display()))?;
-    let k = std::fs::read(key).with_context(|| format!("TLS_KEY: {}", key.display()))?;
+fn read_pair(vars: CertVars, cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let c = std::fs::read(cert).with_context(|| format!("{}: {}", vars.cert, cert.display()))?;
+    let k = std::fs::read(key).with_context(|| format!("{}: {}", vars.key, key.display()))?;
     Ok((c, k))
 }
 
@@ -122,7 +151,7 @@ pub fn setup(config: &TlsConfig) -> anyhow::Result<(TlsSetup, Option<Arc<TlsCert
         );
     }
     let cert = match config.files() {
-        Some((c, k)) => Some(Arc::new(TlsCert::load(&c, &k)?)),
+        Some((c, k)) => Some(Arc::new(TlsCert::load(SIP_CERT, &c, &k)?)),
         None => None,
     };
     let listen = match &cert {
@@ -141,6 +170,26 @@ pub fn setup(config: &TlsConfig) -> anyhow::Result<(TlsSetup, Option<Arc<TlsCert
         },
         cert,
     ))
+}
+
+/// The REST API's certificate and the server configuration serving it,
+/// when API_TLS_CERT and API_TLS_KEY are set. HTTP/1.1 only: no ALPN is
+/// offered, so clients speak HTTP/1.1 over it.
+///
+/// # Errors
+/// Unreadable or invalid files (the message names the variable).
+pub fn api_setup(
+    config: &ApiTlsConfig,
+) -> anyhow::Result<Option<(Arc<TlsCert>, Arc<ServerConfig>)>> {
+    let Some((c, k)) = config.files() else {
+        return Ok(None);
+    };
+    let cert = Arc::new(TlsCert::load(API_CERT, &c, &k)?);
+    let server = cert
+        .served
+        .server_config()
+        .map_err(|e| anyhow::anyhow!("API_TLS_CERT: {e}"))?;
+    Ok(Some((cert, server)))
 }
 
 /// Polls the certificate files every `every` and reloads them when they

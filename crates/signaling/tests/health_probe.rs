@@ -70,3 +70,45 @@ async fn health_exits_1_when_nothing_listens() {
         p.stderr
     );
 }
+
+#[tokio::test]
+async fn health_speaks_https_with_api_tls_cert() {
+    use common::tls_phone::{ca, leaf};
+    let dir = common::temp_dir("probe-tls");
+    let ca = ca("switchboard API test CA");
+    leaf(&dir, "api", &["127.0.0.1"], &ca);
+    // a certificate of the same CA the server does not serve
+    leaf(&dir, "other", &["127.0.0.1"], &ca);
+    let (cert, key) = (dir.join("api.pem"), dir.join("api.key"));
+    let s = common::start_in(dir.clone(), |c| {
+        c.api_tls.api_tls_cert = Some(cert.clone());
+        c.api_tls.api_tls_key = Some(key.clone());
+    })
+    .await;
+    let file = |p: &std::path::Path| p.display().to_string();
+    let env = vec![
+        port(s.api),
+        ("API_TLS_CERT", file(&cert)),
+        ("API_TLS_KEY", file(&key)),
+    ];
+    let p = probe(&env).await;
+    assert_eq!(p.code, Some(0), "{}", p.stderr);
+    let body: Value = serde_json::from_str(p.stdout.trim()).expect("health JSON");
+    assert!(body.is_object(), "{body}");
+    // the certificate alone is enough: the probe reads no key
+    let p = probe(&[port(s.api), ("API_TLS_CERT", file(&cert))]).await;
+    assert_eq!(p.code, Some(0), "{}", p.stderr);
+
+    // the server shows another certificate than the file's: refused
+    let p = probe(&[port(s.api), ("API_TLS_CERT", file(&dir.join("other.pem")))]).await;
+    assert_eq!(p.code, Some(1), "{}", p.stdout);
+    assert!(p.stderr.contains("TLS"), "{}", p.stderr);
+    // plain HTTP to the HTTPS port gets no HTTP answer
+    let p = probe(&[port(s.api)]).await;
+    assert_eq!(p.code, Some(1), "{}", p.stdout);
+    // an unreadable file is named
+    let p = probe(&[port(s.api), ("API_TLS_CERT", file(&dir.join("gone.pem")))]).await;
+    assert_eq!(p.code, Some(1), "{}", p.stdout);
+    assert!(p.stderr.contains("API_TLS_CERT"), "{}", p.stderr);
+    s.stop().await;
+}

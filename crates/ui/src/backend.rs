@@ -1,13 +1,15 @@
-//! The signaling APIs behind the dashboard: JSON over plain HTTP/1.1 with
+//! The signaling APIs behind the dashboard: JSON over HTTP/1.1, plain or
+//! over TLS (`https://` backends, verified as [`crate::tls`] says), with
 //! each backend's bearer token, a 2 s deadline per request (waiting for a
-//! connection slot included), at most [`PER_BACKEND`] requests in flight per
+//! connection slot and the TLS handshake included), at most [`PER_BACKEND`] requests in flight per
 //! backend, and reads cached for [`TTL`] per backend and path, so however
 //! many tabs poll a page a backend answers each path at most once a second.
 //! Concurrent readers of the same key wait for one request instead of
 //! sending their own.
 //!
-//! An unreachable backend, a timeout or a non-2xx answer is an
-//! [`BackendError`], which the pages show as "down", never as healthy.
+//! An unreachable backend, a certificate that fails verification, a
+//! timeout or a non-2xx answer is an [`BackendError`], which the pages
+//! show as "down", never as healthy.
 //! The token goes into the `Authorization` header and nowhere else: errors
 //! carry the backend's status and message, never the request.
 
@@ -19,9 +21,11 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, Request, StatusCode, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -105,7 +109,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Answer)>>>;
 /// The backends and their shared cache.
 pub struct Backends {
     list: Vec<Member>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     cache: Mutex<HashMap<(usize, String), Slot>>,
     /// Requests sent to backends since start (the `/metrics` counter).
     pub requests: AtomicU64,
@@ -117,14 +121,23 @@ struct Member {
 }
 
 impl Backends {
-    pub fn new(list: Vec<Backend>) -> Self {
+    /// The backends of `list`; `https://` ones are reached with `tls`
+    /// ([`crate::tls::client_config`]).
+    pub fn new(list: Vec<Backend>, tls: ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(TIMEOUT));
         http.set_nodelay(true);
+        // https:// URLs pass through it to the TLS layer
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(PER_BACKEND)
-            .build(http);
+            .build(connector);
         Self {
             list: list
                 .into_iter()
@@ -264,11 +277,12 @@ impl Backends {
             .body(Full::new(payload))
             .map_err(|e| BackendError::new(format!("bad request: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| BackendError::new(format!("unreachable: {}", connect_error(&e))))?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            BackendError::new(
+                crate::tls::describe(&e)
+                    .unwrap_or_else(|| format!("unreachable: {}", connect_error(&e))),
+            )
+        })?;
         let status = resp.status();
         let count = |name: &str| {
             resp.headers()

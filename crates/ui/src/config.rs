@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use axum::http::Uri;
 use clap::Parser;
+use rustls::pki_types::CertificateDer;
 
 use crate::secrets;
 
@@ -43,10 +44,16 @@ pub struct Config {
     pub bind: IpAddr,
 
     /// The signaling REST APIs shown, `name=url,name2=url2`; each URL is the
-    /// API's base (`http://10.0.0.5:8080`), the UI adds `/api/v1`. Plain
-    /// http:// only for now.
+    /// API's base (`http://10.0.0.5:8080`, `https://sig-0.example:8080`),
+    /// the UI adds `/api/v1`. An https:// backend's certificate is checked
+    /// against the system's CAs and UI_BACKEND_CA_FILE, for the URL's host.
     #[arg(long, env = "UI_BACKENDS", value_name = "UI_BACKENDS")]
     pub backends: Option<String>,
+
+    /// PEM CA certificate(s) trusted for https:// backends besides the
+    /// system's (a private CA, e.g. the cluster's).
+    #[arg(long, env = "UI_BACKEND_CA_FILE", value_name = "UI_BACKEND_CA_FILE")]
+    pub backend_ca_file: Option<PathBuf>,
 
     /// Bearer tokens of the backends, `name=token,name2=token2`.
     #[arg(
@@ -128,7 +135,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
-    /// `http://host:port` plus any path prefix, without a trailing `/`.
+    /// `http://host:port` or `https://host:port` plus any path prefix,
+    /// without a trailing `/`.
     pub base: String,
     /// Its bearer token; never rendered into a page.
     pub token: Option<String>,
@@ -193,6 +201,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     /// The browser phone (UI_SIP_WSS_URL); `None`: not configured.
     pub phone: Option<Phone>,
+    /// UI_BACKEND_CA_FILE's certificates (empty when unset).
+    pub backend_ca: Vec<CertificateDer<'static>>,
 }
 
 impl Config {
@@ -249,11 +259,16 @@ impl Config {
             None => admin_password_file(&self.data_dir)?,
         };
         let phone = Phone::parse(self.sip_wss_url.as_deref(), self.sip_domain.as_deref())?;
+        let backend_ca = match &self.backend_ca_file {
+            Some(path) => crate::tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
         Ok(Settings {
             backends,
             admin_password,
             trusted_proxies,
             phone,
+            backend_ca,
         })
     }
 }
@@ -285,7 +300,8 @@ fn admin_password_file(data_dir: &Path) -> Result<String, String> {
     Ok(password)
 }
 
-/// `name=url,name2=url2`: unique names, http:// URLs with a host.
+/// `name=url,name2=url2`: unique names, http:// or https:// URLs with a
+/// host.
 pub fn parse_backends(list: &str) -> Result<Vec<Backend>, String> {
     let mut out: Vec<Backend> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -328,16 +344,10 @@ fn check_url(name: &str, url: &str) -> Result<String, String> {
     // the URL is not echoed: a mistyped one may hold credentials
     let bad = |why: &str| format!("UI_BACKENDS: the URL of {name:?} {why}");
     let uri: Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "is https://, which is not supported yet; reach the API over http:// \
-                 (a private network or loopback)",
-            ));
-        }
-        _ => return Err(bad("must start with http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https")) => s,
+        _ => return Err(bad("must start with http:// or https://")),
+    };
     let Some(authority) = uri.authority() else {
         return Err(bad("has no host"));
     };
@@ -351,7 +361,7 @@ fn check_url(name: &str, url: &str) -> Result<String, String> {
         return Err(bad("must not have a query"));
     }
     let path = uri.path().trim_end_matches('/');
-    Ok(format!("http://{authority}{path}"))
+    Ok(format!("{scheme}://{authority}{path}"))
 }
 
 /// `name=token` items; an empty item or a `#` line is skipped.
@@ -419,6 +429,14 @@ mod tests {
                 "sig-1.x=http://signaling",
                 vec![("sig-1.x", "http://signaling")],
             ),
+            (
+                "a=https://sig-0.example:8443/,b=https://[::1]:8080,c=http://10.0.0.6:8080",
+                vec![
+                    ("a", "https://sig-0.example:8443"),
+                    ("b", "https://[::1]:8080"),
+                    ("c", "http://10.0.0.6:8080"),
+                ],
+            ),
         ];
         for (input, want) in ok {
             let got = parse_backends(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -434,11 +452,13 @@ mod tests {
             ("=http://x", "backend name"),
             ("a b=http://x", "backend name"),
             ("a=http://x,a=http://y", "given twice"),
-            ("a=ftp://x", "must start with http://"),
-            ("a=127.0.0.1:8080", "must start with http://"),
-            ("a=https://x", "not supported yet"),
+            ("a=ftp://x", "must start with http:// or https://"),
+            ("a=127.0.0.1:8080", "must start with http:// or https://"),
+            ("a=wss://x", "must start with http:// or https://"),
             ("a=http://", "not a URL"),
+            ("a=https://", "not a URL"),
             ("a=http://u:secret@x", "credentials"),
+            ("a=https://u:secret@x", "credentials"),
             ("a=http://x/?q=1", "query"),
             ("a=not a url", "not a URL"),
         ];

@@ -5,8 +5,8 @@
 //! backend and never sees a token.
 //!
 //! Modules: [`config`] (settings), [`auth`] (login, sessions, CSRF),
-//! [`backend`] (the API client and its cache), [`pages`] (the handlers and
-//! their templates).
+//! [`backend`] (the API client and its cache), [`tls`] (its TLS towards
+//! `https://` backends), [`pages`] (the handlers and their templates).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ pub mod config;
 pub mod pages;
 pub mod probe;
 pub mod secrets;
+pub mod tls;
 
 pub use config::{Config, Settings};
 
@@ -220,8 +221,19 @@ impl Running {
 /// A setting is wrong (the message names it) or the port cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<Running> {
     let settings = config.settings().map_err(anyhow::Error::msg)?;
+    let (tls, anchors) = tls::client_config(&settings.backend_ca).map_err(anyhow::Error::msg)?;
+    if anchors == 0
+        && settings
+            .backends
+            .iter()
+            .any(|b| b.base.starts_with("https://"))
+    {
+        tracing::warn!(
+            "no trusted CA certificates (none installed, no UI_BACKEND_CA_FILE): every https:// backend will show as down"
+        );
+    }
     let state = Arc::new(AppState {
-        backends: backend::Backends::new(settings.backends.clone()),
+        backends: backend::Backends::new(settings.backends.clone(), tls),
         settings,
         sessions: auth::Sessions::default(),
         limiter: auth::LoginLimiter::new(

@@ -53,14 +53,24 @@ fn provider() -> Arc<CryptoProvider> {
 /// No certificate, an unparseable or unsupported key, or a key that is not
 /// the certificate's.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let chain = certificate_chain(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key(e.to_string()))
+}
+
+/// The certificates of a PEM certificate chain (leaf first), without its
+/// key.
+///
+/// # Errors
+/// Unparseable PEM, or no certificate in it.
+pub fn certificate_chain(cert_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Certificate(e.to_string()))?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key(e.to_string()))?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key(e.to_string()))
+    Ok(chain)
 }
 
 /// The listener's certificate. Every handshake asks for the current one,
@@ -267,6 +277,70 @@ fn verifying_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, TlsE
     Ok(Arc::new(config))
 }
 
+/// A client configuration that accepts exactly one server certificate,
+/// `end_entity` (compared byte for byte; issuer, names and dates are not
+/// looked at), and checks that the server holds its key. For a process
+/// probing its own server on loopback with the certificate file that
+/// server serves.
+///
+/// # Errors
+/// Only if the provider refused its own defaults.
+pub fn pinned_config(end_entity: CertificateDer<'static>) -> Result<Arc<ClientConfig>, TlsError> {
+    let algorithms = provider().signature_verification_algorithms;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(end_entity, AnyCertificate(algorithms))))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Accepts its certificate only; the signatures as [`AnyCertificate`].
+#[derive(Debug)]
+struct Pinned(CertificateDer<'static>, AnyCertificate);
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.1.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.1.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.1.supported_verify_schemes()
+    }
+}
+
 /// Accepts any server certificate but still checks that the peer holds
 /// its key (the handshake signatures).
 #[derive(Debug)]
@@ -347,6 +421,18 @@ mod tests {
             certified_key(cert.as_bytes(), b"not a key"),
             Err(TlsError::Key(_))
         ));
+    }
+
+    #[test]
+    fn chains_are_read_without_their_key() {
+        let (cert, _) = pair("a.example");
+        let chain = certificate_chain(cert.as_bytes()).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert!(matches!(
+            certificate_chain(b""),
+            Err(TlsError::NoCertificate)
+        ));
+        assert!(pinned_config(chain[0].clone()).is_ok());
     }
 
     #[test]

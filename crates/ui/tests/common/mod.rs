@@ -42,10 +42,20 @@ pub struct Signaling {
 
 /// Real signaling on loopback with a token no page may show.
 pub async fn signaling(name: &str) -> Signaling {
+    signaling_with(name, |_, _| {}).await
+}
+
+/// [`signaling`] with `tweak` applied to its settings (given its data
+/// directory, for files such as certificates).
+pub async fn signaling_with(
+    name: &str,
+    tweak: impl FnOnce(&mut switchboard_signaling::Config, &std::path::Path),
+) -> Signaling {
     let dir = temp_dir(name);
     let mut config = switchboard_signaling::Config::for_tests(dir.clone());
     let token = format!("secret-token-{:x}", rand::random::<u64>());
     config.api_token = Some(token.clone());
+    tweak(&mut config, &dir);
     let running = switchboard_signaling::run(config)
         .await
         .expect("signaling starts");
