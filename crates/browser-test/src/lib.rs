@@ -470,24 +470,39 @@ impl Browser {
     /// (it leaves room for a window frame it does not draw): the window is grown by the
     /// difference so that the page, and so every screenshot, is [`WINDOW_SIZE`].
     async fn size_viewport(&self) -> Result<()> {
-        let frame = self
-            .execute(
-                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]",
-            )
-            .await?;
-        let extra = |i: usize| {
-            frame[i]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0)
-        };
         let (width, height) = WINDOW_SIZE;
-        let (extra_width, extra_height) = (extra(0), extra(1));
-        if (extra_width, extra_height) != (0, 0) {
-            self.client
-                .set_window_size(width + extra_width, height + extra_height)
-                .await
-                .context("sizing the window")?;
+        self.set_viewport(width, height).await
+    }
+
+    /// Resizes the window so that the page gets `width` × `height` CSS pixels (e.g. a phone's
+    /// 390 × 844), and checks that it did; screenshots taken after it have that size.
+    pub async fn set_viewport(&self, width: u32, height: u32) -> Result<()> {
+        let inner = async || -> Result<(u32, u32, u32, u32)> {
+            let v = self
+                .execute(
+                    "return [window.innerWidth, window.innerHeight, \
+                             window.outerWidth - window.innerWidth, \
+                             window.outerHeight - window.innerHeight]",
+                )
+                .await?;
+            let at = |i: usize| {
+                v[i].as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0)
+            };
+            Ok((at(0), at(1), at(2), at(3)))
+        };
+        let (w, h, extra_width, extra_height) = inner().await?;
+        if (w, h) == (width, height) {
+            return Ok(());
+        }
+        self.client
+            .set_window_size(width + extra_width, height + extra_height)
+            .await
+            .context("sizing the window")?;
+        let (w, h, _, _) = inner().await?;
+        if (w, h) != (width, height) {
+            bail!("asked for a {width}×{height} page, Chromium gave {w}×{h}");
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use switchboard_sip_stack::transport::TransportConfig;
 use switchboard_sip_stack::transport::tls::{TlsClient, TlsPeer, TlsSetup};
 use switchboard_sip_stack::ua::{Inbound, RegisterParams, Ua};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::report::{Outcome, Report};
@@ -36,6 +37,37 @@ pub struct Sip {
     pub transport: TransportKind,
     /// The domain of our address and the Request-URI's host.
     pub domain: String,
+}
+
+/// The error of a call stopped (SIGTERM: the Job deleted) while it rang.
+const STOPPED_RINGING: &str = "stopped (SIGTERM or Ctrl-C) while ringing: the call was cancelled";
+
+/// Why we sent a CANCEL for our ringing INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancelled {
+    /// Nobody answered within CALL_TIMEOUT.
+    Timeout,
+    /// SIGTERM or Ctrl-C.
+    Stopped,
+}
+
+impl Cancelled {
+    /// How long the INVITE's final answer (the 487) is waited for after
+    /// the CANCEL: 64·T1 after a timeout; a stopped agent has a grace
+    /// period to keep, and its CANCEL is out either way.
+    fn wait(self) -> Duration {
+        match self {
+            Cancelled::Timeout => Duration::from_secs(32),
+            Cancelled::Stopped => Duration::from_secs(5),
+        }
+    }
+
+    fn error(self) -> &'static str {
+        match self {
+            Cancelled::Timeout => "no answer within CALL_TIMEOUT",
+            Cancelled::Stopped => STOPPED_RINGING,
+        }
+    }
 }
 
 /// An early end of the call: the outcome and what to say about it.
@@ -252,7 +284,9 @@ impl Sip {
     }
 
     /// Sends the INVITE with `sdp` and waits for its final answer, up to
-    /// `timeout` (then CANCELs). Returns the dialog and the 2xx.
+    /// `timeout` or until `stop` (SIGTERM), either of which CANCELs it.
+    /// Returns the dialog and the 2xx (which can still come after our
+    /// CANCEL crossed it: the caller then hangs up at once when stopped).
     ///
     /// # Errors
     /// Every way a call does not get answered, as its outcome.
@@ -261,6 +295,7 @@ impl Sip {
         s: &Settings,
         sdp: &str,
         report: &mut Report,
+        stop: &CancellationToken,
     ) -> Result<(Dialog, Response), Failed> {
         let flow = self.flow()?;
         let user = s.user.clone().unwrap_or_else(|| "switchboard-call".into());
@@ -285,6 +320,12 @@ impl Sip {
         let deadline = tokio::time::Instant::now() + s.timeout;
         let mut authed = false;
         loop {
+            // stopped before (another) INVITE goes out: a challenge or a
+            // refused SRTP offer is not answered with a new call
+            if stop.is_cancelled() {
+                report.ring_seconds = secs(started.elapsed());
+                return Err(failed(Outcome::NoAnswer, STOPPED_RINGING));
+            }
             let pairs: Vec<(&str, &str)> = extra
                 .iter()
                 .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -305,34 +346,30 @@ impl Sip {
                 d.destination(),
                 Bytes::from(out.bytes),
             );
-            let mut cancelled = false;
+            let mut cancelled = None;
             let final_response = loop {
-                let event = if self.transport == TransportKind::Tls && !cancelled {
-                    tokio::select! {
+                let event = match cancelled {
+                    None => tokio::select! {
                         e = tokio::time::timeout_at(deadline, tx.next_event()) => match e {
                             Ok(e) => e,
                             Err(_) => {
                                 self.cancel(&request, &out.branch, &d);
-                                cancelled = true;
+                                cancelled = Some(Cancelled::Timeout);
                                 continue;
                             }
                         },
-                        f = self.tls_refused() => return Err(f),
-                    }
-                } else if cancelled {
-                    tokio::time::timeout(Duration::from_secs(32), tx.next_event())
-                        .await
-                        .ok()
-                        .flatten()
-                } else {
-                    match tokio::time::timeout_at(deadline, tx.next_event()).await {
-                        Ok(e) => e,
-                        Err(_) => {
+                        () = stop.cancelled() => {
                             self.cancel(&request, &out.branch, &d);
-                            cancelled = true;
+                            cancelled = Some(Cancelled::Stopped);
                             continue;
                         }
-                    }
+                        f = self.tls_refused(), if self.transport == TransportKind::Tls => return Err(f),
+                    },
+                    // the 487 (or a 2xx that crossed the CANCEL)
+                    Some(why) => tokio::time::timeout(why.wait(), tx.next_event())
+                        .await
+                        .ok()
+                        .flatten(),
                 };
                 match event {
                     Some(ClientEvent::Response(code, bytes)) => {
@@ -345,11 +382,13 @@ impl Sip {
                     }
                     Some(ClientEvent::Timeout) | None => {
                         report.ring_seconds = secs(started.elapsed());
-                        if cancelled {
-                            report.sip_code = Some(487);
-                            return Err(failed(Outcome::NoAnswer, "no answer within CALL_TIMEOUT"));
-                        }
-                        return Err(failed(Outcome::Network, "no response to the INVITE"));
+                        return Err(match cancelled {
+                            Some(why) => {
+                                report.sip_code = Some(487);
+                                failed(Outcome::NoAnswer, why.error())
+                            }
+                            None => failed(Outcome::Network, "no response to the INVITE"),
+                        });
                     }
                     Some(ClientEvent::TransportError) => {
                         return Err(failed(
@@ -373,6 +412,18 @@ impl Sip {
                     .endpoint()
                     .send_raw(&d.destination(), Bytes::from(ack));
                 return Ok((d, final_response));
+            }
+            if let Some(why) = cancelled {
+                // cancelled, and the answer is not a 2xx: a 487, or a
+                // challenge or refusal that crossed the CANCEL
+                return Err(failed(
+                    if code == 487 {
+                        Outcome::NoAnswer
+                    } else {
+                        Outcome::of_code(code)
+                    },
+                    why.error(),
+                ));
             }
             if (code == 401 || code == 407) && !authed {
                 let (Some(user), Some(password)) = (&s.user, &s.password) else {
@@ -413,8 +464,6 @@ impl Sip {
                     "{code} {}: wrong SIP_USER or SIP_PASSWORD",
                     final_response.reason
                 )
-            } else if cancelled && code == 487 {
-                "no answer within CALL_TIMEOUT".to_owned()
             } else {
                 format!("{code} {}", final_response.reason)
             };

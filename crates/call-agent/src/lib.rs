@@ -153,14 +153,14 @@ async fn talk(
         o
     };
     let mut offer = make_offer(s.srtp != SrtpMode::Disabled);
-    let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report).await {
+    let (mut dialog, ok) = match sip.invite(s, &offer.sdp, report, stop).await {
         Err(f) if s.srtp == SrtpMode::Optional && report.sip_code == Some(488) => {
             report.errors.push(format!(
                 "the far end refused SRTP ({}); calling again with plain RTP",
                 f.error
             ));
             offer = make_offer(false);
-            sip.invite(s, &offer.sdp, report).await?
+            sip.invite(s, &offer.sdp, report, stop).await?
         }
         Err(f) if s.srtp == SrtpMode::Mandatory && report.sip_code == Some(488) => {
             return Err(Failed {

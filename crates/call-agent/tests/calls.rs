@@ -433,6 +433,71 @@ async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_ringing_cancels_the_call() {
+    let n = node("sigterm-ringing").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
+        .env_clear()
+        .env("CALL_DEST", "1002")
+        .env("CALL_TEXT", "Nobody hears this")
+        .env("CALL_TIMEOUT", "60")
+        .env("SIP_SERVER", n.sip.to_string())
+        .env("SIP_USER", "agent")
+        .env("SIP_PASSWORD", "agent-secret")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // the desk phone rings and does not answer
+    let invite = desk.request(Method::Invite).await;
+    desk.answer(&invite, 180, Some("desk-tag"), None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // the agent's CANCEL reaches the ringing phone through the platform
+    let cancel = desk
+        .request_within(Method::Cancel, Duration::from_secs(5))
+        .await;
+    assert_eq!(cancel.call_id(), invite.call_id());
+    desk.answer(&cancel, 200, None, None).await;
+    desk.answer(&invite, 487, Some("desk-tag"), None).await;
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("the agent exits after its CANCEL")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(Outcome::NoAnswer.exit_code()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["outcome"].as_str(), last["answered"].as_bool()),
+        (Some("no_answer"), Some(false)),
+        "{last}"
+    );
+    assert_eq!(last["sip_code"], 487, "{last}");
+    assert!(
+        last["errors"].to_string().contains("while ringing"),
+        "{last}"
+    );
+    // nothing is left ringing or live on the platform
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, calls) = n.api_get("/api/v1/calls").await;
+        assert_eq!(status, 200);
+        if calls.trim() == "[]" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "calls left: {calls}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n.running.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tcp_it_registers_and_calls() {
     let n = node("tcp").await;
     let desk = SipPhone::bind(LO, n.sip).await;

@@ -10,13 +10,12 @@ mod common;
 #[path = "common/dashboard.rs"]
 mod dashboard;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::ip;
 use common::phone::SipPhone;
 use dashboard::{
-    BACKEND, Sipp, Stack, cdrs, free_udp_port, png_size, quoted, sipp_call,
+    BACKEND, Sipp, Stack, cdrs, free_udp_port, png_size, quoted, screenshot_dir, sipp_call,
     sipp_call_ended_while_ringing, sipp_register,
 };
 use serde_json::{Value, json};
@@ -741,20 +740,6 @@ async fn an_answered_call_hung_up_from_the_page_gets_byes_on_both_sides() {
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     s.stop().await;
     println!("answered call test: {} ms", started.elapsed().as_millis());
-}
-
-/// Where the screenshots go: the README's under `UPDATE_SCREENSHOTS=1`,
-/// else a temporary directory.
-fn screenshot_dir() -> (PathBuf, bool) {
-    if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .nth(2)
-            .expect("the workspace root");
-        (root.join("docs/screenshots"), true)
-    } else {
-        (common::temp_dir("screenshots"), false)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

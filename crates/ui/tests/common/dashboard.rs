@@ -6,7 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -341,4 +341,18 @@ pub fn png_size(png: &[u8]) -> Result<(u32, u32), String> {
     }
     let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
     Ok((be(16), be(20)))
+}
+
+/// Where the screenshots go: the README's under `UPDATE_SCREENSHOTS=1`,
+/// else a temporary directory.
+pub fn screenshot_dir() -> (PathBuf, bool) {
+    if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("the workspace root");
+        (root.join("docs/screenshots"), true)
+    } else {
+        (common::temp_dir("screenshots"), false)
+    }
 }
