@@ -463,7 +463,7 @@ async fn sigterm_while_ringing_cancels_the_call() {
     let cancel = desk
         .request_within(Method::Cancel, Duration::from_secs(5))
         .await;
-    assert_eq!(cancel.call_id(), invite.call_id());
+    assert_eq!(cancel.call_id, invite.call_id);
     desk.answer(&cancel, 200, None, None).await;
     desk.answer(&invite, 487, Some("desk-tag"), None).await;
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
