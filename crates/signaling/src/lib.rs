@@ -469,7 +469,13 @@ pub async fn run(config: Config) -> anyhow::Result<Running> {
     // node's own come back with its phones; restoring the shared table's
     // rows here would claim flows other replicas hold.
     if parts.shared.is_none()
-        && let Err(e) = location::restore_from(&store, &location, Now::current().unix_ms).await
+        && let Err(e) = location::restore_from(
+            &store,
+            &location,
+            Now::current().unix_ms,
+            config.flows.unregister_on_close.kinds(),
+        )
+        .await
     {
         if !shared_db {
             return Err(e);

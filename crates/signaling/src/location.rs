@@ -582,9 +582,20 @@ impl Location {
     }
 
     /// Restores bindings loaded from the store (start-up), without queueing
-    /// them to be written back.
-    pub fn restore(&self, regs: Vec<Registration>, now_ms: i64) -> usize {
+    /// them to be written back. Bindings learnt on a connection of a kind
+    /// in `closed_with_process` (the `UNREGISTER_ON_CLOSE` kinds) are not
+    /// restored: their connection ended with the process that held it, as
+    /// a closed connection would have removed them. Returns how many were
+    /// restored and the (AOR, contact) keys of those left out, for the
+    /// store to forget.
+    pub fn restore(
+        &self,
+        regs: Vec<Registration>,
+        now_ms: i64,
+        closed_with_process: &[TransportKind],
+    ) -> (usize, Vec<(String, String)>) {
         let mut n = 0;
+        let mut dropped = Vec::new();
         for r in regs {
             if r.expires_at <= now_ms {
                 continue;
@@ -593,6 +604,10 @@ impl Location {
                 warn!(aor = %r.aor, received = %r.received, "stored registration has an unreadable source; skipped");
                 continue;
             };
+            if closed_with_process.contains(&binding.received.transport) {
+                dropped.push((r.aor, r.contact));
+                continue;
+            }
             let Ok(mut shard) = self.shard(&r.aor).lock() else {
                 continue;
             };
@@ -603,7 +618,7 @@ impl Location {
             record.bindings.push(binding);
             n += 1;
         }
-        n
+        (n, dropped)
     }
 }
 

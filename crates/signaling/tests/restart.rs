@@ -1,6 +1,7 @@
 //! The real binary, stopped with SIGTERM and started again on the same
 //! DATA_DIR: registrations (written behind, flushed at shutdown) survive,
-//! and the process exits 0. SIGHUP reloads the dialplan, keeping the last
+//! but not a browser's, whose WebSocket ended with the process, and the
+//! process exits 0. SIGHUP reloads the dialplan, keeping the last
 //! good one when the file is broken, and the TLS certificate.
 
 mod common;
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ws_phone::ws_phone;
 use common::{free_port, http, temp_dir};
 use switchboard_sip_stack::target::TransportKind;
 use switchboard_sip_stack::ua::{RegisterParams, Ua};
@@ -17,27 +19,51 @@ use switchboard_sip_stack::ua::{RegisterParams, Ua};
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TOKEN: &str = "restart-test-token";
 
-fn spawn(dir: &Path, sip: u16, api: u16) -> Child {
-    spawn_with(dir, sip, api, &[])
+/// The server process, killed when dropped: a failing assertion must not
+/// leave it running (holding the test's output open).
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
 }
 
-fn spawn_with(dir: &Path, sip: u16, api: u16, extra: &[(&str, String)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchboard-signaling"))
-        .env_clear()
-        .env("PORT", sip.to_string())
-        .env("BIND", "127.0.0.1")
-        .env("API_PORT", api.to_string())
-        .env("API_BIND", "127.0.0.1")
-        .env("API_TOKEN", TOKEN)
-        .env("DATA_DIR", dir)
-        .env("DIALPLAN_PATH", dir.join("dialplan.json"))
-        .env("TRUNKS_PATH", dir.join("trunks.json"))
-        .env("LOGLEVEL", "warn")
-        .envs(extra.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start switchboard-signaling")
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_with(dir: &Path, sip: u16, api: u16, extra: &[(&str, String)]) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_switchboard-signaling"))
+            .env_clear()
+            .env("PORT", sip.to_string())
+            .env("BIND", "127.0.0.1")
+            .env("API_PORT", api.to_string())
+            .env("API_BIND", "127.0.0.1")
+            .env("API_TOKEN", TOKEN)
+            .env("DATA_DIR", dir)
+            .env("DIALPLAN_PATH", dir.join("dialplan.json"))
+            .env("TRUNKS_PATH", dir.join("trunks.json"))
+            .env("LOGLEVEL", "warn")
+            .envs(extra.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start switchboard-signaling"),
+    )
 }
 
 async fn wait_healthy(api: SocketAddr) {
@@ -57,7 +83,7 @@ async fn wait_healthy(api: SocketAddr) {
 /// Waits for the node's health like [`wait_healthy`]; false when the
 /// process exited first (a port picked free was taken meanwhile by
 /// another test's connection: the caller picks others).
-async fn came_up(child: &mut Child, api: SocketAddr) -> bool {
+async fn came_up(child: &mut Server, api: SocketAddr) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -75,7 +101,7 @@ async fn came_up(child: &mut Child, api: SocketAddr) -> bool {
     }
 }
 
-fn sigterm_and_wait(mut child: Child) -> i32 {
+fn sigterm_and_wait(mut child: Server) -> i32 {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -99,18 +125,28 @@ async fn registrations_survive_sigterm_and_restart() {
     let dir = temp_dir("restart");
     let (sip, api) = (free_port(LO), free_port(LO));
     let api_addr = SocketAddr::new(LO, api);
-    let child = spawn(&dir, sip, api);
+    let ws = free_port(LO);
+    let ws_env = [
+        ("WS_PORT", ws.to_string()),
+        ("WS_ALLOWED_ORIGINS", String::new()),
+    ];
+    let child = spawn_with(&dir, sip, api, &ws_env);
     wait_healthy(api_addr).await;
 
-    let (status, body) = http(
-        api_addr,
-        "POST",
-        "/api/v1/users",
-        Some(TOKEN),
-        Some(&serde_json::json!({"username": "judy", "password": "judy-secret", "extension": "1007"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    for (user, ext) in [("judy", "1007"), ("kim", "1008")] {
+        let (status, body) = http(
+            api_addr,
+            "POST",
+            "/api/v1/users",
+            Some(TOKEN),
+            Some(&serde_json::json!({"username": user, "password": format!("{user}-secret"), "extension": ext})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // kim is a browser: her binding lives on her WebSocket
+    let kim = ws_phone(SocketAddr::new(LO, ws), None, None).await;
+    assert_eq!(kim.register("kim", "kim-secret").await.code, 200);
 
     let ua = Ua::bind(LO).await.expect("bind UA");
     let out = ua
@@ -132,8 +168,23 @@ async fn registrations_survive_sigterm_and_restart() {
     // so this checks the shutdown flush, not only the write-behind.
     assert_eq!(sigterm_and_wait(child), 0, "clean exit on SIGTERM");
 
-    let child = spawn(&dir, sip, api);
+    drop(kim);
+    let child = spawn_with(&dir, sip, api, &ws_env);
     wait_healthy(api_addr).await;
+    // the browser's socket ended with the process: her binding is not
+    // restored (UNREGISTER_ON_CLOSE's default covers WS)
+    let (status, body) = http(
+        api_addr,
+        "GET",
+        "/api/v1/registrations/kim@switchboard",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert!(
+        status == 404 || body["contacts"].as_array().is_some_and(Vec::is_empty),
+        "{status} {body}"
+    );
     let (status, body) = http(
         api_addr,
         "GET",
@@ -169,7 +220,7 @@ async fn registrations_survive_sigterm_and_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &Server, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()

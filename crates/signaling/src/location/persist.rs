@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use switchboard_sip_stack::target::TransportKind;
 use switchboard_store::{Registration, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -131,10 +132,24 @@ async fn flush(
     Ok(upserts.len() + deletes.len())
 }
 
-/// Restores the table from the store at start-up.
-pub async fn restore_from(store: &Store, location: &Location, now_ms: i64) -> anyhow::Result<()> {
+/// Restores the table from the store at start-up; bindings whose
+/// connection kind is in `closed_with_process` are deleted from the store
+/// instead (see [`Location::restore`]).
+pub async fn restore_from(
+    store: &Store,
+    location: &Location,
+    now_ms: i64,
+    closed_with_process: &[TransportKind],
+) -> anyhow::Result<()> {
     let regs = store.load_registrations(now_ms).await?;
-    let n = location.restore(regs, now_ms);
-    info!(contacts = n, "registrations restored");
+    let (n, dropped) = location.restore(regs, now_ms, closed_with_process);
+    if !dropped.is_empty() {
+        store.delete_registrations(&dropped).await?;
+    }
+    info!(
+        contacts = n,
+        dropped_with_their_connection = dropped.len(),
+        "registrations restored"
+    );
     Ok(())
 }

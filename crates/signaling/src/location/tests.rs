@@ -304,3 +304,71 @@ fn the_flow_index_forgets_what_expires_is_unregistered_or_deleted() {
     assert_eq!(loc.flows_indexed(), 1);
     assert_eq!(loc.remove_flow(&ws(4, 4000), 20).len(), 1);
 }
+
+#[test]
+fn restore_leaves_out_bindings_whose_connection_ended_with_the_process() {
+    let stored = |contact: &str, received: &str| Registration {
+        aor: "sip:alice@example.com".into(),
+        contact: contact.into(),
+        account_id: 1,
+        user_id: Some(1),
+        received: received.into(),
+        path: None,
+        instance_id: None,
+        reg_id: None,
+        user_agent: None,
+        call_id: "c1".into(),
+        cseq: 1,
+        q: None,
+        expires_at: 60_000,
+        updated_at: 0,
+    };
+    let regs = || {
+        vec![
+            stored("sip:a@127.0.0.1:5062", "udp:127.0.0.1:5062"),
+            stored("sip:b@127.0.0.1:5063;transport=tcp", "tcp:127.0.0.1:40000"),
+            stored(
+                "sip:c@df7jal23ls0d.invalid;transport=ws",
+                "ws:127.0.0.1:40001",
+            ),
+            stored(
+                "sip:d@df7jal23ls0e.invalid;transport=ws",
+                "wss:127.0.0.1:40002",
+            ),
+        ]
+    };
+    let contacts = |loc: &Location| -> Vec<String> {
+        loc.view("sip:alice@example.com", 0)
+            .map(|v| v.contacts.into_iter().map(|c| c.contact).collect())
+            .unwrap_or_default()
+    };
+    // the default (`ws`): the browsers' bindings are gone with their sockets
+    let loc = Location::new(10, None);
+    let (n, dropped) = loc.restore(regs(), 0, &[TransportKind::Ws, TransportKind::Wss]);
+    assert_eq!(n, 2);
+    assert_eq!(
+        dropped,
+        vec![
+            (
+                "sip:alice@example.com".to_owned(),
+                "sip:c@df7jal23ls0d.invalid;transport=ws".to_owned()
+            ),
+            (
+                "sip:alice@example.com".to_owned(),
+                "sip:d@df7jal23ls0e.invalid;transport=ws".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        contacts(&loc),
+        ["sip:a@127.0.0.1:5062", "sip:b@127.0.0.1:5063;transport=tcp"]
+    );
+    // `none`: everything comes back
+    let loc = Location::new(10, None);
+    let (n, dropped) = loc.restore(regs(), 0, &[]);
+    assert_eq!((n, dropped.len()), (4, 0));
+    // expired ones are neither restored nor reported
+    let loc = Location::new(10, None);
+    let (n, dropped) = loc.restore(regs(), 60_000, &[TransportKind::Ws]);
+    assert_eq!((n, dropped.len()), (0, 0));
+}
