@@ -386,33 +386,49 @@ async fn over_tls_with_the_servers_ca_and_refused_without_it() {
     n.running.shutdown(Duration::from_secs(2)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
-    let n = node("sigterm").await;
-    let desk = SipPhone::bind(LO, n.sip).await;
-    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+/// The agent's binary calling 1002 as `agent` through `n`, with `extra`
+/// settings; its standard output piped (the report is its last line).
+fn spawn_agent(n: &Node, extra: &[(&str, &str)]) -> (tokio::process::Child, u32) {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
         .env_clear()
         .env("CALL_DEST", "1002")
-        .env("CALL_TEXT", "This message repeats for a long time")
-        .env("CALL_REPEAT", "100")
         .env("SIP_SERVER", n.sip.to_string())
         .env("SIP_USER", "agent")
         .env("SIP_PASSWORD", "agent-secret")
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let invite = desk.request(Method::Invite).await;
-    let _media = answer_with_media(&desk, &invite).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // the Job deleted: the kubelet sends SIGTERM
+    (child, pid)
+}
+
+/// The Job deleted: the kubelet sends SIGTERM.
+fn sigterm(pid: u32) {
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hangs_up_an_answered_call_and_reports_it() {
+    let n = node("sigterm").await;
+    let desk = SipPhone::bind(LO, n.sip).await;
+    assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
+    let (child, pid) = spawn_agent(
+        &n,
+        &[
+            ("CALL_TEXT", "This message repeats for a long time"),
+            ("CALL_REPEAT", "100"),
+        ],
+    );
+    let invite = desk.request(Method::Invite).await;
+    let _media = answer_with_media(&desk, &invite).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sigterm(pid);
     let bye = desk
         .request_within(Method::Bye, Duration::from_secs(5))
         .await;
@@ -437,28 +453,15 @@ async fn sigterm_while_ringing_cancels_the_call() {
     let n = node("sigterm-ringing").await;
     let desk = SipPhone::bind(LO, n.sip).await;
     assert_eq!(desk.register("desk", "desk-secret", &[]).await.code, 200);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-call"))
-        .env_clear()
-        .env("CALL_DEST", "1002")
-        .env("CALL_TEXT", "Nobody hears this")
-        .env("CALL_TIMEOUT", "60")
-        .env("SIP_SERVER", n.sip.to_string())
-        .env("SIP_USER", "agent")
-        .env("SIP_PASSWORD", "agent-secret")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
+    let (child, pid) = spawn_agent(
+        &n,
+        &[("CALL_TEXT", "Nobody hears this"), ("CALL_TIMEOUT", "60")],
+    );
     // the desk phone rings and does not answer
     let invite = desk.request(Method::Invite).await;
     desk.answer(&invite, 180, Some("desk-tag"), None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(pid);
     // the agent's CANCEL reaches the ringing phone through the platform
     let cancel = desk
         .request_within(Method::Cancel, Duration::from_secs(5))
