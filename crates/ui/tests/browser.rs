@@ -767,29 +767,8 @@ async fn screenshots_of_the_main_pages() {
     }
     s.user("erin", "erin-secret", "1005", "Erin Fox").await;
     // an account and a trunk (to a provider that never answers)
-    let (status, v) = s
-        .sig
-        .api(
-            "POST",
-            "/api/v1/accounts",
-            Some(&json!({"name": "acme", "domain": "acme.example", "max_concurrent_calls": 20})),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
-    let provider = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let (status, v) = s
-        .sig
-        .api(
-            "PUT",
-            "/api/v1/trunks/carrier",
-            Some(
-                &json!({"host": provider.local_addr().expect("addr").to_string(),
-                         "username": "acct42", "password": "trunk-secret",
-                         "domain": "carrier.example", "strip": 1, "prefix": "+49"}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
+    s.account("acme", "acme.example").await;
+    let _provider = s.trunk("carrier", "carrier.example").await;
     // calls of the last hour for the CDRs and the chart: one answered by
     // bob's sipp phone, one to erin, who has no phone
     let bob_port = free_udp_port();

@@ -98,29 +98,14 @@ async fn every_page_fits_a_phone_sized_screen() {
         .register("carol", "carol-secret", &[("User-Agent", agent)])
         .await;
     assert_eq!(r.code, 200, "{r:?}");
-    let (status, v) = s
-        .sig
-        .api(
-            "POST",
-            "/api/v1/accounts",
-            Some(&json!({"name": "acme-international-holdings", "domain": "pbx.acme-international-holdings.example", "max_concurrent_calls": 20})),
-        )
+    s.account(
+        "acme-international-holdings",
+        "pbx.acme-international-holdings.example",
+    )
+    .await;
+    let _provider = s
+        .trunk("carrier", "sip.carrier-with-a-long-name.example")
         .await;
-    assert_eq!(status, 201, "{v}");
-    let provider = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let (status, v) = s
-        .sig
-        .api(
-            "PUT",
-            "/api/v1/trunks/carrier",
-            Some(
-                &json!({"host": provider.local_addr().expect("addr").to_string(),
-                         "username": "acct42", "password": "trunk-secret",
-                         "domain": "sip.carrier-with-a-long-name.example", "strip": 1, "prefix": "+49"}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
     // an answered call for the CDR pages
     let bob_port = free_udp_port();
     sipp_register(s.sig.sip, bob_port, "bob", "bob-secret").await;

@@ -155,6 +155,28 @@ impl Stack {
         assert_eq!(status, 201, "user {username}: {v}");
     }
 
+    /// An account on the backend, through its API.
+    pub async fn account(&self, name: &str, domain: &str) {
+        let body = json!({"name": name, "domain": domain, "max_concurrent_calls": 20});
+        let (status, v) = self.sig.api("POST", "/api/v1/accounts", Some(&body)).await;
+        assert_eq!(status, 201, "account {name}: {v}");
+    }
+
+    /// A trunk `name` to a provider that never answers (the returned
+    /// socket, kept open for the trunk's life), through the API.
+    pub async fn trunk(&self, name: &str, domain: &str) -> UdpSocket {
+        let provider = UdpSocket::bind((LO, 0)).expect("bind");
+        let body = json!({"host": provider.local_addr().expect("addr").to_string(),
+                          "username": "acct42", "password": "trunk-secret",
+                          "domain": domain, "strip": 1, "prefix": "+49"});
+        let (status, v) = self
+            .sig
+            .api("PUT", &format!("/api/v1/trunks/{name}"), Some(&body))
+            .await;
+        assert_eq!(status, 201, "trunk {name}: {v}");
+        provider
+    }
+
     /// The embedded RTP manager's name.
     pub async fn manager(&self) -> String {
         let (status, managers) = self.sig.api("GET", "/api/v1/rtpmanagers", None).await;
