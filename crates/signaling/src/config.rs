@@ -707,7 +707,9 @@ fn parse_limit_response(s: &str) -> Result<u16, String> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config, String> {
+    /// The settings `args` give, validated as at start-up; the error as
+    /// the user would read it. Shared by the config modules' tests.
+    pub(crate) fn parse(args: &[&str]) -> Result<Config, String> {
         let c = Config::try_parse_from([&["switchboard-signaling"], args].concat())
             .map_err(|e| e.to_string())?;
         c.validate()?;

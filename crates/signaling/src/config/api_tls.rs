@@ -45,16 +45,7 @@ impl ApiTlsConfig {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::Config;
-
-    fn parse(args: &[&str]) -> Result<Config, String> {
-        let c = Config::try_parse_from([&["switchboard-signaling"], args].concat())
-            .map_err(|e| e.to_string())?;
-        c.validate()?;
-        Ok(c)
-    }
+    use crate::config::tests::parse;
 
     #[test]
     fn api_tls_settings() {

@@ -148,17 +148,9 @@ impl TlsConfig {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use switchboard_sip_stack::transport::ws::Origins;
 
-    use crate::Config;
-
-    fn parse(args: &[&str]) -> Result<Config, String> {
-        let c = Config::try_parse_from([&["switchboard-signaling"], args].concat())
-            .map_err(|e| e.to_string())?;
-        c.validate()?;
-        Ok(c)
-    }
+    use crate::config::tests::parse;
 
     #[test]
     fn tls_settings() {
