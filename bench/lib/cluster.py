@@ -9,7 +9,10 @@ One switchboard-signaling process per mode, on 127.0.0.1 only:
              CLUSTER_SECRET; a single replica (the comparison is of the cost
              of the shared state, not of scaling out)
 
-Per mode, on the same process:
+Both processes run side by side; the rate searches of steps 3 and 4 take a
+step of each mode in turn (embedded, clustered, embedded, …), so a host
+whose speed drifts during the run (this machine's does, by a third at
+times) weighs on both modes alike. Per mode, on the same process:
   1. users       100,000 + 1,000 warm-up users over the REST API (not timed)
   2. contacts    1,000 warm-up registrations, then 100,000 AORs registered;
                  clustered: Redis `INFO memory` used_memory before/after and
@@ -301,15 +304,20 @@ def reaped_ticks(pid: int) -> int:
 # the rate search (as bench.py and calls.py: ×1.25 while passing, then bisect)
 # --------------------------------------------------------------------------
 
-def step_search(what: str, run, start: int, duration: int, budget: float,
-                factor: float = 1.25, precision: float = 0.03) -> dict:
+def search(what: str, start: int, precision: float = 0.03, factor: float = 1.25):
+    """One rate search as a generator: yields the next rate to try, is sent
+    that step's result (None: the time is up), and returns the summary
+    (×1.25 while passing, then bisect between the best pass and the lowest
+    fail above it)."""
     t0 = time.monotonic()
     steps: list[dict] = []
     best: dict | None = None
     fail: dict | None = None
     rate = start
-    while time.monotonic() - t0 + duration * 1.3 + 4 <= budget:
-        r = run(rate)
+    while True:
+        r = yield rate
+        if r is None:
+            break
         steps.append(r)
         verdict = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
         cpu = r.get("server_cpu_us_per_reg") or r.get("server_cpu_us_per_call")
@@ -334,9 +342,43 @@ def step_search(what: str, run, start: int, duration: int, budget: float,
             if nxt in (best["rate"], fail["rate"]):
                 break
         rate = nxt
-        time.sleep(2)  # let the previous step's transactions drain
     return {"steps": steps, "best": best, "first_fail_above": fail,
             "seconds": round(time.monotonic() - t0, 1)}
+
+
+def interleaved(searches: dict, duration: int, budget: float) -> dict:
+    """Runs several rate searches (name → (generator, run)) a step each in
+    turn until each has finished or the budget is spent, so a machine whose
+    speed drifts during the run (a shared host) weighs on every mode alike
+    rather than on whichever ran in the slow minutes."""
+    t0 = time.monotonic()
+    out: dict = {}
+    pending = {}
+    for name, (gen, run) in searches.items():
+        pending[name] = (gen, run, next(gen))
+    while pending:
+        for name in list(pending):
+            gen, run, rate = pending[name]
+            if time.monotonic() - t0 + duration * 1.3 + 4 > budget:
+                out[name] = _close(gen)
+                del pending[name]
+                continue
+            try:
+                pending[name] = (gen, run, gen.send(run(rate)))
+            except StopIteration as done:
+                out[name] = done.value
+                del pending[name]
+            time.sleep(2)  # let the previous step's transactions drain
+    return out
+
+
+def _close(gen) -> dict:
+    """The summary of a search stopped by the budget."""
+    try:
+        gen.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a search went on after the budget")
 
 
 def per_op(r: dict | None, n_key: str = "successful") -> dict:
@@ -370,10 +412,14 @@ def per_op(r: dict | None, n_key: str = "successful") -> dict:
 # one mode
 # --------------------------------------------------------------------------
 
-def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
+def start_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
+    """Starts one mode's signaling process (and its sipp callee), creates
+    the users and registers the contacts (steps 1 and 2). Returns the mode's
+    context; its "res" holds the results so far and "status" says whether
+    the rate searches can go on."""
     binary = Path(a.switchboard_bin)
     if not binary.exists():
-        return {"status": "not built"}
+        return {"res": {"status": "not built"}}
     work = work / mode
     work.mkdir()
     port, api, uas = B.free_port("", 0), B.free_port("", 0), B.free_port("", 0)
@@ -416,9 +462,12 @@ def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
     sb = subprocess.Popen([str(binary)], env=env, stdout=open(OUT / f"cluster-{mode}.log", "w"),
                           stderr=subprocess.STDOUT)
     res: dict = {"status": "ok", "port": port}
+    ctx = {"mode": mode, "res": res, "procs": [sb, uas_p], "srv": srv, "data": data,
+           "work": work, "sb": sb, "uac_port": uac_port, "counters": counters}
     try:
         if not (C.wait_port(port, 60) and wait_tcp(api, 30)) or sb.poll() is not None:
-            return {"status": f"failed to start (bench/out/cluster-{mode}.log)"}
+            res["status"] = f"failed to start (bench/out/cluster-{mode}.log)"
+            return ctx
         target = f"127.0.0.1:{port}"
         log(f"{mode}: switchboard on udp:{target}, API :{api}, pid {sb.pid}")
 
@@ -432,7 +481,7 @@ def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
                         "result": cu.stdout.strip()[-300:]}
         if cu.returncode != 0:
             res["status"] = "user creation failed"
-            return res
+            return ctx
         log(f"{mode}: {a.users + a.warmup} users in {res['users']['seconds']} s")
         # users reach the registrar through the change poll (clustered: 500 ms)
         time.sleep(2)
@@ -444,7 +493,7 @@ def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
                        duration_hint=a.warmup / a.memory_rate, tag="warmup", strict=False, **reg)
         if w["successful"] == 0:
             res["status"] = f"smoke registrations failed: {w.get('first_error', '')[:200]}"
-            return res
+            return ctx
         time.sleep(3)
         before = srv.redis_info("memory") if srv else None
         r = B.sipp_run(rate=a.memory_rate, calls=a.users, csv=str(users_csv),
@@ -470,61 +519,72 @@ def run_mode(mode: str, a, work: Path, srv: Servers | None) -> dict:
                 f"(keys under the prefix: {mem['prefix_bytes_per_contact']} B per contact)")
         res["contacts"] = mem
 
-        # 3. REGISTER rate
-        reg_start = a.start if srv is None or not a.embedded_best else int(a.embedded_best["register"] * 0.8)
+        ctx.update(target=target, reg=reg, users_csv=users_csv)
+        return ctx
+    except BaseException:
+        stop_mode(ctx)
+        raise
 
-        def reg_run(rate):
-            return B.sipp_run(rate=rate, calls=rate * a.duration, csv=str(users_csv),
-                              duration_hint=a.duration, tag=f"reg-{rate}",
-                              counters=counters, **reg)
-        res["register"] = step_search(f"{mode} REGISTER", reg_run, max(50, reg_start),
-                                      a.duration, a.max_seconds)
 
-        # 4. call rate
-        call_start = a.call_start if srv is None or not a.embedded_best else int(a.embedded_best["calls"] * 0.8)
-        sipp_calls = {"successful": 0, "failed": 0}
+def reg_runner(ctx: dict, a):
+    """Step 3's runner: one REGISTER step at a rate."""
+    def run(rate):
+        return B.sipp_run(rate=rate, calls=rate * a.duration, csv=str(ctx["users_csv"]),
+                          duration_hint=a.duration, tag=f"reg-{rate}",
+                          counters=ctx["counters"], **ctx["reg"])
+    return run
 
-        def call_run(rate):
-            r = C.sipp_uac(target, uac_port, rate, rate * a.duration, work, f"call-{rate}",
-                           sb.pid, counters=counters)
-            sipp_calls["successful"] += r["successful"]
-            sipp_calls["failed"] += r["failed"]
-            return r
-        res["calls"] = step_search(f"{mode} calls", call_run, max(20, call_start),
-                                   a.duration, a.max_seconds)
-        res["calls"]["sipp_total"] = dict(sipp_calls)
 
-        # 5. CDRs: drain, then a check step on its own
-        def count(prefix: str = "") -> int | None:
-            return srv.cdr_count(prefix) if srv else sqlite_cdrs(data, prefix)
-        res["cdr_search_total"] = drain(srv, count, a.drain_seconds)
-        best = (res["calls"].get("best") or {}).get("rate") or 100
-        # half the best rate: the check is of durability, not of the
-        # ceiling, and a step that overloads makes sipp give up on calls
-        # the server did complete (and store)
-        rate = max(20, int(best * a.cdr_share))
-        # the check step's calls carry a Call-ID of their own, so late CDRs
-        # of calls an earlier (failed) step left behind are not counted
-        cid = f"cdrcheck{secrets.token_hex(3)}-"
-        r = C.sipp_uac(target, uac_port, rate, rate * a.cdr_duration, work, "cdr-check", sb.pid,
-                       extra_args=["-cid_str", cid + "%u-%p@%s"])
-        d = drain(srv, lambda: count(cid), a.drain_seconds, want=r["successful"])
-        res["cdr_check"] = {"rate": rate, "calls": rate * a.cdr_duration, "call_id_prefix": cid,
-                            "sipp_completed": r["successful"], "sipp_failed": r["failed"],
-                            "cdrs_stored": d["cdrs"], "drain_seconds": d["seconds"],
-                            "stream_pending": d.get("pending")}
-        cc = res["cdr_check"]
-        # a CDR for each call sipp completed; more CDRs than that are calls
-        # the server completed after sipp gave up on them (failed steps)
-        cc["lost"] = (max(0, cc["sipp_completed"] - cc["cdrs_stored"])
-                      if cc["cdrs_stored"] is not None else None)
-        cc["exact"] = cc["sipp_failed"] == 0 and cc["cdrs_stored"] == cc["sipp_completed"]
-        log(f"{mode}: CDR check at {rate}/s: sipp completed {cc['sipp_completed']}, "
-            f"CDRs stored {cc['cdrs_stored']} (drained in {d['seconds']} s)")
-        return res
-    finally:
-        C.stop(sb)
-        C.stop(uas_p)
+def call_runner(ctx: dict, a):
+    """Step 4's runner: one call step at a rate (sipp's totals kept for the
+    CDR count)."""
+    total = ctx["res"].setdefault("sipp_calls", {"successful": 0, "failed": 0})
+
+    def run(rate):
+        r = C.sipp_uac(ctx["target"], ctx["uac_port"], rate, rate * a.duration, ctx["work"],
+                       f"call-{rate}", ctx["sb"].pid, counters=ctx["counters"])
+        total["successful"] += r["successful"]
+        total["failed"] += r["failed"]
+        return r
+    return run
+
+
+def cdr_check(ctx: dict, a) -> None:
+    """Step 5 for one mode, after both modes' call searches."""
+    res, srv, data, work = ctx["res"], ctx["srv"], ctx["data"], ctx["work"]
+    target, uac_port, sb = ctx["target"], ctx["uac_port"], ctx["sb"]
+    # 5. CDRs: drain, then a check step on its own
+    def count(prefix: str = "") -> int | None:
+        return srv.cdr_count(prefix) if srv else sqlite_cdrs(data, prefix)
+    res["cdr_search_total"] = drain(srv, count, a.drain_seconds)
+    best = (res["calls"].get("best") or {}).get("rate") or 100
+    # half the best rate: the check is of durability, not of the
+    # ceiling, and a step that overloads makes sipp give up on calls
+    # the server did complete (and store)
+    rate = max(20, int(best * a.cdr_share))
+    # the check step's calls carry a Call-ID of their own, so late CDRs
+    # of calls an earlier (failed) step left behind are not counted
+    cid = f"cdrcheck{secrets.token_hex(3)}-"
+    r = C.sipp_uac(target, uac_port, rate, rate * a.cdr_duration, work, "cdr-check", sb.pid,
+                   extra_args=["-cid_str", cid + "%u-%p@%s"])
+    d = drain(srv, lambda: count(cid), a.drain_seconds, want=r["successful"])
+    res["cdr_check"] = {"rate": rate, "calls": rate * a.cdr_duration, "call_id_prefix": cid,
+                        "sipp_completed": r["successful"], "sipp_failed": r["failed"],
+                        "cdrs_stored": d["cdrs"], "drain_seconds": d["seconds"],
+                        "stream_pending": d.get("pending")}
+    cc = res["cdr_check"]
+    # a CDR for each call sipp completed; more CDRs than that are calls
+    # the server completed after sipp gave up on them (failed steps)
+    cc["lost"] = (max(0, cc["sipp_completed"] - cc["cdrs_stored"])
+                  if cc["cdrs_stored"] is not None else None)
+    cc["exact"] = cc["sipp_failed"] == 0 and cc["cdrs_stored"] == cc["sipp_completed"]
+    log(f"{ctx['mode']}: CDR check at {rate}/s: sipp completed {cc['sipp_completed']}, "
+        f"CDRs stored {cc['cdrs_stored']} (drained in {d['seconds']} s)")
+
+
+def stop_mode(ctx: dict) -> None:
+    for p in ctx.get("procs", []):
+        C.stop(p)
 
 
 def wait_tcp(port: int, seconds: float) -> bool:
@@ -655,11 +715,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=int, default=5, help="seconds per rate step")
     p.add_argument("--max-seconds", type=float, default=75,
-                   help="time budget of each rate search (4 searches)")
+                   help="time budget of each mode's rate search (REGISTER and calls; the "
+                        "modes' steps alternate, so a search of both modes gets twice this)")
     p.add_argument("--start", type=int, default=8000,
-                   help="first REGISTER rate (embedded; clustered starts at 0.8 × embedded's best)")
+                   help="first REGISTER rate of each mode")
     p.add_argument("--call-start", type=int, default=2500,
-                   help="first call rate (embedded; clustered starts at 0.8 × embedded's best)")
+                   help="first call rate of each mode")
     p.add_argument("--users", type=int, default=100000)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--memory-rate", type=int, default=4000)
@@ -686,24 +747,39 @@ def main() -> None:
     if "clustered" in modes:
         srv.check()
         srv.locate()
-    a.embedded_best = None
     results: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "settings": {k: v for k, v in vars(a).items() if k != "embedded_best"}}
+                     "settings": vars(a)}
+    ctxs: dict = {}
     try:
         with tempfile.TemporaryDirectory(prefix="switchboard-cluster-") as tmp:
             for mode in modes:
-                log(f"== {mode}")
+                log(f"== {mode}: start, users, contacts")
                 if mode == "clustered":
                     srv.create()
                     results["clustered_names"] = {"database": srv.db, "redis_prefix": srv.prefix,
                                                   "nats_prefix": srv.nats_prefix, "streams": srv.streams}
-                results[mode] = run_mode(mode, a, Path(tmp), srv if mode == "clustered" else None)
-                if mode == "embedded":
-                    rb = (results[mode].get("register") or {}).get("best") or {}
-                    cb = (results[mode].get("calls") or {}).get("best") or {}
-                    if rb.get("rate") and cb.get("rate"):
-                        a.embedded_best = {"register": rb["rate"], "calls": cb["rate"]}
+                ctxs[mode] = start_mode(mode, a, Path(tmp),
+                                        srv if mode == "clustered" else None)
+                results[mode] = ctxs[mode]["res"]
+            live = {m: c for m, c in ctxs.items() if c["res"]["status"] == "ok"}
+            # 3 and 4: the modes' rate searches a step each in turn
+            log("== REGISTER rate, the modes in turn")
+            found = interleaved({m: (search(f"{m} REGISTER", max(50, a.start)), reg_runner(c, a))
+                                 for m, c in live.items()}, a.duration, a.max_seconds * len(live))
+            for m, c in live.items():
+                c["res"]["register"] = found[m]
+            log("== call rate, the modes in turn")
+            found = interleaved({m: (search(f"{m} calls", max(20, a.call_start)), call_runner(c, a))
+                                 for m, c in live.items()}, a.duration, a.max_seconds * len(live))
+            for m, c in live.items():
+                c["res"]["calls"] = found[m]
+                c["res"]["calls"]["sipp_total"] = c["res"].pop("sipp_calls", {})
+            for m, c in live.items():
+                log(f"== {m}: CDRs")
+                cdr_check(c, a)
     finally:
+        for c in ctxs.values():
+            stop_mode(c)
         if "clustered" in modes:
             results["cleanup"] = srv.cleanup()
             log(f"cleanup: {results['cleanup']}")

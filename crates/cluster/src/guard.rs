@@ -48,7 +48,8 @@ impl Shared {
     /// The digest nonce-count replay guard (RFC 7616 `nc`): true iff `nc`
     /// is greater than every nc seen before for `nonce`, on any replica.
     /// The record expires `ttl_secs` after the nonce was first seen (pass
-    /// the nonce's remaining lifetime).
+    /// the nonce's remaining lifetime). An nc of 0 (never sent by a phone:
+    /// counts start at 1) is treated as 1.
     ///
     /// # Errors
     ///
@@ -58,6 +59,23 @@ impl Shared {
         self.part("nonce", nonce)?;
         let key = self.keys().nonce(nonce);
         let ttl = ttl_secs.max(1);
+        if nc <= 1 {
+            // the first use of a nonce (phones answer most challenges with
+            // nc=1, or without qop): fresh iff nothing was recorded yet, a
+            // plain SET NX, which Redis serves without running a script
+            let set: Option<String> = self
+                .conn()
+                .run(
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(nc)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl),
+                )
+                .await?;
+            return Ok(set.is_some());
+        }
         let r: i64 = self
             .conn()
             .run(NONCE_ADVANCE.key(key).arg(nc).arg(ttl))

@@ -271,6 +271,11 @@ async fn nonce_count_only_advances() {
     assert!(!a.nonce_count_advance(nonce, 3, 300).await.unwrap());
     assert!(a.nonce_count_advance(nonce, 4, 300).await.unwrap());
     assert!(a.nonce_count_advance("another", 1, 300).await.unwrap());
+    // nc=1 is a SET NX, higher counts a script: each sees the other's record
+    assert!(b.nonce_count_advance("counted", 2, 300).await.unwrap());
+    assert!(!a.nonce_count_advance("counted", 1, 300).await.unwrap());
+    assert!(!a.nonce_count_advance("counted", 0, 300).await.unwrap());
+    assert!(a.nonce_count_advance("counted", 3, 300).await.unwrap());
 
     // The record expires with the nonce: TTL set on first sight, kept after.
     let mut c = raw(SHARED_REDIS).await;

@@ -1,11 +1,26 @@
 //! The task that moves events from the bus queue to JetStream.
 //!
 //! One task per bus, so events reach the stream in the order they were
-//! published. It takes what has queued up (up to [`BATCH`]), publishes the
-//! batch pipelined (all publishes sent, then the acks awaited in order),
-//! and counts an event published only once JetStream acked it. Each event
-//! carries a `Nats-Msg-Id` fixed when the task first sees it, so an event
-//! sent again after an ack was lost is dropped by JetStream as a duplicate.
+//! published. It takes what has queued up, waiting up to [`LINGER`] for
+//! more (up to [`BATCH`]), and publishes the batch with one acknowledgement:
+//! every event but the last goes out as a plain publish on the stream's
+//! subject (JetStream stores it; no reply), the last one as a JetStream
+//! publish whose ack is awaited. The connection keeps their order, so the
+//! last ack says the batch reached the stream; only then are the events
+//! counted published. Acking per batch rather than per event halves the
+//! NATS server's work per event and most of the publisher's (measured in
+//! `bench/cluster.sh`; the README has the figures).
+//!
+//! Each event carries a `Nats-Msg-Id` fixed when the task first sees it:
+//! a batch whose ack did not come (timeout, error, or a reconnection while
+//! it was being sent, when earlier events may have died with the old
+//! connection) is sent again as a whole, and JetStream drops the events it
+//! already has as duplicates. What this gives up against an ack per event:
+//! an event JetStream refused on its own while it accepted a later one of
+//! the same batch (on a single server, nothing the stream settings here
+//! refuse; on a clustered JetStream, a leader change in the middle of a
+//! batch) is not noticed. CDRs, which must never be lost, keep an ack each
+//! (`cdr.rs`).
 //!
 //! While NATS is unreachable, or publishing fails, events go to the spool,
 //! and every later event queues behind them there: the spool is published
@@ -33,8 +48,13 @@ use crate::nats::Nats;
 use crate::spool::{Record, Spool};
 use crate::subject::{Family, escape_token};
 
-/// Events published per pipelined batch at most.
+/// Events published per batch (one acknowledgement) at most.
 const BATCH: usize = 256;
+
+/// How long a batch waits for more events after its first: events reach
+/// the stream at most this much later, and under load a batch carries
+/// many events rather than a few.
+const LINGER: Duration = Duration::from_millis(2);
 
 /// How often a spool waiting for NATS checks the connection.
 const RECONNECT_POLL: Duration = Duration::from_millis(200);
@@ -66,6 +86,8 @@ pub(crate) struct Publisher {
     problem: Arc<Mutex<Option<String>>>,
     /// The stream was created or updated on this connection.
     stream_ready: bool,
+    /// Bound on sending a batch and on waiting for its ack.
+    ack_timeout: Duration,
     /// Message ids are `{id_prefix}-{seq}`.
     id_prefix: String,
     seq: u64,
@@ -111,6 +133,7 @@ impl Publisher {
             stats,
             problem,
             stream_ready: false,
+            ack_timeout: opts.ack_timeout,
             id_prefix: format!("{}-{:x}", escape_token(node), run_nonce()),
             seq: 0,
             backoff: MIN_BACKOFF,
@@ -142,6 +165,7 @@ impl Publisher {
             };
             let mut batch = Vec::new();
             let mut flushes = Vec::new();
+            let until = Instant::now() + LINGER;
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
@@ -149,7 +173,13 @@ impl Publisher {
                     Msg::Flush(done) => flushes.push(done),
                 }
                 if batch.len() < BATCH {
-                    next = rx.try_recv().ok();
+                    next = match rx.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => tokio::time::timeout_at(until, rx.recv())
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
                 }
             }
             self.handle(batch).await;
@@ -264,64 +294,80 @@ impl Publisher {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Publishes `records` pipelined; returns how many, from the first,
-    /// JetStream acked. Later ones count as failed even if acked: they are
-    /// sent again and dropped as duplicates, so the order holds.
+    /// Publishes `records` as one batch (see the module comment); returns
+    /// how many JetStream took: all of them, or none (the batch is sent
+    /// again, and what already arrived is dropped as a duplicate).
     async fn publish(&mut self, records: &[Record]) -> usize {
+        let Some((last, rest)) = records.split_last() else {
+            return 0;
+        };
         if !self.stream_ready && !self.ensure_stream().await {
             return 0;
         }
-        // send them all, then collect the acks (which arrive meanwhile)
-        let mut acks = Vec::with_capacity(records.len());
-        let mut send_error = None;
-        for r in records {
+        let client = self.nats.client().clone();
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        let prefix = &self.prefix;
+        let send_rest = async {
+            for r in rest {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, r.id.as_str());
+                client
+                    .publish_with_headers(
+                        r.event.subject(prefix),
+                        headers,
+                        Bytes::from(r.event.to_json()),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
+        // the client's queue can only fill while the connection is down
+        let mut error = match tokio::time::timeout(self.ack_timeout, send_rest).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("timed out sending the batch".to_owned()),
+        };
+        if error.is_none() {
             let publish = PublishMessage::build()
-                .payload(Bytes::from(r.event.to_json()))
-                .message_id(&r.id);
-            match self
+                .payload(Bytes::from(last.event.to_json()))
+                .message_id(&last.id);
+            let acked = match self
                 .js
-                .send_publish(r.event.subject(&self.prefix), publish)
+                .send_publish(last.event.subject(&self.prefix), publish)
                 .await
             {
-                Ok(ack) => acks.push(ack),
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(_) if client.statistics().connects.load(Ordering::Relaxed) == connects => {}
+                Ok(_) => error = Some("NATS reconnected while the batch was sent".to_owned()),
                 Err(e) => {
-                    send_error = Some(e);
-                    break;
-                }
-            }
-        }
-        let mut acked = 0;
-        let mut error = send_error;
-        if error.is_none() {
-            for ack in acks {
-                match ack.await {
-                    Ok(_) => acked += 1,
-                    Err(e) => {
-                        error = Some(e);
-                        break;
+                    if e.kind() == PublishErrorKind::StreamNotFound {
+                        // the server lost the stream (a new server): recreate it
+                        self.stream_ready = false;
                     }
+                    error = Some(e.to_string());
                 }
             }
         }
-        self.stats
-            .published
-            .fetch_add(acked as u64, Ordering::Relaxed);
         match error {
             None => {
+                self.stats
+                    .published
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 self.backoff = MIN_BACKOFF;
                 self.set_problem(None);
+                records.len()
             }
             Some(e) => {
                 self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-                if e.kind() == PublishErrorKind::StreamNotFound {
-                    // the server lost the stream (a new server): recreate it
-                    self.stream_ready = false;
-                }
-                warn!(cause = %e, acked, of = records.len(), "events not published to JetStream; spooled");
+                warn!(cause = %e, events = records.len(), "events not published to JetStream; spooled");
                 self.set_problem(Some(format!("event publish failed: {e}")));
+                0
             }
         }
-        acked
     }
 
     /// Creates or updates the stream; `false` (and a problem noted) if that

@@ -450,7 +450,22 @@ struct Process {
 }
 
 impl Process {
+    /// Starts the replica on free ports; when another test took one of
+    /// them between the probe and the bind (the suite runs in parallel),
+    /// starts it again on new ones.
     async fn start(p: &Platform, node: &str) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(p, node).await {
+                Ok(process) => return process,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("replica {node} did not answer; its log:\n{log}"),
+            }
+        }
+    }
+
+    async fn try_start(p: &Platform, node: &str) -> Result<Self, String> {
         let dir = common::temp_dir(&format!("cluster-proc-{node}"));
         let sip = SocketAddr::new(LO, common::free_port(LO));
         let api = SocketAddr::new(LO, common::free_port(LO));
@@ -498,12 +513,12 @@ impl Process {
                     .0
                     == 200
             {
-                return process;
+                return Ok(process);
             }
             let exited = process.child.try_wait().ok().flatten();
             if exited.is_some() || std::time::Instant::now() > deadline {
                 let log = std::fs::read_to_string(process.dir.join("log")).unwrap_or_default();
-                panic!("replica {node} did not answer ({exited:?}); its log:\n{log}");
+                return Err(format!("exit {exited:?}\n{log}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -203,6 +203,17 @@ impl PrivateNats {
         assert!(status.success(), "kill {sig} {pid}");
     }
 
+    /// Stops the server as an operator would (SIGTERM: it closes its
+    /// connections and writes its store out) and waits until it is gone.
+    pub fn terminate(&mut self) {
+        if self.child.is_some() {
+            self.signal("-TERM");
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
     /// Kills the server and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
