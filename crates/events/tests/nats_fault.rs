@@ -30,6 +30,42 @@ fn call(i: usize) -> Event {
     )
 }
 
+/// An event bus of `node` on the private server at `url`, under the
+/// subject root `{tag}.switchboard` and the stream `{TAG}_EVENTS`, with a
+/// short ack timeout.
+async fn private_bus(url: &str, node: &str, spool: &TempDir, tag: &str) -> EventBus {
+    EventBus::jetstream(
+        node,
+        url,
+        spool.path(),
+        EventBusOptions {
+            prefix: format!("{tag}.switchboard"),
+            stream_name: format!("{}_EVENTS", tag.to_uppercase()),
+            max_bytes: 16 << 20,
+            ack_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The stream holds exactly the events `call(0)`..`call(n - 1)`, in order.
+async fn assert_calls_once_in_order(js: &async_nats::jetstream::Context, stream: &str, n: u64) {
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    assert_eq!(state.messages, n, "each event once: {state:?}");
+    for seq in 1..=n {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let json: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            json["call_uuid"],
+            format!("call-{:03}", seq - 1),
+            "order at seq {seq}"
+        );
+    }
+}
+
 async fn wait_rows(store: &Store, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while all_cdrs(store).await.len() < n {
@@ -211,20 +247,7 @@ async fn a_hung_server_costs_at_most_the_ack_timeout_and_loses_or_doubles_nothin
     let server = PrivateNats::start();
     let url = server.url();
     let spool = TempDir::new("hung");
-    let bus = EventBus::jetstream(
-        "sig-h",
-        &url,
-        spool.path(),
-        EventBusOptions {
-            prefix: "hung.switchboard".into(),
-            stream_name: "HUNG_EVENTS".into(),
-            max_bytes: 16 << 20,
-            ack_timeout: Duration::from_secs(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bus = private_bus(&url, "sig-h", &spool, "hung").await;
     let cdrs = CdrStream::connect(
         &url,
         "sig-h",
@@ -277,21 +300,7 @@ async fn a_hung_server_costs_at_most_the_ack_timeout_and_loses_or_doubles_nothin
     cdrs.publish_batch(&[cdr("h-1"), cdr("h-2")]).await.unwrap();
     let client = async_nats::connect(url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("HUNG_EVENTS").await.unwrap();
-    assert_eq!(
-        stream.info().await.unwrap().state.messages,
-        20,
-        "each event once"
-    );
-    for seq in 1..=20u64 {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        let json: Value = serde_json::from_slice(&m.payload).unwrap();
-        assert_eq!(
-            json["call_uuid"],
-            format!("call-{:03}", seq - 1),
-            "order at seq {seq}"
-        );
-    }
+    assert_calls_once_in_order(&js, "HUNG_EVENTS", 20).await;
     let mut cdr_stream = js.get_stream("HUNG_CDR").await.unwrap();
     assert_eq!(
         cdr_stream.info().await.unwrap().state.messages,
@@ -313,21 +322,8 @@ async fn events_published_across_a_server_restart_arrive_once_each_in_order() {
     let mut server = PrivateNats::start();
     let url = server.url();
     let spool = TempDir::new("restart");
-    let bus = EventBus::jetstream(
-        "sig-r",
-        &url,
-        spool.path(),
-        EventBusOptions {
-            prefix: "restart.switchboard".into(),
-            stream_name: "RESTART_EVENTS".into(),
-            max_bytes: 16 << 20,
-            ack_timeout: Duration::from_secs(1),
-            queue_capacity: N,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    // N fits the bus queue (8,192 by default): none is dropped for room
+    let bus = private_bus(&url, "sig-r", &spool, "restart").await;
     let b = bus.clone();
     wait_for("bus connected", Duration::from_secs(5), move || {
         b.stats().connected
@@ -367,18 +363,7 @@ async fn events_published_across_a_server_restart_arrive_once_each_in_order() {
 
     let client = async_nats::connect(url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("RESTART_EVENTS").await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    assert_eq!(state.messages, N as u64, "each event once: {state:?}");
-    for seq in 1..=N as u64 {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        let json: Value = serde_json::from_slice(&m.payload).unwrap();
-        assert_eq!(
-            json["call_uuid"],
-            format!("call-{:03}", seq - 1),
-            "order at seq {seq}"
-        );
-    }
+    assert_calls_once_in_order(&js, "RESTART_EVENTS", N as u64).await;
     let s = bus.stats();
     assert!(
         s.spooled > 0 || s.publish_failures > 0,
