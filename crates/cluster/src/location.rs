@@ -161,6 +161,52 @@ return new
     )
 });
 
+/// KEYS: loc:{aor}, locidx, locn, nc:{nonce}. ARGV: aor, max contacts
+/// (0 = none), nc, nonce ttl (s), the number of contacts to remove, those
+/// contacts, then contact, binding pairs. The digest nonce-count guard
+/// (as `guard.rs`'s script) and a REGISTER's change in one call: -2 and
+/// nothing written when nc is not above the nonce's recorded count;
+/// otherwise the count is recorded, the contacts removed, and the pairs
+/// upserted as [`PUT`] does (-1 when the ceiling would be exceeded: the
+/// removals stand, no pair is written); returns the new contacts.
+static GUARDED_CHANGE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local nc = tonumber(ARGV[3])
+local cur = redis.call('GET', KEYS[4])
+if cur then
+  if nc <= tonumber(cur) then return -2 end
+  redis.call('SET', KEYS[4], ARGV[3], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
+end
+local key = KEYS[1]
+local nrem = tonumber(ARGV[5])
+local removed = 0
+for i = 6, 5 + nrem do removed = removed + redis.call('HDEL', key, ARGV[i]) end
+if removed > 0 then redis.call('DECRBY', KEYS[3], removed) end
+local first = 6 + nrem
+local seen, new = {}, 0
+for i = first, #ARGV, 2 do
+  local c = ARGV[i]
+  if not seen[c] then
+    seen[c] = true
+    if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
+  end
+end
+local max = tonumber(ARGV[2])
+if new > 0 and max > 0 and redis.call('HLEN', key) + new > max then
+  if removed > 0 then reindex(key, KEYS[2], ARGV[1]) end
+  return -1
+end
+for i = first, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+if new > 0 then redis.call('INCRBY', KEYS[3], new) end
+if removed > 0 or first <= #ARGV then reindex(key, KEYS[2], ARGV[1]) end
+return new
+",
+    )
+});
+
 /// KEYS: loc:{aor}, locidx, locn. ARGV: aor, contacts… Returns how many
 /// were removed.
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
@@ -283,6 +329,67 @@ impl Shared {
             }));
         }
         Ok(())
+    }
+
+    /// A REGISTER's change to `aor` behind the digest nonce-count guard,
+    /// in one round trip: `Ok(false)` and nothing written when `nc` is not
+    /// above every nc seen for `nonce` (a replay, on any replica);
+    /// otherwise `nc` is recorded (the record expires `nonce_ttl_secs`
+    /// after the nonce was first seen), `removed` are removed and
+    /// `bindings` upserted as [`Shared::remove_bindings`] and
+    /// [`Shared::put_bindings`] would, and `Ok(true)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyContacts`] (the removals stand, nothing is
+    /// upserted), and the connection errors of every operation.
+    pub async fn guarded_change(
+        &self,
+        nonce: &str,
+        nc: u32,
+        nonce_ttl_secs: u64,
+        aor: &str,
+        removed: &[&str],
+        bindings: &[SharedBinding],
+    ) -> Result<bool> {
+        self.part("nonce", nonce)?;
+        self.part("aor", aor)?;
+        let mut args = Vec::with_capacity(removed.len() + bindings.len() * 2);
+        for c in removed {
+            self.part("contact", c)?;
+            args.push((*c).to_owned());
+        }
+        for b in bindings {
+            self.part("contact", &b.reg.contact)?;
+            args.push(b.reg.contact.clone());
+            args.push(b.encode().map_err(|e| self.stats().failed(e))?);
+        }
+        let k = self.keys();
+        let max = self.inner.opts.max_contacts_per_aor;
+        let r: i64 = self
+            .conn()
+            .run(
+                GUARDED_CHANGE
+                    .key(k.loc(aor))
+                    .key(k.loc_idx())
+                    .key(k.loc_count())
+                    .key(k.nonce(nonce))
+                    .arg(aor)
+                    .arg(max)
+                    .arg(nc)
+                    .arg(nonce_ttl_secs.max(1))
+                    .arg(removed.len())
+                    .arg(args),
+            )
+            .await?;
+        match r {
+            -2 => Ok(false),
+            -1 => Err(self.stats().failed(Error::TooManyContacts {
+                aor: aor.to_owned(),
+                max,
+            })),
+            _ => Ok(true),
+        }
     }
 
     /// Removes the given contacts of `aor`; returns how many existed.

@@ -185,6 +185,97 @@ async fn contacts_per_aor_have_a_hard_ceiling() {
     assert_eq!(a.count().await.unwrap(), (1, 3));
 }
 
+/// A REGISTER's change behind the nonce-count guard, in one call: a fresh
+/// count writes it, a replayed one (on any replica) writes nothing.
+#[tokio::test]
+async fn a_guarded_change_is_written_only_for_a_fresh_nonce_count() {
+    let p = Prefix::new(SHARED_REDIS);
+    let a = handle(&p, "a").await;
+    let b = handle(&p, "b").await;
+    let now = now_ms();
+    let aor = "sip:100001@example.com";
+    let desk = binding(1, "a", now + 3_600_000);
+    let mut mobile = binding(1, "b", now + 60_000);
+    mobile.reg.contact = "sip:100001@198.51.100.7:5062;transport=tcp".into();
+
+    assert!(
+        a.guarded_change("n1", 1, 300, aor, &[], std::slice::from_ref(&desk))
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.lookup(aor, now).await.unwrap(), vec![desk.clone()]);
+    // the same Authorization replayed to b: refused, nothing written
+    let replay = b.guarded_change("n1", 1, 300, aor, &[], std::slice::from_ref(&mobile));
+    assert!(!replay.await.unwrap(), "replayed nc accepted");
+    assert_eq!(a.lookup(aor, now).await.unwrap(), vec![desk.clone()]);
+    assert_eq!(a.count().await.unwrap(), (1, 1));
+    // the separate guard and the guarded change share the record
+    assert!(!a.nonce_count_advance("n1", 1, 300).await.unwrap());
+    assert!(b.nonce_count_advance("n2", 4, 300).await.unwrap());
+    let stale = b.guarded_change("n2", 3, 300, aor, &[], std::slice::from_ref(&mobile));
+    assert!(!stale.await.unwrap());
+    // a higher count: the desk phone's contact removed, the mobile's added
+    let gone = [desk.reg.contact.as_str()];
+    let moved = b.guarded_change("n2", 5, 300, aor, &gone, std::slice::from_ref(&mobile));
+    assert!(moved.await.unwrap());
+    assert_eq!(a.lookup(aor, now).await.unwrap(), vec![mobile.clone()]);
+    assert_eq!(a.count().await.unwrap(), (1, 1));
+    // the record expires with the nonce, as the separate guard's does
+    let mut c = raw(SHARED_REDIS).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{}nc:n1", p.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn a_guarded_change_keeps_the_contact_ceiling() {
+    let p = Prefix::new(SHARED_REDIS);
+    let mut opts = Options::new(SHARED_REDIS, &p.prefix, ReplicaId::new("a").unwrap());
+    opts.max_contacts_per_aor = 2;
+    let a = handle_with(opts).await;
+    let aor = "sip:100001@example.com";
+    let now = now_ms();
+    let mk = |i: u32| {
+        let mut b = binding(1, "a", now + 60_000);
+        b.reg.contact = format!("sip:100001@192.0.2.{i}:5060");
+        b
+    };
+    assert!(
+        a.guarded_change("c1", 1, 300, aor, &[], &[mk(1), mk(2)])
+            .await
+            .unwrap()
+    );
+    let err = a
+        .guarded_change("c2", 1, 300, aor, &[], &[mk(3)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyContacts { max: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(a.lookup(aor, now).await.unwrap().len(), 2);
+    // making room in the same change is fine
+    let c1 = mk(1).reg.contact;
+    assert!(
+        a.guarded_change("c3", 1, 300, aor, &[&c1], &[mk(3)])
+            .await
+            .unwrap()
+    );
+    let mut left: Vec<String> = a
+        .lookup(aor, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.reg.contact)
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![mk(2).reg.contact, mk(3).reg.contact]);
+    assert_eq!(a.count().await.unwrap(), (1, 2));
+}
+
 #[tokio::test]
 async fn concurrent_sweepers_claim_each_expired_binding_once() {
     let p = Prefix::new(SHARED_REDIS);

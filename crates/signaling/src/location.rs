@@ -308,6 +308,41 @@ impl Location {
         })
     }
 
+    /// What [`Location::apply`] would do to the table now, without doing
+    /// it: the same rules run on a copy of the AOR's record (a cluster
+    /// shares a change before committing it, see `service.rs`).
+    ///
+    /// # Errors
+    /// [`UpdateError::OutOfOrder`], as [`Location::apply`] would.
+    pub fn plan(&self, u: &Update, now_ms: i64) -> Result<Applied, UpdateError> {
+        let mut record = {
+            let Ok(shard) = self.shard(&u.aor).lock() else {
+                return Ok(Applied::default());
+            };
+            shard
+                .get(u.aor.as_str())
+                .map(|r| AorRecord {
+                    user_id: r.user_id,
+                    account_id: r.account_id,
+                    bindings: r.bindings.clone(),
+                })
+                .unwrap_or_default()
+        };
+        let (ops, bound) = self.change(&mut record, u, now_ms)?;
+        let removed = ops
+            .into_iter()
+            .filter_map(|op| match op {
+                PersistOp::Delete { contact, .. } => Some(contact),
+                _ => None,
+            })
+            .collect();
+        Ok(Applied {
+            bindings: record.bindings,
+            removed,
+            bound,
+        })
+    }
+
     /// The body of [`Location::apply`] on the AOR's record: the changes
     /// for the store and the contacts bound.
     fn change(

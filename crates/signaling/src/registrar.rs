@@ -169,16 +169,52 @@ impl Registrar {
     /// The second half of [`Registrar::handle`]: the bindings (§10.3 steps
     /// 5–8) for an authorized REGISTER.
     pub fn apply(&self, req: &Request, source: &Target, now: Now, who: &Authorized) -> Reply {
+        match self.bindings(req, source, now, who, true) {
+            Ok(reply) | Err(reply) => reply,
+        }
+    }
+
+    /// What [`Registrar::apply`] would change, without changing it, for a
+    /// cluster that shares a change before committing it: the change to
+    /// share, `None` for a REGISTER that changes nothing (a fetch), or
+    /// the reply that ends the request (which `apply` would give too).
+    ///
+    /// # Errors
+    /// The reply that ends the request.
+    pub fn plan(
+        &self,
+        req: &Request,
+        source: &Target,
+        now: Now,
+        who: &Authorized,
+    ) -> Result<Option<Box<BindingChange>>, Reply> {
+        match self.bindings(req, source, now, who, false)? {
+            Reply::Changed(_, _, change) => Ok(Some(change)),
+            _ => Ok(None),
+        }
+    }
+
+    /// [`Registrar::apply`] (`commit`) or [`Registrar::plan`]: `Err` is a
+    /// reply that ends the request; a plan's `Ok` carries no response
+    /// bytes.
+    fn bindings(
+        &self,
+        req: &Request,
+        source: &Target,
+        now: Now,
+        who: &Authorized,
+        commit: bool,
+    ) -> Result<Reply, Reply> {
         let (user, account) = (&who.user, &who.account);
         let Ok(to_uri) = Uri::parse(&req.to.uri) else {
-            return simple(req, 400, "Invalid To URI");
+            return Err(simple(req, 400, "Invalid To URI"));
         };
 
         // §10.3 step 5: the authenticated user may register only its own
         // AOR, named by username or by extension.
         let to_user = to_uri.user.as_deref().unwrap_or("");
         if to_user != &*user.username && user.extension.as_deref() != Some(to_user) {
-            return simple(req, 403, "Not Allowed To Register This AOR");
+            return Err(simple(req, 403, "Not Allowed To Register This AOR"));
         }
         let aor = format!(
             "sip:{}@{}",
@@ -187,11 +223,11 @@ impl Registrar {
         );
 
         let change = match req.contacts() {
-            Err(_) => return simple(req, 400, "Invalid Contact"),
+            Err(_) => return Err(simple(req, 400, "Invalid Contact")),
             Ok(Contacts::Star) => {
                 let only_star = req.header_values("Contact").len() == 1;
                 if req.expires() != Some(0) || !only_star {
-                    return simple(req, 400, "Invalid Contact *");
+                    return Err(simple(req, 400, "Invalid Contact *"));
                 }
                 Change::RemoveAll
             }
@@ -201,7 +237,7 @@ impl Registrar {
                 for c in &list {
                     match self.binding(req, c) {
                         Ok(b) => new.push(b),
-                        Err(reply) => return reply,
+                        Err(reply) => return Err(reply),
                     }
                 }
                 Change::Set(new)
@@ -225,10 +261,31 @@ impl Registrar {
             change,
         };
         let fetch = matches!(update.change, Change::Fetch);
-        let applied = match self.location.apply(&update, now.unix_ms) {
+        let applied = match if commit {
+            self.location.apply(&update, now.unix_ms)
+        } else {
+            self.location.plan(&update, now.unix_ms)
+        } {
             Ok(a) => a,
-            Err(UpdateError::OutOfOrder) => return simple(req, 400, "Out Of Order CSeq"),
+            Err(UpdateError::OutOfOrder) => return Err(simple(req, 400, "Out Of Order CSeq")),
         };
+        let change = |applied: crate::location::Applied| {
+            Box::new(BindingChange {
+                aor: update.aor.clone(),
+                user_id: user.id,
+                account_id: account.id,
+                bindings: applied.bindings,
+                removed: applied.removed,
+                bound: applied.bound,
+            })
+        };
+        if !commit {
+            return Ok(if fetch {
+                Reply::Respond(200, Vec::new())
+            } else {
+                Reply::Changed(200, Vec::new(), change(applied))
+            });
+        }
         let bindings = &applied.bindings;
         let mut b = response(req, 200, "OK");
         for binding in bindings {
@@ -261,21 +318,10 @@ impl Registrar {
             .header("Date", &httpdate(now.unix_ms))
             .header("Supported", &SUPPORTED.join(", "));
         if fetch {
-            return Reply::Respond(200, b.build());
+            return Ok(Reply::Respond(200, b.build()));
         }
         let bytes = b.build();
-        Reply::Changed(
-            200,
-            bytes,
-            Box::new(BindingChange {
-                aor: update.aor,
-                user_id: user.id,
-                account_id: account.id,
-                bindings: applied.bindings,
-                removed: applied.removed,
-                bound: applied.bound,
-            }),
-        )
+        Ok(Reply::Changed(200, bytes, change(applied)))
     }
 
     /// One Contact of a REGISTER → the binding asked for, with its interval

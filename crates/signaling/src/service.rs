@@ -61,7 +61,10 @@ impl SipService {
     /// A REGISTER. In a cluster a nonce count is checked against every
     /// replica's before the bindings change (a captured `Authorization`
     /// replayed to another replica gets a new challenge), and the 200 goes
-    /// out once the change is in Redis.
+    /// out once the change is in Redis. Both are one Redis round trip: the
+    /// change is planned (the location rules on a copy), shared behind the
+    /// nonce check by one script, and committed here only if the nonce was
+    /// fresh.
     fn register(&self, req: Request, tx: ServerTx, from: Target) {
         let now = Now::current();
         let who = match self.registrar.authorize(&req, &from, now) {
@@ -86,15 +89,39 @@ impl SipService {
         let ttl = self.nonce_ttl;
         tokio::spawn(async move {
             // Redis failing is not the phone's fault: the local guard
-            // still refused replays to this replica
-            let fresh = shared
-                .nonce_count_advance(&nonce, nc, ttl)
-                .await
-                .unwrap_or(true);
-            let reply = if fresh {
-                registrar.apply(&req, &from, Now::current(), &who)
-            } else {
-                registrar.stale(&req, &from, Now::current(), &who)
+            // still refused replays to this replica (a failed check counts
+            // as fresh)
+            let reply = match registrar.plan(&req, &from, Now::current(), &who) {
+                // refused as it stands (nothing would change): the reply
+                // the commit would give
+                Err(reply) => reply,
+                Ok(Some(planned)) => {
+                    if cluster.share_guarded(&planned, &nonce, nc, ttl).await {
+                        let reply = registrar.apply(&req, &from, Now::current(), &who);
+                        if let Reply::Changed(_, _, change) = &reply
+                            && !same_change(change, &planned)
+                        {
+                            // another REGISTER of the AOR came in between:
+                            // share what was committed
+                            cluster.publish(change).await;
+                        }
+                        reply
+                    } else {
+                        registrar.stale(&req, &from, Now::current(), &who)
+                    }
+                }
+                // a fetch changes nothing: the guard alone
+                Ok(None) => {
+                    let fresh = shared
+                        .nonce_count_advance(&nonce, nc, ttl)
+                        .await
+                        .unwrap_or(true);
+                    if fresh {
+                        registrar.apply(&req, &from, Now::current(), &who)
+                    } else {
+                        registrar.stale(&req, &from, Now::current(), &who)
+                    }
+                }
             };
             match reply {
                 Reply::Respond(code, bytes) => {
@@ -103,7 +130,6 @@ impl SipService {
                 }
                 Reply::Changed(code, bytes, change) => {
                     publish_events(&events, &change);
-                    cluster.publish(&change).await;
                     metrics.responses_out.inc(code);
                     tx.respond(code, Bytes::from(bytes));
                 }
@@ -253,6 +279,24 @@ impl Core for SipService {
             self.metrics.responses_out.inc(400);
         }
     }
+}
+
+/// Whether a committed change is the one planned and shared: the same
+/// contacts removed, and the same bindings (contact, flow, Call-ID and
+/// CSeq; their expiry differs by the moments between plan and commit).
+fn same_change(committed: &BindingChange, planned: &BindingChange) -> bool {
+    committed.removed == planned.removed
+        && committed.bindings.len() == planned.bindings.len()
+        && committed
+            .bindings
+            .iter()
+            .zip(&planned.bindings)
+            .all(|(a, b)| {
+                a.contact == b.contact
+                    && a.received == b.received
+                    && a.call_id == b.call_id
+                    && a.cseq == b.cseq
+            })
 }
 
 /// `registered`, `refreshed` and `unregistered` for a REGISTER's change

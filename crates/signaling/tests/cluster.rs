@@ -272,16 +272,31 @@ async fn a_challenge_from_a_is_answered_to_b_and_a_dialplan_put_on_a_routes_on_b
         .await;
     let ok = phone.final_response(Method::Register).await;
     assert_eq!(ok.code, 200, "A's nonce accepted by B: {ok:?}");
-    // the same credentials again (nc not advanced) are a replay
-    phone.server = a.sip;
-    phone
-        .send(&register_bytes(&phone, "xreg@test", 3, Some(&auth), a.sip))
+    // the same credentials again (nc not advanced), sent to A by another
+    // phone to bind its own contact, are a replay: challenged again, and
+    // the thief's contact is bound nowhere
+    let thief = SipPhone::bind(LO, a.sip).await;
+    thief
+        .send(&register_bytes(&thief, "xreg@test", 3, Some(&auth), a.sip))
         .await;
-    let replay = phone.final_response(Method::Register).await;
+    let replay = thief.final_response(Method::Register).await;
     assert_eq!(
         replay.code, 401,
         "a replayed nonce count is challenged again on A"
     );
+    let thief_port = format!(":{}", thief.addr().port());
+    for r in [&a, &b] {
+        let (_, regs) = r.http("GET", "/api/v1/registrations", None).await;
+        assert!(
+            !regs.to_string().contains(&thief_port),
+            "the replay bound the thief's contact: {regs}"
+        );
+        assert!(
+            regs.to_string()
+                .contains(&format!(":{}", phone.addr().port())),
+            "carol's own binding stays: {regs}"
+        );
+    }
 
     // a new plan on A: 7xx goes to a route that answers 404 by having no
     // user; B must route with it within a second

@@ -240,6 +240,54 @@ impl Cluster {
         }
     }
 
+    /// Shares a planned REGISTER change behind the shared nonce-count guard,
+    /// in one Redis round trip: false when the nonce count was seen before
+    /// (a replay: nothing shared, the REGISTER gets a new challenge); true
+    /// when it was fresh and the change is shared, or when Redis could not
+    /// tell (then, as with the separate guard, this replica's own guard
+    /// has checked the nonce, and the failure is counted as a change not
+    /// shared).
+    pub async fn share_guarded(
+        &self,
+        change: &BindingChange,
+        nonce: &str,
+        nc: u32,
+        nonce_ttl_secs: u64,
+    ) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let bindings: Vec<SharedBinding> = change
+            .bindings
+            .iter()
+            .map(|b| SharedBinding {
+                replica: self.replica.clone(),
+                reg: to_registration(&change.aor, change.user_id, change.account_id, b),
+            })
+            .collect();
+        let removed: Vec<&str> = change.removed.iter().map(String::as_str).collect();
+        let work =
+            shared.guarded_change(nonce, nc, nonce_ttl_secs, &change.aor, &removed, &bindings);
+        match tokio::time::timeout(PUBLISH_WAIT, work).await {
+            Ok(Ok(fresh)) => {
+                if fresh {
+                    self.stats.published.fetch_add(1, Ordering::Relaxed);
+                }
+                fresh
+            }
+            Ok(Err(e)) => {
+                self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(aor = %change.aor, cause = %e, "binding change not shared");
+                true
+            }
+            Err(_) => {
+                self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(aor = %change.aor, "binding change not shared in time");
+                true
+            }
+        }
+    }
+
     /// Where the phones of `aor` are, and how to reach each from here.
     pub async fn locate(&self, location: &Location, aor: &str, now_ms: i64) -> Vec<Located> {
         let local = location.lookup(aor, now_ms);
