@@ -111,8 +111,10 @@ impl SharedBinding {
     }
 }
 
-/// Lua shared by the location scripts: a binding's expiry, and re-scoring
-/// an AOR in the index by its earliest expiry (or dropping it when empty).
+/// Lua shared by the location scripts: a binding's expiry, re-scoring an
+/// AOR in the index by its earliest expiry (or dropping it when empty), and
+/// counting the contacts of (contact, binding) pairs from `ARGV[first]` on
+/// that the AOR's hash does not hold yet.
 const LUA_COMMON: &str = r"
 local function expiry(v)
   return tonumber(string.match(v, '^%[(%-?%d+)')) or 0
@@ -130,6 +132,17 @@ local function reindex(key, idx, aor)
   end
   redis.call('ZADD', idx, min, aor)
 end
+local function count_new(key, first)
+  local seen, new = {}, 0
+  for i = first, #ARGV, 2 do
+    local c = ARGV[i]
+    if not seen[c] then
+      seen[c] = true
+      if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
+    end
+  end
+  return new
+end
 ";
 
 fn script(body: &str) -> Script {
@@ -143,14 +156,7 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key = KEYS[1]
-local seen, new = {}, 0
-for i = 3, #ARGV, 2 do
-  local c = ARGV[i]
-  if not seen[c] then
-    seen[c] = true
-    if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
-  end
-end
+local new = count_new(key, 3)
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('HLEN', key) + new > max then return -1 end
 for i = 3, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
@@ -186,14 +192,7 @@ local removed = 0
 for i = 6, 5 + nrem do removed = removed + redis.call('HDEL', key, ARGV[i]) end
 if removed > 0 then redis.call('DECRBY', KEYS[3], removed) end
 local first = 6 + nrem
-local seen, new = {}, 0
-for i = first, #ARGV, 2 do
-  local c = ARGV[i]
-  if not seen[c] then
-    seen[c] = true
-    if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
-  end
-end
+local new = count_new(key, first)
 local max = tonumber(ARGV[2])
 if new > 0 and max > 0 and redis.call('HLEN', key) + new > max then
   if removed > 0 then reindex(key, KEYS[2], ARGV[1]) end

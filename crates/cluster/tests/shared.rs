@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{Prefix, SHARED_REDIS, binding, handle, handle_with, now_ms, raw};
 use switchboard_cluster::{
-    CallState, Command, Error, LegInfo, LegSide, LiveCall, Options, ReplicaId, ReplicaInfo,
+    CallState, Command, Error, LegInfo, LegSide, LiveCall, Options, ReplicaId, ReplicaInfo, Shared,
+    SharedBinding,
 };
 
 #[tokio::test]
@@ -160,19 +161,28 @@ async fn list_walks_the_index_and_skips_expired() {
     assert!(a.list(now, 0).await.unwrap().is_empty());
 }
 
+/// Replica "a" allowing at most `max` contacts per AOR.
+async fn capped(p: &Prefix, max: u32) -> Shared {
+    let mut opts = Options::new(SHARED_REDIS, &p.prefix, ReplicaId::new("a").unwrap());
+    opts.max_contacts_per_aor = max;
+    handle_with(opts).await
+}
+
+/// Contact `sip:100001@192.0.2.{i}:5060` of `sip:100001@example.com`,
+/// through replica "a", for a minute from `now`.
+fn contact(i: u32, now: i64) -> SharedBinding {
+    let mut b = binding(1, "a", now + 60_000);
+    b.reg.contact = format!("sip:100001@192.0.2.{i}:5060");
+    b
+}
+
 #[tokio::test]
 async fn contacts_per_aor_have_a_hard_ceiling() {
     let p = Prefix::new(SHARED_REDIS);
-    let mut opts = Options::new(SHARED_REDIS, &p.prefix, ReplicaId::new("a").unwrap());
-    opts.max_contacts_per_aor = 3;
-    let a = handle_with(opts).await;
+    let a = capped(&p, 3).await;
     let aor = "sip:100001@example.com";
     let now = now_ms();
-    let mk = |i: u32| {
-        let mut b = binding(1, "a", now + 60_000);
-        b.reg.contact = format!("sip:100001@192.0.2.{i}:5060");
-        b
-    };
+    let mk = |i: u32| contact(i, now);
     a.put_bindings(aor, &[mk(1), mk(2), mk(3)]).await.unwrap();
     // Refreshing existing contacts is fine at the ceiling; a fourth is not.
     a.put_bindings(aor, &[mk(3), mk(3)]).await.unwrap();
@@ -233,16 +243,10 @@ async fn a_guarded_change_is_written_only_for_a_fresh_nonce_count() {
 #[tokio::test]
 async fn a_guarded_change_keeps_the_contact_ceiling() {
     let p = Prefix::new(SHARED_REDIS);
-    let mut opts = Options::new(SHARED_REDIS, &p.prefix, ReplicaId::new("a").unwrap());
-    opts.max_contacts_per_aor = 2;
-    let a = handle_with(opts).await;
+    let a = capped(&p, 2).await;
     let aor = "sip:100001@example.com";
     let now = now_ms();
-    let mk = |i: u32| {
-        let mut b = binding(1, "a", now + 60_000);
-        b.reg.contact = format!("sip:100001@192.0.2.{i}:5060");
-        b
-    };
+    let mk = |i: u32| contact(i, now);
     assert!(
         a.guarded_change("c1", 1, 300, aor, &[], &[mk(1), mk(2)])
             .await

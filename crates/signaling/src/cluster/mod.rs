@@ -207,14 +207,7 @@ impl Cluster {
     /// re-publication that follows Redis' return.
     pub async fn publish(&self, change: &BindingChange) {
         let Some(shared) = &self.shared else { return };
-        let bindings: Vec<SharedBinding> = change
-            .bindings
-            .iter()
-            .map(|b| SharedBinding {
-                replica: self.replica.clone(),
-                reg: to_registration(&change.aor, change.user_id, change.account_id, b),
-            })
-            .collect();
+        let bindings = self.shared_bindings(change);
         let removed: Vec<&str> = change.removed.iter().map(String::as_str).collect();
         let work = async {
             if !removed.is_empty() {
@@ -240,6 +233,18 @@ impl Cluster {
         }
     }
 
+    /// A change's bindings as this replica shares them.
+    fn shared_bindings(&self, change: &BindingChange) -> Vec<SharedBinding> {
+        change
+            .bindings
+            .iter()
+            .map(|b| SharedBinding {
+                replica: self.replica.clone(),
+                reg: to_registration(&change.aor, change.user_id, change.account_id, b),
+            })
+            .collect()
+    }
+
     /// Shares a planned REGISTER change behind the shared nonce-count guard,
     /// in one Redis round trip: false when the nonce count was seen before
     /// (a replay: nothing shared, the REGISTER gets a new challenge); true
@@ -257,14 +262,7 @@ impl Cluster {
         let Some(shared) = &self.shared else {
             return true;
         };
-        let bindings: Vec<SharedBinding> = change
-            .bindings
-            .iter()
-            .map(|b| SharedBinding {
-                replica: self.replica.clone(),
-                reg: to_registration(&change.aor, change.user_id, change.account_id, b),
-            })
-            .collect();
+        let bindings = self.shared_bindings(change);
         let removed: Vec<&str> = change.removed.iter().map(String::as_str).collect();
         let work =
             shared.guarded_change(nonce, nc, nonce_ttl_secs, &change.aor, &removed, &bindings);
