@@ -26,7 +26,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P loc:{aor}` | hash | contact → binding (compact JSON array, expiry first) |
-//! | `P locidx` | sorted set | aor, scored by its earliest binding expiry (unix ms): the AOR index and the expiry queue |
+//! | `P locidx` | sorted set | aor, scored by a lower bound of its earliest binding expiry (unix ms; exact after each sweep): the AOR index and the expiry queue |
 //! | `P locn` | string | number of bindings (contacts) |
 //! | `P nc:{nonce}` | string | highest nonce-count seen; expires with the nonce |
 //! | `P af:{key}` | string | failed authentications in the current window; expires with it |

@@ -1,9 +1,12 @@
 //! The location service: bindings per AOR, shared by every replica.
 //!
 //! One hash per AOR (contact → binding) keeps a lookup to one `HGETALL`.
-//! The sorted set `locidx` scores each AOR by its earliest expiry, so
-//! expiry is a range query on the set — never a scan of all keys — and the
-//! same set is the AOR index that [`Shared::list`] walks. Bindings are
+//! The sorted set `locidx` scores each AOR by a lower bound of its
+//! earliest expiry, so expiry is a range query on the set — never a scan of
+//! all keys — and the same set is the AOR index that [`Shared::list`]
+//! walks. A write only lowers a score (a new, earlier expiry); the sweep
+//! scores an AOR exactly when it comes due, so a phone that refreshes costs
+//! its AOR one re-scoring per expiry period, not one per REGISTER. Bindings are
 //! stored as compact JSON arrays with the expiry first, which the scripts
 //! read with one pattern match.
 
@@ -111,10 +114,23 @@ impl SharedBinding {
     }
 }
 
-/// Lua shared by the location scripts: a binding's expiry, re-scoring an
-/// AOR in the index by its earliest expiry (or dropping it when empty), and
-/// counting the contacts of (contact, binding) pairs from `ARGV[first]` on
-/// that the AOR's hash does not hold yet.
+/// Lua shared by the location scripts.
+///
+/// - `expiry(v)`: a binding's expiry.
+/// - `reindex(key, idx, aor)`: scores the AOR by its exact earliest expiry,
+///   or drops it from the index when it has no bindings left (the sweep).
+/// - `drop_if_empty(key, idx, aor)`: after removals, drops the AOR from the
+///   index when its hash is gone. Removing bindings can only raise the
+///   earliest expiry, so the score stays a lower bound.
+/// - `upsert(key, idx, aor, first)`: writes the (contact, binding) pairs
+///   from `ARGV[first]` on and returns how many contacts were new. The AOR's
+///   score only ever moves down here (`ZADD LT`): a refresh, which moves an
+///   expiry later, costs no re-scoring; the sweep finds such an AOR due
+///   early, claims nothing and scores it exactly.
+/// - `too_many(key, first, max)`: whether the pairs from `ARGV[first]` on
+///   add a contact that takes the AOR past `max` contacts (0 = no ceiling);
+///   refreshing contacts it holds is never too many. Contacts are only
+///   looked up when the hash's length plus the pairs could pass `max`.
 const LUA_COMMON: &str = r"
 local function expiry(v)
   return tonumber(string.match(v, '^%[(%-?%d+)')) or 0
@@ -132,7 +148,23 @@ local function reindex(key, idx, aor)
   end
   redis.call('ZADD', idx, min, aor)
 end
-local function count_new(key, first)
+local function drop_if_empty(key, idx, aor)
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', idx, aor) end
+end
+local function upsert(key, idx, aor, first)
+  local new, min = 0, nil
+  for i = first, #ARGV, 2 do
+    new = new + redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    local e = expiry(ARGV[i + 1])
+    if min == nil or e < min then min = e end
+  end
+  if min ~= nil then redis.call('ZADD', idx, 'LT', min, aor) end
+  return new
+end
+local function too_many(key, first, max)
+  if max <= 0 or first > #ARGV then return false end
+  local len = redis.call('HLEN', key)
+  if len + (#ARGV - first + 1) / 2 <= max then return false end
   local seen, new = {}, 0
   for i = first, #ARGV, 2 do
     local c = ARGV[i]
@@ -141,7 +173,7 @@ local function count_new(key, first)
       if redis.call('HEXISTS', key, c) == 0 then new = new + 1 end
     end
   end
-  return new
+  return new > 0 and len + new > max
 end
 ";
 
@@ -156,12 +188,9 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key = KEYS[1]
-local new = count_new(key, 3)
-local max = tonumber(ARGV[2])
-if max > 0 and redis.call('HLEN', key) + new > max then return -1 end
-for i = 3, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+if too_many(key, 3, tonumber(ARGV[2])) then return -1 end
+local new = upsert(key, KEYS[2], ARGV[1], 3)
 if new > 0 then redis.call('INCRBY', KEYS[3], new) end
-reindex(key, KEYS[2], ARGV[1])
 return new
 ",
     )
@@ -192,15 +221,13 @@ local removed = 0
 for i = 6, 5 + nrem do removed = removed + redis.call('HDEL', key, ARGV[i]) end
 if removed > 0 then redis.call('DECRBY', KEYS[3], removed) end
 local first = 6 + nrem
-local new = count_new(key, first)
-local max = tonumber(ARGV[2])
-if new > 0 and max > 0 and redis.call('HLEN', key) + new > max then
-  if removed > 0 then reindex(key, KEYS[2], ARGV[1]) end
+if too_many(key, first, tonumber(ARGV[2])) then
+  if removed > 0 then drop_if_empty(key, KEYS[2], ARGV[1]) end
   return -1
 end
-for i = first, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+local new = upsert(key, KEYS[2], ARGV[1], first)
 if new > 0 then redis.call('INCRBY', KEYS[3], new) end
-if removed > 0 or first <= #ARGV then reindex(key, KEYS[2], ARGV[1]) end
+if removed > 0 and first > #ARGV then drop_if_empty(key, KEYS[2], ARGV[1]) end
 return new
 ",
     )
@@ -215,7 +242,7 @@ local n = 0
 for i = 2, #ARGV do n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
 if n > 0 then
   redis.call('DECRBY', KEYS[3], n)
-  reindex(KEYS[1], KEYS[2], ARGV[1])
+  drop_if_empty(KEYS[1], KEYS[2], ARGV[1])
 end
 return n
 ",
@@ -242,7 +269,7 @@ for i = 4, #ARGV do
 end
 if #out > 0 then
   redis.call('DECRBY', KEYS[3], #out)
-  reindex(KEYS[1], KEYS[2], ARGV[1])
+  drop_if_empty(KEYS[1], KEYS[2], ARGV[1])
 end
 return out
 ",
@@ -265,8 +292,10 @@ return n
 
 /// KEYS: locidx, locn. ARGV: the `loc:` key prefix, now (ms), max. Removes
 /// and returns up to max expired bindings as flat (aor, contact, binding)
-/// triples. The hashes are named from the prefix, not passed as KEYS: the
-/// AORs due are only known inside the script.
+/// triples. An AOR that comes due with nothing expired (its score was a
+/// lower bound: its bindings were refreshed) is scored exactly and left.
+/// The hashes are named from the prefix, not passed as KEYS: the AORs due
+/// are only known inside the script.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -496,7 +525,7 @@ impl Shared {
     }
 
     /// Up to `limit` (at most [`MAX_LIST`]) unexpired bindings, AORs taken
-    /// in order of their earliest expiry; for the API. Walks the AOR index
+    /// in index order (roughly their earliest expiry); for the API. Walks the AOR index
     /// in pages, skipping bindings that expired but were not claimed yet,
     /// and reads at most `4 × MAX_LIST` AORs per call.
     ///

@@ -176,6 +176,23 @@ async fn memory_and_throughput_at_100k_contacts() {
         .await
     };
     let cpu_refresh = server_cpu(&mut raw).await - cpu0;
+    let cpu0 = server_cpu(&mut raw).await;
+    let guarded = {
+        let s = s.clone();
+        rate("guarded_change (a REGISTER's refresh)", move |n| {
+            let s = s.clone();
+            async move {
+                let b = binding(n, "sig-0", exp + 2_000);
+                let fresh = s
+                    .guarded_change(&format!("nonce{n}"), 1, 300, &b.reg.aor.clone(), &[], &[b])
+                    .await
+                    .unwrap();
+                assert!(fresh);
+            }
+        })
+        .await
+    };
+    let cpu_guarded = server_cpu(&mut raw).await - cpu0;
     let now = now_ms();
     let cpu0 = server_cpu(&mut raw).await;
     let lookup = {
@@ -218,13 +235,14 @@ async fn memory_and_throughput_at_100k_contacts() {
     );
     let us = |cpu: f64| cpu * 1e6 / f64::from(CONTACTS);
     println!(
-        "server CPU per op: put {:.1} µs, refresh {:.1} µs, lookup {:.1} µs",
+        "server CPU per op: put {:.1} µs, refresh {:.1} µs, guarded refresh {:.1} µs, lookup {:.1} µs",
         us(cpu_put),
         us(cpu_refresh),
+        us(cpu_guarded),
         us(cpu_lookup)
     );
     println!(
-        "put {put:.0}/s, refresh {refresh:.0}/s, lookup {lookup:.0}/s ({WORKERS} concurrent on one connection); \
+        "put {put:.0}/s, refresh {refresh:.0}/s, guarded refresh {guarded:.0}/s, lookup {lookup:.0}/s ({WORKERS} concurrent on one connection); \
          one lookup at a time {serial_us:.0} µs; claim_expired {sweep:.0} contacts/s in batches of 1000"
     );
     server.kill().await.unwrap();

@@ -350,6 +350,61 @@ async fn concurrent_sweepers_claim_each_expired_binding_once() {
     assert_eq!(a.count().await.unwrap(), (0, 0));
 }
 
+/// A refresh moves a binding's expiry later without re-scoring its AOR in
+/// the index: the sweep finds the AOR due at the old expiry, claims
+/// nothing and scores it exactly. An earlier expiry lowers the score at
+/// once, so nothing is claimed late.
+#[tokio::test]
+async fn a_refreshed_binding_outlives_its_old_expiry_and_an_earlier_one_is_claimed_on_time() {
+    let p = Prefix::new(SHARED_REDIS);
+    let a = handle(&p, "a").await;
+    let b = handle(&p, "b").await;
+    let now = now_ms();
+    let aor = "sip:100001@example.com";
+    let score = || async {
+        let mut c = raw(SHARED_REDIS).await;
+        let s: Option<i64> = redis::cmd("ZSCORE")
+            .arg(format!("{}locidx", p.prefix))
+            .arg(aor)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        s
+    };
+    a.put_bindings(aor, &[binding(1, "a", now + 1_000)])
+        .await
+        .unwrap();
+    let refreshed = binding(1, "b", now + 60_000);
+    let fresh = b.guarded_change("r1", 1, 300, aor, &[], std::slice::from_ref(&refreshed));
+    assert!(fresh.await.unwrap());
+    assert_eq!(score().await, Some(now + 1_000), "a refresh re-scored");
+    // the old expiry passes: nothing is claimed, the AOR is scored exactly
+    assert!(a.claim_expired(now + 2_000, 10).await.unwrap().is_empty());
+    assert_eq!(score().await, Some(now + 60_000));
+    assert_eq!(b.lookup(aor, now + 2_000).await.unwrap(), vec![refreshed]);
+    // a second contact expiring earlier lowers the score and is claimed on time
+    let mut early = binding(1, "a", now + 30_000);
+    early.reg.contact.push_str(";early");
+    a.put_bindings(aor, std::slice::from_ref(&early))
+        .await
+        .unwrap();
+    assert_eq!(score().await, Some(now + 30_000));
+    assert_eq!(a.count().await.unwrap(), (1, 2));
+    assert_eq!(
+        b.claim_expired(now + 30_000, 10).await.unwrap(),
+        vec![early]
+    );
+    assert_eq!(score().await, Some(now + 60_000));
+    // removing the last contact drops the AOR from the index at once
+    let gone = [binding(1, "a", 0).reg.contact];
+    assert_eq!(
+        a.remove_bindings(aor, &[gone[0].as_str()]).await.unwrap(),
+        1
+    );
+    assert_eq!(score().await, None);
+    assert_eq!(a.count().await.unwrap(), (0, 0));
+}
+
 #[tokio::test]
 async fn nonce_count_only_advances() {
     let p = Prefix::new(SHARED_REDIS);

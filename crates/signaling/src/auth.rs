@@ -51,6 +51,15 @@ const REPLAY_SHARDS: usize = 16;
 /// their clients re-challenged (see [`ReplayGuard`]).
 const REPLAY_ENTRIES_PER_SHARD: usize = 65_536;
 
+/// The nonce a request authenticated with and its count (`nc`; 1 for a
+/// nonce used without qop, which may be used once), for the replay guard
+/// a cluster shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceUse {
+    pub nonce: String,
+    pub nc: u32,
+}
+
 /// The result of authenticating one request as a `T` (a user, a trunk).
 #[derive(Debug)]
 pub enum Outcome<T = Arc<UserEntry>> {
@@ -216,7 +225,22 @@ impl Authenticator {
         source: IpAddr,
         now: Now,
     ) -> Outcome {
-        self.authenticate_with(
+        self.authenticate_nonce(req, which, account, directory, source, now)
+            .map(|(user, _)| user)
+    }
+
+    /// [`Authenticator::authenticate`], also giving the nonce and count the
+    /// request authenticated with (for a cluster's shared replay guard).
+    pub fn authenticate_nonce(
+        &self,
+        req: &Request,
+        which: Realm,
+        account: &AccountEntry,
+        directory: &Directory,
+        source: IpAddr,
+        now: Now,
+    ) -> Outcome<(Arc<UserEntry>, NonceUse)> {
+        self.check_credentials(
             req,
             which,
             &account.realm,
@@ -241,6 +265,21 @@ impl Authenticator {
         now: Now,
         lookup: impl FnOnce(&str) -> Option<T>,
     ) -> Outcome<T> {
+        self.check_credentials(req, which, realm, scope, source, now, lookup)
+            .map(|(who, _)| who)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_credentials<T: Secret>(
+        &self,
+        req: &Request,
+        which: Realm,
+        realm: &str,
+        scope: Scope<'_>,
+        source: IpAddr,
+        now: Now,
+        lookup: impl FnOnce(&str) -> Option<T>,
+    ) -> Outcome<(T, NonceUse)> {
         let (now_unix, now) = (now.unix_secs(), now.instant);
         if self.limiter.is_blocked(source, now) {
             self.stats.blocked.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +340,14 @@ impl Authenticator {
         }
         self.limiter.record_success(key, source, now);
         self.stats.successes.fetch_add(1, Ordering::Relaxed);
-        Outcome::Ok(who)
+        let nc = creds.nc.unwrap_or(1);
+        Outcome::Ok((
+            who,
+            NonceUse {
+                nonce: creds.nonce,
+                nc,
+            },
+        ))
     }
 
     fn failure<T>(&self, source: IpAddr, user: UserKey, now: Instant) -> Outcome<T> {

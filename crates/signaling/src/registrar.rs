@@ -12,7 +12,7 @@ use switchboard_sip::message::{Contacts, NameAddr, Request, Uri};
 use switchboard_sip::response::response;
 use switchboard_sip_stack::target::Target;
 
-use crate::auth::{Authenticator, Outcome, Realm};
+use crate::auth::{Authenticator, NonceUse, Outcome, Realm};
 use crate::directory::Directory;
 use crate::location::{Change, Location, NewBinding, Update, UpdateError};
 
@@ -93,10 +93,21 @@ fn simple(req: &Request, code: u16, reason: &str) -> Reply {
     Reply::Respond(code, response(req, code, reason).build())
 }
 
-/// A REGISTER whose credentials checked out: who sent it, for which account.
+/// A REGISTER whose credentials checked out: who sent it, for which
+/// account, with which nonce and count.
 pub struct Authorized {
     pub user: Arc<crate::directory::UserEntry>,
     pub account: Arc<crate::directory::AccountEntry>,
+    pub nonce: NonceUse,
+}
+
+/// A REGISTER's change worked out but not made ([`Registrar::plan`]): the
+/// location update it asks for, and what it would change.
+pub struct Planned {
+    update: Update,
+    path: Option<Box<str>>,
+    /// The change the update makes to the AOR's record as it stands.
+    pub change: Box<BindingChange>,
 }
 
 impl Registrar {
@@ -141,7 +152,7 @@ impl Registrar {
         let Some(account) = self.directory.account_for_domain(&to_uri.host) else {
             return Err(simple(req, 404, "Domain Not Served"));
         };
-        let user = match self.auth.authenticate(
+        let (user, nonce) = match self.auth.authenticate_nonce(
             req,
             Realm::Www,
             &account,
@@ -149,7 +160,7 @@ impl Registrar {
             source.remote.ip(),
             now,
         ) {
-            Outcome::Ok(user) => user,
+            Outcome::Ok(ok) => ok,
             Outcome::Challenge { stale } => {
                 let mut b = response(req, 401, "Unauthorized");
                 for c in
@@ -163,21 +174,27 @@ impl Registrar {
             Outcome::Forbidden(reason) => return Err(simple(req, 403, reason)),
             Outcome::Drop => return Err(Reply::Drop),
         };
-        Ok(Authorized { user, account })
+        Ok(Authorized {
+            user,
+            account,
+            nonce,
+        })
     }
 
     /// The second half of [`Registrar::handle`]: the bindings (§10.3 steps
     /// 5–8) for an authorized REGISTER.
     pub fn apply(&self, req: &Request, source: &Target, now: Now, who: &Authorized) -> Reply {
-        match self.bindings(req, source, now, who, true) {
-            Ok(reply) | Err(reply) => reply,
+        match self.update(req, source, who) {
+            Ok((update, path)) => self.commit_update(req, now, who, &update, path.as_deref()),
+            Err(reply) => reply,
         }
     }
 
     /// What [`Registrar::apply`] would change, without changing it, for a
     /// cluster that shares a change before committing it: the change to
-    /// share, `None` for a REGISTER that changes nothing (a fetch), or
-    /// the reply that ends the request (which `apply` would give too).
+    /// share (made by [`Registrar::commit`]), `None` for a REGISTER that
+    /// changes nothing (a fetch), or the reply that ends the request (which
+    /// `apply` would give too).
     ///
     /// # Errors
     /// The reply that ends the request.
@@ -187,24 +204,39 @@ impl Registrar {
         source: &Target,
         now: Now,
         who: &Authorized,
-    ) -> Result<Option<Box<BindingChange>>, Reply> {
-        match self.bindings(req, source, now, who, false)? {
-            Reply::Changed(_, _, change) => Ok(Some(change)),
-            _ => Ok(None),
+    ) -> Result<Option<Planned>, Reply> {
+        let (update, path) = self.update(req, source, who)?;
+        if matches!(update.change, Change::Fetch) {
+            return Ok(None);
         }
+        let applied = match self.location.plan(&update, now.unix_ms) {
+            Ok(a) => a,
+            Err(UpdateError::OutOfOrder) => return Err(simple(req, 400, "Out Of Order CSeq")),
+        };
+        let change = binding_change(&update, who, applied);
+        Ok(Some(Planned {
+            update,
+            path,
+            change,
+        }))
     }
 
-    /// [`Registrar::apply`] (`commit`) or [`Registrar::plan`]: `Err` is a
-    /// reply that ends the request; a plan's `Ok` carries no response
-    /// bytes.
-    fn bindings(
+    /// Makes a [`Registrar::plan`]ned change: the location rules run again
+    /// on the AOR's record as it is now (another REGISTER of the AOR may
+    /// have come in since the plan), and the reply is `apply`'s.
+    pub fn commit(&self, req: &Request, now: Now, who: &Authorized, planned: &Planned) -> Reply {
+        let path = planned.path.as_deref();
+        self.commit_update(req, now, who, &planned.update, path)
+    }
+
+    /// A REGISTER's location update and Path (§10.3 steps 5–7), or the
+    /// reply that ends it.
+    fn update(
         &self,
         req: &Request,
         source: &Target,
-        now: Now,
         who: &Authorized,
-        commit: bool,
-    ) -> Result<Reply, Reply> {
+    ) -> Result<(Update, Option<Box<str>>), Reply> {
         let (user, account) = (&who.user, &who.account);
         let Ok(to_uri) = Uri::parse(&req.to.uri) else {
             return Err(simple(req, 400, "Invalid To URI"));
@@ -260,32 +292,24 @@ impl Registrar {
             path: path.clone(),
             change,
         };
+        Ok((update, path))
+    }
+
+    /// Applies `update` to the location table and builds the 200 (§10.3
+    /// step 8), or the reply that refuses it.
+    fn commit_update(
+        &self,
+        req: &Request,
+        now: Now,
+        who: &Authorized,
+        update: &Update,
+        path: Option<&str>,
+    ) -> Reply {
         let fetch = matches!(update.change, Change::Fetch);
-        let applied = match if commit {
-            self.location.apply(&update, now.unix_ms)
-        } else {
-            self.location.plan(&update, now.unix_ms)
-        } {
+        let applied = match self.location.apply(update, now.unix_ms) {
             Ok(a) => a,
-            Err(UpdateError::OutOfOrder) => return Err(simple(req, 400, "Out Of Order CSeq")),
+            Err(UpdateError::OutOfOrder) => return simple(req, 400, "Out Of Order CSeq"),
         };
-        let change = |applied: crate::location::Applied| {
-            Box::new(BindingChange {
-                aor: update.aor.clone(),
-                user_id: user.id,
-                account_id: account.id,
-                bindings: applied.bindings,
-                removed: applied.removed,
-                bound: applied.bound,
-            })
-        };
-        if !commit {
-            return Ok(if fetch {
-                Reply::Respond(200, Vec::new())
-            } else {
-                Reply::Changed(200, Vec::new(), change(applied))
-            });
-        }
         let bindings = &applied.bindings;
         let mut b = response(req, 200, "OK");
         for binding in bindings {
@@ -303,7 +327,7 @@ impl Registrar {
             }
             b = b.header("Contact", &value);
         }
-        if let Some(p) = &path {
+        if let Some(p) = path {
             b = b.header("Path", p);
         }
         // RFC 5626 §6: a registration that asked for a flow (reg-id and
@@ -318,10 +342,10 @@ impl Registrar {
             .header("Date", &httpdate(now.unix_ms))
             .header("Supported", &SUPPORTED.join(", "));
         if fetch {
-            return Ok(Reply::Respond(200, b.build()));
+            return Reply::Respond(200, b.build());
         }
         let bytes = b.build();
-        Ok(Reply::Changed(200, bytes, change(applied)))
+        Reply::Changed(200, bytes, binding_change(update, who, applied))
     }
 
     /// One Contact of a REGISTER → the binding asked for, with its interval
@@ -356,6 +380,23 @@ impl Registrar {
             reg_id: c.param("reg-id").flatten().and_then(|v| v.parse().ok()),
         })
     }
+}
+
+/// The change an applied (or planned) update makes, as the other replicas
+/// must see it.
+fn binding_change(
+    update: &Update,
+    who: &Authorized,
+    applied: crate::location::Applied,
+) -> Box<BindingChange> {
+    Box::new(BindingChange {
+        aor: update.aor.clone(),
+        user_id: who.user.id,
+        account_id: who.account.id,
+        bindings: applied.bindings,
+        removed: applied.removed,
+        bound: applied.bound,
+    })
 }
 
 /// The first option tag in `Require` we do not support, if any.

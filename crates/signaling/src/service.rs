@@ -45,13 +45,6 @@ pub struct SipService {
     pub nonce_ttl: u64,
 }
 
-/// The nonce and nonce count of a REGISTER's credentials (a nonce used
-/// without qop counts as 1: it may be used once).
-fn nonce_count(req: &Request) -> Option<(String, u32)> {
-    let creds = switchboard_sip::digest::Credentials::parse(req.header("Authorization")?).ok()?;
-    Some((creds.nonce, creds.nc.unwrap_or(1)))
-}
-
 impl SipService {
     fn send(&self, tx: &ServerTx, code: u16, bytes: Vec<u8>) {
         self.metrics.responses_out.inc(code);
@@ -76,7 +69,7 @@ impl SipService {
             .shared
             .clone()
             .filter(|s| s.health() == switchboard_cluster::Health::Ok);
-        let (Some(shared), Some((nonce, nc))) = (shared, nonce_count(&req)) else {
+        let Some(shared) = shared else {
             let reply = self.registrar.apply(&req, &from, now, &who);
             return self.finish(tx, reply);
         };
@@ -96,10 +89,11 @@ impl SipService {
                 // the commit would give
                 Err(reply) => reply,
                 Ok(Some(planned)) => {
-                    if cluster.share_guarded(&planned, &nonce, nc, ttl).await {
-                        let reply = registrar.apply(&req, &from, Now::current(), &who);
+                    let (nonce, nc) = (&who.nonce.nonce, who.nonce.nc);
+                    if cluster.share_guarded(&planned.change, nonce, nc, ttl).await {
+                        let reply = registrar.commit(&req, Now::current(), &who, &planned);
                         if let Reply::Changed(_, _, change) = &reply
-                            && !same_change(change, &planned)
+                            && !same_change(change, &planned.change)
                         {
                             // another REGISTER of the AOR came in between:
                             // share what was committed
@@ -113,7 +107,7 @@ impl SipService {
                 // a fetch changes nothing: the guard alone
                 Ok(None) => {
                     let fresh = shared
-                        .nonce_count_advance(&nonce, nc, ttl)
+                        .nonce_count_advance(&who.nonce.nonce, who.nonce.nc, ttl)
                         .await
                         .unwrap_or(true);
                     if fresh {
