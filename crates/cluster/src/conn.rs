@@ -259,6 +259,8 @@ impl Conn {
     /// generation.
     pub(crate) async fn supervise(self: Arc<Self>, stop: CancellationToken) {
         let mut last_id: Option<i64> = None;
+        // the server's version is checked once per connection
+        let mut too_old: Option<String> = None;
         let mut stuck = 0u32;
         let mut first = true;
         loop {
@@ -289,7 +291,14 @@ impl Conn {
             match outcome {
                 Ok(Ok(id)) => {
                     stuck = 0;
-                    self.link_up(last_id != Some(id));
+                    let new_connection = last_id != Some(id);
+                    if new_connection {
+                        too_old = self.version_problem().await;
+                    }
+                    match &too_old {
+                        Some(reason) => self.probe_failed(reason),
+                        None => self.link_up(new_connection),
+                    }
                     last_id = Some(id);
                 }
                 // Answered, but not allowed to run CLIENT ID (ACLs): the
@@ -313,6 +322,29 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Why the server cannot hold the shared state (too old for the
+    /// scripts' commands), from `INFO server`; `None` when it can or when
+    /// it does not say (an ACL refusing `INFO` is no reason to stop).
+    async fn version_problem(&self) -> Option<String> {
+        let info = async {
+            let mut m = self.manager();
+            redis::cmd("INFO")
+                .arg("server")
+                .query_async::<String>(&mut m)
+                .await
+        };
+        match tokio::time::timeout(self.op_timeout, info).await {
+            Ok(Ok(info)) => {
+                let problem = version_problem(&info);
+                if let Some(p) = &problem {
+                    tracing::error!(cause = %p, "shared state off until the server is upgraded");
+                }
+                problem
+            }
+            _ => None,
         }
     }
 
@@ -357,7 +389,58 @@ impl Conn {
     }
 }
 
+/// The oldest server the scripts run on: `ZADD … LT` and `SET … KEEPTTL`
+/// came with Redis 6.2.
+const MIN_VERSION: (u32, u32) = (6, 2);
+
+/// Why a server whose `INFO server` says `info` is too old, if it is.
+fn version_problem(info: &str) -> Option<String> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) < MIN_VERSION).then(|| {
+        format!(
+            "Redis {v} is older than {}.{}, which the shared state needs (ZADD LT, SET KEEPTTL)",
+            MIN_VERSION.0, MIN_VERSION.1
+        )
+    })
+}
+
 /// Errors that say the link (not the request) failed.
 fn link_failure(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_problem;
+
+    #[test]
+    fn servers_older_than_6_2_are_refused_by_name() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        for ok in ["6.2.0", "7.0.15", "7.4.1", "8.0.2", "10.0.0"] {
+            assert_eq!(version_problem(&info(ok)), None, "{ok}");
+        }
+        for old in ["6.0.16", "5.0.7", "4.0.9"] {
+            let p = version_problem(&info(old)).unwrap_or_default();
+            assert!(
+                p.starts_with(&format!("Redis {old} is older than 6.2")),
+                "{p}"
+            );
+        }
+        // a server that does not say (or says something else) is not refused
+        for odd in [
+            "",
+            "# Server\r\n",
+            "redis_version:unknown\r\n",
+            "redis_version:7\r\n",
+        ] {
+            assert_eq!(version_problem(odd), None, "{odd:?}");
+        }
+    }
 }
