@@ -269,6 +269,8 @@ impl Authenticator {
             .map(|(who, _)| who)
     }
 
+    /// [`Authenticator::authenticate_with`], also giving the nonce and
+    /// count the request authenticated with.
     #[allow(clippy::too_many_arguments)]
     fn check_credentials<T: Secret>(
         &self,

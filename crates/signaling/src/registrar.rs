@@ -105,7 +105,6 @@ pub struct Authorized {
 /// location update it asks for, and what it would change.
 pub struct Planned {
     update: Update,
-    path: Option<Box<str>>,
     /// The change the update makes to the AOR's record as it stands.
     pub change: Box<BindingChange>,
 }
@@ -185,7 +184,7 @@ impl Registrar {
     /// 5–8) for an authorized REGISTER.
     pub fn apply(&self, req: &Request, source: &Target, now: Now, who: &Authorized) -> Reply {
         match self.update(req, source, who) {
-            Ok((update, path)) => self.commit_update(req, now, who, &update, path.as_deref()),
+            Ok(update) => self.commit_update(req, now, who, &update),
             Err(reply) => reply,
         }
     }
@@ -205,7 +204,7 @@ impl Registrar {
         now: Now,
         who: &Authorized,
     ) -> Result<Option<Planned>, Reply> {
-        let (update, path) = self.update(req, source, who)?;
+        let update = self.update(req, source, who)?;
         if matches!(update.change, Change::Fetch) {
             return Ok(None);
         }
@@ -214,29 +213,19 @@ impl Registrar {
             Err(UpdateError::OutOfOrder) => return Err(simple(req, 400, "Out Of Order CSeq")),
         };
         let change = binding_change(&update, who, applied);
-        Ok(Some(Planned {
-            update,
-            path,
-            change,
-        }))
+        Ok(Some(Planned { update, change }))
     }
 
     /// Makes a [`Registrar::plan`]ned change: the location rules run again
     /// on the AOR's record as it is now (another REGISTER of the AOR may
     /// have come in since the plan), and the reply is `apply`'s.
     pub fn commit(&self, req: &Request, now: Now, who: &Authorized, planned: &Planned) -> Reply {
-        let path = planned.path.as_deref();
-        self.commit_update(req, now, who, &planned.update, path)
+        self.commit_update(req, now, who, &planned.update)
     }
 
-    /// A REGISTER's location update and Path (§10.3 steps 5–7), or the
-    /// reply that ends it.
-    fn update(
-        &self,
-        req: &Request,
-        source: &Target,
-        who: &Authorized,
-    ) -> Result<(Update, Option<Box<str>>), Reply> {
+    /// A REGISTER's location update, Path included (§10.3 steps 5–7), or
+    /// the reply that ends it.
+    fn update(&self, req: &Request, source: &Target, who: &Authorized) -> Result<Update, Reply> {
         let (user, account) = (&who.user, &who.account);
         let Ok(to_uri) = Uri::parse(&req.to.uri) else {
             return Err(simple(req, 400, "Invalid To URI"));
@@ -275,11 +264,8 @@ impl Registrar {
                 Change::Set(new)
             }
         };
-        let path = {
-            let p = req.header_values("Path");
-            (!p.is_empty()).then(|| p.join(", ").into_boxed_str())
-        };
-        let update = Update {
+        let path = req.header_values("Path");
+        Ok(Update {
             aor,
             user_id: user.id,
             account_id: account.id,
@@ -289,22 +275,14 @@ impl Registrar {
             user_agent: req
                 .header("User-Agent")
                 .map(|ua| self.location.intern_user_agent(ua)),
-            path: path.clone(),
+            path: (!path.is_empty()).then(|| path.join(", ").into_boxed_str()),
             change,
-        };
-        Ok((update, path))
+        })
     }
 
     /// Applies `update` to the location table and builds the 200 (§10.3
     /// step 8), or the reply that refuses it.
-    fn commit_update(
-        &self,
-        req: &Request,
-        now: Now,
-        who: &Authorized,
-        update: &Update,
-        path: Option<&str>,
-    ) -> Reply {
+    fn commit_update(&self, req: &Request, now: Now, who: &Authorized, update: &Update) -> Reply {
         let fetch = matches!(update.change, Change::Fetch);
         let applied = match self.location.apply(update, now.unix_ms) {
             Ok(a) => a,
@@ -327,7 +305,7 @@ impl Registrar {
             }
             b = b.header("Contact", &value);
         }
-        if let Some(p) = path {
+        if let Some(p) = &update.path {
             b = b.header("Path", p);
         }
         // RFC 5626 §6: a registration that asked for a flow (reg-id and
